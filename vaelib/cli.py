@@ -1,0 +1,326 @@
+"""The command line: ``python -m vaelib train|generate|evaluate`` (also installed as ``vaelib``).
+
+The flags of ``train`` and ``generate`` are those of the original project's ``train.py`` and
+``generate.py``, with the same names and meaning; dash spellings (``--num-epochs``) work too.
+
+    python -m vaelib train my_run --likelihood_type mse --num_epochs 100
+    python -m vaelib generate --checkpoint_path runs/my_run/checkpoint_best.pth --num_samples 64 \\
+        --output_path samples.png --grid_size 8
+    python -m vaelib generate --checkpoint_path runs/my_run/checkpoint_best.pth --info_only
+    python -m vaelib evaluate --checkpoint_path runs/my_run/checkpoint_best.pth --k 5000
+
+Bad input ends with one line on stderr that says what is wrong and how to fix it, and exit code 2
+(arguments) or 1 (data, checkpoints, a diverged run); never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+
+class UsageError(Exception):
+    """Arguments that parse but make no sense together; reported as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _add(parser, name, **kwargs):
+    """Add ``--name_with_underscores`` and its ``--name-with-dashes`` twin as one option."""
+    flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+    parser.add_argument(*flags, dest=name, **kwargs)
+
+
+def _number(kind, low, inclusive=True, what="a number"):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not math.isfinite(value) or value < low or (value == low and not inclusive):
+            bound = f">= {low}" if inclusive else f"> {low}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range: must be {bound}")
+        return value
+    return parse
+
+
+nonneg_int = _number(int, 0, what="a whole number")
+positive_int = _number(int, 1, what="a whole number")
+positive_float = _number(float, 0, inclusive=False)
+nonneg_float = _number(float, 0)
+
+LIKELIHOOD_CHOICES = ["bce", "bernoulli", "mse", "gaussian", "learned_gaussian", "continuous_bernoulli"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="vaelib", description="Train, sample and evaluate VAEs on MNIST.")
+    sub = parser.add_subparsers(dest="command", metavar="{train,generate,evaluate}", parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a VAE and write checkpoints under runs/RUN_NAME/",
+                       description="Train a VAE on MNIST. Writes checkpoint_best.pth (best test ELBO), "
+                                   "checkpoint_last.pth, history.csv and samples.png in RUNS_DIR/RUN_NAME.")
+    t.add_argument("run_name", help="name of the run: its files go to RUNS_DIR/RUN_NAME")
+    _add(t, "runs_dir", default="runs", help="folder that holds the runs (default: runs)")
+    _add(t, "batch_size", type=positive_int, default=128, help="images per step (default: 128)")
+    _add(t, "learning_rate", type=positive_float, default=1e-3, help="Adam's learning rate (default: 1e-3)")
+    _add(t, "num_epochs", type=nonneg_int, default=10, help="total epochs, counting resumed ones (default: 10)")
+    _add(t, "likelihood_type", choices=LIKELIHOOD_CHOICES, default="bce",
+         help="decoder likelihood: bce/bernoulli, mse/gaussian (fixed sigma), learned_gaussian (sigma-VAE), "
+              "continuous_bernoulli (default: bce)")
+    _add(t, "sigma", type=positive_float, default=None,
+         help="Gaussian likelihood's standard deviation (default: sqrt(1/2), which makes mse the summed MSE)")
+    _add(t, "hidden_dim", type=positive_int, default=20, help="latent size D (default: 20)")
+    _add(t, "arch", choices=["conv", "mlp"], default="conv", help="encoder/decoder architecture (default: conv)")
+    _add(t, "beta", type=nonneg_float, default=1.0, help="weight on the KL term (default: 1)")
+    _add(t, "beta_max", type=nonneg_float, default=None,
+         help="with --beta_annealing_period: beta grows from --beta by beta_max/period per epoch up to beta_max")
+    _add(t, "beta_annealing_period", type=nonneg_int, default=0,
+         help="epochs of KL annealing (0: none); without --beta_max, beta grows from 0 to --beta")
+    _add(t, "beta_schedule", choices=["constant", "linear", "cyclical", "sigmoid"], default=None,
+         help="shape of the annealing (default: linear when --beta_annealing_period > 0, else constant)")
+    _add(t, "binarize", choices=["auto", "none", "dynamic", "static"], default="auto",
+         help="binarize the images: auto is dynamic for bce/bernoulli and none otherwise")
+    _add(t, "subset", type=positive_int, default=None, help="train on the first N images only (quick runs)")
+    _add(t, "seed", type=nonneg_int, default=0, help="random seed (default: 0)")
+    _add(t, "device", default="auto", help="cuda, mps, cpu or auto (default: auto)")
+    _add(t, "clip_grad", type=positive_float, default=None, help="clip the gradient norm to this value")
+    _add(t, "resume_if_exists", action="store_true",
+         help="continue RUNS_DIR/RUN_NAME/checkpoint_last.pth if it exists")
+    _add(t, "initial_checkpoint_path", default=None, help="start from this checkpoint's weights (fine-tuning)")
+    _add(t, "data_root", default=None, help="folder holding MNIST/raw/ (default: $VAELIB_DATA, then ./data)")
+    _add(t, "detect_posterior_collapse", action="store_true",
+         help="warn and save checkpoint_posterior_collapse.pth when the KL per latent dimension collapses")
+    _add(t, "collapse_threshold", type=positive_float, default=0.01,
+         help="nats per latent dimension below which the posterior counts as collapsed (default: 0.01)")
+    _add(t, "tensorboard", action="store_true", help="also log scalars and samples for TensorBoard")
+    _add(t, "quiet", action="store_true", help="no progress bar")
+
+    g = sub.add_parser("generate", help="sample new digits from a checkpoint, or print its --info_only",
+                       description="Write a grid of new digits sampled from a trained VAE.")
+    _add(g, "checkpoint_path", required=True, help="a checkpoint written by 'vaelib train'")
+    _add(g, "num_samples", type=positive_int, default=64, help="number of digits (default: 64)")
+    _add(g, "output_path", default="samples.png", help="PNG to write (default: samples.png)")
+    _add(g, "grid_size", type=positive_int, default=8, help="images per row of the square grid (default: 8)")
+    _add(g, "seed", type=nonneg_int, default=0, help="random seed (default: 0)")
+    _add(g, "temperature", type=positive_float, default=1.0,
+         help="scale of the prior samples: below 1 gives cleaner, less varied digits (default: 1)")
+    _add(g, "digit", type=int, choices=range(10), default=None, metavar="{0..9}",
+         help="for a conditional model: the digit to draw (default: rows of 0 to 9)")
+    _add(g, "info_only", action="store_true", help="print what the checkpoint holds and generate nothing")
+    _add(g, "device", default="cpu", help="device to sample on (default: cpu)")
+
+    e = sub.add_parser("evaluate", help="test ELBO and importance-weighted NLL of a checkpoint",
+                       description="Evaluate a checkpoint on the MNIST test set: negative ELBO and the "
+                                   "IWAE estimate of the negative log-likelihood (nats and bits/dim).")
+    _add(e, "checkpoint_path", required=True, help="a checkpoint written by 'vaelib train'")
+    _add(e, "k", type=positive_int, default=5000, help="importance samples per image (default: 5000)")
+    _add(e, "binarize", choices=["dynamic", "static", "none"], default="dynamic",
+         help="test-set binarization (default: dynamic, the protocol of Burda et al. 2015)")
+    _add(e, "seed", type=nonneg_int, default=0, help="random seed (default: 0)")
+    _add(e, "subset", type=positive_int, default=None, help="evaluate on the first N test images only")
+    _add(e, "batch_size", type=positive_int, default=None, help="images per IWAE batch (default: automatic)")
+    _add(e, "device", default="auto", help="cuda, mps, cpu or auto (default: auto)")
+    _add(e, "data_root", default=None, help="folder holding MNIST/raw/ (default: $VAELIB_DATA, then ./data)")
+    return parser
+
+
+def _binarization(args) -> str | None:
+    if args.binarize == "auto":
+        return "dynamic" if args.likelihood_type in ("bce", "bernoulli") else None
+    return None if args.binarize == "none" else args.binarize
+
+
+def _schedule(args, steps_per_epoch: int):
+    from .schedules import Constant, make_schedule
+    name = args.beta_schedule or ("linear" if args.beta_annealing_period > 0 else "constant")
+    if name == "constant":
+        if args.beta_annealing_period > 0:
+            raise UsageError("--beta_schedule constant contradicts --beta_annealing_period: drop one of them")
+        return Constant(args.beta if args.beta_max is None else args.beta_max)
+    if args.beta_annealing_period == 0:
+        raise UsageError(f"--beta_schedule {name} needs --beta_annealing_period N (epochs)")
+    target = args.beta if args.beta_max is None else args.beta_max
+    start = 0.0 if args.beta_max is None else args.beta
+    return make_schedule(name, beta_max=target, period=args.beta_annealing_period * steps_per_epoch, start=start)
+
+
+def _train(args) -> int:
+    import torch
+
+    from .checkpoints import load, load_checkpoint
+    from .data import MNIST
+    from .plotting import save_image_grid
+    from .training import fit, pick_device
+    from .vae import build_vae
+
+    run_dir = Path(args.runs_dir) / args.run_name
+    last = run_dir / "checkpoint_last.pth"
+    resume = None
+    if last.exists():
+        if not args.resume_if_exists:
+            raise UsageError(f"run {args.run_name!r} already exists ({last}): pass --resume_if_exists to "
+                             f"continue it, or choose another run name")
+        resume = last
+    if resume is not None and args.initial_checkpoint_path:
+        raise UsageError("--initial_checkpoint_path and an existing run to resume: use one or the other")
+    writer = None
+    if args.tensorboard:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise UsageError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+    device = pick_device(args.device)
+
+    if resume is not None:
+        ckpt = load_checkpoint(resume)
+        model = build_vae(**ckpt["config"])
+        print(f"resuming {resume} after epoch {ckpt.get('epoch', 0)}")
+    elif args.initial_checkpoint_path:
+        model = load(args.initial_checkpoint_path).train()
+        print(f"starting from the weights of {args.initial_checkpoint_path} ({model.config['arch']}, "
+              f"latent {model.latent_dim}); architecture flags are taken from it")
+    else:
+        model = build_vae(arch=args.arch, latent_dim=args.hidden_dim, likelihood=args.likelihood_type,
+                          sigma=args.sigma)
+
+    binarize = _binarization(args)
+    train = MNIST("train", binarize=binarize, subset=args.subset, device=device, root=args.data_root)
+    test_subset = None if args.subset is None else min(args.subset, 10000)
+    test = MNIST("test", binarize=binarize, subset=test_subset, device=device, root=args.data_root)
+    steps_per_epoch = math.ceil(len(train) / args.batch_size)
+    schedule = _schedule(args, steps_per_epoch)
+    train_args = {k: v for k, v in vars(args).items() if k != "command"}
+    train_args["binarize"] = binarize or "none"
+    print(f"training {model.config['arch']} VAE ({model.num_parameters():,} parameters, latent {model.latent_dim}, "
+          f"{model.config['likelihood']} likelihood) on {len(train):,} images, {device}, beta {schedule!r}")
+
+    if args.tensorboard:
+        writer = SummaryWriter(str(run_dir / "tensorboard"))
+    fixed_z = torch.randn(64, model.latent_dim, generator=torch.Generator().manual_seed(args.seed))
+
+    def on_epoch_end(record, model):
+        images = model.decode_mean(fixed_z.to(model.device))
+        save_image_grid(images, run_dir / "samples.png", nrow=8)
+        if writer is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key != "epoch":
+                    writer.add_scalar(key, value, record["epoch"])
+            writer.add_images("samples", images.cpu(), record["epoch"])
+
+    history = fit(model, train, test, epochs=args.num_epochs, lr=args.learning_rate, batch_size=args.batch_size,
+                  beta=schedule, device=device, seed=args.seed, clip_grad=args.clip_grad, run_dir=run_dir,
+                  resume_from=resume, train_args=train_args,
+                  collapse_threshold=args.collapse_threshold if args.detect_posterior_collapse else None,
+                  progress=not args.quiet, on_epoch_end=on_epoch_end)
+    if writer is not None:
+        writer.close()
+    if history:
+        best = max(row["test_elbo"] for row in history)
+        print(f"done: best test ELBO {best:.2f} nats; checkpoints, history.csv and samples.png in {run_dir}")
+    return 0
+
+
+def _describe(model, path) -> str:
+    ckpt = model.checkpoint
+    lines = [f"checkpoint: {path}",
+             f"vaelib version: {ckpt.get('vaelib_version')} (format {ckpt.get('format_version')})",
+             f"architecture: {model.config['arch']}, latent size {model.latent_dim}, "
+             f"likelihood {model.config['likelihood']}"
+             + (f", conditional on {model.num_classes} classes" if model.num_classes else ""),
+             f"epochs trained: {ckpt.get('epoch', 0)}"]
+    best = ckpt.get("best_test_elbo")
+    lines.append(f"best test ELBO: {best:.2f} nats" if best is not None else "best test ELBO: unknown")
+    args = ckpt.get("train_args") or {}
+    if args:
+        lines.append("training arguments:")
+        lines += [f"  {k}: {v}" for k, v in sorted(args.items())]
+    lines.append("layers:")
+    lines.append(f"  {'name':<34} {'shape':<22} {'parameters':>12}")
+    for name, p in model.named_parameters():
+        lines.append(f"  {name:<34} {str(tuple(p.shape)):<22} {p.numel():>12,}")
+    lines.append(f"  {'total':<57} {model.num_parameters():>12,}")
+    return "\n".join(lines)
+
+
+def _generate(args) -> int:
+    import torch
+
+    from .checkpoints import load
+    from .plotting import save_image_grid
+    from .training import pick_device
+
+    model = load(args.checkpoint_path, device=pick_device(args.device))
+    if args.info_only:
+        print(_describe(model, args.checkpoint_path))
+        return 0
+    capacity = args.grid_size ** 2
+    if args.num_samples > capacity:
+        raise UsageError(f"a grid of {args.grid_size}x{args.grid_size} holds {capacity} images, not "
+                         f"{args.num_samples}: raise --grid_size to {math.ceil(math.sqrt(args.num_samples))} "
+                         f"or lower --num_samples")
+    y = None
+    if model.num_classes:
+        y = (torch.full((args.num_samples,), args.digit) if args.digit is not None
+             else torch.arange(args.num_samples) // args.grid_size % model.num_classes).to(model.device)
+    elif args.digit is not None:
+        raise UsageError("--digit needs a conditional model; this checkpoint is unconditional")
+    g = torch.Generator(device=model.device).manual_seed(args.seed)
+    images = model.sample(args.num_samples, temperature=args.temperature, y=y, generator=g)
+    out = save_image_grid(images, args.output_path, nrow=args.grid_size)
+    print(f"wrote {args.num_samples} samples to {out}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .checkpoints import load
+    from .data import MNIST
+    from .evaluation import evaluate_elbo, iwae_nll
+    from .training import pick_device
+
+    device = pick_device(args.device)
+    model = load(args.checkpoint_path, device=device)
+    binarize = None if args.binarize == "none" else args.binarize
+    test = MNIST("test", binarize=binarize, subset=args.subset, device=device, root=args.data_root)
+    print(f"evaluating {args.checkpoint_path} on {len(test):,} test images ({args.binarize} binarization), "
+          f"k={args.k}, seed={args.seed}, {device}")
+    ev = evaluate_elbo(model, test, seed=args.seed)
+    nll = iwae_nll(model, test, k=args.k, batch_size=args.batch_size, seed=args.seed)
+    print(f"test negative ELBO: {-ev['elbo']:.2f} nats (reconstruction {-ev['reconstruction']:.2f}, "
+          f"KL {ev['kl']:.2f}, active units {ev['active_units']}/{model.latent_dim})")
+    print(f"test NLL (IWAE, k={args.k}): {nll['nll']:.2f} nats = {nll['bits_per_dim']:.4f} bits/dim")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from .checkpoints import CheckpointError
+    from .data import DataError
+    from .training import TrainingDiverged
+
+    command = {"train": _train, "generate": _generate, "evaluate": _evaluate}[args.command]
+    try:
+        return command(args)
+    except UsageError as err:
+        print(f"vaelib {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except (DataError, CheckpointError, TrainingDiverged, ValueError) as err:
+        print(f"vaelib {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"vaelib {args.command}: interrupted (checkpoints on disk hold the last finished epoch)",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

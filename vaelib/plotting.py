@@ -1,0 +1,178 @@
+"""Figures for VAEs: thin helpers over matplotlib and ``torchvision.utils.make_grid``.
+
+Every function returns the matplotlib ``Figure`` (so a notebook shows it and a script saves it) and
+takes an optional ``save=path``. Images are tensors ``(N, 1, 28, 28)`` with values in [0, 1].
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import torch
+from torchvision.utils import make_grid
+
+__all__ = ["image_grid", "show_images", "show_reconstructions", "plot_history", "plot_latent_scatter",
+           "plot_manifold", "plot_interpolation", "save_image_grid", "slerp", "lerp"]
+
+
+def _save(fig, save):
+    if save is not None:
+        Path(save).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(save, bbox_inches="tight", dpi=120)
+    return fig
+
+
+def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Tensor:
+    """Tile ``(N, 1, H, W)`` images into one ``(H', W')`` tensor, ``nrow`` images per row."""
+    grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=padding, pad_value=1.0)
+    return grid[0]
+
+
+def save_image_grid(images: torch.Tensor, path, nrow: int = 8) -> Path:
+    """Write images as one grid PNG (no axes, one pixel per pixel, scaled up 4x for viewing)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid = image_grid(images, nrow)
+    big = grid.repeat_interleave(4, 0).repeat_interleave(4, 1)
+    plt.imsave(path, big.numpy(), cmap="gray", vmin=0, vmax=1)
+    return path
+
+
+def show_images(images: torch.Tensor, nrow: int = 8, title: str | None = None, ax=None, save=None):
+    """Show images as one grid."""
+    if ax is None:
+        n = len(images)
+        rows = math.ceil(n / nrow)
+        fig, ax = plt.subplots(figsize=(min(nrow, n) * 0.6 + 0.4, rows * 0.6 + (0.5 if title else 0.2)))
+    else:
+        fig = ax.figure
+    ax.imshow(image_grid(images, nrow).numpy(), cmap="gray", vmin=0, vmax=1)
+    ax.axis("off")
+    if title:
+        ax.set_title(title)
+    return _save(fig, save)
+
+
+def show_reconstructions(x: torch.Tensor, x_hat: torch.Tensor, n: int = 10, title: str | None = None, save=None):
+    """Inputs (top row) above their reconstructions (bottom row)."""
+    n = min(n, len(x))
+    pair = torch.cat([x[:n].cpu(), x_hat[:n].cpu()])
+    fig, ax = plt.subplots(figsize=(n * 0.6 + 0.4, 1.6))
+    ax.imshow(image_grid(pair, n).numpy(), cmap="gray", vmin=0, vmax=1)
+    ax.set_yticks([15, 45], ["input", "reconstruction"])
+    ax.set_xticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
+    if title:
+        ax.set_title(title)
+    return _save(fig, save)
+
+
+def plot_history(history, keys=("train_elbo", "test_elbo"), title: str = "ELBO per epoch (nats, higher is better)",
+                 ax=None, save=None):
+    """Curves of history columns against the epoch (a vaelib History, or a list of dicts)."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+    else:
+        fig = ax.figure
+    epochs = [row["epoch"] for row in history]
+    for key in keys:
+        values = [row.get(key) for row in history]
+        if any(v is not None for v in values):
+            ax.plot(epochs, values, marker="o", ms=3, label=key.replace("_", " "))
+    ax.set_xlabel("epoch")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, save)
+
+
+@torch.no_grad()
+def _posterior_means(model, data, n: int, batch_size: int = 1000):
+    zs, ys = [], []
+    for x, y in data.batches(batch_size):
+        cond = {"y": y.to(model.device)} if model.num_classes else {}
+        zs.append(model.encoder(x.to(model.device), **cond)[0].cpu())
+        ys.append(y.cpu())
+        if sum(len(z) for z in zs) >= n:
+            break
+    return torch.cat(zs)[:n], torch.cat(ys)[:n]
+
+
+def plot_latent_scatter(model, data, n: int = 5000, dims=(0, 1), ax=None, save=None):
+    """Posterior means E_q[z|x] of ``n`` images in two latent dimensions, coloured by digit label."""
+    z, y = _posterior_means(model, data, n)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    else:
+        fig = ax.figure
+    points = ax.scatter(z[:, dims[0]], z[:, dims[1]], c=y, cmap="tab10", s=3, alpha=0.7, vmin=-0.5, vmax=9.5)
+    fig.colorbar(points, ax=ax, ticks=range(10), label="digit")
+    ax.set_xlabel(f"z[{dims[0]}]")
+    ax.set_ylabel(f"z[{dims[1]}]")
+    ax.set_title("posterior means, coloured by label")
+    return _save(fig, save)
+
+
+@torch.no_grad()
+def plot_manifold(model, n: int = 15, extent: float = 2.5, use_quantiles: bool = True, y=None, save=None):
+    """Decode a regular ``n`` x ``n`` grid of a 2-D latent space.
+
+    With ``use_quantiles`` the grid is evenly spaced in probability under N(0, 1) (as in Kingma and
+    Welling's figure), so every tile covers the same prior mass; otherwise it spans [-extent, extent].
+    """
+    if model.latent_dim != 2:
+        raise ValueError(f"plot_manifold needs a 2-D latent space, this model has {model.latent_dim}")
+    if use_quantiles:
+        p = torch.linspace(0.5 / n, 1 - 0.5 / n, n)
+        axis = torch.distributions.Normal(0.0, 1.0).icdf(p)
+    else:
+        axis = torch.linspace(-extent, extent, n)
+    zy, zx = torch.meshgrid(axis.flip(0), axis, indexing="ij")  # top row = largest z[1]
+    z = torch.stack([zx.flatten(), zy.flatten()], 1).to(model.device)
+    images = model.decode_mean(z, y)
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.imshow(image_grid(images, n, padding=0).numpy(), cmap="gray", vmin=0, vmax=1,
+              extent=[axis[0].item(), axis[-1].item(), axis[0].item(), axis[-1].item()])
+    ax.set_xlabel("z[0]")
+    ax.set_ylabel("z[1]")
+    ax.set_title("decoded latent grid")
+    return _save(fig, save)
+
+
+def lerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation: ``(D,), (D,), (T,) -> (T, D)``."""
+    t = t.to(z0).unsqueeze(1)
+    return (1 - t) * z0 + t * z1
+
+
+def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation (along the great circle, with norms interpolated): ``-> (T, D)``.
+
+    In high dimensions a Gaussian's mass lies near a sphere of radius sqrt(D); the straight line
+    between two samples cuts through the low-norm interior, which the decoder rarely saw.
+    """
+    t = t.to(z0).unsqueeze(1)
+    n0, n1 = z0.norm(), z1.norm()
+    u0, u1 = z0 / n0, z1 / n1
+    omega = torch.arccos((u0 @ u1).clamp(-1 + 1e-7, 1 - 1e-7))
+    direction = (torch.sin((1 - t) * omega) * u0 + torch.sin(t * omega) * u1) / torch.sin(omega)
+    return direction * ((1 - t) * n0 + t * n1)
+
+
+@torch.no_grad()
+def plot_interpolation(model, z0: torch.Tensor, z1: torch.Tensor, steps: int = 10, method: str = "linear",
+                       ax=None, save=None):
+    """Decode ``steps`` points on the path from ``z0`` to ``z1`` (``method``: ``linear`` or ``spherical``)."""
+    t = torch.linspace(0, 1, steps)
+    path = (lerp if method == "linear" else slerp)(z0.cpu(), z1.cpu(), t).to(model.device)
+    images = model.decode_mean(path)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(steps * 0.6 + 0.4, 1.0))
+    else:
+        fig = ax.figure
+    ax.imshow(image_grid(images, steps).numpy(), cmap="gray", vmin=0, vmax=1)
+    ax.axis("off")
+    ax.set_title(f"{method} interpolation", fontsize=9)
+    return _save(fig, save)

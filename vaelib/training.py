@@ -1,0 +1,206 @@
+"""Training a VAE: ``fit`` and what it needs (device choice, seeding, the history it returns).
+
+The loop is the one notebook 05 writes out by hand, plus what a real run needs: a progress bar,
+per-epoch test evaluation, checkpoints (last, and best by test ELBO), resuming, gradient clipping,
+a guard that stops on a NaN/inf loss and restores the last good weights, and a warning when the
+posterior collapses (the KL per latent dimension falls to nothing).
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoints import load_checkpoint, save_checkpoint
+from .evaluation import evaluate_elbo
+from .schedules import Constant
+
+__all__ = ["fit", "History", "TrainingDiverged", "pick_device", "seed_everything", "fast_mode"]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the model holds the last good weights again."""
+
+
+def fast_mode() -> bool:
+    """True when ``VAELIB_FAST`` is set to a true value: notebooks and tests then train briefly."""
+    return os.environ.get("VAELIB_FAST", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` if given, else CUDA, then Apple's MPS, then the CPU."""
+    if device is not None and str(device) != "auto":
+        device = torch.device(device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' was asked for but CUDA is not available: use --device cpu")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch's CPU and GPU generators (vaelib uses no other source of randomness)."""
+    torch.manual_seed(seed)
+
+
+class History(list):
+    """Per-epoch records (dicts) of a training run; ``history["test_elbo"]`` gives one column."""
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            return [row.get(key) for row in self]
+        return super().__getitem__(key)
+
+    def to_csv(self, path: str | os.PathLike) -> None:
+        keys = [k for k in (self[0].keys() if self else []) if not isinstance(self[0][k], list)]
+        tmp = Path(str(path) + ".tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(self)
+        os.replace(tmp, path)
+
+
+def _state_copy(model) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_size: int = 128,
+        beta=1.0, device=None, seed: int = 0, clip_grad: float | None = None,
+        run_dir: str | os.PathLike | None = None, resume_from: str | os.PathLike | None = None,
+        train_args: dict | None = None, collapse_threshold: float | None = None,
+        eval_batch_size: int = 1000, progress: bool = True, on_epoch_end=None) -> History:
+    """Train ``model`` on ``train`` (a vaelib.data.MNIST) for ``epochs`` epochs with Adam.
+
+    Args:
+        beta: a number, or a schedule ``beta(step)`` from vaelib.schedules (step = optimizer steps).
+        device: ``None`` picks CUDA, then MPS, then CPU (the data's tensors move there once).
+        seed: seeds weights' noise, shuffling and dynamic binarization, per epoch, so a resumed run
+            repeats the epochs an uninterrupted run would have made.
+        clip_grad: clip the gradient norm to this value (``None``: no clipping).
+        run_dir: where to write ``checkpoint_last.pth`` (every epoch), ``checkpoint_best.pth`` (best
+            test ELBO, or train ELBO without test data) and ``history.csv``.
+        resume_from: a checkpoint to continue from: weights, optimizer state, history, epoch count.
+            ``epochs`` is the total, so resuming a finished 10-epoch run with ``epochs=10`` does nothing.
+        collapse_threshold: warn (and save ``checkpoint_posterior_collapse.pth``) the first time the
+            mean KL per latent dimension on the test set falls below this many nats.
+        on_epoch_end: called as ``on_epoch_end(record, model)`` after each epoch.
+
+    Returns:
+        A :class:`History`, one dict per epoch: ``epoch``, ``step``, ``beta``, ``train_elbo``,
+        ``train_reconstruction``, ``train_kl``, ``test_elbo``, ``test_reconstruction``, ``test_kl``,
+        ``active_units``, ``seconds``. ELBOs are in nats per image (higher is better).
+
+    Raises:
+        TrainingDiverged: the loss became NaN/inf; the model is restored to the last good epoch and
+            the checkpoints on disk are left as they were.
+    """
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    device = pick_device(device)
+    model.to(device)
+    schedule = beta if callable(beta) else Constant(beta)
+    fused = device.type == "cuda"  # one kernel for the whole Adam update: fewer launches per step
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=fused)
+    history, start_epoch, best = History(), 0, -math.inf
+    if resume_from is not None:
+        ckpt = load_checkpoint(resume_from, map_location=device)
+        model.load_state_dict(ckpt["state_dict"])
+        if ckpt.get("optimizer"):
+            optimizer.load_state_dict(ckpt["optimizer"])
+        history = History(ckpt.get("history", []))
+        start_epoch = int(ckpt.get("epoch", len(history)))
+        if ckpt.get("best_test_elbo") is not None:
+            best = ckpt["best_test_elbo"]
+    run_dir = Path(run_dir) if run_dir is not None else None
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    steps_per_epoch = math.ceil(len(train) / batch_size)
+    step = start_epoch * steps_per_epoch
+    good_state = _state_copy(model)
+    collapse_warned = False
+    bar = tqdm(total=(epochs - start_epoch) * steps_per_epoch, disable=not progress or epochs <= start_epoch,
+               desc="training", unit="step", dynamic_ncols=True)
+    for epoch in range(start_epoch, epochs):
+        model.train()
+        seed_everything(seed * 100003 + epoch)  # per-epoch seeds make resuming reproducible
+        g = torch.Generator(device=train.device).manual_seed(seed * 100003 + epoch)
+        sums = torch.zeros(3, device=device)
+        beta_sum, t0 = 0.0, time.perf_counter()
+        for i, (x, y) in enumerate(train.batches(batch_size, shuffle=True, generator=g)):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            b = schedule(step)
+            terms = model.elbo(x, beta=b, y=y)
+            loss = terms.loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip_grad is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+            optimizer.step()
+            sums += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum()]).detach()
+            beta_sum += b
+            step += 1
+            # Reading a value forces a GPU sync: check for NaN every 50 steps and at the end.
+            if i % 50 == 0 or i == steps_per_epoch - 1:
+                value = loss.item()
+                if not math.isfinite(value):
+                    model.load_state_dict(good_state)
+                    bar.close()
+                    where = f"; the checkpoints in {run_dir} are the last good ones" if run_dir else ""
+                    raise TrainingDiverged(
+                        f"loss became {value} at epoch {epoch + 1}, step {step}: weights restored to the end "
+                        f"of epoch {epoch}{where}. Try a lower learning rate or gradient clipping (--clip_grad 100)")
+                bar.set_postfix(epoch=epoch + 1, loss=f"{value:.2f}", beta=f"{b:.3g}", refresh=False)
+            bar.update(1)
+        n = len(train)
+        tr_elbo, tr_rec, tr_kl = (sums / n).tolist()
+        record = {"epoch": epoch + 1, "step": step, "beta": beta_sum / steps_per_epoch,
+                  "train_elbo": tr_elbo, "train_reconstruction": tr_rec, "train_kl": tr_kl}
+        if test is not None:
+            ev = evaluate_elbo(model, test, eval_batch_size, seed=seed)
+            record.update(test_elbo=ev["elbo"], test_reconstruction=ev["reconstruction"], test_kl=ev["kl"],
+                          active_units=ev["active_units"], kl_per_dim=ev["kl_per_dim"])
+        record["seconds"] = time.perf_counter() - t0
+        history.append(record)
+        good_state = _state_copy(model)
+        score = record.get("test_elbo", tr_elbo)
+        summary = (f"epoch {epoch + 1}/{epochs}  train ELBO {tr_elbo:.2f}  "
+                   + (f"test ELBO {record['test_elbo']:.2f}  KL {record['test_kl']:.2f}  "
+                      f"active units {record['active_units']}/{model.latent_dim}  " if test is not None else "")
+                   + f"beta {record['beta']:.3g}  {record['seconds']:.1f}s")
+        if progress:
+            bar.write(summary)
+        if run_dir is not None:
+            state = dict(optimizer=optimizer, epoch=epoch + 1, history=history, train_args=train_args)
+            if score > best:
+                best = score
+                save_checkpoint(run_dir / "checkpoint_best.pth", model, best_test_elbo=best, **state)
+            save_checkpoint(run_dir / "checkpoint_last.pth", model, best_test_elbo=best, **state)
+            history.to_csv(run_dir / "history.csv")
+        else:
+            best = max(best, score)
+        if collapse_threshold is not None and test is not None and not collapse_warned:
+            kl_per_dim = record["test_kl"] / model.latent_dim
+            if kl_per_dim < collapse_threshold:
+                collapse_warned = True
+                msg = (f"posterior collapse: mean KL per latent dimension {kl_per_dim:.4f} nats < "
+                       f"{collapse_threshold} at epoch {epoch + 1} (the decoder ignores z; try KL annealing)")
+                if run_dir is not None:
+                    save_checkpoint(run_dir / "checkpoint_posterior_collapse.pth", model, epoch=epoch + 1,
+                                    history=history, train_args=train_args, best_test_elbo=best)
+                    msg += f"; saved {run_dir / 'checkpoint_posterior_collapse.pth'}"
+                warnings.warn(msg, stacklevel=2)
+        if on_epoch_end is not None:
+            on_epoch_end(record, model)
+    bar.close()
+    return history
