@@ -34,7 +34,7 @@ import torch
 
 from .vae import VAE, build_vae
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load", "CheckpointError", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["save_checkpoint", "load_checkpoint", "load", "export_checkpoint", "CheckpointError", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "vaelib-checkpoint"
 FORMAT_VERSION = 1
@@ -89,15 +89,15 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
                               f"'python -m vaelib train NAME')")
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder, not a checkpoint file (did you mean {path}/checkpoint_best.pth?)")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut-off one has no directory
+        raise CheckpointError(f"{path} is not a checkpoint, or is truncated (not a complete torch.save "
+                              f"archive): pass the .pth file that 'vaelib train' wrote, or copy it again")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
-        if not zipfile.is_zipfile(path):
-            raise CheckpointError(f"{path} is not a checkpoint (not a file written by torch.save): "
-                                  f"pass the .pth file that 'vaelib train' wrote") from None
         raise CheckpointError(f"{path} holds Python objects that a safe load (weights_only=True) refuses: "
                               f"vaelib loads only the checkpoints its own training writes") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+    except Exception as err:  # a damaged file fails in many ways (EOFError, KeyError, RuntimeError...)
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt: "
                               f"{type(err).__name__}): re-train it or copy it again") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
@@ -111,6 +111,14 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     if missing:
         raise CheckpointError(f"{path} is an incomplete vaelib checkpoint (missing {', '.join(missing)})")
     return ckpt
+
+
+def export_checkpoint(source: str | os.PathLike, destination: str | os.PathLike) -> Path:
+    """Copy a checkpoint without its optimizer state (a third of the size): for ``pretrained/``."""
+    ckpt = load_checkpoint(source)
+    model = model_from_checkpoint(ckpt, source)
+    return save_checkpoint(destination, model, epoch=ckpt.get("epoch", 0), history=ckpt.get("history"),
+                           train_args=ckpt.get("train_args"), best_test_elbo=ckpt.get("best_test_elbo"))
 
 
 def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "checkpoint") -> VAE:

@@ -60,7 +60,7 @@ LIKELIHOOD_CHOICES = ["bce", "bernoulli", "mse", "gaussian", "learned_gaussian",
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vaelib", description="Train, sample and evaluate VAEs on MNIST.")
-    sub = parser.add_subparsers(dest="command", metavar="{train,generate,evaluate}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{train,generate,evaluate,export}", parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a VAE and write checkpoints under runs/RUN_NAME/",
                        description="Train a VAE on MNIST. Writes checkpoint_best.pth (best test ELBO), "
@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
          help="Gaussian likelihood's standard deviation (default: sqrt(1/2), which makes mse the summed MSE)")
     _add(t, "hidden_dim", type=positive_int, default=20, help="latent size D (default: 20)")
     _add(t, "arch", choices=["conv", "mlp"], default="conv", help="encoder/decoder architecture (default: conv)")
+    _add(t, "conditional", action="store_true", help="condition encoder and decoder on the digit label (a CVAE)")
     _add(t, "beta", type=nonneg_float, default=1.0, help="weight on the KL term (default: 1)")
     _add(t, "beta_max", type=nonneg_float, default=None,
          help="with --beta_annealing_period: beta grows from --beta by beta_max/period per epoch up to beta_max")
@@ -127,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add(e, "batch_size", type=positive_int, default=None, help="images per IWAE batch (default: automatic)")
     _add(e, "device", default="auto", help="cuda, mps, cpu or auto (default: auto)")
     _add(e, "data_root", default=None, help="folder holding MNIST/raw/ (default: $VAELIB_DATA, then ./data)")
+
+    x = sub.add_parser("export", help="copy a checkpoint without its optimizer state (for sharing)",
+                       description="Write a smaller copy of a checkpoint: weights, config, history and "
+                                   "training arguments, without the optimizer state needed only to resume.")
+    x.add_argument("source", help="checkpoint to read")
+    x.add_argument("destination", help="checkpoint to write")
     return parser
 
 
@@ -187,7 +194,7 @@ def _train(args) -> int:
               f"latent {model.latent_dim}); architecture flags are taken from it")
     else:
         model = build_vae(arch=args.arch, latent_dim=args.hidden_dim, likelihood=args.likelihood_type,
-                          sigma=args.sigma)
+                          sigma=args.sigma, num_classes=10 if args.conditional else 0)
 
     binarize = _binarization(args)
     train = MNIST("train", binarize=binarize, subset=args.subset, device=device, root=args.data_root)
@@ -297,6 +304,14 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from .checkpoints import export_checkpoint
+
+    out = export_checkpoint(args.source, args.destination)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -307,7 +322,7 @@ def main(argv=None) -> int:
     from .data import DataError
     from .training import TrainingDiverged
 
-    command = {"train": _train, "generate": _generate, "evaluate": _evaluate}[args.command]
+    command = {"train": _train, "generate": _generate, "evaluate": _evaluate, "export": _export}[args.command]
     try:
         return command(args)
     except UsageError as err:

@@ -1,0 +1,36 @@
+"""Shared fixtures. Tests read MNIST from $VAELIB_DATA (the root conftest.py sets it)."""
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+
+def _have_mnist() -> bool:
+    root = os.environ.get("VAELIB_DATA")
+    return bool(root) and (Path(root) / "MNIST" / "raw" / "t10k-images-idx3-ubyte").exists()
+
+
+needs_mnist = pytest.mark.skipif(not _have_mnist(), reason="MNIST not found: set VAELIB_DATA")
+
+
+@pytest.fixture(scope="session")
+def small_train():
+    from vaelib import MNIST
+    return MNIST("train", binarize="dynamic", subset=2000)
+
+
+@pytest.fixture(scope="session")
+def small_test():
+    from vaelib import MNIST
+    return MNIST("test", binarize="dynamic", subset=500)
+
+
+@pytest.fixture(scope="session")
+def trained_mlp(small_train, small_test):
+    """A small MLP VAE trained for a few epochs on 2,000 images (a few seconds on a CPU)."""
+    from vaelib import build_vae, fit
+    torch.manual_seed(0)
+    model = build_vae("mlp", latent_dim=8, hidden=200)
+    fit(model, small_train, small_test, epochs=4, device="cpu", progress=False)
+    return model.eval()

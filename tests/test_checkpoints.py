@@ -1,0 +1,76 @@
+import pytest
+import torch
+
+import vaelib
+from vaelib import build_vae, load, save_checkpoint
+from vaelib.checkpoints import CheckpointError, load_checkpoint
+
+
+def _model():
+    torch.manual_seed(0)
+    return build_vae("conv", latent_dim=3, channels=4, hidden=16, likelihood="learned_gaussian")
+
+
+def test_round_trip_rebuilds_an_identical_model(tmp_path):
+    model = _model()
+    with torch.no_grad():
+        model.likelihood.log_sigma.fill_(-1.5)
+    path = save_checkpoint(tmp_path / "m.pth", model, epoch=3, history=[{"epoch": 1, "test_elbo": -100.0}],
+                           train_args={"run_name": "x"}, best_test_elbo=-100.0)
+    loaded = load(path)
+    assert loaded.config == model.config
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), k
+    z = torch.randn(5, 3)
+    torch.testing.assert_close(loaded.decode_mean(z), model.decode_mean(z))
+    assert loaded.checkpoint["epoch"] == 3
+    assert loaded.checkpoint["vaelib_version"] == vaelib.__version__
+    assert loaded.checkpoint["history"][0]["test_elbo"] == -100.0
+
+
+def test_missing_corrupt_foreign_and_newer_files_give_clear_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="checkpoint not found: .*nope.pth"):
+        load(tmp_path / "nope.pth")
+    good = save_checkpoint(tmp_path / "good.pth", _model())
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(good.read_bytes()[:2000])
+    with pytest.raises(CheckpointError, match="truncated.pth is not a checkpoint, or is truncated"):
+        load(truncated)
+    text = tmp_path / "notes.pth"
+    text.write_text("hello")
+    with pytest.raises(CheckpointError, match="notes.pth is not a checkpoint"):
+        load(text)
+    foreign = tmp_path / "foreign.pth"
+    torch.save({"model": {}}, foreign)
+    with pytest.raises(CheckpointError, match="foreign.pth is not a vaelib checkpoint"):
+        load(foreign)
+    ckpt = torch.load(good, weights_only=True)
+    ckpt["format_version"] = 99
+    newer = tmp_path / "newer.pth"
+    torch.save(ckpt, newer)
+    with pytest.raises(CheckpointError, match="newer.pth was written by a newer vaelib"):
+        load(newer)
+
+
+def test_pickled_code_is_refused(tmp_path):
+    evil = tmp_path / "evil.pth"
+    torch.save({"format": "vaelib-checkpoint", "payload": print}, evil)
+    with pytest.raises(CheckpointError, match="safe load"):
+        load_checkpoint(evil)
+
+
+def test_interrupted_save_leaves_the_old_checkpoint_loadable(tmp_path, monkeypatch):
+    path = save_checkpoint(tmp_path / "ckpt.pth", _model(), epoch=1)
+    before = path.read_bytes()
+
+    def dies_halfway(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, _model(), epoch=2)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert load(path).checkpoint["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pth"]  # no temporary file left behind

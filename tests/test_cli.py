@@ -1,0 +1,79 @@
+import subprocess
+import sys
+
+import pytest
+
+from vaelib.cli import main
+
+from .conftest import needs_mnist
+
+
+@needs_mnist
+def test_train_generate_info_evaluate_end_to_end(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert main(["train", "demo", "--subset", "600", "--num_epochs", "1", "--runs-dir", str(runs),
+                 "--arch", "mlp", "--quiet"]) == 0
+    run = runs / "demo"
+    for name in ("checkpoint_best.pth", "checkpoint_last.pth", "history.csv", "samples.png"):
+        assert (run / name).exists(), name
+    out = tmp_path / "samples.png"
+    assert main(["generate", "--checkpoint_path", str(run / "checkpoint_best.pth"), "--num_samples", "64",
+                 "--output_path", str(out), "--grid_size", "8"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    capsys.readouterr()
+    assert main(["generate", "--checkpoint_path", str(run / "checkpoint_best.pth"), "--info_only"]) == 0
+    info = capsys.readouterr().out
+    for needle in ("latent size 20", "likelihood bernoulli", "epochs trained: 1", "best test ELBO: -",
+                   "encoder.fc.weight", "(400, 784)", "313,600", "run_name: demo", "total"):
+        assert needle in info, needle
+    assert main(["evaluate", "--checkpoint_path", str(run / "checkpoint_best.pth"), "--k", "5",
+                 "--subset", "50", "--device", "cpu"]) == 0
+    assert "test NLL (IWAE, k=5)" in capsys.readouterr().out
+    # a second run of the same name refuses to overwrite, --resume_if_exists continues it
+    assert main(["train", "demo", "--subset", "600", "--num_epochs", "2", "--runs_dir", str(runs),
+                 "--arch", "mlp"]) == 2
+    assert "--resume_if_exists" in capsys.readouterr().err
+    assert main(["train", "demo", "--subset", "600", "--num_epochs", "2", "--runs_dir", str(runs),
+                 "--arch", "mlp", "--resume_if_exists", "--quiet"]) == 0
+    assert (run / "history.csv").read_text().count("\n") == 3
+
+
+def test_the_module_entry_point_runs():
+    result = subprocess.run([sys.executable, "-m", "vaelib", "generate", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    assert "--checkpoint_path" in result.stdout and "--info_only" in result.stdout
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "x", "--num_epochs", "-1"], "-1 is out of range"),
+    (["train", "x", "--batch_size", "zero"], "'zero' is not a whole number"),
+    (["train", "x", "--likelihood_type", "poisson"], "invalid choice: 'poisson'"),
+    (["train", "x", "--beta_schedule", "cyclical"], "needs --beta_annealing_period"),
+    (["generate"], "--checkpoint_path"),
+    (["generate", "--checkpoint_path", "missing.pth"], "checkpoint not found: missing.pth"),
+])
+def test_bad_arguments_exit_non_zero_with_one_line(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with_exit = None
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = with_exit = exit_.code
+    assert code != 0
+    err = capsys.readouterr().err.strip()
+    assert message in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    del with_exit
+
+
+def test_a_grid_too_small_for_the_samples_is_refused(tmp_path, capsys):
+    from vaelib import build_vae, save_checkpoint
+    path = save_checkpoint(tmp_path / "m.pth", build_vae("mlp", latent_dim=2, hidden=8))
+    assert main(["generate", "--checkpoint_path", str(path), "--num_samples", "100", "--grid_size", "8"]) == 2
+    assert "holds 64 images, not 100" in capsys.readouterr().err
+
+
+def test_tensorboard_without_the_package_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
+    assert main(["train", "x", "--tensorboard", "--runs_dir", str(tmp_path)]) == 2
+    assert "pip install tensorboard" in capsys.readouterr().err

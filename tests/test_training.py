@@ -1,0 +1,81 @@
+import math
+
+import pytest
+import torch
+
+from vaelib import TrainingDiverged, build_vae, fit, load
+from vaelib.schedules import LinearWarmup
+
+from .conftest import needs_mnist
+
+pytestmark = needs_mnist
+
+
+def test_training_improves_the_test_elbo_and_records_history(small_train, small_test):
+    torch.manual_seed(0)
+    model = build_vae("mlp", latent_dim=4, hidden=64)
+    history = fit(model, small_train, small_test, epochs=3, device="cpu", progress=False,
+                  beta=LinearWarmup(1.0, 20))
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert history[-1]["test_elbo"] > history[0]["test_elbo"] + 5
+    assert history["beta"][0] < 1.0 == history["beta"][-1]
+    for key in ("train_elbo", "train_kl", "test_reconstruction", "active_units", "seconds"):
+        assert all(row[key] is not None and math.isfinite(row[key]) for row in history)
+
+
+def test_resume_repeats_an_uninterrupted_run(small_train, small_test, tmp_path):
+    def fresh():
+        torch.manual_seed(0)
+        return build_vae("mlp", latent_dim=4, hidden=32)
+
+    straight = fresh()
+    fit(straight, small_train, small_test, epochs=2, device="cpu", progress=False, seed=3)
+    first = fresh()
+    fit(first, small_train, small_test, epochs=1, device="cpu", progress=False, seed=3, run_dir=tmp_path)
+    resumed = fresh()
+    history = fit(resumed, small_train, small_test, epochs=2, device="cpu", progress=False, seed=3,
+                  run_dir=tmp_path, resume_from=tmp_path / "checkpoint_last.pth")
+    assert [row["epoch"] for row in history] == [1, 2]
+    for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=k)
+    assert load(tmp_path / "checkpoint_last.pth").checkpoint["epoch"] == 2
+    assert (tmp_path / "history.csv").read_text().count("\n") == 3
+
+
+def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(small_train, small_test, tmp_path):
+    torch.manual_seed(0)
+    model = build_vae("mlp", latent_dim=4, hidden=32)
+    fit(model, small_train, small_test, epochs=1, device="cpu", progress=False, run_dir=tmp_path)
+    saved = (tmp_path / "checkpoint_last.pth").read_bytes()
+    good = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def poison(module, inputs, output):  # the decoder starts producing NaN in epoch 2
+        return output * float("nan")
+
+    model.decoder.out.register_forward_hook(poison)
+    with pytest.raises(TrainingDiverged, match="loss became nan at epoch 2"):
+        fit(model, small_train, small_test, epochs=2, device="cpu", progress=False, run_dir=tmp_path,
+            resume_from=tmp_path / "checkpoint_last.pth")
+    assert (tmp_path / "checkpoint_last.pth").read_bytes() == saved
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, good[k]), k
+
+
+def test_posterior_collapse_is_detected(small_train, small_test, tmp_path):
+    torch.manual_seed(0)
+    model = build_vae("mlp", latent_dim=4, hidden=32)
+    with pytest.warns(UserWarning, match="posterior collapse"):
+        fit(model, small_train, small_test, epochs=1, beta=50.0, device="cpu", progress=False,
+            run_dir=tmp_path, collapse_threshold=0.05)
+    assert (tmp_path / "checkpoint_posterior_collapse.pth").exists()
+
+
+def test_gradient_clipping_bounds_the_update(small_train):
+    torch.manual_seed(0)
+    model = build_vae("mlp", latent_dim=4, hidden=32)
+    before = [p.detach().clone() for p in model.parameters()]
+    fit(model, small_train, epochs=1, lr=1.0, clip_grad=1e-8, device="cpu", progress=False, batch_size=2000)
+    # one step of Adam moves each weight by at most lr, whatever the clipped gradient's size;
+    # with a tiny clip the gradients stay finite and the run completes
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
