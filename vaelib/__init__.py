@@ -14,6 +14,7 @@ Modules, in the order the course teaches them:
 - ``vaelib.checkpoints``: saving and loading (``vaelib.load``)
 - ``vaelib.evaluation``: test ELBO, IWAE log-likelihood, bits/dim
 - ``vaelib.plotting``: sample grids, reconstructions, latent plots
+- ``vaelib.pretrained``: the checkpoints in pretrained/, loaded when present
 """
 __version__ = "0.1.0"
 

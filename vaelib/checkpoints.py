@@ -50,6 +50,12 @@ def _version() -> str:
     return __version__
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_checkpoint(path: str | os.PathLike, model: VAE, *, optimizer=None, epoch: int = 0,
                     history: list | None = None, train_args: dict | None = None,
                     best_test_elbo: float | None = None) -> Path:
@@ -70,6 +76,7 @@ def save_checkpoint(path: str | os.PathLike, model: VAE, *, optimizer=None, epoc
     }
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the user's usual permissions
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
             f.flush()

@@ -211,8 +211,10 @@ def _train(args) -> int:
         writer = SummaryWriter(str(run_dir / "tensorboard"))
     fixed_z = torch.randn(64, model.latent_dim, generator=torch.Generator().manual_seed(args.seed))
 
+    fixed_y = (torch.arange(64) % 10).to(device) if model.num_classes else None
+
     def on_epoch_end(record, model):
-        images = model.decode_mean(fixed_z.to(model.device))
+        images = model.decode_mean(fixed_z.to(model.device), fixed_y)
         save_image_grid(images, run_dir / "samples.png", nrow=8)
         if writer is not None:
             for key, value in record.items():

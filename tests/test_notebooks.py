@@ -1,0 +1,49 @@
+"""The notebooks' structure: paired twins in sync, checked outputs, objectives, exercises.
+
+nbval executes them (pytest's --nbval, set in pyproject.toml); these tests check what execution
+alone cannot: that the .py twin is the notebook, and that every notebook is a lesson.
+"""
+import json
+from pathlib import Path
+
+import jupytext
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_the_series_is_there():
+    assert len(NOTEBOOKS) >= 1
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_py_twin_is_in_sync(path):
+    twin = path.with_suffix(".py")
+    assert twin.exists(), f"{twin.name} missing: run jupytext --sync {path.name}"
+    nb = jupytext.read(path)
+    expected = jupytext.writes(nb, fmt="py:percent")
+    assert twin.read_text() == expected, f"{path.name} and {twin.name} differ: run jupytext --sync"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_executed_with_checked_outputs(path):
+    cells = json.loads(path.read_text())["cells"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    assert code and all(c["execution_count"] is not None for c in code), "commit the notebook executed"
+    counts = [c["execution_count"] for c in code]
+    assert counts == list(range(1, len(code) + 1)), "re-run the notebook top to bottom (restart and run all)"
+    checked = [c for c in code if c["outputs"] and "NBVAL_IGNORE_OUTPUT" not in "".join(c["source"])
+               and any("text/plain" in o.get("data", {}) or o.get("output_type") == "stream" for o in c["outputs"])]
+    assert len(checked) >= 3, "at least three cells whose text output nbval compares"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_a_lesson(path):
+    cells = json.loads(path.read_text())["cells"]
+    text = "\n".join("".join(c["source"]) for c in cells)
+    first = "".join(cells[0]["source"]).lower()
+    assert "learning objectives" in first and "prerequisites" in first
+    assert "key takeaways" in text.lower()
+    begins, ends = text.count("### BEGIN SOLUTION"), text.count("### END SOLUTION")
+    assert begins == ends and 2 <= begins, "2-4 exercises with reference solutions"
+    assert "import vaelib" in text or "from vaelib" in text
