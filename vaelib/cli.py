@@ -1,4 +1,4 @@
-"""The command line: ``python -m vaelib train|generate|evaluate`` (also installed as ``vaelib``).
+"""The command line: ``python -m vaelib train|generate|evaluate|export|coursework`` (also ``vaelib ...``).
 
 The flags of ``train`` and ``generate`` are those of the original project's ``train.py`` and
 ``generate.py``, with the same names and meaning; dash spellings (``--num-epochs``) work too.
@@ -8,6 +8,8 @@ The flags of ``train`` and ``generate`` are those of the original project's ``tr
         --output_path samples.png --grid_size 8
     python -m vaelib generate --checkpoint_path runs/my_run/checkpoint_best.pth --info_only
     python -m vaelib evaluate --checkpoint_path runs/my_run/checkpoint_best.pth --k 5000
+    python -m vaelib export runs/my_run/checkpoint_best.pth pretrained/my_model.pth
+    python -m vaelib coursework notebooks/ --out student/
 
 Bad input ends with one line on stderr that says what is wrong and how to fix it, and exit code 2
 (arguments) or 1 (data, checkpoints, a diverged run); never a traceback.
@@ -60,7 +62,7 @@ LIKELIHOOD_CHOICES = ["bce", "bernoulli", "mse", "gaussian", "learned_gaussian",
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vaelib", description="Train, sample and evaluate VAEs on MNIST.")
-    sub = parser.add_subparsers(dest="command", metavar="{train,generate,evaluate,export}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{train,generate,evaluate,export,coursework}", parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a VAE and write checkpoints under runs/RUN_NAME/",
                        description="Train a VAE on MNIST. Writes checkpoint_best.pth (best test ELBO), "
@@ -134,6 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "training arguments, without the optimizer state needed only to resume.")
     x.add_argument("source", help="checkpoint to read")
     x.add_argument("destination", help="checkpoint to write")
+
+    c = sub.add_parser("coursework", help="write student versions of the notebooks (solutions removed)",
+                       description="Write student versions of the numbered notebooks: each region between "
+                                   "'### BEGIN SOLUTION' and '### END SOLUTION' becomes a stub, solved cells "
+                                   "lose their outputs, everything else is kept; the .py twins are written too.")
+    c.add_argument("source", help="folder of solved notebooks (e.g. notebooks/)")
+    _add(c, "out", required=True, help="folder for the student versions, outside SOURCE (e.g. student/)")
     return parser
 
 
@@ -314,6 +323,16 @@ def _export(args) -> int:
     return 0
 
 
+def _coursework(args) -> int:
+    from .coursework import make_student_versions
+
+    written = make_student_versions(args.source, args.out)
+    for path, regions in written:
+        print(f"{path}: {regions} solution region{'s' if regions != 1 else ''} removed")
+    print(f"wrote {len(written)} student notebooks (and their .py twins) to {args.out}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -321,13 +340,18 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     from .checkpoints import CheckpointError
+    from .coursework import CourseworkError
     from .data import DataError
     from .training import TrainingDiverged
 
-    command = {"train": _train, "generate": _generate, "evaluate": _evaluate, "export": _export}[args.command]
+    command = {"train": _train, "generate": _generate, "evaluate": _evaluate, "export": _export,
+               "coursework": _coursework}[args.command]
     try:
         return command(args)
     except UsageError as err:
+        print(f"vaelib {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except CourseworkError as err:
         print(f"vaelib {args.command}: error: {err}", file=sys.stderr)
         return 2
     except (DataError, CheckpointError, TrainingDiverged, ValueError) as err:

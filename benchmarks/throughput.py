@@ -1,0 +1,168 @@
+"""Training throughput: vaelib's trainer against the loop of pytorch/examples ``vae/main.py``.
+
+Both loops train the same architectures (the 784-400-20 MLP and vaelib's default conv VAE) in
+this process, on the same device, batch 128, Adam 1e-3, on grey-level MNIST with the Bernoulli
+(binary cross-entropy) likelihood, exactly as the reference does. The reference reads MNIST through
+``torchvision.datasets.MNIST`` with ``ToTensor`` and a ``DataLoader``; vaelib indexes tensors that
+already live on the device.
+
+Printed: images/second of each loop, their ratio, the device and library versions; then the test
+ELBO each loop reached after the same number of epochs (same model, same data, so they must agree
+within noise). A JSON record is written to ``benchmarks/results/throughput-<device>.json``.
+
+    python benchmarks/throughput.py                 # 1 timed epoch each (plus a warm-up) and 3 epochs for the ELBO check
+    python benchmarks/throughput.py --quick         # seconds: a smoke test, numbers meaningless
+    python benchmarks/throughput.py --device cuda --large-batch 1024
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+import vaelib  # noqa: E402
+from vaelib import MNIST, build_vae, fit, pick_device  # noqa: E402
+from vaelib.data import data_root  # noqa: E402
+from vaelib.evaluation import evaluate_elbo  # noqa: E402
+
+
+def reference_epoch(model, loader, optimizer, device, max_steps=None):
+    """One epoch the way pytorch/examples vae/main.py trains: BCE(sum) + KLD, per DataLoader batch."""
+    model.train()
+    steps = 0
+    for x, _ in loader:
+        x = x.to(device)
+        optimizer.zero_grad()
+        mu, logvar = model.encoder(x)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        recon = torch.sigmoid(model.decoder(z))
+        bce = F.binary_cross_entropy(recon.view(-1, 784), x.view(-1, 784), reduction="sum")
+        kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+        loss = bce + kld
+        loss.backward()
+        optimizer.step()
+        steps += 1
+        if max_steps and steps >= max_steps:
+            break
+    return steps
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_reference(arch, device, batch_size, n_train, epochs, root, workers):
+    from torch.utils.data import DataLoader, Subset
+    from torchvision import datasets, transforms
+
+    ds = datasets.MNIST(str(root), train=True, download=False, transform=transforms.ToTensor())
+    if n_train < len(ds):
+        ds = Subset(ds, range(n_train))
+    kwargs = {"num_workers": workers, "pin_memory": device.type == "cuda"} if workers else {}
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=True, **kwargs)
+    torch.manual_seed(0)
+    model = build_vae(arch, latent_dim=20).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    reference_epoch(model, loader, optimizer, device, max_steps=20)  # warm-up
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        reference_epoch(model, loader, optimizer, device)
+    _sync(device)
+    seconds = time.perf_counter() - t0
+    return model, epochs * len(ds) / seconds
+
+
+def time_vaelib(arch, device, batch_size, train, epochs):
+    torch.manual_seed(0)
+    model = build_vae(arch, latent_dim=20)
+    warm = MNIST("train", subset=20 * batch_size, device=device)
+    warm.images = train.images[: 20 * batch_size]
+    fit(model, warm, epochs=1, batch_size=batch_size, device=device, progress=False)  # warm-up
+    torch.manual_seed(0)
+    model = build_vae(arch, latent_dim=20)
+    _sync(device)
+    t0 = time.perf_counter()
+    fit(model, train, epochs=epochs, batch_size=batch_size, device=device, progress=False)
+    _sync(device)
+    seconds = time.perf_counter() - t0
+    return model, epochs * len(train) / seconds
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a few hundred images: checks that it runs")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--archs", default="mlp,conv")
+    parser.add_argument("--epochs", type=int, default=1, help="timed epochs per loop (default 1)")
+    parser.add_argument("--check-epochs", type=int, default=3, help="epochs for the ELBO agreement check")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers for the reference (default 0)")
+    parser.add_argument("--large-batch", type=int, default=0, help="also time vaelib at this batch size")
+    parser.add_argument("--out", default=None, help="JSON record path (default benchmarks/results/...)")
+    args = parser.parse_args(argv)
+
+    device = pick_device(args.device)
+    n_train = 512 if args.quick else 60000
+    epochs, check_epochs = (1, 1) if args.quick else (args.epochs, args.check_epochs)
+    root = data_root()
+    train = MNIST("train", subset=n_train, device=device)  # grey levels, as ToTensor gives
+    test = MNIST("test", subset=256 if args.quick else None, device=device)
+    info = {"device": str(device), "device_name": torch.cuda.get_device_name() if device.type == "cuda"
+            else platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "vaelib": vaelib.__version__, "python": platform.python_version(),
+            "batch_size": 128, "train_images": n_train, "timed_epochs": epochs, "quick": args.quick}
+    print(f"device {device} ({info['device_name']}, {info['threads']} threads), torch {torch.__version__}, "
+          f"vaelib {vaelib.__version__}, {n_train} training images, batch 128")
+    results = []
+    for arch in args.archs.split(","):
+        _, ref = time_reference(arch, device, 128, n_train, epochs, root, args.workers)
+        _, ours = time_vaelib(arch, device, 128, train, epochs)
+        row = {"arch": arch, "reference_img_per_s": ref, "vaelib_img_per_s": ours, "ratio": ours / ref}
+        print(f"{arch:>5}: reference {ref:9,.0f} img/s   vaelib {ours:9,.0f} img/s   ratio {ours / ref:5.2f}x")
+        if args.large_batch:
+            _, big = time_vaelib(arch, device, args.large_batch, train, epochs)
+            row["vaelib_large_batch"] = {"batch_size": args.large_batch, "img_per_s": big}
+            print(f"{'':>5}  vaelib at batch {args.large_batch}: {big:9,.0f} img/s")
+        results.append(row)
+
+    print(f"test ELBO after {check_epochs} epoch(s) of each loop (same model, grey-level data, nats):")
+    for row in results:
+        arch = row["arch"]
+        from torch.utils.data import DataLoader, Subset
+        from torchvision import datasets, transforms
+        ds = datasets.MNIST(str(root), train=True, download=False, transform=transforms.ToTensor())
+        ds = Subset(ds, range(n_train)) if n_train < len(ds) else ds
+        loader = DataLoader(ds, batch_size=128, shuffle=True)
+        torch.manual_seed(1)
+        ref_model = build_vae(arch, latent_dim=20).to(device)
+        opt = torch.optim.Adam(ref_model.parameters(), lr=1e-3)
+        for _ in range(check_epochs):
+            reference_epoch(ref_model, loader, opt, device)
+        torch.manual_seed(1)
+        our_model = build_vae(arch, latent_dim=20)
+        fit(our_model, train, epochs=check_epochs, device=device, progress=False, seed=1)
+        ref_elbo = evaluate_elbo(ref_model, test)["elbo"]
+        our_elbo = evaluate_elbo(our_model, test)["elbo"]
+        row.update(check_epochs=check_epochs, reference_test_elbo=ref_elbo, vaelib_test_elbo=our_elbo)
+        print(f"{arch:>5}: reference {ref_elbo:8.2f}   vaelib {our_elbo:8.2f}   difference {our_elbo - ref_elbo:+.2f}")
+
+    out = Path(args.out) if args.out else (Path(__file__).resolve().parent / "results" /
+                                           f"throughput-{device.type}{'-quick' if args.quick else ''}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({**info, "results": results}, indent=2) + "\n")
+    print(f"wrote {out}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vaelib.cli import main
+from vaelib.coursework import CourseworkError, make_student_notebook, make_student_versions, strip_solutions
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def _nb(*cells):
+    return {"cells": list(cells), "metadata": {"kernelspec": {"name": "python3"}}, "nbformat": 4,
+            "nbformat_minor": 5}
+
+
+def _code(source, outputs=None, count=1):
+    return {"cell_type": "code", "execution_count": count, "id": f"c{count}", "metadata": {},
+            "outputs": outputs or [], "source": source}
+
+
+def test_code_solution_becomes_a_stub_at_its_indentation():
+    source = "def kl(mu, logvar):\n    ### BEGIN SOLUTION\n    return 0.5 * mu\n    ### END SOLUTION\n\nprint(kl)"
+    text, n = strip_solutions(source, "code")
+    assert n == 1
+    assert text == ("def kl(mu, logvar):\n    # YOUR CODE HERE\n    raise NotImplementedError()\n\nprint(kl)")
+
+
+def test_markdown_answer_becomes_your_answer_here():
+    text, n = strip_solutions("**Answer.**\n### BEGIN SOLUTION\nBecause the KL is zero.\n### END SOLUTION\n", "markdown")
+    assert (text, n) == ("**Answer.**\nYOUR ANSWER HERE\n", 1)
+
+
+@pytest.mark.parametrize("source, message", [
+    ("### BEGIN SOLUTION\nx = 1\n", "never closed"),
+    ("x = 1\n### END SOLUTION\n", "without a '### BEGIN SOLUTION'"),
+    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION\n", "inside an open solution region"),
+])
+def test_unbalanced_markers_are_refused(source, message):
+    with pytest.raises(CourseworkError, match=message):
+        strip_solutions(source, "code", "nb.ipynb, cell 3")
+
+
+def test_solved_cells_lose_outputs_and_others_are_kept():
+    untouched = _code(["print(1)"], [{"output_type": "stream", "name": "stdout", "text": ["1\n"]}], 1)
+    solved = _code(["### BEGIN SOLUTION\n", "print(2)\n", "### END SOLUTION"],
+                   [{"output_type": "stream", "name": "stdout", "text": ["2\n"]}], 2)
+    student, n = make_student_notebook(_nb(untouched, solved))
+    assert n == 1
+    assert student["cells"][0] is untouched
+    assert student["cells"][1]["outputs"] == [] and student["cells"][1]["execution_count"] is None
+    assert student["cells"][1]["source"] == ["# YOUR CODE HERE\n", "raise NotImplementedError()"]
+
+
+def test_student_versions_of_a_folder(tmp_path):
+    src = tmp_path / "notebooks"
+    src.mkdir()
+    plain = _nb(_code(["x = 1"]))
+    text = json.dumps(plain, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    (src / "00_plain.ipynb").write_text(text)
+    (src / "01_exercise.ipynb").write_text(json.dumps(_nb(_code(["### BEGIN SOLUTION\n", "y = 2\n",
+                                                                  "### END SOLUTION\n"]))))
+    written = make_student_versions(src, tmp_path / "student")
+    assert [(p.name, n) for p, n in written] == [("00_plain.ipynb", 0), ("01_exercise.ipynb", 1)]
+    assert (tmp_path / "student" / "00_plain.ipynb").read_text() == text  # byte for byte
+    student_py = (tmp_path / "student" / "01_exercise.py").read_text()
+    assert "raise NotImplementedError()" in student_py and "y = 2" not in student_py
+    with pytest.raises(CourseworkError, match="inside"):
+        make_student_versions(src, src / "student")
+
+
+def test_cli_refuses_an_output_folder_inside_the_notebooks(tmp_path, capsys):
+    assert main(["coursework", str(NOTEBOOKS), "--out", str(NOTEBOOKS / "student")]) == 2
+    err = capsys.readouterr().err
+    assert "inside" in err and len(err.strip().splitlines()) == 1
+    assert not (NOTEBOOKS / "student").exists()
+
+
+def test_student_versions_of_the_course(tmp_path, capsys):
+    assert main(["coursework", str(NOTEBOOKS), "--out", str(tmp_path / "student")]) == 0
+    solved = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    students = sorted((tmp_path / "student").glob("*.ipynb"))
+    assert [p.name for p in students] == [p.name for p in solved]
+    for path in students:
+        text = path.read_text()
+        assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text, path.name
+        assert "raise NotImplementedError()" in text, path.name
+        assert path.with_suffix(".py").exists()
+        json.loads(text)  # still a notebook
