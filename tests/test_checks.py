@@ -1,0 +1,111 @@
+"""Each check accepts a right answer and rejects known wrong ones with the intended hint."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vaelib import checks
+from vaelib.plotting import lerp, slerp
+
+
+def _run(check, fn, capsys):
+    ok = check(fn)
+    return ok, capsys.readouterr().out.strip()
+
+
+def right_kl(mu, logvar):
+    return 0.5 * (mu ** 2 + logvar.exp() - logvar - 1).sum(-1)
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda mu, lv: 0.5 * (mu ** 2 + lv.exp() - lv - 1), "sums over the dimensions"),
+    (lambda mu, lv: -right_kl(mu, lv), "sign is flipped"),
+    (lambda mu, lv: 0.5 * (mu ** 2 + lv.exp() - lv - 1).mean(-1), "average over latent dimensions"),
+    (lambda mu, lv: 0.5 * (mu ** 2 + lv - torch.log(lv) - 1).sum(-1), "logvar as if it were the variance"),
+    (lambda mu, lv: (mu ** 2 + lv.exp() - lv - 1).sum(-1), "factor 1/2"),
+])
+def test_gaussian_kl(fn, hint, capsys):
+    assert _run(checks.check_gaussian_kl, right_kl, capsys) == (True, "✓ check_gaussian_kl: correct on 3 random batches")
+    ok, out = _run(checks.check_gaussian_kl, fn, capsys)
+    assert not ok and out.startswith("✗") and hint in out
+
+
+def test_not_implemented_is_reported_not_raised(capsys):
+    def todo(mu, logvar):
+        raise NotImplementedError()
+    ok, out = _run(checks.check_gaussian_kl, todo, capsys)
+    assert not ok and "not implemented yet" in out
+
+
+def test_strict_mode_raises(capsys, monkeypatch):
+    monkeypatch.setenv("VAELIB_CHECKS_STRICT", "1")
+    with pytest.raises(AssertionError, match="sign is flipped"):
+        checks.check_gaussian_kl(lambda mu, lv: -right_kl(mu, lv))
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda mu, lv, eps: mu + lv.exp() * eps, "by the variance"),
+    (lambda mu, lv, eps: mu + lv * eps, "by logvar itself"),
+    (lambda mu, lv, eps: torch.exp(0.5 * lv) * eps, "mean is missing"),
+    (lambda mu, lv, eps: (mu + torch.exp(0.5 * lv) * eps).detach(), "no gradient flows"),
+])
+def test_reparameterize(fn, hint, capsys):
+    assert _run(checks.check_reparameterize, lambda mu, lv, eps: mu + torch.exp(0.5 * lv) * eps, capsys)[0]
+    ok, out = _run(checks.check_reparameterize, fn, capsys)
+    assert not ok and hint in out
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda logits, x: F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum((1, 2, 3)), "sign is flipped"),
+    (lambda logits, x: -F.binary_cross_entropy_with_logits(logits, x, reduction="none").mean((1, 2, 3)), "average over pixels"),
+    (lambda logits, x: -F.binary_cross_entropy_with_logits(logits, x, reduction="sum"), "single number"),
+])
+def test_bernoulli_log_likelihood(fn, hint, capsys):
+    right = lambda logits, x: torch.distributions.Bernoulli(logits=logits).log_prob(x).sum((1, 2, 3))  # noqa: E731
+    assert _run(checks.check_bernoulli_log_likelihood, right, capsys)[0]
+    ok, out = _run(checks.check_bernoulli_log_likelihood, fn, capsys)
+    assert not ok and hint in out
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda w: torch.log(w.exp().mean(0)), "underflows"),
+    (lambda w: torch.logsumexp(w, 0), "subtract log k"),
+    (lambda w: w.mean(0), "the ELBO, not the IWAE bound"),
+])
+def test_iwae_from_log_weights(fn, hint, capsys):
+    right = lambda w: torch.logsumexp(w, 0) - math.log(w.shape[0])  # noqa: E731
+    assert _run(checks.check_iwae_from_log_weights, right, capsys)[0]
+    ok, out = _run(checks.check_iwae_from_log_weights, fn, capsys)
+    assert not ok and hint in out
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda nats: nats / math.log(2), "bits per image"),
+    (lambda nats: nats / 784, "nats per pixel"),
+    (lambda nats: nats * math.log(2) / 784, "multiplied by ln 2"),
+])
+def test_bits_per_dim(fn, hint, capsys):
+    assert _run(checks.check_bits_per_dim, lambda nats: nats / 784 / math.log(2), capsys)[0]
+    ok, out = _run(checks.check_bits_per_dim, fn, capsys)
+    assert not ok and hint in out
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lerp, "straight line"),
+    (lambda z0, z1, t: slerp(z1, z0, t), "does not start at z0"),
+])
+def test_slerp(fn, hint, capsys):
+    assert _run(checks.check_slerp, slerp, capsys)[0]
+    ok, out = _run(checks.check_slerp, fn, capsys)
+    assert not ok and hint in out
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda step, beta_max, warmup: beta_max * step / warmup, "keeps growing"),
+    (lambda step, beta_max, warmup: min(1.0, step / warmup), "beta_max is ignored"),
+])
+def test_linear_warmup(fn, hint, capsys):
+    assert _run(checks.check_linear_warmup, lambda s, b, w: min(b, b * s / w), capsys)[0]
+    ok, out = _run(checks.check_linear_warmup, fn, capsys)
+    assert not ok and hint in out
