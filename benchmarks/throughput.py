@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 import vaelib  # noqa: E402
 from vaelib import MNIST, build_vae, fit, pick_device  # noqa: E402
-from vaelib.data import data_root  # noqa: E402
+from vaelib.data import DataError, data_root  # noqa: E402
 from vaelib.evaluation import evaluate_elbo  # noqa: E402
 
 
@@ -165,4 +165,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DataError as err:
+        raise SystemExit(f"error: {err}") from None

@@ -1,0 +1,32 @@
+"""The benchmark scripts run (--quick), so they cannot rot. Their timings are printed, never asserted."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import needs_mnist
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _run(*args):
+    result = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+@needs_mnist
+def test_throughput_quick(tmp_path):
+    out = _run(BENCH / "throughput.py", "--quick", "--out", tmp_path / "t.json")
+    assert "ratio" in out and "test ELBO after" in out
+    record = json.loads((tmp_path / "t.json").read_text())
+    assert record["quick"] is True and [r["arch"] for r in record["results"]] == ["mlp", "conv"]
+    for row in record["results"]:
+        assert row["reference_img_per_s"] > 0 and row["vaelib_img_per_s"] > 0
+        assert row["reference_test_elbo"] < 0 and row["vaelib_test_elbo"] < 0
+
+
+@needs_mnist
+def test_widget_latency_quick():
+    out = _run(BENCH / "widget_latency.py", "--quick")
+    assert "latent slider" in out and "slowest p95" in out
