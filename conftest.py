@@ -2,7 +2,6 @@
 
 - VAELIB_DATA: MNIST from ../shared/data when the caller set nothing (this project's machines).
 - VAELIB_FAST=1: the notebooks' smoke-test mode (short training, small subsets).
-- MPLBACKEND=Agg: no display needed.
 Kernels that nbval starts inherit this environment.
 """
 import os
@@ -14,4 +13,3 @@ if not os.environ.get("VAELIB_DATA") and (_shared / "MNIST" / "raw").is_dir():
 elif os.environ.get("VAELIB_DATA"):
     os.environ["VAELIB_DATA"] = str(Path(os.environ["VAELIB_DATA"]).resolve())  # notebooks run elsewhere
 os.environ.setdefault("VAELIB_FAST", "1")
-os.environ.setdefault("MPLBACKEND", "Agg")

@@ -116,11 +116,13 @@ def plot_latent_scatter(model, data, n: int = 5000, dims=(0, 1), ax=None, save=N
 
 
 @torch.no_grad()
-def plot_manifold(model, n: int = 15, extent: float = 2.5, use_quantiles: bool = True, y=None, save=None):
+def plot_manifold(model, n: int = 15, extent: float = 2.5, use_quantiles: bool = True, y=None, ax=None,
+                  title: str = "decoded latent grid", save=None):
     """Decode a regular ``n`` x ``n`` grid of a 2-D latent space.
 
     With ``use_quantiles`` the grid is evenly spaced in probability under N(0, 1) (as in Kingma and
     Welling's figure), so every tile covers the same prior mass; otherwise it spans [-extent, extent].
+    For a conditional model pass ``y``: one label (an int) for the whole grid, or ``n * n`` labels.
     """
     if model.latent_dim != 2:
         raise ValueError(f"plot_manifold needs a 2-D latent space, this model has {model.latent_dim}")
@@ -131,14 +133,27 @@ def plot_manifold(model, n: int = 15, extent: float = 2.5, use_quantiles: bool =
         axis = torch.linspace(-extent, extent, n)
     zy, zx = torch.meshgrid(axis.flip(0), axis, indexing="ij")  # top row = largest z[1]
     z = torch.stack([zx.flatten(), zy.flatten()], 1).to(model.device)
-    images = model.decode_mean(z, y)
-    fig, ax = plt.subplots(figsize=(6, 6))
+    images = model.decode_mean(z, _labels(model, y, len(z)))
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 6))
+    else:
+        fig = ax.figure
     ax.imshow(image_grid(images, n, padding=0).numpy(), cmap="gray", vmin=0, vmax=1,
               extent=[axis[0].item(), axis[-1].item(), axis[0].item(), axis[-1].item()])
     ax.set_xlabel("z[0]")
     ax.set_ylabel("z[1]")
-    ax.set_title("decoded latent grid")
+    ax.set_title(title)
     return _save(fig, save)
+
+
+def _labels(model, y, n):
+    """``y`` as ``n`` labels on the model's device: an int is repeated, a tensor passes through."""
+    if y is None or not getattr(model, "num_classes", 0):
+        return None
+    if isinstance(y, int):
+        return torch.full((n,), y, dtype=torch.long, device=model.device)
+    y = torch.as_tensor(y, device=model.device)
+    return y.expand(n) if y.dim() == 0 or len(y) == 1 else y
 
 
 def lerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -163,11 +178,14 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def plot_interpolation(model, z0: torch.Tensor, z1: torch.Tensor, steps: int = 10, method: str = "linear",
-                       ax=None, save=None):
-    """Decode ``steps`` points on the path from ``z0`` to ``z1`` (``method``: ``linear`` or ``spherical``)."""
+                       y=None, ax=None, save=None):
+    """Decode ``steps`` points on the path from ``z0`` to ``z1`` (``method``: ``linear`` or ``spherical``).
+
+    For a conditional model pass ``y``: one label for the whole strip, or ``steps`` labels.
+    """
     t = torch.linspace(0, 1, steps)
     path = (lerp if method == "linear" else slerp)(z0.cpu(), z1.cpu(), t).to(model.device)
-    images = model.decode_mean(path)
+    images = model.decode_mean(path, _labels(model, y, steps))
     if ax is None:
         fig, ax = plt.subplots(figsize=(steps * 0.6 + 0.4, 1.0))
     else:

@@ -1,0 +1,54 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from vaelib import build_vae  # noqa: E402
+from vaelib.plotting import (image_grid, lerp, plot_history, plot_interpolation, plot_manifold,  # noqa: E402
+                             save_image_grid, show_images, show_reconstructions, slerp)
+
+
+def test_image_grid_and_png(tmp_path):
+    images = torch.rand(10, 1, 28, 28)
+    grid = image_grid(images, nrow=5, padding=2)
+    assert grid.shape == (2 * 30 + 2, 5 * 30 + 2)
+    torch.testing.assert_close(grid[2:30, 2:30], images[0, 0])
+    path = save_image_grid(images, tmp_path / "g.png", nrow=5)
+    assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_lerp_and_slerp():
+    z0, z1 = torch.tensor([3.0, 0.0]), torch.tensor([0.0, 1.0])
+    t = torch.linspace(0, 1, 5)
+    torch.testing.assert_close(lerp(z0, z1, t)[2], torch.tensor([1.5, 0.5]))
+    path = slerp(z0, z1, t)
+    torch.testing.assert_close(path[0], z0)
+    torch.testing.assert_close(path[-1], z1)
+    torch.testing.assert_close(path.norm(dim=1), torch.linspace(3, 1, 5))  # norms interpolate linearly
+    angles = torch.atan2(path[:, 1], path[:, 0])
+    torch.testing.assert_close(angles, torch.linspace(0, torch.pi / 2, 5))  # at constant angular speed
+
+
+def test_figures_are_returned_and_saved(tmp_path):
+    torch.manual_seed(0)
+    model = build_vae("mlp", latent_dim=2, hidden=16).eval()
+    x = torch.rand(6, 1, 28, 28)
+    assert show_images(x, nrow=3, title="t").axes
+    fig = show_reconstructions(x, model.reconstruct(x), n=6, save=tmp_path / "r.png")
+    assert (tmp_path / "r.png").exists() and fig.axes[0].get_yticklabels()[0].get_text() == "input"
+    history = [{"epoch": 1, "train_elbo": -200.0, "test_elbo": -190.0}, {"epoch": 2, "train_elbo": -150.0,
+                                                                        "test_elbo": -149.0}]
+    assert [line.get_label() for line in plot_history(history).axes[0].lines] == ["train elbo", "test elbo"]
+    fig = plot_manifold(model, n=4, title="grid")
+    assert fig.axes[0].get_title() == "grid" and fig.axes[0].images[0].get_array().shape == (112, 112)
+    plot_interpolation(model, torch.zeros(2), torch.ones(2), steps=4, method="spherical")
+    with pytest.raises(ValueError, match="2-D latent space"):
+        plot_manifold(build_vae("mlp", latent_dim=3, hidden=8))
+
+
+def test_conditional_models_take_labels():
+    cvae = build_vae("mlp", latent_dim=2, hidden=16, num_classes=10).eval()
+    plot_manifold(cvae, n=3, y=4)
+    plot_interpolation(cvae, torch.zeros(2), torch.ones(2), steps=3, y=torch.tensor([1, 2, 3]))
