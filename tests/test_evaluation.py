@@ -40,3 +40,16 @@ def test_evaluation_leaves_the_callers_rng_alone(trained_mlp, small_test):
     torch.manual_seed(123)
     evaluate_elbo(trained_mlp, small_test, seed=0)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_the_evaluated_images_do_not_depend_on_k_or_batch_size(trained_mlp, small_test):
+    from vaelib.evaluation import _fixed_batches
+    small = torch.cat([x for x, _ in _fixed_batches(small_test, 7, seed=5, device="cpu")])
+    large = torch.cat([x for x, _ in _fixed_batches(small_test, 500, seed=5, device="cpu")])
+    assert torch.equal(small, large) and set(small.unique().tolist()) == {0.0, 1.0}
+    a = iwae_nll(trained_mlp, small_test, k=20, batch_size=7, seed=5, progress=False, per_image=True)
+    b = iwae_nll(trained_mlp, small_test, k=20, batch_size=500, seed=5, progress=False, per_image=True)
+    assert a["per_image"].shape == (500,) and a["std_error"] > 0
+    assert abs(a["nll"] - a["per_image"].double().mean().item()) < 1e-3
+    # same images, other draws of z: the estimates agree far within their standard error
+    assert abs(a["nll"] - b["nll"]) < a["std_error"]

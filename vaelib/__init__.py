@@ -15,9 +15,13 @@ Modules, in the order the course teaches them:
 - ``vaelib.evaluation``: test ELBO, IWAE log-likelihood, bits/dim
 - ``vaelib.plotting``: sample grids, reconstructions, latent plots
 - ``vaelib.pretrained``: the checkpoints in pretrained/, loaded when present
+- ``vaelib.widgets``: ipywidgets explorers; ``vaelib.checks``: exercise checks;
+  ``vaelib.coursework``: student versions of the notebooks
 """
 __version__ = "0.1.0"
 
+from . import (checks, checkpoints, coursework, data, elbo, evaluation, kl, likelihoods, networks, plotting,
+               pretrained, priors, reparameterization, schedules, training, vae, widgets)
 from .checkpoints import CheckpointError, load, load_checkpoint, save_checkpoint
 from .data import MNIST, DataError
 from .elbo import ELBO, iwae_bound

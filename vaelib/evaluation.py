@@ -34,6 +34,18 @@ def _seeded(seed: int, device: torch.device):
         yield torch.Generator(device=device).manual_seed(seed)
 
 
+def _fixed_batches(data, batch_size: int, seed: int, device):
+    """Batches of ``data`` with the binarization drawn once for the whole split from ``seed``.
+
+    Drawing it up front (not batch by batch) makes the evaluated images independent of the batch
+    size and of how many samples of z are drawn: evaluations with different k see the same images.
+    """
+    g = torch.Generator(device=data.device).manual_seed(seed)
+    x_all = data.prepare(data.images, g)
+    for start in range(0, len(data), batch_size):
+        yield x_all[start:start + batch_size].to(device), data.labels[start:start + batch_size].to(device)
+
+
 def _cond(model, y):
     return {"y": y} if getattr(model, "num_classes", 0) else {}
 
@@ -52,9 +64,8 @@ def evaluate_elbo(model, data, batch_size: int = 1000, seed: int = 0) -> dict:
     sums = torch.zeros(3, device=device)
     kl_dims = torch.zeros(model.latent_dim, device=device)
     mus = []
-    with _seeded(seed, device) as g:
-        for x, y in data.batches(batch_size, generator=g):
-            x, y = x.to(device), y.to(device)
+    with _seeded(seed + 1, device):
+        for x, y in _fixed_batches(data, batch_size, seed, device):
             terms = model.elbo(x, y=y)
             sums += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum()])
             if terms.kl_per_dim is not None:
@@ -78,10 +89,13 @@ def active_units(model, data, threshold: float = 0.01, batch_size: int = 1000) -
 
 @torch.no_grad()
 def iwae_nll(model, data, k: int = 5000, batch_size: int | None = None, seed: int = 0,
-             progress: bool = True) -> dict:
+             progress: bool = True, per_image: bool = False) -> dict:
     """Estimate the test negative log-likelihood with the importance-weighted bound L_k.
 
-    Returns a dict: ``nll`` (nats, -mean L_k), ``bits_per_dim``, ``k``, ``seed``, ``n``.
+    Returns a dict: ``nll`` (nats, -mean L_k), ``bits_per_dim``, ``std_error`` (of the mean over
+    images, nats), ``k``, ``seed``, ``n``; with ``per_image=True`` also ``per_image``, the ``(n,)``
+    negative bounds. The seed fixes the test set's binarization (the same for every k and batch
+    size) and, separately, the samples of z.
     ``batch_size`` images are processed at a time (default: enough that a chunk of samples decodes
     about 16,384 images); memory does not grow with ``k``.
     """
@@ -89,16 +103,21 @@ def iwae_nll(model, data, k: int = 5000, batch_size: int | None = None, seed: in
     device = model.device
     if batch_size is None:
         batch_size = max(1, 16384 // min(k, 16384))
-    total = 0.0
-    with _seeded(seed, device) as g:
+    bounds = []
+    with _seeded(seed + 1, device) as g:
         bar = tqdm(total=len(data), desc=f"IWAE k={k}", unit="img", disable=not progress, leave=False)
-        for x, y in data.batches(batch_size, generator=g):
-            x, y = x.to(device), y.to(device)
-            total += iwae_bound(model, x, k, generator=g, **_cond(model, y)).sum().item()
+        for x, y in _fixed_batches(data, batch_size, seed, device):
+            bounds.append(iwae_bound(model, x, k, generator=g, **_cond(model, y)).cpu())
             bar.update(len(x))
         bar.close()
-    nll = -total / len(data)
-    return {"nll": nll, "bits_per_dim": bits_per_dim(nll), "k": k, "seed": seed, "n": len(data)}
+    bounds = torch.cat(bounds).double()
+    nll = -bounds.mean().item()
+    std_error = bounds.std().item() / math.sqrt(len(bounds)) if len(bounds) > 1 else float("nan")
+    result = {"nll": nll, "bits_per_dim": bits_per_dim(nll), "std_error": std_error, "k": k, "seed": seed,
+              "n": len(data)}
+    if per_image:
+        result["per_image"] = (-bounds).float()
+    return result
 
 
 @torch.no_grad()
@@ -110,9 +129,7 @@ def reconstruction_error(model, data, batch_size: int = 1000, seed: int = 0) -> 
     model.eval()
     device = model.device
     total = 0.0
-    with _seeded(seed, device) as g:
-        for x, y in data.batches(batch_size, generator=g):
-            x, y = x.to(device), y.to(device)
-            total += (model.reconstruct(x, **_cond(model, y)) - x).pow(2).sum().item()
+    for x, y in _fixed_batches(data, batch_size, seed, device):
+        total += (model.reconstruct(x, **_cond(model, y)) - x).pow(2).sum().item()
     per_image = total / len(data)
     return {"mse_sum": per_image, "mse": per_image / PIXELS}
