@@ -1,0 +1,460 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+# ---
+
+# %% [markdown]
+# # 00 · Introduction: generative models, the roadmap, and MNIST
+#
+# **Learning objectives**
+#
+# - Say what a generative model is, what we want from one, and how maximum likelihood trains one.
+# - Know the roadmap of this series, notebooks 00 to 09.
+# - Load MNIST with `vaelib.MNIST` and describe its pixel statistics: shapes, grey levels, labels.
+# - Explain why a continuous density on MNIST's grey levels is ill-posed, and what binarization
+#   (dynamic or static) and a Bernoulli likelihood do about it.
+# - Write the Bernoulli log-likelihood of an image in plain torch, check it against `vaelib`, and use it
+#   to score a first (bad) generative model.
+#
+# **Prerequisites**
+#
+# - No earlier notebook. Basic probability: random variables, probability vs. probability *density*,
+#   expectation, independence, the log-likelihood of a data set.
+# - Basic PyTorch: tensors, indexing, broadcasting, `torch.nn.functional`.
+
+# %% [markdown]
+# ## 1. What is a generative model?
+#
+# We are given data $x^{(1)}, \dots, x^{(N)}$, here $N = 60{,}000$ images of handwritten digits, that we
+# assume were drawn independently from some unknown distribution $p_\text{data}(x)$. A **generative
+# model** is a distribution $p_\theta(x)$ with parameters $\theta$ that we fit so that
+# $p_\theta \approx p_\text{data}$. Once we have it we can
+#
+# 1. **sample**: draw new images $x \sim p_\theta(x)$ that look like the data;
+# 2. **score**: compute $\log p_\theta(x)$ of an image, to compare models or spot outliers;
+# 3. **represent**: (for latent-variable models such as the VAE) map an image to a short code $z$
+#    that captures what it shows.
+#
+# The standard way to fit $\theta$ is **maximum likelihood**: make the observed data as probable as possible,
+#
+# $$\theta^\star = \arg\max_\theta \frac{1}{N}\sum_{i=1}^{N} \log p_\theta\big(x^{(i)}\big).$$
+#
+# Why is that the right thing? The average is a Monte-Carlo estimate of $\mathbb{E}_{p_\text{data}}[\log p_\theta(x)]$, and
+#
+# $$\mathrm{KL}\big(p_\text{data}\,\|\,p_\theta\big)
+#   = \mathbb{E}_{p_\text{data}}\big[\log p_\text{data}(x) - \log p_\theta(x)\big]
+#   = \underbrace{\mathbb{E}_{p_\text{data}}[\log p_\text{data}(x)]}_{\text{does not depend on }\theta}
+#     - \mathbb{E}_{p_\text{data}}[\log p_\theta(x)],$$
+#
+# so maximizing the expected log-likelihood is the same as minimizing the KL divergence from the data
+# distribution to the model (notebook 03 is all about the KL divergence; for now: it is $\ge 0$ and is $0$ only
+# when the two distributions are equal). Log-likelihoods of images are reported in **nats** (natural log)
+# per image, summed over pixels; higher is better.
+#
+# Several families of models can do this: autoregressive models (PixelCNN), normalizing flows, GANs
+# (which sample but do not score), diffusion models, and **variational autoencoders** (VAEs, Kingma and
+# Welling 2014; Rezende et al. 2014), the subject of this course. A VAE explains each image by a hidden
+# *latent* code $z$, and learns at the same time a decoder $p_\theta(x\mid z)$ and an encoder
+# $q_\phi(z\mid x)$ that guesses $z$ from $x$.
+
+# %% [markdown]
+# ## 2. The roadmap
+#
+# | notebook | title | what you will do |
+# | --- | --- | --- |
+# | **00** | introduction | generative models, MNIST, binarization, the Bernoulli likelihood (this notebook) |
+# | **01** | autoencoders | train a plain autoencoder with a 2-D code and see why it cannot generate |
+# | **02** | latent variables and the ELBO | $p(x) = \int p(x\mid z)p(z)\,dz$, importance sampling, the evidence lower bound |
+# | **03** | KL divergence | the KL between two Gaussians in closed form, and by Monte Carlo |
+# | **04** | reparameterization | gradients through sampling: $z = \mu + \sigma\,\varepsilon$ |
+# | **05** | training a VAE | the training loop, written out and then with `vaelib.fit` |
+# | **06** | beta and KL annealing | the $\beta$-VAE, warm-up schedules, posterior collapse |
+# | **07** | exploring the latent space | latent scatter plots, the decoded manifold, interpolation |
+# | **08** | evaluating VAEs | test ELBO, importance-weighted log-likelihood, bits per dimension |
+# | **09** | conditional VAE | generate a digit of the class you ask for |
+#
+# Each concept is written out once in plain torch, checked against `vaelib`, and then used from `vaelib`.
+
+# %% [markdown]
+# ## 3. Setup
+#
+# `FAST` is true when the environment variable `VAELIB_FAST=1` is set: the smoke-test mode of the
+# continuous integration, in which notebooks train briefly. Nothing is trained in this notebook, so both
+# switches below change nothing here; they are in every notebook of the series.
+
+# %%
+# %matplotlib inline
+import math
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+
+import vaelib
+from vaelib.plotting import show_images
+
+FAST = vaelib.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
+TRAIN_FROM_SCRATCH = False     # set True to retrain instead of loading pretrained/ checkpoints
+torch.manual_seed(0)
+device = "cpu"
+
+# %% [markdown]
+# ## 4. MNIST through `vaelib.MNIST`
+#
+# `vaelib.MNIST(split)` loads a whole split once as a `uint8` tensor (grey levels 0 to 255) and serves
+# batches by indexing it. Where the files come from: the `VAELIB_DATA` environment variable (a folder that
+# holds `MNIST/raw/`), else a `data/` folder, else a download.
+
+# %%
+train = vaelib.MNIST("train")   # binarize=None: grey levels
+test = vaelib.MNIST("test")
+print(train)
+print(test)
+print("images:", tuple(train.images.shape), train.images.dtype, "| labels:", tuple(train.labels.shape), train.labels.dtype)
+print("grey levels stored as integers from", train.images.min().item(), "to", train.images.max().item())
+
+# %% [markdown]
+# Each image is a $1 \times 28 \times 28$ tensor (one channel, 784 pixels). Batches come out as floats in
+# $[0, 1]$ (the integer divided by 255), ready for a network:
+
+# %%
+x, y = next(train.batches(32))
+print("batch:", tuple(x.shape), x.dtype, f"values in [{x.min().item():.0f}, {x.max().item():.0f}]")
+print("labels:", y.tolist())
+
+# %%
+show_images(x, nrow=16, title="the first 32 training images")
+plt.show()
+
+# %% [markdown]
+# The first 32 training images, in the order of the labels printed above (5, 0, 4, 1, ...). The digits
+# are centred, white on black, and come in many styles: thick and thin strokes, slanted, open and closed
+# loops. That variety of *style* within each *class* is what a generative model has to capture.
+#
+# ### Label counts
+#
+# The labels are not used to train an unconditional VAE (notebooks 01 to 08), but they colour the latent
+# plots and condition the VAE of notebook 09.
+
+# %%
+train_counts = torch.bincount(train.labels, minlength=10)
+test_counts = torch.bincount(test.labels, minlength=10)
+print("digit:", *range(10), sep="\t")
+print("train:", *train_counts.tolist(), sep="\t")
+print("test: ", *test_counts.tolist(), sep="\t")
+assert train_counts.tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+print(f"most frequent: {train_counts.argmax().item()} ({train_counts.max().item() / len(train):.1%}), "
+      f"least frequent: {train_counts.argmin().item()} ({train_counts.min().item() / len(train):.1%})")
+
+# %%
+fig, ax = plt.subplots(figsize=(6, 2.8))
+ax.bar(torch.arange(10) - 0.2, train_counts / len(train), width=0.4, label="train")
+ax.bar(torch.arange(10) + 0.2, test_counts / len(test), width=0.4, label="test")
+ax.axhline(0.1, color="k", lw=0.8, ls="--")
+ax.set_xticks(range(10))
+ax.set_xlabel("digit")
+ax.set_ylabel("fraction of images")
+ax.set_ylim(0, 0.15)
+ax.legend(ncol=2, loc="upper center")
+ax.set_title("MNIST label frequencies")
+plt.show()
+
+# %% [markdown]
+# The bars are all close to the dashed line at 10%: the classes are roughly balanced, with more 1s
+# (11.2%) and fewer 5s (9.0%), and the test split has the same proportions as the training split. A good
+# unconditional model learns these proportions too: about one sample in nine it draws should be a 1.
+
+# %% [markdown]
+# ### Pixel statistics
+#
+# Look at the values themselves. We convert all 60,000 training images to grey levels in $[0, 1]$:
+
+# %%
+grey = train.images.float() / 255          # (60000, 1, 28, 28)
+print(f"mean grey level {grey.mean():.3f}, standard deviation {grey.std():.3f}")
+print(f"pixels exactly 0:       {(grey == 0).float().mean():.1%}")
+print(f"pixels strictly between 0.1 and 0.9: {((grey > 0.1) & (grey < 0.9)).float().mean():.1%}")
+print(f"pixels above 0.9:       {(grey > 0.9).float().mean():.1%}")
+print(f"pixels exactly 1:       {(grey == 1).float().mean():.1%}")
+never_on = train.images.amax(0) == 0       # pixels that are 0 in every training image
+print("pixels that are 0 in every one of the 60,000 training images:", never_on.sum().item(), "of 784")
+
+# %%
+levels = torch.bincount(train.images.flatten().long(), minlength=256)   # how often each grey level 0..255 occurs
+mean_image = grey.mean(0)[0]
+std_image = grey.std(0)[0]
+
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.2), gridspec_kw={"width_ratios": [1.6, 1, 1]})
+axes[0].bar(torch.arange(256) / 255, levels / levels.sum(), width=1 / 255)
+axes[0].set_yscale("log")
+axes[0].set_xlabel("grey level")
+axes[0].set_ylabel("fraction of pixels (log scale)")
+axes[0].set_title("histogram of grey levels")
+im = axes[1].imshow(mean_image, cmap="gray", vmin=0, vmax=1)
+axes[1].set_title("mean image")
+fig.colorbar(im, ax=axes[1], fraction=0.046)
+im = axes[2].imshow(std_image, cmap="magma")
+axes[2].set_title("per-pixel standard deviation")
+fig.colorbar(im, ax=axes[2], fraction=0.046)
+for ax in axes[1:]:
+    ax.axis("off")
+plt.show()
+
+# %% [markdown]
+# **Left:** the histogram (note the log scale) has a tall spike at 0, where 81% of all pixels lie, a
+# second peak at the right end (values near 1, the ink), and a thin floor in between: the grey levels
+# there are the anti-aliased edges of the strokes. MNIST is *almost* a black-and-white data set.
+# **Middle:** the mean image is a blurry blob: averaging digits of all classes and styles gives no digit at all.
+# **Right:** the standard deviation is highest in a ring where strokes of different digits disagree, and
+# exactly 0 on the border: those 67 pixels are black in every training image.
+
+# %% [markdown]
+# ## 5. Why a likelihood needs binarization
+#
+# To fit by maximum likelihood we need $\log p_\theta(x)$ for an image. The obvious choice for grey levels
+# is a density on $[0,1]^{784}$, say a Gaussian per pixel. Take one of the 67 pixels that are 0 in every
+# image, and give it the density $\mathcal{N}(x_j;\, 0, \sigma^2)$. At $x_j = 0$,
+#
+# $$\log \mathcal{N}(0;\, 0, \sigma^2) = -\log\sigma - \tfrac12\log(2\pi) \;\xrightarrow[\sigma \to 0]{}\; +\infty .$$
+#
+# A *density* is not a probability: it can exceed 1, and here it can be made as large as we like. The
+# same happens, less blatantly, at every pixel: 81% of all values are *exactly* 0, a point mass, and a
+# continuous density can put an ever narrower, ever taller peak there. The maximum likelihood is
+# $+\infty$, training chases it instead of learning digits, and log-likelihood numbers stop meaning anything.
+
+# %%
+sigmas = torch.tensor([0.1, 0.01, 1e-3, 1e-6])
+per_pixel = -torch.log(sigmas) - 0.5 * math.log(2 * math.pi)
+for s, lp in zip(sigmas.tolist(), per_pixel.tolist()):
+    print(f"sigma = {s:g}: log-density per always-black pixel {lp:6.2f} nats, "
+          f"from the 67 of them alone {67 * lp:7.1f} nats per image")
+
+# %% [markdown]
+# So the log-likelihood grows without bound just by shrinking $\sigma$ on pixels that carry no
+# information. There are three standard ways out:
+#
+# 1. **Dequantize**: add uniform noise to the 256 integer levels, so there are no point masses (normalizing flows do this);
+# 2. use a **discrete** likelihood over the 256 grey levels (PixelCNN does this);
+# 3. **binarize** the images to $\{0, 1\}$ and use a **Bernoulli** likelihood: the classic VAE benchmark, and
+#    what this course does.
+#
+# A Bernoulli variable $x_j \in \{0, 1\}$ with parameter $\pi_j = P(x_j = 1)$ has probability
+#
+# $$p(x_j) = \pi_j^{\,x_j} (1 - \pi_j)^{1 - x_j}, \qquad
+#   \log p(x_j) = x_j \log \pi_j + (1 - x_j)\log(1 - \pi_j) \le 0 .$$
+#
+# It is a probability, at most 1, so the log-likelihood of an image is at most 0 and the maximum
+# likelihood problem is well posed. The formula is the (negative) *binary cross-entropy*. Plugging grey
+# levels $x_j \in (0, 1)$ into it is common, but then it is no longer a normalized distribution over the
+# data: the function $x \mapsto \pi^x(1-\pi)^{1-x}$ does not integrate to 1 over $[0, 1]$:
+
+# %%
+pi = 0.9
+xs = torch.linspace(0, 1, 10_001, dtype=torch.float64)
+integral = torch.trapezoid(pi ** xs * (1 - pi) ** (1 - xs), xs)
+closed_form = (2 * pi - 1) / (math.log(pi) - math.log(1 - pi))
+print(f"integral over [0, 1] of pi^x (1-pi)^(1-x) for pi = {pi}: {integral:.4f} (closed form {closed_form:.4f}), not 1")
+
+# %% [markdown]
+# (The *continuous Bernoulli* of Loaiza-Ganem and Cunningham (2019) divides by this integral;
+# `vaelib.likelihoods` has it.) Binarizing avoids the issue: we treat each grey level as the probability
+# that the pixel is on, and draw
+#
+# $$x^\text{bin}_j \sim \text{Bernoulli}(x^\text{grey}_j), \qquad \mathbb{E}\big[x^\text{bin}_j\big] = x^\text{grey}_j .$$
+#
+# There are two protocols, and `vaelib.MNIST` has both:
+#
+# - **dynamic** (`binarize="dynamic"`): a fresh draw every time a batch is served. The model never sees the
+#   same binary image twice; on average it sees the grey image. It acts as **data augmentation** and makes
+#   overfitting harder (Burda et al. 2015 and most later papers).
+# - **static** (`binarize="static"`): one draw, made once with a fixed seed when the split is loaded: a
+#   **fixed data set** of binary images. The classic benchmark of Larochelle and Murray (2011) is a
+#   static binarization (theirs is one particular published draw; vaelib's is its own, seed 1234, so
+#   numbers are comparable in kind, not digit for digit). With a fixed data set the model can memorize
+#   the noise of the particular draw, so it overfits more.
+#
+# Papers report numbers for one protocol or the other, and they are not interchangeable.
+
+# %%
+dynamic = vaelib.MNIST("train", binarize="dynamic", subset=1000)
+static = vaelib.MNIST("train", binarize="static", subset=1000)
+
+d0, _ = dynamic.sample(8, seed=0)     # a fixed batch: the first 8 images, binarized with seed 0
+d1, _ = dynamic.sample(8, seed=1)     # the same 8 images, a different draw
+s0, _ = static.sample(8, seed=0)
+s1, _ = static.sample(8, seed=1)
+g8 = dynamic.images[:8].float() / 255
+
+print("values after binarization:", torch.unique(d0).tolist())
+print(f"dynamic: fraction of pixels that differ between two draws {(d0 != d1).float().mean():.3f}, "
+      f"expected 2 g (1 - g) averaged over pixels {(2 * g8 * (1 - g8)).mean():.3f}")
+print("static: the two 'draws' are identical:", torch.equal(s0, s1))
+print(f"mean of the binary images {d0.mean():.3f} vs. mean grey level {g8.mean():.3f}")
+
+# %%
+show_images(torch.cat([g8, d0, d1, s0]), nrow=8,
+            title="grey levels; two dynamic draws; the static draw")
+plt.show()
+
+# %% [markdown]
+# Row 1 shows grey images, rows 2 and 3 two dynamic binarizations of them, row 4 the static one. The
+# binary digits stay perfectly readable: the strokes are nearly black-and-white already, so only the
+# grey edges flip from draw to draw (about 4% of pixels, as printed above), which roughens the outlines.
+# Averaging many draws gives back the grey image:
+
+# %%
+g = torch.Generator().manual_seed(0)
+draws = torch.stack([dynamic.prepare(dynamic.images[:1], g) for _ in range(2000)])
+print(f"largest |average of 2000 draws - grey level| over the 784 pixels: {(draws.mean(0) - g8[:1]).abs().max():.2f}")
+
+# %% [markdown]
+# ## 6. The Bernoulli log-likelihood, and a first generative model
+#
+# For a whole binary image, a model gives each pixel its own $\pi_j$. If the pixels are independent,
+# the log-likelihood is the sum over the 784 pixels (the series' convention: **sum over pixels**):
+#
+# $$\log p(x) = \sum_{j=1}^{784} \big[x_j \log \pi_j + (1 - x_j) \log(1 - \pi_j)\big].$$
+#
+# Networks output a real number $\ell_j$ per pixel, the **logit**, and $\pi_j = \sigma(\ell_j) = 1/(1 + e^{-\ell_j})$.
+# Substituting $\log\sigma(\ell) = \ell - \log(1 + e^{\ell})$ and $\log(1 - \sigma(\ell)) = -\log(1 + e^{\ell})$
+# gives a form that never takes the log of 0:
+#
+# $$\log p(x) = \sum_j \big[x_j \ell_j - \operatorname{softplus}(\ell_j)\big], \qquad \operatorname{softplus}(\ell) = \log(1 + e^{\ell}).$$
+#
+# The simplest generative model of MNIST makes every pixel independent, with $\pi_j$ the fraction of
+# training images in which pixel $j$ is on: the mean image (clamped away from 0 and 1, since a pixel that
+# was never on in training would otherwise give a test image that has it on probability 0).
+
+# %%
+def bernoulli_log_likelihood(x, logits):
+    """log p(x) of images x (B, 1, 28, 28) in {0, 1} under independent Bernoulli(sigmoid(logits)) pixels: (B,)."""
+    return (x * logits - F.softplus(logits)).sum(dim=(1, 2, 3))
+
+
+pi = mean_image.clamp(1e-3, 1 - 1e-3)          # (28, 28): P(pixel on), from the grey training images
+logits = torch.log(pi) - torch.log1p(-pi)       # the inverse of the sigmoid
+x_test, _ = vaelib.MNIST("test", binarize="static").sample(10_000)
+mine = bernoulli_log_likelihood(x_test, logits.expand(len(x_test), 1, 28, 28))
+theirs = vaelib.likelihoods.BernoulliLikelihood()(logits.expand(len(x_test), 1, 28, 28)).log_prob(x_test)
+ok = torch.allclose(mine, theirs, atol=1e-3)
+assert ok
+print("log p(x) shape:", tuple(mine.shape))
+print("matches vaelib.likelihoods.BernoulliLikelihood:", ok)
+print(f"independent-pixel model, mean test log-likelihood: {mine.mean():.1f} nats per image")
+
+# %% [markdown]
+# From now on the series uses `vaelib.likelihoods.BernoulliLikelihood` (what `build_vae(likelihood="bernoulli")`
+# puts on top of its decoder). For scale: the 2-D VAE in `pretrained/vae_2d.pth` reaches a test ELBO of
+# about $-152$ nats (a *lower bound* on its log-likelihood), 54 nats better than this model: each test
+# image is on average at least $e^{54} \approx 10^{23}$ times more probable under it. Where does the
+# independent-pixel model go wrong? Sample from it:
+
+# %%
+torch.manual_seed(0)
+samples = torch.bernoulli(pi.expand(16, 1, 28, 28))
+show_images(samples, nrow=16, title="samples from the independent-pixel model")
+plt.show()
+
+# %% [markdown]
+# These samples are speckled blobs in the shape of the mean image, not digits. Each pixel is drawn on
+# its own, so nothing makes the pixels of one stroke switch on *together*. Real images have strong
+# dependencies: once you know a few pixels of a 7, you know most of the others. A **latent variable**
+# captures them: first draw a hidden code $z$ (which digit, which style), then draw the pixels
+# independently *given* $z$. That is the VAE, and notebook 02 builds it; notebook 01 first looks at the
+# deterministic ancestor of the idea, the autoencoder.
+
+# %% [markdown]
+# ## Key takeaways
+#
+# - A generative model is a distribution $p_\theta(x)$ we can sample and (usually) score; maximum
+#   likelihood fits it, which is the same as minimizing $\mathrm{KL}(p_\text{data}\,\|\,p_\theta)$.
+# - `vaelib.MNIST` holds a split as a `uint8` tensor `(N, 1, 28, 28)` and serves float batches; the
+#   classes are roughly balanced (train counts 5923 ... 5949).
+# - MNIST's grey levels are nearly binary: 81% of pixels are exactly 0, 67 pixels are black in every image.
+# - A continuous density on such data has an unbounded likelihood; a Bernoulli likelihood on binarized
+#   images is a probability, so $\log p(x) \le 0$ and maximum likelihood is well posed.
+# - Dynamic binarization draws fresh 0/1 images every batch (augmentation); static draws one fixed data
+#   set (overfits more). Reported numbers depend on the protocol.
+# - Independent pixels make a poor model (about $-206$ nats per test image, speckled samples): we need
+#   latent variables to tie pixels together.
+
+# %% [markdown]
+# ## Exercises
+#
+# **Exercise 1.** Compute the mean image of each digit class from the grey training images (`grey`,
+# `train.labels`), show the ten of them in one row, and print which two *different* classes have the closest
+# mean images in Euclidean distance.
+
+# %%
+### BEGIN SOLUTION
+class_means = torch.stack([grey[train.labels == c].mean(0) for c in range(10)])   # (10, 1, 28, 28)
+show_images(class_means, nrow=10, title="mean image of each digit")
+plt.show()
+dist = torch.cdist(class_means.flatten(1), class_means.flatten(1))
+dist.fill_diagonal_(float("inf"))
+a, b = divmod(dist.argmin().item(), 10)
+print(f"closest class means: {a} and {b} (distance {dist[a, b]:.2f})")
+### END SOLUTION
+
+# %% [markdown]
+# **Exercise 2.** Under dynamic binarization the model sees a random binary image $x^\text{bin}$ each
+# time. Show that the *expected* Bernoulli log-likelihood is the binary cross-entropy with the grey
+# levels as targets, $\mathbb{E}\big[\log p(x^\text{bin})\big] = \sum_j \big[g_j \log \pi_j + (1-g_j)\log(1-\pi_j)\big]$
+# (it follows from $\mathbb{E}[x^\text{bin}_j] = g_j$ and linearity), and check it by Monte Carlo: for the
+# first test image and the independent-pixel model (`logits`), average `bernoulli_log_likelihood` over
+# 5000 dynamic draws and compare with the formula.
+
+# %%
+### BEGIN SOLUTION
+g_img = test.images[:1].float() / 255                       # (1, 1, 28, 28) grey levels of the first test image
+gen = torch.Generator().manual_seed(0)
+x_bin = torch.bernoulli(g_img.expand(5000, 1, 28, 28), generator=gen)
+mc = bernoulli_log_likelihood(x_bin, logits.expand(5000, 1, 28, 28)).mean()
+exact = bernoulli_log_likelihood(g_img, logits.expand(1, 1, 28, 28))[0]   # the same formula with grey targets
+print(f"Monte Carlo {mc:.1f} nats, grey-target formula {exact:.1f} nats")
+assert abs(mc - exact) < 1.0
+### END SOLUTION
+
+# %% [markdown]
+# **Exercise 3 (written).** A VAE trained on statically binarized MNIST usually reaches a *better* training
+# ELBO but a *worse* test ELBO than the same VAE trained with dynamic binarization. Explain why.
+
+# %% [markdown]
+# ### BEGIN SOLUTION
+#
+# With static binarization the training set is one fixed set of 60,000 binary images, and the noise of
+# that particular draw (which edge pixels happen to be on) is part of the data. A flexible model can
+# memorize it, which raises the training likelihood but does not carry over to the test images, whose
+# edge pixels were drawn independently: the model overfits. With dynamic binarization every epoch shows
+# new random versions of each digit, so the only thing worth learning is what all draws share, the
+# underlying grey image; the training ELBO is evaluated on fresh noise and stays lower, and the gap
+# between training and test is smaller.
+#
+# ### END SOLUTION
+
+
+# %% [markdown]
+# **Exercise 4 (check yourself).** Write `my_bernoulli_log_likelihood(logits, x)`: the log-likelihood
+# $\log p(x\mid \text{logits})$ of binary images `x` of shape `(B, 1, 28, 28)` under one Bernoulli per pixel,
+# returned as one number per image, shape `(B,)`. Then call `check_bernoulli_log_likelihood` on it: it
+# tries your function on random batches and, if something is off, says what (a flipped sign, an
+# average where a sum belongs, ...) without giving the answer away.
+
+# %%
+from vaelib.checks import check_bernoulli_log_likelihood
+
+
+def my_bernoulli_log_likelihood(logits, x):
+    ### BEGIN SOLUTION
+    return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=(1, 2, 3))
+    ### END SOLUTION
+
+
+check_bernoulli_log_likelihood(my_bernoulli_log_likelihood)

@@ -1,0 +1,810 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+# ---
+
+# %% [markdown]
+# # 05 · Training a VAE
+#
+# **Learning objectives**
+#
+# - Draw the VAE as one picture: encoder, reparameterization, decoder, and the two terms of the loss.
+# - Write the complete training loop of a VAE in plain torch (encoder, $z = \mu + \sigma\,\varepsilon$,
+#   decoder, minus the ELBO, Adam), and check that its loss is exactly `model.elbo(x).loss` of `vaelib`.
+# - Train the same model with `vaelib.fit`, and read loss curves, reconstructions and samples.
+# - Generate new digits by decoding $z \sim \mathcal{N}(0, I)$ with a pretrained convolutional VAE.
+# - Choose a decoder likelihood: Bernoulli, Gaussian (summed MSE), continuous Bernoulli, learned
+#   $\sigma$; say what $\sigma$ means and why a smaller $\sigma$ acts like a smaller $\beta$.
+# - Recognize the "mean instead of sum" bug: `F.mse_loss(reduction="mean")` plus a summed KL is a
+#   $\beta$ of 784 in disguise.
+#
+# **Prerequisites**
+#
+# - Notebook 00 (binarization, the Bernoulli log-likelihood), 02 (the ELBO), 03 (the Gaussian KL in
+#   closed form), 04 (the reparameterization trick).
+# - PyTorch: `nn.Module`, `nn.Linear`, autograd, an optimizer's `zero_grad` / `backward` / `step`.
+# - Maths: the Gaussian density, logarithms, expectations.
+
+# %% [markdown]
+# ## 1. Setup
+
+# %%
+# %matplotlib inline
+import math
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from matplotlib.patches import FancyBboxPatch
+from torch import nn
+
+import vaelib
+from vaelib.plotting import plot_history, save_image_grid, show_images, show_reconstructions
+from vaelib.pretrained import load_or_train
+
+FAST = vaelib.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
+TRAIN_FROM_SCRATCH = False     # set True to retrain instead of loading pretrained/ checkpoints
+torch.manual_seed(0)
+device = "cpu"
+
+# %% [markdown]
+# ## 2. The whole model in one picture
+#
+# Everything of notebooks 02 to 04 fits in one diagram. For an image $x$:
+#
+# 1. the **encoder** network outputs the parameters of a Gaussian $q_\phi(z\mid x) = \mathcal{N}(\mu, \operatorname{diag}\sigma^2)$:
+#    a mean $\mu$ and a log-variance $\log\sigma^2$ (notebook 04: any real number is a valid log-variance);
+# 2. we draw $z = \mu + \sigma \odot \varepsilon$ with $\varepsilon \sim \mathcal{N}(0, I)$: a sample of
+#    $q_\phi(z\mid x)$ through which gradients flow to $\mu$ and $\sigma$ (the reparameterization trick);
+# 3. the **decoder** network maps $z$ to the parameters of a distribution $p_\theta(x\mid z)$ over images;
+# 4. the loss is minus the ELBO of notebook 02,
+#
+# $$\text{loss}(x) = -\Big(\underbrace{\mathbb{E}_{q_\phi(z\mid x)}\big[\log p_\theta(x\mid z)\big]}_{\text{reconstruction term}}
+#   \;-\; \underbrace{\mathrm{KL}\big(q_\phi(z\mid x)\,\|\,\mathcal{N}(0, I)\big)}_{\text{KL term}}\Big).$$
+#
+# The reconstruction term rewards a decoder that puts high probability on the very image that was
+# encoded; the KL term keeps every $q_\phi(z\mid x)$ close to the prior $\mathcal{N}(0, I)$, which is what
+# later lets us generate by decoding $z \sim \mathcal{N}(0, I)$.
+
+# %%
+def draw_vae_architecture():
+    """The VAE as boxes and arrows (matplotlib only)."""
+    fig, ax = plt.subplots(figsize=(12, 4.6))
+    ax.set_xlim(0, 12)
+    ax.set_ylim(-0.3, 4.6)
+    ax.axis("off")
+
+    def box(x, y, w, h, text, color, fontsize=12):
+        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.06", fc=color, ec="black", lw=1.2))
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=fontsize)
+
+    def arrow(start, end, color="black", style="-|>", **kw):
+        ax.annotate("", xy=end, xytext=start,
+                    arrowprops=dict(arrowstyle=style, lw=1.6, color=color, shrinkA=2, shrinkB=2, **kw))
+
+    box(0.1, 1.4, 1.1, 1.1, "image\n$x$", "#eeeeee")
+    box(1.8, 1.2, 1.7, 1.5, "encoder\nnetwork\n$q_\\phi(z\\mid x)$", "#cfe2f3")
+    box(4.1, 2.3, 1.3, 0.7, "$\\mu$", "#cfe2f3")
+    box(4.1, 0.9, 1.3, 0.7, "$\\log\\sigma^2$", "#cfe2f3")
+    box(6.0, 1.5, 2.0, 0.9, "$z = \\mu + \\sigma \\odot \\varepsilon$", "#fff2cc")
+    box(6.1, -0.1, 1.8, 0.7, "$\\varepsilon \\sim \\mathcal{N}(0, I)$", "#eeeeee", fontsize=11)
+    box(8.6, 1.2, 1.7, 1.5, "decoder\nnetwork\n$p_\\theta(x\\mid z)$", "#d9ead3")
+    box(10.8, 1.4, 1.1, 1.1, "image\nmean $\\hat x$", "#eeeeee", fontsize=11)
+
+    arrow((1.25, 1.95), (1.8, 1.95))
+    arrow((3.55, 2.2), (4.1, 2.65))
+    arrow((3.55, 1.7), (4.1, 1.25))
+    arrow((5.45, 2.65), (6.0, 2.1))
+    arrow((5.45, 1.25), (6.0, 1.8))
+    arrow((7.0, 0.65), (7.0, 1.5))
+    arrow((8.05, 1.95), (8.6, 1.95))
+    arrow((10.35, 1.95), (10.8, 1.95))
+
+    # the KL term acts on (mu, log sigma^2); the reconstruction term compares the decoder's p(x|z) with x
+    ax.add_patch(FancyBboxPatch((3.95, 0.75), 1.6, 2.4, boxstyle="round,pad=0.05", fc="none", ec="#cc0000",
+                                lw=1.8, ls="--"))
+    ax.text(4.75, 3.55, "KL term\n$\\mathrm{KL}(q_\\phi(z\\mid x)\\,\\|\\,\\mathcal{N}(0, I))$",
+            ha="center", va="center", color="#cc0000", fontsize=11)
+    arrow((11.35, 2.6), (0.65, 2.6), color="#38761d", style="<|-|>", connectionstyle="arc3,rad=0.28")
+    ax.text(6.0, 4.35, "reconstruction term $\\log p_\\theta(x\\mid z)$: how probable the decoder finds the input $x$",
+            ha="center", va="center", color="#38761d", fontsize=11)
+    ax.set_title("loss = $-$(reconstruction term $-$ KL term) = $-$ELBO", fontsize=12, y=-0.08)
+    return fig
+
+
+fig = draw_vae_architecture()
+fig.savefig("../figures/vae_architecture.png", dpi=120, bbox_inches="tight")
+plt.show()
+
+# %% [markdown]
+# Read the diagram from left to right: the image goes through the encoder to two vectors, $\mu$ and
+# $\log\sigma^2$; noise $\varepsilon$ enters from below, outside the network, so that $z$ is a
+# differentiable function of $\mu$ and $\sigma$; the decoder turns $z$ into a distribution over images,
+# shown as its mean $\hat x$. The red dashed box marks what the KL term looks at (only the encoder's
+# output, no decoding needed: it has a closed form); the green arc marks the reconstruction term, which
+# compares the decoder's distribution with the input image itself.
+
+# %% [markdown]
+# ## 3. The loss of one batch, in plain torch
+#
+# We write the pytorch/examples VAE: an MLP with one hidden layer of 400 units, a latent vector of
+# $D = 20$ dimensions, and a Bernoulli decoder on dynamically binarized MNIST (notebook 00).
+# For a batch of $B$ images, with one sample $z^{(b)} = \mu^{(b)} + \sigma^{(b)} \odot \varepsilon^{(b)}$ per image,
+#
+# $$\text{loss} = \frac{1}{B}\sum_{b=1}^{B}\Big[
+#   \underbrace{-\sum_{j=1}^{784} \Big(x^{(b)}_j \log \lambda_j(z^{(b)}) + (1 - x^{(b)}_j)\log\big(1 - \lambda_j(z^{(b)})\big)\Big)}_{-\log p_\theta(x^{(b)}\mid z^{(b)}):\ \text{binary cross-entropy, summed over pixels}}
+#   + \underbrace{\frac12\sum_{d=1}^{D}\Big(\mu_d^{(b)2} + \sigma_d^{(b)2} - \log\sigma_d^{(b)2} - 1\Big)}_{\mathrm{KL}(q\,\|\,\mathcal{N}(0, I)),\ \text{notebook 03}}\Big],$$
+#
+# where $\lambda(z) = \operatorname{sigmoid}(\text{decoder}(z))$ are the pixel probabilities. Three
+# conventions matter, and `vaelib` follows all three:
+#
+# - **sum over pixels and latent dimensions**: $\log p(x\mid z)$ of an image is the sum of 784
+#   per-pixel terms, and the KL of $z$ is the sum of $D$ per-dimension terms. Only then is the loss a
+#   bound on $-\log p(x)$ (section 8 shows what averaging does);
+# - **mean over the batch**: so the learning rate does not depend on the batch size;
+# - the decoder outputs **logits**, and `F.binary_cross_entropy_with_logits` computes the Bernoulli
+#   log-probability from them without ever forming $\log(\operatorname{sigmoid}(\cdot))$, which would underflow.
+
+# %%
+class Encoder(nn.Module):
+    """x (B, 1, 28, 28) -> (mu, logvar), each (B, latent_dim)."""
+
+    def __init__(self, latent_dim=20, hidden=400):
+        super().__init__()
+        self.fc = nn.Linear(784, hidden)
+        self.mu = nn.Linear(hidden, latent_dim)
+        self.logvar = nn.Linear(hidden, latent_dim)
+
+    def forward(self, x):
+        h = torch.relu(self.fc(x.flatten(1)))
+        return self.mu(h), self.logvar(h)
+
+
+class Decoder(nn.Module):
+    """z (B, latent_dim) -> logits (B, 1, 28, 28): one real number per pixel."""
+
+    def __init__(self, latent_dim=20, hidden=400):
+        super().__init__()
+        self.fc = nn.Linear(latent_dim, hidden)
+        self.out = nn.Linear(hidden, 784)
+
+    def forward(self, z):
+        return self.out(torch.relu(self.fc(z))).view(-1, 1, 28, 28)
+
+
+def negative_elbo(encoder, decoder, x):
+    """Minus the one-sample ELBO, averaged over the batch; also the per-image terms."""
+    mu, logvar = encoder(x)
+    eps = torch.randn_like(mu)                                   # eps ~ N(0, I)
+    z = mu + torch.exp(0.5 * logvar) * eps                       # reparameterization
+    logits = decoder(z)
+    reconstruction = -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=(1, 2, 3))  # (B,)
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum(dim=1)                                          # (B,)
+    return -(reconstruction - kl).mean(), reconstruction, kl
+
+
+# %% [markdown]
+# The data: in FAST mode the first 10,000 training images (the notebook must run in a minute on a CPU),
+# otherwise all 60,000; a fixed batch of 128 test images serves to compare losses.
+
+# %%
+train = vaelib.MNIST("train", binarize="dynamic", subset=10000 if FAST else None)
+test = vaelib.MNIST("test", binarize="dynamic", subset=1000 if FAST else None)
+x_fixed, _ = test.sample(128, seed=0)       # 128 test images, binarized once with seed 0
+print(train)
+print(test)
+print("fixed batch:", tuple(x_fixed.shape), "values", sorted(x_fixed.unique().tolist()))
+
+# %% [markdown]
+# ### Same weights, same noise, same loss as `vaelib`
+#
+# `vaelib.build_vae("mlp")` builds exactly this architecture, with the same layer names, so we can copy
+# our weights into it. `model.elbo(x)` draws its noise with `torch.randn_like(mu)` as we do, so seeding
+# the generator before each call gives both the same $\varepsilon$. Then the two losses must be equal:
+
+# %%
+LATENT, HIDDEN = 20, 400
+torch.manual_seed(0)
+encoder, decoder = Encoder(LATENT, HIDDEN), Decoder(LATENT, HIDDEN)
+
+model = vaelib.build_vae("mlp", latent_dim=LATENT, hidden=HIDDEN, likelihood="bernoulli")
+model.encoder.load_state_dict(encoder.state_dict())
+model.decoder.load_state_dict(decoder.state_dict())
+
+with torch.no_grad():
+    torch.manual_seed(1)
+    my_loss, my_rec, my_kl = negative_elbo(encoder, decoder, x_fixed)
+    torch.manual_seed(1)
+    terms = model.elbo(x_fixed)
+ok = (torch.allclose(my_loss, terms.loss) and torch.allclose(my_rec, terms.reconstruction)
+      and torch.allclose(my_kl, terms.kl))
+assert ok
+print("matches model.elbo(x).loss (and its reconstruction and KL terms):", ok)
+print(f"loss of the untrained model: {my_loss.item():.1f} nats per image "
+      f"(reconstruction {-my_rec.mean().item():.1f}, KL {my_kl.mean().item():.2f}); 784 ln 2 = {784 * math.log(2):.1f}")
+
+# %% [markdown]
+# An untrained decoder outputs logits near 0, that is pixel probabilities near $\frac12$, and a
+# Bernoulli($\frac12$) costs $\ln 2$ nats per pixel: about $784 \ln 2 \approx 543$ nats per image, which
+# is where training starts. The KL is small because an untrained encoder outputs $\mu \approx 0$ and
+# $\log\sigma^2 \approx 0$, which *is* the prior.
+#
+# ## 4. The training loop, in plain torch
+#
+# Adam, mini-batches of 64, 1,000 steps (FAST mode) or 5,000. Each step: a batch (a fresh
+# binarization every time), the loss, `zero_grad`, `backward`, `step`. We record the loss and its two
+# terms at every step. The learning rate is $2\times10^{-3}$, twice the usual $10^{-3}$, to get somewhere
+# in few steps.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+NUM_STEPS = 1000 if FAST else 5000
+BATCH, LR = 64, 2e-3
+
+optimizer = torch.optim.Adam(list(encoder.parameters()) + list(decoder.parameters()), lr=LR)
+g = torch.Generator().manual_seed(0)           # shuffling and binarization
+log = {"loss": [], "reconstruction": [], "kl": []}
+step = 0
+while step < NUM_STEPS:
+    for x, _ in train.batches(BATCH, shuffle=True, generator=g):
+        loss, rec, kl = negative_elbo(encoder, decoder, x)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        log["loss"].append(loss.item())
+        log["reconstruction"].append(-rec.mean().item())
+        log["kl"].append(kl.mean().item())
+        step += 1
+        if step % 100 == 0:
+            print(f"step {step:5d}  loss {loss.item():7.2f}  (-reconstruction {-rec.mean().item():7.2f}, KL {kl.mean().item():5.2f})")
+        if step == NUM_STEPS:
+            break
+
+# %% [markdown]
+# That is the whole algorithm. Now the loss curve, with a running mean over 20 steps drawn over the
+# noisy per-batch values (log scale), and its two terms:
+
+# %%
+def running_mean(values, window=20):
+    v = torch.tensor(values)
+    kernel = torch.ones(window) / window
+    return F.conv1d(v.view(1, 1, -1), kernel.view(1, 1, -1)).flatten()
+
+
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
+steps = torch.arange(1, len(log["loss"]) + 1)
+axes[0].plot(steps, log["loss"], color="tab:blue", alpha=0.3, lw=0.8, label="per batch")
+axes[0].plot(steps[19:], running_mean(log["loss"]), color="tab:blue", label="running mean (20 steps)")
+axes[0].set_yscale("log")
+axes[0].set_title("loss = $-$ELBO (nats per image)")
+axes[0].set_xlabel("step")
+axes[0].legend()
+axes[1].plot(steps[19:], running_mean(log["reconstruction"]), label="$-$reconstruction term")
+axes[1].plot(steps[19:], running_mean(log["kl"]), label="KL term")
+axes[1].set_yscale("log")
+axes[1].set_title("the two terms (running means)")
+axes[1].set_xlabel("step")
+axes[1].legend()
+for ax in axes:
+    ax.grid(alpha=0.3, which="both")
+plt.show()
+
+# %% [markdown]
+# **Left:** the loss drops fast from about 543 nats (the untrained model) and then keeps improving
+# slowly; the per-batch values are noisy because every batch holds other images, another binarization
+# and another draw of $\varepsilon$. **Right:** the two terms move in opposite directions. In the first
+# few dozen steps the KL *drops* towards 0: the encoder's outputs are pulled onto the prior while the
+# decoder has not yet learned to use $z$. Then the KL *rises* to a few tens of nats while the
+# reconstruction cost keeps falling: the model pays KL to put information about each image into $z$,
+# because that buys a larger drop in reconstruction cost. The ELBO is the balance of the two.
+#
+# After training, the check of section 3 still holds with the trained weights (same batch, same noise):
+
+# %%
+model.encoder.load_state_dict(encoder.state_dict())
+model.decoder.load_state_dict(decoder.state_dict())
+model.eval()
+with torch.no_grad():
+    torch.manual_seed(1)
+    my_loss, _, _ = negative_elbo(encoder, decoder, x_fixed)
+    torch.manual_seed(1)
+    ok = torch.allclose(my_loss, model.elbo(x_fixed).loss)
+assert ok
+print("trained weights: notebook loss == model.elbo(x).loss:", ok)
+
+# %% [markdown]
+# Because `model` now holds our trained weights, all of `vaelib` works on it, for instance the test ELBO
+# of `vaelib.evaluation.evaluate_elbo` (mean over the test images, a fixed binarization):
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+plain_eval = vaelib.evaluation.evaluate_elbo(model, test)
+print(f"plain loop after {NUM_STEPS} steps: test ELBO {plain_eval['elbo']:.1f} nats "
+      f"(reconstruction {plain_eval['reconstruction']:.1f}, KL {plain_eval['kl']:.1f}), "
+      f"active units {plain_eval['active_units']}/{LATENT}")
+
+# %% [markdown]
+# ## 5. The same with `vaelib.fit`
+#
+# `vaelib.fit(model, train, test, epochs=...)` runs the loop above, plus what a real run needs:
+# a progress bar; an evaluation on the test set after each epoch; a history of per-epoch numbers;
+# optional checkpoints (`run_dir=`: last, and best by test ELBO) and resuming (`resume_from=`); gradient
+# clipping (`clip_grad=`); a guard that stops on a NaN loss and restores the last good weights; and a
+# warning when the posterior collapses (notebook 06). Seeds are per epoch, so a resumed run repeats the
+# epochs an uninterrupted run would have made. We train a fresh model of the same size, with the same
+# batch size and learning rate, for about as many steps:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+EPOCHS = 6 if FAST else 5      # FAST: 6 x 157 steps on 10,000 images; full: 5 x 938 steps on 60,000
+torch.manual_seed(0)
+fit_model = vaelib.build_vae("mlp", latent_dim=LATENT, hidden=HIDDEN, likelihood="bernoulli")
+history = vaelib.fit(fit_model, train, test, epochs=EPOCHS, lr=LR, batch_size=BATCH, device=device)
+
+# %% [markdown]
+# `fit` returns a `vaelib.History`: a list with one dict per epoch, whose columns can also be read by
+# name (`history["test_elbo"]`). These are its keys:
+
+# %%
+print(list(history[0].keys()))
+print("epochs:", history["epoch"], "| optimizer steps:", history["step"][-1])
+
+# %%
+plot_history(history)
+plt.show()
+
+# %% [markdown]
+# The test ELBO (orange) is measured after each epoch, the train ELBO (blue) is the average over the
+# epoch's batches while the model was still improving, which is why it can sit *below* the test curve
+# early in training. Both rise (the ELBO is minus the loss: higher is better) and end close to the
+# test ELBO of our plain loop, which made about as many steps: same recipe, same result.
+#
+# ## 6. A fully trained model: the pretrained convolutional VAE
+#
+# A thousand steps on a subset make blurry digits. `pretrained/conv_vae.pth` is the course's default
+# model, trained on all 60,000 images for the number of epochs printed below: the convolutional encoder and decoder of
+# `vaelib.networks` (two stride-2 convolutions down to $7\times 7$ and back up), latent size 20, Bernoulli
+# likelihood, dynamic binarization. `load_or_train` loads it, or trains it when the file is missing or
+# `TRAIN_FROM_SCRATCH` is set (minutes per epoch on a CPU, seconds on a GPU, so the fallback trains
+# fewer epochs). A checkpoint carries its training history:
+
+# %%
+conv_vae, conv_history = load_or_train(
+    "conv_vae", lambda: vaelib.build_vae("conv", latent_dim=20, likelihood="bernoulli"), train, test,
+    train_from_scratch=TRAIN_FROM_SCRATCH, epochs=1 if FAST else 10, device=device)
+print(conv_vae.config)
+print(f"{conv_vae.num_parameters():,} parameters; {len(conv_history)} epochs; "
+      f"final test ELBO {conv_history[-1]['test_elbo']:.1f} nats")
+
+# %%
+plot_history(conv_history, title="pretrained conv VAE: ELBO per epoch (nats)")
+plt.show()
+
+# %% [markdown]
+# The stored history of the pretrained model (`model.checkpoint["history"]`): most of the gain comes in
+# the first few epochs, then the curves flatten; the test ELBO keeps creeping up, so the model did not
+# yet overfit (dynamic binarization works as data augmentation). Its final test ELBO is well above that
+# of our briefly trained MLP.
+#
+# ### Reconstructions
+#
+# `model.reconstruct(x)` encodes each image to the posterior mean $\mu$ and decodes it to the pixel
+# probabilities $\lambda(\mu)$: what the model "thinks" the image is.
+
+# %%
+x_show, _ = test.sample(10, seed=0)
+show_reconstructions(x_show, conv_vae.reconstruct(x_show), title="pretrained conv VAE",
+                     save="../figures/reconstructions.png")
+plt.show()
+show_reconstructions(x_show, model.reconstruct(x_show), title=f"plain-loop MLP after {NUM_STEPS} steps")
+plt.show()
+
+# %% [markdown]
+# Top rows: ten binarized test images, which the models never trained on; bottom rows: their
+# reconstructions. The pretrained conv VAE gives back the same digit in the same style, smoothed:
+# it reconstructs the grey-level *probabilities*, not the speckle of one particular binarization. The
+# briefly trained MLP gets most digits' identity but blurs them more. A per-pixel measure of the
+# reconstruction quality, on the test images:
+
+# %%
+rec_err = vaelib.evaluation.reconstruction_error(conv_vae, test)
+print(f"pretrained conv VAE: squared error {rec_err['mse_sum']:.1f} per image = {rec_err['mse']:.3f} per pixel")
+
+# %% [markdown]
+# ## 7. New digits from $\mathcal{N}(0, I)$
+#
+# This is what the whole construction was for. The KL term has kept every $q_\phi(z\mid x)$ near the
+# prior, so the prior's samples land where the decoder has learned to draw digits. To generate:
+#
+# $$z \sim \mathcal{N}(0, I), \qquad \hat x = \operatorname{sigmoid}(\text{decoder}(z)).$$
+#
+# `model.sample(n)` does exactly this and returns the *mean* image $\hat x$ (pixel probabilities), the
+# usual thing to show.
+
+# %%
+g = torch.Generator().manual_seed(0)
+samples = conv_vae.sample(64, generator=g)
+_ = save_image_grid(samples, "../figures/samples.png", nrow=8)
+print("samples:", tuple(samples.shape), f"values in [{samples.min().item():.2f}, {samples.max().item():.2f}]")
+show_images(samples, nrow=8, title="64 new digits: $z \\sim \\mathcal{N}(0, I)$, decoded")
+plt.show()
+
+# %% [markdown]
+# 64 digits that are in no data set: each is the decoding of a random 20-dimensional Gaussian vector.
+# Most are clean digits of all ten classes in varied styles; a few are ambiguous (between a 4 and a 9,
+# say): those $z$ fell between regions the decoder associates with different classes. The grid is
+# saved as `figures/samples.png`.
+#
+# A sample *of the model* $p_\theta(x)$ is one step further: draw each pixel from its Bernoulli. Those
+# are binary images with speckle, like the binarized training data; that is why the mean is shown:
+
+# %%
+draws = torch.bernoulli(samples[:8], generator=torch.Generator().manual_seed(0))
+show_images(torch.cat([samples[:8], draws]), nrow=8, title="top: mean images; bottom: one Bernoulli draw of each")
+plt.show()
+
+# %% [markdown]
+# Each bottom image is a binary image drawn from the distribution whose mean is shown above it: the
+# same digit, with ragged edges where the probabilities are in between 0 and 1.
+#
+# **The same from the command line.** The original project trained with a script; `vaelib` keeps its
+# flags. A long run with the original project's default likelihood (summed MSE, section 8) is
+#
+# ```bash
+# python -m vaelib train my_run --likelihood_type mse --num_epochs 100
+# python -m vaelib generate --checkpoint_path runs/my_run/checkpoint_best.pth --num_samples 64 \
+#     --output_path samples.png --grid_size 8
+# ```
+#
+# `train` calls `vaelib.fit` with checkpoints in `runs/my_run/` and rewrites `runs/my_run/samples.png`
+# (64 digits from a fixed $z$) after every epoch, so you can watch the digits sharpen. We do not run it
+# here: 100 epochs take a while.
+
+# %% [markdown]
+# ## 8. Which likelihood? Bernoulli, Gaussian (MSE), continuous Bernoulli, learned $\sigma$
+#
+# The decoder outputs one number per pixel; the **likelihood** decides which distribution over images
+# these numbers parameterize, and so what the reconstruction term measures. On grey-level images
+# $x \in [0, 1]^{784}$ four choices are common (all in `vaelib.likelihoods`, all giving
+# $\log p(x\mid z)$ summed over the 784 pixels):
+#
+# **Bernoulli** (`"bernoulli"`, alias `"bce"`): $\log p(x\mid z) = \sum_j x_j\log\lambda_j + (1-x_j)\log(1-\lambda_j)$,
+# minus the binary cross-entropy. A probability for binary data; applied to grey levels it is the
+# common shortcut of notebook 00, not a normalized density.
+#
+# **Gaussian with fixed $\sigma$** (`"gaussian"`, alias `"mse"`): each pixel is
+# $\mathcal{N}(x_j;\ m_j, \sigma^2)$ with mean $m = \operatorname{sigmoid}(\text{decoder}(z))$. Then
+#
+# $$-\log p(x\mid z) = \sum_{j=1}^{784}\Big[\frac{(x_j - m_j)^2}{2\sigma^2} + \frac12\log(2\pi\sigma^2)\Big]
+#   = \frac{1}{2\sigma^2}\sum_j (x_j - m_j)^2 + 392\log(2\pi\sigma^2).$$
+#
+# With $\sigma^2 = \frac12$ the factor $\frac{1}{2\sigma^2}$ is 1, and the **summed squared error** is
+# exactly $-\log p(x\mid z)$ up to the constant $392\log\pi$: the loss `F.mse_loss(m, x, reduction="sum")`
+# of the original project's default `--likelihood_type mse` is a Gaussian likelihood with
+# $\sigma = \sqrt{1/2} \approx 0.71$, vaelib's default for `"gaussian"`.
+#
+# **What $\sigma$ means.** $\sigma$ is how much pixel noise the model assumes around its mean image: the
+# decoder claims "the image is $m$, give or take $\sigma$". A large $\sigma$ says reconstruction errors
+# are cheap; a small one says they are expensive. Multiply the loss by the positive constant $2\sigma^2$
+# (this does not move the minimum):
+#
+# $$2\sigma^2\Big[\frac{1}{2\sigma^2}\sum_j (x_j - m_j)^2 + \mathrm{KL}\Big] + \text{const}
+#   = \sum_j (x_j - m_j)^2 + \underbrace{2\sigma^2}_{\beta}\,\mathrm{KL} + \text{const}:$$
+#
+# a Gaussian with noise $\sigma$ trains like summed MSE with a weight $\beta = 2\sigma^2$ on the KL
+# (the $\beta$-VAE of notebook 06). **A smaller $\sigma$ is a smaller $\beta$**: sharper reconstructions,
+# a latent code that carries more information, a prior that is matched less well (and samples that can
+# be worse). $\sigma = 0.71$ on pixels in $[0, 1]$ is a lot of noise: a large effective $\beta$, which is
+# why summed-MSE VAEs are known for blurry samples.
+#
+# **Continuous Bernoulli** (`"continuous_bernoulli"`): the Bernoulli formula made into a proper density
+# on $[0, 1]$ by dividing by its integral (notebook 00 computed that integral),
+#
+# $$p(x_j\mid\lambda_j) = C(\lambda_j)\,\lambda_j^{x_j}(1-\lambda_j)^{1-x_j},\qquad
+#   C(\lambda) = \frac{2\operatorname{artanh}(1 - 2\lambda)}{1 - 2\lambda}\ \ (C(\tfrac12) = 2)$$
+#
+# (Loaiza-Ganem and Cunningham 2019). The extra term $\log C(\lambda)$ is large when $\lambda$ is near 0
+# or 1, so confident pixels are rewarded: sharper images than the plain Bernoulli on grey levels.
+#
+# **Learned $\sigma$** (`"learned_gaussian"`, the $\sigma$-VAE of Rybkin et al. 2021): the Gaussian with one
+# $\sigma$ for all pixels, learned with the rest. For a fixed mean, setting the derivative with respect
+# to $\sigma$ of $\frac{1}{2\sigma^2}\sum_j (x_j - m_j)^2 + 784\log\sigma$ to zero gives
+# $\sigma^{\star 2} = \frac{1}{784}\sum_j (x_j - m_j)^2$: $\sigma$ tracks the reconstruction error, and so the
+# effective $\beta = 2\sigma^2$ is tuned by the data instead of by hand.
+#
+# First, the Gaussian and the continuous Bernoulli log-densities in plain torch, checked against
+# `vaelib.likelihoods`:
+
+# %%
+torch.manual_seed(0)
+params = 2 * torch.randn(4, 1, 28, 28)          # what a decoder outputs: one real number per pixel
+x_grey = torch.rand(4, 1, 28, 28)               # grey-level "images" in [0, 1]
+mean = torch.sigmoid(params)
+
+sigma = math.sqrt(0.5)
+my_gauss = (-(x_grey - mean) ** 2 / (2 * sigma**2) - 0.5 * math.log(2 * math.pi * sigma**2)).sum(dim=(1, 2, 3))
+lib_gauss = vaelib.likelihoods.GaussianLikelihood(sigma)(params).log_prob(x_grey)
+summed_mse = F.mse_loss(mean, x_grey, reduction="none").sum(dim=(1, 2, 3))
+ok_gauss = torch.allclose(my_gauss, lib_gauss) and torch.allclose(-my_gauss, summed_mse + 392 * math.log(math.pi))
+assert ok_gauss
+print("Gaussian log p matches vaelib.likelihoods.GaussianLikelihood, and -log p == summed MSE + 392 log(pi):", ok_gauss)
+print(f"the constant 392 log(pi) = {392 * math.log(math.pi):.1f} nats")
+
+lam = torch.sigmoid(params).double()
+log_C = torch.where((lam - 0.5).abs() < 1e-4, torch.full_like(lam, math.log(2.0)),
+                    torch.log(2 * torch.atanh(1 - 2 * lam) / (1 - 2 * lam)))
+my_cb = (log_C + x_grey * torch.log(lam) + (1 - x_grey) * torch.log1p(-lam)).sum(dim=(1, 2, 3)).float()
+lib_cb = vaelib.likelihoods.ContinuousBernoulliLikelihood()(params).log_prob(x_grey)
+ok_cb = torch.allclose(my_cb, lib_cb, rtol=1e-4, atol=1e-3)
+assert ok_cb
+print("continuous Bernoulli log p matches vaelib.likelihoods.ContinuousBernoulliLikelihood:", ok_cb)
+
+# %%
+lams = torch.linspace(0.001, 0.999, 999, dtype=torch.float64)
+C = 2 * torch.atanh(1 - 2 * lams) / (1 - 2 * lams)
+fig, ax = plt.subplots(figsize=(5, 3))
+ax.plot(lams, torch.log(C))
+ax.set_xlabel("$\\lambda$ (pixel parameter)")
+ax.set_ylabel("$\\log C(\\lambda)$ (nats)")
+ax.set_title("what the continuous Bernoulli adds to the BCE, per pixel")
+ax.grid(alpha=0.3)
+plt.show()
+
+# %% [markdown]
+# The normalizing term $\log C(\lambda)$ is smallest, $\log 2$, at $\lambda = \frac12$ and grows (slowly,
+# but without bound) towards 0 and 1. Plain BCE on grey levels leaves this term out, and so it under-rewards confident
+# pixels, which is one reason Bernoulli VAEs on grey levels look washed out.
+#
+# ### Four likelihoods, trained the same way
+#
+# Same data (grey levels, no binarization: the Gaussian and continuous Bernoulli are densities on
+# $[0, 1]$), same MLP as above, same seed, same number of steps; only the likelihood differs. The
+# learned $\sigma$ starts at the fixed model's $\sqrt{1/2}$.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+grey_train = vaelib.MNIST("train", binarize=None, subset=10000 if FAST else 30000)
+grey_test = vaelib.MNIST("test", binarize=None, subset=1000)
+LIKELIHOOD_NAMES = ["bernoulli", "gaussian", "continuous_bernoulli", "learned_gaussian"]
+GREY_EPOCHS = 4 if FAST else 5
+
+
+def train_grey_model(likelihood, beta=1.0):
+    torch.manual_seed(0)
+    # sigma: the fixed sigma of "gaussian", the starting value of "learned_gaussian"; ignored by the others
+    m = vaelib.build_vae("mlp", latent_dim=LATENT, hidden=HIDDEN, likelihood=likelihood, sigma=math.sqrt(0.5))
+    h = vaelib.fit(m, grey_train, grey_test, epochs=GREY_EPOCHS, lr=LR, batch_size=BATCH, beta=beta,
+                   device=device, progress=False)
+    return m.eval(), h
+
+
+grey_models, grey_histories = {}, {}
+for name in LIKELIHOOD_NAMES:
+    grey_models[name], grey_histories[name] = train_grey_model(name)
+    last = grey_histories[name][-1]
+    print(f"{name:21s} test ELBO {last['test_elbo']:9.1f}   KL {last['test_kl']:5.1f}   "
+          f"active units {last['active_units']:2d}/{LATENT}")
+print(f"learned sigma: {grey_models['learned_gaussian'].likelihood.sigma:.3f}; "
+      f"root-mean-square reconstruction error of that model: "
+      f"{math.sqrt(vaelib.evaluation.reconstruction_error(grey_models['learned_gaussian'], grey_test)['mse']):.3f}")
+
+# %% [markdown]
+# Do **not** compare these ELBOs across likelihoods. The Bernoulli one is a probability (of binary
+# images; here misused on grey levels), the three others are log-*densities* on $[0, 1]^{784}$, which can
+# be positive and depend on the units (notebook 00: a density can be made as large as you like). Even
+# the two Gaussians differ mainly by $392\log(2\pi\sigma^2)$. Within one likelihood, higher is better;
+# across likelihoods, look at the images. The learned $\sigma$ has fallen far below the fixed
+# $0.71$, towards the root-mean-square reconstruction error, as the formula for $\sigma^\star$ predicts.
+# It gets there slowly: Adam moves $\log\sigma$ by about the learning rate per step, which is why the
+# $\sigma$-VAE paper sets $\sigma$ to $\sigma^\star$ in closed form instead (exercise 2).
+
+# %%
+x_grey_show, _ = grey_test.sample(8)
+titles = {"bernoulli": "Bernoulli (BCE)", "gaussian": "Gaussian, $\\sigma$ = 0.71 (summed MSE)",
+          "continuous_bernoulli": "continuous Bernoulli", "learned_gaussian": "Gaussian, learned $\\sigma$"}
+fig, axes = plt.subplots(2, 4, figsize=(16, 3.5))
+for col, name in enumerate(LIKELIHOOD_NAMES):
+    m = grey_models[name]
+    show_images(m.sample(16, generator=torch.Generator().manual_seed(0)), nrow=8, ax=axes[0, col],
+                title=titles[name] + "\nsamples")
+    show_images(torch.cat([x_grey_show, m.reconstruct(x_grey_show)]), nrow=8, ax=axes[1, col],
+                title="test images / reconstructions")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Top: samples from the prior; bottom: eight test images over their reconstructions; one column per
+# likelihood, same network, data and training. The **fixed-$\sigma$ Gaussian** (summed MSE) gives the
+# softest images: $\sigma = 0.71$ is a large effective $\beta$, so its code carries the least information
+# (the smallest KL printed above) and the decoder draws averages of similar digits. The **Bernoulli**
+# on grey levels is a little crisper but washed out: its BCE under-rewards confident pixels. The
+# **learned-$\sigma$** model lowers its $\sigma$, which lowers its effective $\beta$: it uses more of its
+# latent code (a larger KL) and reconstructs much more sharply; its samples can be less clean, because
+# with a small $\beta$ the encoder's posteriors cover the prior less well, so prior samples land where
+# the decoder was rarely trained. The **continuous Bernoulli** pushes pixel values towards 0 and 1, with
+# high-contrast, thin-stroked images. (In FAST mode these models have trained for about 600 steps, so
+# all samples are rough; the differences between the columns are already there.)
+#
+# ## 9. Sum or mean? A $\beta$ of 784 in disguise
+#
+# A frequent bug in VAE code on the web:
+#
+# ```python
+# recon = F.mse_loss(x_hat, x)                                  # reduction="mean": averages over B * 784 numbers
+# kl = -0.5 * torch.sum(1 + logvar - mu**2 - logvar.exp(), dim=1).mean()   # summed over the latent dims
+# loss = recon + kl
+# ```
+#
+# `F.mse_loss` averages over all $B \times 784$ numbers by default, that is over the batch *and* over the
+# pixels, while the KL is summed over the latent dimensions. Write $\text{SSE}^{(b)} = \sum_j (x^{(b)}_j - m^{(b)}_j)^2$:
+#
+# $$\text{loss} = \frac{1}{B}\sum_b\Big[\frac{\text{SSE}^{(b)}}{784} + \mathrm{KL}^{(b)}\Big]
+#   = \frac{1}{784}\cdot\frac{1}{B}\sum_b\Big[\text{SSE}^{(b)} + 784\,\mathrm{KL}^{(b)}\Big].$$
+#
+# Up to the factor $\frac{1}{784}$, which only rescales the gradients (and Adam, which normalizes them, nearly ignores it), this
+# is the summed-MSE loss of section 8, $\sigma^2 = \frac12$, with **$\beta = 784$**. In terms of the
+# Gaussian: $\beta = 2\sigma^2 = 784$ means $\sigma \approx 19.8$, on pixels between 0 and 1. Numerically,
+# with vaelib's Gaussian model and the same noise:
+
+# %%
+gauss_model = grey_models["gaussian"]
+x_batch, _ = grey_test.sample(64)
+with torch.no_grad():
+    torch.manual_seed(2)
+    mu, logvar = gauss_model.encoder(x_batch)
+    z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+    x_hat = gauss_model.likelihood.mean(gauss_model.decoder(z))
+    buggy = F.mse_loss(x_hat, x_batch) + vaelib.kl.gaussian_kl(mu, logvar).mean()
+    torch.manual_seed(2)
+    beta_784 = gauss_model.elbo(x_batch, beta=784).loss           # vaelib: sums over pixels, beta = 784
+ok = torch.allclose(784 * buggy + 392 * math.log(math.pi), beta_784)
+assert ok
+print("784 * (mse_loss(mean) + KL) + 392 log(pi) == model.elbo(x, beta=784).loss:", ok)
+print(f"the buggy loss corresponds to sigma = sqrt(784 / 2) = {math.sqrt(392):.1f}")
+
+# %% [markdown]
+# What does training with it do? A KL that costs 784 times more than it should is not worth paying: the
+# encoder outputs the prior for every image, $z$ carries no information (the **posterior collapses**),
+# and the decoder learns to draw the one image that is closest, on average, to all digits. We train with
+# $\beta = 784$, which is the buggy loss:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+collapsed_model, collapsed_history = train_grey_model("gaussian", beta=784)
+for label, h in [("summed MSE, beta = 1", grey_histories["gaussian"]), ("mean MSE (beta = 784)", collapsed_history)]:
+    print(f"{label:22s} test KL {h[-1]['test_kl']:6.2f} nats, active units {h[-1]['active_units']:2d}/{LATENT}")
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
+for ax, (label, m) in zip(axes, [("summed MSE ($\\beta$ = 1)", grey_models["gaussian"]),
+                                 ("F.mse_loss mean + KL ($\\beta$ = 784)", collapsed_model)]):
+    show_images(m.sample(32, generator=torch.Generator().manual_seed(0)), nrow=8, ax=ax, title=label)
+plt.show()
+
+# %% [markdown]
+# Left: samples of the summed-MSE model of section 8; right: samples of the same model trained with
+# the averaged loss. On the right every sample is the same blurry blob: the decoder ignores $z$, and the
+# KL printed above is essentially 0, with no active units. That is posterior collapse, caused here by
+# nothing but a `reduction` argument. Two fixes: sum over pixels (`reduction="sum"`, then divide by the
+# batch size), or use `vaelib`, whose convention is **sum over pixels and latent dimensions, mean over
+# the batch** everywhere. If you *want* a $\beta$, write it explicitly (notebook 06).
+
+# %% [markdown]
+# ## Key takeaways
+#
+# - Training a VAE is an ordinary PyTorch loop: encode to $(\mu, \log\sigma^2)$, draw
+#   $z = \mu + \sigma\odot\varepsilon$, decode, loss $= -\log p(x\mid z) + \mathrm{KL}$, Adam. Our
+#   plain-torch loss equals `model.elbo(x).loss` for the same weights and noise.
+# - `vaelib.fit` is that loop plus test evaluation, history, checkpoints, resuming, clipping and a NaN
+#   guard; `plot_history` draws its curves (also the stored history of a checkpoint).
+# - Generation is decoding $z \sim \mathcal{N}(0, I)$: `model.sample(64)`. It works because the KL term
+#   has kept the encoder's posteriors close to the prior.
+# - The likelihood fixes what "reconstruct well" means. Summed MSE is a Gaussian with
+#   $\sigma^2 = \frac12$; a Gaussian with noise $\sigma$ trains like $\beta = 2\sigma^2$; learning $\sigma$ tunes
+#   that balance from the data; the continuous Bernoulli is the normalized version of BCE on grey levels.
+#   ELBOs of different likelihoods are not comparable.
+# - Sum over pixels and latent dimensions, mean over the batch. `F.mse_loss`'s default mean makes
+#   $\beta = 784$ and collapses the posterior.
+
+# %% [markdown]
+# ## Exercises
+#
+# **Exercise 1 ($\sigma$ is $\beta$).** Show numerically that a Gaussian likelihood with $\sigma = 0.1$
+# and $\beta = 1$ is the summed-MSE loss ($\sigma^2 = \frac12$) with $\beta = 2\sigma^2 = 0.02$, rescaled and
+# shifted: for the same weights and noise,
+# $\text{loss}_{\sigma}(\beta{=}1) = \frac{1}{2\sigma^2}\big(\text{loss}_{\sqrt{1/2}}(\beta{=}2\sigma^2) - 392\log\pi\big) + 392\log(2\pi\sigma^2)$.
+# Build the model with `vaelib.build_vae("mlp", latent_dim=20, hidden=400, likelihood="gaussian", sigma=0.1)`,
+# copy the weights of `grey_models["gaussian"]` into it, and compare the two losses on `x_batch`.
+
+# %%
+### BEGIN SOLUTION
+s = 0.1
+narrow = vaelib.build_vae("mlp", latent_dim=LATENT, hidden=HIDDEN, likelihood="gaussian", sigma=s)
+narrow.load_state_dict(grey_models["gaussian"].state_dict())
+with torch.no_grad():
+    torch.manual_seed(3)
+    loss_sigma = narrow.elbo(x_batch, beta=1.0).loss
+    torch.manual_seed(3)
+    loss_mse = grey_models["gaussian"].elbo(x_batch, beta=2 * s**2).loss
+predicted = (loss_mse - 392 * math.log(math.pi)) / (2 * s**2) + 392 * math.log(2 * math.pi * s**2)
+assert torch.allclose(loss_sigma, predicted, rtol=1e-4)
+print("sigma = 0.1 is summed MSE with beta = 0.02:", torch.allclose(loss_sigma, predicted, rtol=1e-4))
+### END SOLUTION
+
+# %% [markdown]
+# **Exercise 2 (the optimal $\sigma$).** For the fixed-$\sigma$ Gaussian model `grey_models["gaussian"]` and
+# the batch `x_batch`, compute the reconstruction means $m$ for fixed noise, then the closed-form optimum
+# $\sigma^\star = \sqrt{\frac{1}{784 B}\sum_{b,j}(x^{(b)}_j - m^{(b)}_j)^2}$ (one $\sigma$ shared by the batch).
+# Check that $\sum_b \log \mathcal{N}(x^{(b)}; m^{(b)}, \sigma^2)$ is larger at $\sigma^\star$ than at
+# $0.9\,\sigma^\star$ and at $1.1\,\sigma^\star$, using `vaelib.likelihoods.GaussianLikelihood`.
+
+# %%
+### BEGIN SOLUTION
+with torch.no_grad():
+    torch.manual_seed(4)
+    mu, logvar = gauss_model.encoder(x_batch)
+    params_batch = gauss_model.decoder(vaelib.reparameterization.reparameterize(mu, logvar))
+    m = torch.sigmoid(params_batch)
+sigma_star = (x_batch - m).pow(2).mean().sqrt().item()
+
+
+def total_log_p(sig):
+    return vaelib.likelihoods.GaussianLikelihood(sig)(params_batch).log_prob(x_batch).sum().item()
+
+
+best = total_log_p(sigma_star)
+assert best > total_log_p(0.9 * sigma_star) and best > total_log_p(1.1 * sigma_star)
+print("the closed-form sigma* beats 0.9 sigma* and 1.1 sigma*:", True)
+### END SOLUTION
+
+# %% [markdown]
+# **Exercise 3 (temperature).** `model.sample(n, temperature=t)` draws $z \sim \mathcal{N}(0, t^2 I)$.
+# Draw 16 samples from the pretrained `conv_vae` at $t = 0.5, 1, 1.5$ (same generator seed each time),
+# show them, and measure their diversity as the mean squared distance of the images to their own average
+# image. Check that the diversity grows with $t$. What do low temperatures trade away?
+
+# %%
+### BEGIN SOLUTION
+fig, axes = plt.subplots(1, 3, figsize=(15, 2.6))
+diversity = []
+for ax, t in zip(axes, [0.5, 1.0, 1.5]):
+    imgs = conv_vae.sample(16, temperature=t, generator=torch.Generator().manual_seed(0))
+    diversity.append((imgs - imgs.mean(0)).pow(2).sum(dim=(1, 2, 3)).mean().item())
+    show_images(imgs, nrow=8, ax=ax, title=f"temperature {t}")
+plt.show()
+assert diversity[0] < diversity[1] < diversity[2]
+print("diversity grows with the temperature:", diversity[0] < diversity[1] < diversity[2])
+# Low temperatures keep z near the centre of the prior, where the decoder draws smooth, "average",
+# blurrier digits with less variety (and they are no longer samples of the model p(x)); high
+# temperatures give bolder, more varied digits and reach regions of z the decoder rarely saw, where
+# shapes get odd.
+### END SOLUTION
+
+
+# %% [markdown]
+# **Exercise 4 (check yourself).** Write the loss of section 2 as a function
+# `my_vae_loss(logits, x, mu, logvar)`: minus the ELBO with a Bernoulli decoder (`logits` and binary
+# images `x` of shape `(B, 1, 28, 28)`) and the closed-form Gaussian KL (`mu`, `logvar` of shape `(B, D)`),
+# summed over pixels and latent dimensions and averaged over the batch: one number.
+# `check_vae_loss` recognizes the classic slips (a mean over pixels, a missing or flipped KL).
+
+# %%
+from vaelib.checks import check_vae_loss
+
+
+def my_vae_loss(logits, x, mu, logvar):
+    ### BEGIN SOLUTION
+    reconstruction = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=(1, 2, 3))
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum(dim=1)
+    return (reconstruction + kl).mean()
+    ### END SOLUTION
+
+
+check_vae_loss(my_vae_loss)

@@ -1,0 +1,466 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+# ---
+
+# %% [markdown]
+# # 06 · β-VAE, posterior collapse and KL annealing
+#
+# **Learning objectives**
+#
+# - Derive the β-VAE objective, see that β = 1 gives back the ELBO, and read it as a trade-off between
+#   **rate** (the KL term) and **distortion** (minus the reconstruction term).
+# - Trace a rate-distortion curve by training one small VAE per β.
+# - Recognize **posterior collapse**: the KL falls to 0, no latent unit stays active, every sample looks the same; and
+#   let `vaelib.fit` warn about it.
+# - Write the linear warm-up and cyclical β schedules in plain Python, check them against `vaelib.schedules`, and
+#   compare constant β, warm-up and cyclical annealing by their KL curves and active units.
+#
+# **Prerequisites**
+#
+# - Notebook 03 (the KL term, KL per latent dimension, active units), 04 (reparameterization) and 05 (training a VAE
+#   with `vaelib.fit` and reading its `History`).
+# - Maths: the ELBO $\mathbb E_q[\log p(x|z)] - \mathrm{KL}(q(z|x)\,\|\,p(z))$ and its two terms; the idea of a Lagrange
+#   multiplier helps for one paragraph but is not needed.
+
+# %%
+# %matplotlib inline
+import math
+import warnings
+
+import matplotlib.pyplot as plt
+import torch
+
+import vaelib
+import vaelib.evaluation
+import vaelib.kl
+import vaelib.pretrained
+import vaelib.reparameterization
+from vaelib.plotting import show_images
+from vaelib.schedules import Constant, Cyclical, LinearWarmup, Sigmoid
+
+FAST = vaelib.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
+TRAIN_FROM_SCRATCH = False     # set True to retrain instead of loading pretrained/ checkpoints
+torch.manual_seed(0)
+device = "cpu"
+torch.set_num_threads(1)       # these small MLPs train fastest on one CPU thread (more threads mostly wait on each other)
+
+train = vaelib.MNIST("train", binarize="dynamic", subset=3000 if FAST else 20000)
+test = vaelib.MNIST("test", binarize="dynamic", subset=1000 if FAST else 5000)
+print(train)
+print(test)
+
+# %% [markdown]
+# This notebook trains about ten small VAEs, so it uses subsets of MNIST (more images in full mode, `FAST = False`). All
+# models are the MLP VAE of notebook 05 with 200 hidden units and a 10-dimensional latent space, a Bernoulli likelihood and
+# dynamic binarization.
+#
+# ## 1. The β-VAE objective
+#
+# Recall the ELBO of an image $x$ (notebook 02):
+#
+# $$\mathrm{ELBO}(x) = \underbrace{\mathbb E_{q(z|x)}[\log p(x|z)]}_{\text{reconstruction}}
+#   - \underbrace{\mathrm{KL}\big(q(z|x)\,\|\,p(z)\big)}_{\text{KL}} \;\le\; \log p(x).$$
+#
+# The **β-VAE** (Higgins et al., 2017) puts a weight $\beta \ge 0$ on the KL term:
+#
+# $$\mathcal L_\beta(x) = \mathbb E_{q(z|x)}[\log p(x|z)] - \beta\,\mathrm{KL}\big(q(z|x)\,\|\,p(z)\big).$$
+#
+# - $\beta = 1$ is the ELBO itself: the only choice that trains the tightest bound on $\log p(x)$.
+# - $\beta > 1$ charges more for every nat of KL. Since the KL is $\ge 0$, $\mathcal L_\beta \le \mathrm{ELBO}$: still a
+#   lower bound, but a looser one. The encoder is pushed to put less information into $z$.
+# - $\beta < 1$ charges less; $\mathcal L_\beta$ is then *not* a bound on $\log p(x)$ any more. The model behaves more like a
+#   plain autoencoder (notebook 01), with sharper reconstructions and worse samples.
+#
+# **Where β comes from.** Suppose we want the best reconstruction while the code carries at most $C$ nats:
+# maximize $\mathbb E_q[\log p(x|z)]$ subject to $\mathrm{KL} \le C$. The Lagrangian of this constrained problem is
+# $\mathbb E_q[\log p(x|z)] - \beta\,(\mathrm{KL} - C)$, and for a fixed multiplier $\beta$ the constant $\beta C$ does not
+# matter: that is $\mathcal L_\beta$. Each $\beta$ corresponds to some budget $C$; a large $\beta$ to a small budget.
+#
+# **Rate and distortion.** Average over the data and give the two terms names (Alemi et al., 2018):
+#
+# $$D = -\,\mathbb E_x\,\mathbb E_{q(z|x)}[\log p(x|z)] \quad\text{(distortion)}, \qquad
+#   R = \mathbb E_x\,\mathrm{KL}\big(q(z|x)\,\|\,p(z)\big) \quad\text{(rate)} .$$
+#
+# Both are in nats and both are $\ge 0$ for binary images. The rate is an upper bound on how much information $z$ carries
+# about $x$; the distortion is how badly $x$ is reconstructed from $z$. Then $-\mathrm{ELBO} = D + R$, and training with
+# $\beta$ minimizes $D + \beta R$. In the $(R, D)$ plane the lines $D + \beta R = \text{const}$ have slope $-\beta$: a large
+# $\beta$ favours points with a low rate, a small $\beta$ points with a low distortion, and $\beta = 1$ the point with the
+# smallest $D + R$, the best ELBO.
+#
+# In plain torch the objective is one line; `vaelib`'s `ELBO` object (notebook 05) computes the same thing as
+# `terms.objective` (per image) and `terms.loss` (minus its batch mean, what the optimizer minimizes). We check it on a
+# batch of test images with the pretrained 2-D VAE:
+
+# %%
+model_2d, _ = vaelib.pretrained.load_or_train(
+    "vae_2d", lambda: vaelib.build_vae("mlp", latent_dim=2), train, test,
+    train_from_scratch=TRAIN_FROM_SCRATCH, epochs=5 if FAST else 30, device=device, progress=False)
+model_2d = model_2d.to(device).eval()
+x, _ = test.sample(256, seed=0)
+
+
+def my_beta_loss(reconstruction, kl, beta):
+    """Minus the beta-VAE objective, averaged over the batch: what training minimizes."""
+    return -(reconstruction - beta * kl).mean()
+
+
+with torch.no_grad():
+    for beta in (0.5, 1.0, 4.0):
+        torch.manual_seed(0)
+        terms = model_2d.elbo(x, beta=beta)
+        mine = my_beta_loss(terms.reconstruction, terms.kl, beta)
+        assert torch.allclose(mine, terms.loss)
+        print(f"beta = {beta}: reconstruction {terms.reconstruction.mean():.0f}, KL {terms.kl.mean():.1f}, "
+              f"loss {mine:.0f}  matches ELBO.loss: True")
+
+# %% [markdown]
+# The reconstruction and the KL do not depend on $\beta$ (for a fixed model); only the weight between them does, so the
+# loss grows with $\beta$ by $\Delta\beta \times \mathrm{KL}$. $\beta$ changes what *training* does, not how a model is
+# *scored*: `vaelib.evaluation.evaluate_elbo` always reports the plain ELBO ($\beta = 1$), which is the number to compare
+# models by.
+#
+# ## 2. A rate-distortion curve
+#
+# We train one VAE per $\beta \in \{0.25, 0.5, 1, 2, 4, 8\}$, all from the same initialization, and measure rate and
+# distortion on the test subset. (`fit` passes `beta` to the objective; a number means a constant $\beta$.)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+betas = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
+sweep_epochs = 5 if FAST else 10
+
+
+def make_model():
+    """The small MLP VAE of this notebook, always with the same initial weights."""
+    torch.manual_seed(0)
+    return vaelib.build_vae("mlp", latent_dim=10, hidden=200)
+
+
+sweep = {}
+for beta in betas:
+    history = vaelib.fit(make_model(), train, test, epochs=sweep_epochs, beta=beta, device=device, progress=False)
+    last = history[-1]
+    sweep[beta] = dict(rate=last["test_kl"], distortion=-last["test_reconstruction"], elbo=last["test_elbo"],
+                       active_units=last["active_units"])
+    print(f"beta = {beta:4}: rate {sweep[beta]['rate']:5.1f}  distortion {sweep[beta]['distortion']:6.1f}  "
+          f"test ELBO {sweep[beta]['elbo']:7.1f}  active units {last['active_units']}/10")
+
+# %%
+rates = [sweep[b]["rate"] for b in betas]
+distortions = [sweep[b]["distortion"] for b in betas]
+fig, ax = plt.subplots(figsize=(6, 4.2))
+ax.plot(rates, distortions, "o-", color="C0")
+for b, r, d in zip(betas, rates, distortions):
+    ax.annotate(f"β = {b:g}", (r, d), textcoords="offset points", xytext=(6, 4), fontsize=9)
+r1, d1 = sweep[1.0]["rate"], sweep[1.0]["distortion"]
+r_line = torch.linspace(0, max(rates), 50)
+ax.plot(r_line, d1 + r1 - r_line, "k--", lw=0.8, label="D + R = that of β = 1 (equal ELBO)")
+ax.set(xlabel="rate R = KL (nats)", ylabel="distortion D = -reconstruction (nats)",
+       title="rate-distortion trade-off of the β-VAE", ylim=(min(distortions) - 5, max(distortions) + 5))
+ax.grid(alpha=0.3)
+ax.legend(fontsize=8)
+fig.savefig("../figures/rate_distortion.png", dpi=120, bbox_inches="tight")
+plt.show()
+
+# %% [markdown]
+# Each point is one trained model. Going down the curve from $\beta = 8$ to $\beta = 0.25$ the rate grows and the
+# distortion falls: buying better reconstructions costs nats of KL, and the exchange rate gets worse as we go (the curve
+# flattens: the first nats of information, roughly "which digit, how slanted", save far more distortion than the last
+# ones). Points on the dashed line of slope $-1$ have the same ELBO as $\beta = 1$; points above it have a worse ELBO,
+# and in a converged sweep all other $\beta$ would sit above it, since $\beta = 1$ is the one that maximizes the ELBO.
+# (These are short training runs, so a neighbour of $\beta = 1$ can come out level with it.)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+best = max(betas, key=lambda b: sweep[b]["elbo"])
+print(f"best test ELBO in the sweep: beta = {best} ({sweep[best]['elbo']:.1f} nats)")
+
+# %% [markdown]
+# ## 3. Posterior collapse
+#
+# Push $\beta$ further and the cheapest way to lower $D + \beta R$ is to send **no** information at all: $q(z|x) = p(z)$
+# for every $x$, rate $0$, and a decoder that ignores $z$ and outputs the same blurry average digit for everything. This
+# is **posterior collapse**. Two forces lead there:
+#
+# - **The objective**: when every nat of rate costs $\beta$ nats of distortion and no nat saves that much, the collapsed
+#   model *is* the optimum. A large $\beta$ does this.
+# - **The optimization**: at the start of training the decoder is random, so information in $z$ does not lower the
+#   distortion yet, while the KL's pull on $q(z|x)$ toward the prior acts from the first step. If the KL wins this race,
+#   $z$ becomes pure noise, the decoder learns to ignore it, and the gradient that would teach the model to use $z$ is
+#   tiny: a trap that training leaves slowly, or not at all. Decoders that can model $x$ well without $z$ (autoregressive
+#   decoders such as PixelCNN or an LSTM, Bowman et al. 2016) fall into it even with $\beta = 1$.
+#
+# The symptoms: the KL per latent dimension falls to 0, no unit stays active (notebook 03), and all samples look alike.
+# `fit(..., collapse_threshold=t)` warns the first time the mean KL per latent dimension on the test set drops below `t`
+# nats. Here is a collapse caused by a large $\beta$:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+collapsed = make_model()
+history_collapsed = vaelib.fit(collapsed, train, test, epochs=5, beta=30.0, device=device, progress=False,
+                               collapse_threshold=0.05)
+for row in history_collapsed:
+    print(f"epoch {row['epoch']}: test KL {row['test_kl']:.3f} nats, active units {row['active_units']}/10, "
+          f"test reconstruction {row['test_reconstruction']:.1f}")
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+ev_collapsed = vaelib.evaluation.evaluate_elbo(collapsed.eval(), test)
+print("KL per latent dimension (nats):", [round(v, 3) for v in ev_collapsed["kl_per_dim"]])
+print("active units:", ev_collapsed["active_units"])
+
+# %% [markdown]
+# Every dimension carries essentially nothing. Now the samples: 16 draws from the collapsed model, beside 16 from the
+# pretrained 2-D VAE ($\beta = 1$, 30 epochs), decoded from the same kind of prior draws:
+
+# %%
+gen = torch.Generator().manual_seed(0)
+samples_collapsed = collapsed.sample(16, generator=gen)
+samples_healthy = model_2d.sample(16, generator=torch.Generator().manual_seed(0))
+fig, axes = plt.subplots(1, 2, figsize=(9, 2.6))
+show_images(samples_collapsed, nrow=8, title="collapsed (β = 30): z is ignored", ax=axes[0])
+show_images(samples_healthy, nrow=8, title="pretrained VAE (β = 1)", ax=axes[1])
+plt.show()
+
+# %% [markdown]
+# Left: 16 different $z$ give the same smudge, the average of all digits, because the decoder has learned to ignore its
+# input. Right: a model that uses $z$ turns different $z$ into different digits. The pixel-wise spread across the samples
+# puts a number on it:
+
+# %%
+spread_healthy = samples_healthy.std(dim=0).mean().item()
+print(f"pretrained VAE: pixel std across its 16 samples, averaged over pixels: {spread_healthy:.2f}")
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+spread_collapsed = samples_collapsed.std(dim=0).mean().item()
+print(f"collapsed model: {spread_collapsed:.3f}, {spread_healthy / spread_collapsed:.0f} times less varied")
+
+# %% [markdown]
+# ## 4. KL annealing: schedules for β
+#
+# The classic cure for the optimization side of collapse is to **anneal** $\beta$ (Bowman et al., 2016): start at $\beta = 0$,
+# where the model is a plain autoencoder and learns to put information into $z$, and raise $\beta$ only once the decoder
+# relies on it. In vaelib a schedule is a callable `beta(step)` of the optimizer step (counted from 0), and `fit(beta=...)`
+# accepts one. Two schedules, written out in plain Python:
+#
+# - **linear warm-up**: $\beta(t) = \min\big(\beta_\text{max},\; \beta_\text{max}\, t / T_\text{warm}\big)$;
+# - **cyclical** (Fu et al., 2019): repeat the warm-up every $P$ steps, rising during the first fraction $\rho$ of each
+#   cycle and holding $\beta_\text{max}$ for the rest: with $\tau = (t \bmod P)/P$, $\beta(t) = \beta_\text{max}\min(1, \tau/\rho)$.
+
+# %%
+def my_linear_warmup(step, beta_max, warmup_steps):
+    return min(beta_max, beta_max * step / warmup_steps)
+
+
+def my_cyclical(step, beta_max, period, ratio=0.5):
+    tau = (step % period) / period
+    return beta_max * min(1.0, tau / ratio)
+
+
+beta_max = 10.0
+epochs = 20
+steps_per_epoch = -(-len(train) // 128)          # ceil: fit's default batch size is 128
+total_steps = epochs * steps_per_epoch
+schedules = {
+    "constant": Constant(beta_max),
+    "linear warm-up": LinearWarmup(beta_max=beta_max, warmup_steps=total_steps // 2),
+    "cyclical": Cyclical(beta_max=beta_max, period=total_steps // 4, ratio=0.5),
+}
+ok = (all(my_linear_warmup(t, beta_max, total_steps // 2) == schedules["linear warm-up"](t) for t in range(total_steps))
+      and all(abs(my_cyclical(t, beta_max, total_steps // 4) - schedules["cyclical"](t)) < 1e-12 for t in range(total_steps)))
+assert ok
+print("matches vaelib.schedules.LinearWarmup and Cyclical:", ok)
+for name, schedule in schedules.items():
+    print(f"{name:15s} {schedule!r}")
+
+# %% [markdown]
+# The schedules last as long as the training runs below: 20 epochs (warm-up over the first half, four cycles). Their
+# lengths depend on the number of steps, so they differ between fast and full mode.
+
+# %%
+steps = torch.arange(total_steps)
+fig, ax = plt.subplots(figsize=(7, 3))
+for name, schedule in schedules.items():
+    ax.plot(steps, [schedule(int(t)) for t in steps], label=name, lw=2 if name != "constant" else 1.2)
+ax.set(xlabel="optimizer step", ylabel="β", title=f"β schedules over {epochs} epochs ({total_steps} steps)")
+ax.grid(alpha=0.3)
+ax.legend(fontsize=8)
+plt.show()
+
+# %% [markdown]
+# The constant schedule applies the full $\beta$ from the first step. The linear warm-up rises from 0 and holds
+# $\beta_\text{max}$ over the second half of training. The cyclical schedule repeats a faster warm-up four times, so the
+# model gets several chances to re-learn to use $z$ at low $\beta$.
+#
+# ## 5. Does annealing prevent the collapse?
+#
+# We train the same model three times with $\beta_\text{max} = 10$, large enough that a constant $\beta$ starts out
+# collapsed but small enough that the optimum still uses $z$, with the collapse warning at 0.06 nats per dimension.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+runs = {}
+for name, schedule in schedules.items():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runs[name] = vaelib.fit(make_model(), train, test, epochs=epochs, beta=schedule, device=device,
+                                progress=False, collapse_threshold=0.06)
+    collapse_warnings = [str(w.message) for w in caught if "posterior collapse" in str(w.message)]
+    print(f"{name}: " + (collapse_warnings[0] if collapse_warnings else "no collapse warning"))
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+for name, history in runs.items():
+    axes[0].plot(history["epoch"], history["beta"], marker="o", ms=3, label=name)
+    axes[1].semilogy(history["epoch"], history["test_kl"], marker="o", ms=3, label=name)
+    axes[2].plot(history["epoch"], history["active_units"], marker="o", ms=3, label=name)
+axes[0].set(xlabel="epoch", ylabel="mean β during the epoch", title="β")
+axes[1].set(xlabel="epoch", ylabel="test KL (nats, log scale)", title="rate: test KL per epoch")
+axes[1].axhline(0.06 * 10, color="0.4", ls=":", lw=1)
+axes[1].text(1, 0.06 * 10 * 1.1, "collapse threshold", fontsize=8, color="0.4")
+axes[2].set(xlabel="epoch", ylabel="active units (of 10)", title="active units", ylim=(-0.5, 10.5))
+for ax in axes:
+    ax.grid(alpha=0.3)
+axes[1].legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Middle panel, the key one. With a constant $\beta = 10$ (blue) the KL falls to the collapse threshold early in training
+# (in the first epoch, or within a few with fewer steps per epoch as in fast mode; `fit` warns): the encoder sends almost
+# nothing, and it takes the model epochs to climb back out. The linear warm-up (orange) starts with $\beta \approx 0$: the KL shoots up as the model learns to encode, then comes
+# down as $\beta$ rises, and stays far from collapse. The cyclical schedule (green) re-opens the channel at the start of
+# every cycle (the KL jumps up when $\beta$ resets to 0) and is pulled back down while $\beta$ holds at $\beta_\text{max}$. Its
+# first cycle, the shortest warm-up of the three, can come close to collapse (in fast mode it touches the threshold);
+# the later cycles start from a model that already uses $z$ and stay above it. Right panel: the active-unit count shows
+# the constant schedule's early dip too, more coarsely: a unit counts as active as soon as its posterior mean varies a little
+# (variance over 0.01), even when it carries only a small fraction of a nat.
+#
+# At the end of training, with the same final $\beta$ for all three:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+for name, history in runs.items():
+    last = history[-1]
+    print(f"{name:15s} final test KL {last['test_kl']:4.1f} nats, reconstruction {last['test_reconstruction']:6.1f}, "
+          f"ELBO {last['test_elbo']:6.1f}, active units {last['active_units']}/10, "
+          f"lowest KL during training {min(history['test_kl']):.2f}")
+
+# %% [markdown]
+# The annealed runs end with more information in $z$ and a better reconstruction than the constant run, which spent its
+# first epochs collapsed; all three face the same objective at the end, so with (much) longer training they would meet.
+# Annealing cures the *optimization* side of collapse. It cannot cure the *objective* side: anneal to $\beta = 30$ and the
+# model collapses anyway once $\beta$ gets there, because then the collapsed model is the optimum. Against that, lower
+# $\beta$, or change the objective so that a little KL is free ("free bits", exercise 1).
+#
+# ## Key takeaways
+#
+# - The β-VAE maximizes reconstruction $- \beta\,$KL. $\beta = 1$ is the ELBO; models are always *compared* by the ELBO.
+# - Rate $R$ = KL, distortion $D$ = minus reconstruction; $-\mathrm{ELBO} = D + R$ and the β-VAE minimizes $D + \beta R$.
+#   A sweep over $\beta$ traces the rate-distortion curve: large $\beta$, little information and blurry reconstructions.
+# - Posterior collapse: KL $\to 0$, no active units, identical samples. `fit(..., collapse_threshold=...)` warns.
+# - Schedules are callables of the optimizer step (`vaelib.schedules.LinearWarmup`, `Cyclical`, ...). Starting with a small
+#   $\beta$ lets the model learn to use $z$ before the KL bites: it avoids the early collapse, not a collapse that the final
+#   objective prefers.
+#
+# ## Exercises
+#
+# **Exercise 1 (free bits).** Kingma et al. (2016) give each latent dimension $\lambda$ nats for free: the KL part of the
+# loss becomes $\beta\sum_j \max\big(\lambda,\ \overline{\mathrm{KL}}_j\big)$, where $\overline{\mathrm{KL}}_j$ is the KL of dimension $j$
+# averaged over the batch. Below $\lambda$ a dimension's KL costs nothing, so the encoder has no reason to shut it off.
+# Write a training loop in plain torch (Adam, learning rate $10^{-3}$, batches of 128, 5 epochs on `train`) for
+# `make_model()` with $\beta = 30$ and $\lambda = 0.5$ nats, using the model's `encoder` and `decode`,
+# `vaelib.reparameterization.reparameterize` and `vaelib.kl.gaussian_kl_per_dim`. Then compare the test KL and active units with the collapsed model of section 3.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+### BEGIN SOLUTION
+model_fb = make_model()
+optimizer = torch.optim.Adam(model_fb.parameters(), lr=1e-3)
+beta_fb, free_nats = 30.0, 0.5
+for epoch in range(5):
+    g = torch.Generator().manual_seed(epoch)
+    for x, _ in train.batches(128, shuffle=True, generator=g):
+        mu, logvar = model_fb.encoder(x)
+        z = vaelib.reparameterization.reparameterize(mu, logvar)
+        reconstruction = model_fb.decode(z).log_prob(x)                       # (B,)
+        kl_per_dim = vaelib.kl.gaussian_kl_per_dim(mu, logvar).mean(0)        # (D,): batch average per dimension
+        loss = -reconstruction.mean() + beta_fb * torch.clamp(kl_per_dim, min=free_nats).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+ev_fb = vaelib.evaluation.evaluate_elbo(model_fb.eval(), test)
+print(f"free bits:  test KL {ev_fb['kl']:.1f} nats, active units {ev_fb['active_units']}/10, "
+      f"reconstruction {ev_fb['reconstruction']:.1f}")
+print(f"collapsed:  test KL {ev_collapsed['kl']:.2f} nats, active units {ev_collapsed['active_units']}/10, "
+      f"reconstruction {ev_collapsed['reconstruction']:.1f}")
+# With free bits a dimension's first 0.5 nats cost nothing (up to 5 nats in total), so the encoder keeps putting
+# information into z: all units stay active, the KL is nats rather than hundredths of a nat, and the reconstruction
+# is better than the collapsed model's, at the same beta = 30.
+### END SOLUTION
+
+# %% [markdown]
+# **Exercise 2 (a smooth schedule).** `vaelib.schedules.Sigmoid(beta_max, midpoint, width)` is
+# $\beta(t) = \beta_\text{max} / \big(1 + e^{-(t - \text{midpoint})/\text{width}}\big)$. Write it in plain Python, check it against
+# vaelib's for $\beta_\text{max} = 1$, midpoint 500, width 50 over steps 0 to 1999, print its repr, and find the first step at
+# which it exceeds $0.99\,\beta_\text{max}$ (by search, then by solving the formula for $t$).
+
+# %%
+### BEGIN SOLUTION
+def my_sigmoid(step, beta_max, midpoint, width):
+    return beta_max / (1 + math.exp(-(step - midpoint) / width))
+
+
+sigmoid = Sigmoid(beta_max=1.0, midpoint=500, width=50)
+assert all(abs(my_sigmoid(t, 1.0, 500, 50) - sigmoid(t)) < 1e-12 for t in range(2000))
+print(repr(sigmoid), "matches my_sigmoid: True")
+first = next(t for t in range(2000) if sigmoid(t) > 0.99)
+print("first step above 0.99 * beta_max:", first)
+# Solving 1 / (1 + exp(-(t - 500) / 50)) = 0.99 gives t = 500 + 50 * ln(99) = 729.8, so step 730.
+print(f"by the formula: {500 + 50 * math.log(99):.1f}")
+### END SOLUTION
+
+# %% [markdown]
+# **Exercise 3 (written).** In section 5 all three schedules end at the same $\beta = 10$. (a) Why do the annealed runs end
+# with a higher KL than the constant one, if they optimize the same objective at the end? (b) If you anneal to
+# $\beta_\text{max} = 30$ instead, what do you expect at the end of training, and why? (c) The sweep of section 2 is a
+# way to pick $\beta$; which $\beta$ would you pick to compare against published test log-likelihoods, and which to get a
+# code that holds only the coarsest information about each digit?
+#
+# ### BEGIN SOLUTION
+# (a) Training is not run to convergence. The constant run fell into (near-)collapse in its first epochs, where the
+# gradient towards using $z$ is weak, and it climbs out slowly; the annealed runs learned an informative code at small
+# $\beta$ first and only had to give some of it back as $\beta$ rose. Same objective, different starting points along the
+# way: with enough training they would meet.
+# (b) Collapse again, only later: once $\beta$ reaches 30 the collapsed model is the optimum of the objective (section 3), so
+# the KL is driven to 0 whatever happened before. Annealing delays it; a smaller $\beta$ or free bits prevent it.
+# (c) $\beta = 1$: only then is the objective the ELBO, the bound that log-likelihood comparisons use. For a coarse code, a
+# large $\beta$ (low rate), accepting blurrier reconstructions.
+# ### END SOLUTION
+
+
+# %% [markdown]
+# **Exercise 4 (check yourself).** Write `my_linear_warmup(step, beta_max, warmup_steps)`: the linear KL
+# warm-up of section 4, which starts at 0, grows by `beta_max / warmup_steps` per step and stays at
+# `beta_max` afterwards. `check_linear_warmup` tests it before, during and after the warm-up.
+
+# %%
+from vaelib.checks import check_linear_warmup
+
+
+def my_linear_warmup(step, beta_max, warmup_steps):
+    ### BEGIN SOLUTION
+    return min(beta_max, beta_max * step / warmup_steps)
+    ### END SOLUTION
+
+
+check_linear_warmup(my_linear_warmup)
