@@ -418,6 +418,25 @@ rec_err = vaelib.evaluation.reconstruction_error(conv_vae, test)
 print(f"pretrained conv VAE: squared error {rec_err['mse_sum']:.1f} per image = {rec_err['mse']:.3f} per pixel")
 
 # %% [markdown]
+# ### Looking at one image at a time
+#
+# `vaelib.widgets.reconstruction_viewer` puts a slider over the test set: for the chosen image it shows
+# the input, the reconstruction from the posterior mean, and six decodes of samples $z \sim q(z\mid x)$.
+# Their spread is the encoder's uncertainty made visible: a clear digit gives six near-identical
+# decodes, an ambiguous one gives a mix of readings. What the widget draws is computed by a plain
+# function, `reconstruction_panel`, which we can call directly:
+
+# %%
+from vaelib.widgets import reconstruction_panel, reconstruction_viewer
+
+panel = reconstruction_panel(conv_vae, test, index=0, n_samples=6)
+print("panel for test image 0:", tuple(panel.shape), "= input, reconstruction, 6 samples from q(z|x)")
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+reconstruction_viewer(conv_vae, test)
+
+# %% [markdown]
 # ## 7. New digits from $\mathcal{N}(0, I)$
 #
 # This is what the whole construction was for. The KL term has kept every $q_\phi(z\mid x)$ near the

@@ -144,9 +144,12 @@ def make_model():
     return vaelib.build_vae("mlp", latent_dim=10, hidden=200)
 
 
-sweep = {}
+sweep, models_by_beta = {}, {}
 for beta in betas:
-    history = vaelib.fit(make_model(), train, test, epochs=sweep_epochs, beta=beta, device=device, progress=False)
+    models_by_beta[beta] = make_model()
+    history = vaelib.fit(models_by_beta[beta], train, test, epochs=sweep_epochs, beta=beta, device=device,
+                         progress=False)
+    models_by_beta[beta].eval()
     last = history[-1]
     sweep[beta] = dict(rate=last["test_kl"], distortion=-last["test_reconstruction"], elbo=last["test_elbo"],
                        active_units=last["active_units"])
@@ -182,6 +185,23 @@ plt.show()
 # NBVAL_IGNORE_OUTPUT
 best = max(betas, key=lambda b: sweep[b]["elbo"])
 print(f"best test ELBO in the sweep: beta = {best} ({sweep[best]['elbo']:.1f} nats)")
+
+# %% [markdown]
+# To see the trade-off rather than read it off a curve, `vaelib.widgets.beta_explorer` switches among the models of
+# the sweep: eight test digits, their reconstructions, and eight samples from the prior, for the $\beta$ you pick.
+# At small $\beta$ the reconstructions are sharp and the samples messy (the codes fill the prior unevenly); at large
+# $\beta$ everything turns into the same few smooth average digits. The panel it draws comes from `beta_panel`:
+
+# %%
+from vaelib.widgets import beta_explorer, beta_panel
+
+x_eight, _ = test.sample(8)
+print("panel for beta = 1:", tuple(beta_panel(models_by_beta, 1.0, x_eight).shape),
+      "= 8 inputs, 8 reconstructions, 8 samples")
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+beta_explorer(models_by_beta, test)
 
 # %% [markdown]
 # ## 3. Posterior collapse

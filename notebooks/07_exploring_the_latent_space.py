@@ -226,6 +226,22 @@ widgets.HBox([widgets.VBox(sliders + [info]), picture])
 # class but become exaggerated, bolder, more slanted, sometimes smeared.
 
 # %% [markdown]
+# From here on we use vaelib's version of the same explorer, `vaelib.widgets.latent_explorer`: its update
+# function `decode_point(model, z)` is `render` for any number of latent dimensions (for many dimensions
+# it puts the sliders on the principal directions of the codes), with *reset* and *random* buttons.
+
+# %%
+from vaelib.widgets import decode_point, interpolation_slider, latent_explorer
+
+same = all(torch.equal(render(a, b), decode_point(model, [a, b])[0]) for a, b in [(0.0, 0.0), (1.5, -2.0)])
+assert same
+print("render agrees with vaelib.widgets.decode_point:", same)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+latent_explorer(model)
+
+# %% [markdown]
 # ## Interpolating between two codes
 #
 # A classic way to probe a latent space is to decode the points on a path from $z_0$ to $z_1$.
@@ -465,6 +481,16 @@ for name, values in ent.items():
 # shell's radius, but the shell gets thinner, so the midpoint lies further outside it in units of
 # its spread (exercise 2). Use slerp whenever you interpolate between samples of a
 # high-dimensional Gaussian latent.
+
+# %% [markdown]
+# To move along such a path by hand, `vaelib.widgets.interpolation_slider` encodes two images to their posterior
+# means and puts a slider $t$ between them, with a toggle between the linear and the spherical path. Here it runs
+# between the first test 4 and the first test 7 with the conv VAE.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+first_4, first_7 = (y_test == 4).nonzero()[0].item(), (y_test == 7).nonzero()[0].item()
+interpolation_slider(conv, x_test[first_4], x_test[first_7])
 
 # %% [markdown]
 # ## Key takeaways

@@ -266,6 +266,21 @@ plt.show()
 # Read across a row: the same slant, stroke width and size carry over to every digit, so one latent
 # code is one "handwriting". Read down a column: the digit never changes, only its style. The label
 # and the latent code have split the work between them.
+
+# %% [markdown]
+# `vaelib.widgets.digit_selector` lets you do this by hand: buttons choose the digit $y$, sliders move the
+# style $z$, and the decoded digit follows. Its update function is `decode_point(model, z, y=digit)`:
+
+# %%
+from vaelib.widgets import decode_point, digit_selector
+
+styled = torch.stack([decode_point(cvae, z_styles[0], y=d) for d in range(10)])
+assert torch.allclose(styled, images[:10])   # the first row of the grid above
+print("decode_point(cvae, z, y=d) for d = 0..9 gives row 0 of the grid:", tuple(styled.shape))
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+digit_selector(cvae)
 #
 # ### Style transfer from real digits
 #

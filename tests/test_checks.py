@@ -31,11 +31,16 @@ def test_gaussian_kl(fn, hint, capsys):
     assert not ok and out.startswith("✗") and hint in out
 
 
-def test_not_implemented_is_reported_not_raised(capsys):
+def test_an_unsolved_exercise_stops_the_notebook():
     def todo(mu, logvar):
         raise NotImplementedError()
-    ok, out = _run(checks.check_gaussian_kl, todo, capsys)
-    assert not ok and "not implemented yet" in out
+    with pytest.raises(NotImplementedError):
+        checks.check_gaussian_kl(todo)
+
+
+def test_a_crashing_answer_is_reported(capsys):
+    ok, out = _run(checks.check_gaussian_kl, lambda mu, logvar: mu @ logvar, capsys)
+    assert not ok and "your function raised RuntimeError" in out
 
 
 def test_strict_mode_raises(capsys, monkeypatch):
@@ -108,4 +113,22 @@ def test_slerp(fn, hint, capsys):
 def test_linear_warmup(fn, hint, capsys):
     assert _run(checks.check_linear_warmup, lambda s, b, w: min(b, b * s / w), capsys)[0]
     ok, out = _run(checks.check_linear_warmup, fn, capsys)
+    assert not ok and hint in out
+
+
+def _right_loss(logits, x, mu, logvar):
+    rec = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / len(x)
+    return rec + (0.5 * (mu ** 2 + logvar.exp() - logvar - 1)).sum(-1).mean()
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda lg, x, mu, lv: -_right_loss(lg, x, mu, lv), "the ELBO itself"),
+    (lambda lg, x, mu, lv: F.binary_cross_entropy_with_logits(lg, x, reduction="sum") / len(x), "KL term is missing"),
+    (lambda lg, x, mu, lv: F.binary_cross_entropy_with_logits(lg, x)
+     + (0.5 * (mu ** 2 + lv.exp() - lv - 1)).sum(-1).mean(), "averaged over pixels"),
+    (lambda lg, x, mu, lv: _right_loss(lg, x, mu, lv) * len(x), "sum over the batch"),
+])
+def test_vae_loss(fn, hint, capsys):
+    assert _run(checks.check_vae_loss, _right_loss, capsys)[0]
+    ok, out = _run(checks.check_vae_loss, fn, capsys)
     assert not ok and hint in out

@@ -89,3 +89,25 @@ def test_student_versions_of_the_course(tmp_path, capsys):
         assert "raise NotImplementedError()" in text, path.name
         assert path.with_suffix(".py").exists()
         json.loads(text)  # still a notebook
+
+
+def test_a_student_version_stops_at_its_first_exercise(tmp_path):
+    """Execute a student notebook (04, the quickest): it must raise NotImplementedError at the first
+    exercise cell, after running everything before it."""
+    import os
+
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    make_student_versions(NOTEBOOKS, tmp_path / "student")
+    (tmp_path / "figures").mkdir()  # the notebooks save figures to ../figures
+    path = tmp_path / "student" / "04_reparameterization.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    first_stub = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "YOUR CODE HERE" in c.source)
+    client = NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    os.environ.setdefault("VAELIB_FAST", "1")
+    with pytest.raises(CellExecutionError, match="NotImplementedError"):
+        client.execute()
+    executed = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.get("execution_count")]
+    assert executed[-1] == first_stub  # everything before ran; it stopped at the first exercise
