@@ -311,7 +311,8 @@ def _evaluate(args) -> int:
     nll = iwae_nll(model, test, k=args.k, batch_size=args.batch_size, seed=args.seed)
     print(f"test negative ELBO: {-ev['elbo']:.2f} nats (reconstruction {-ev['reconstruction']:.2f}, "
           f"KL {ev['kl']:.2f}, active units {ev['active_units']}/{model.latent_dim})")
-    print(f"test NLL (IWAE, k={args.k}): {nll['nll']:.2f} nats = {nll['bits_per_dim']:.4f} bits/dim")
+    print(f"test NLL (IWAE, k={args.k}): {nll['nll']:.2f} nats (standard error {nll['std_error']:.2f} over "
+          f"{nll['n']:,} images) = {nll['bits_per_dim']:.4f} bits/dim")
     return 0
 
 
