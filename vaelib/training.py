@@ -21,7 +21,7 @@ from .checkpoints import load_checkpoint, save_checkpoint
 from .evaluation import evaluate_elbo
 from .schedules import Constant
 
-__all__ = ["fit", "History", "TrainingDiverged", "pick_device", "seed_everything", "fast_mode"]
+__all__ = ["fit", "make_adam", "History", "TrainingDiverged", "pick_device", "seed_everything", "fast_mode"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -50,6 +50,19 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
 def seed_everything(seed: int) -> None:
     """Seed torch's CPU and GPU generators (vaelib uses no other source of randomness)."""
     torch.manual_seed(seed)
+
+
+def make_adam(params, lr: float) -> torch.optim.Optimizer:
+    """Adam with the fused update where this torch has one for the device (CUDA; CPU since torch 2.4).
+
+    The fused kernel updates each parameter in one pass instead of a dozen element-wise ops: on 2
+    CPU cores it makes a step of the 784-400-20 MLP about 30% faster (benchmarks/RESULTS.md).
+    """
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device or torch version
+        return torch.optim.Adam(params, lr=lr)
 
 
 class History(list):
@@ -109,8 +122,7 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
     device = pick_device(device)
     model.to(device)
     schedule = beta if callable(beta) else Constant(beta)
-    fused = device.type == "cuda"  # one kernel for the whole Adam update: fewer launches per step
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=fused)
+    optimizer = make_adam(model.parameters(), lr)
     history, start_epoch, best = History(), 0, -math.inf
     if resume_from is not None:
         ckpt = load_checkpoint(resume_from, map_location=device)
