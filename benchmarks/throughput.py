@@ -86,7 +86,7 @@ def time_reference(arch, device, batch_size, n_train, epochs, root, workers):
         reference_epoch(model, loader, optimizer, device)
     _sync(device)
     seconds = time.perf_counter() - t0
-    return model, epochs * len(ds) / seconds
+    return model, epochs * len(loader.dataset) / seconds
 
 
 def time_vaelib(arch, device, batch_size, train, epochs):
