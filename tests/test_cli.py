@@ -77,3 +77,16 @@ def test_tensorboard_without_the_package_is_a_clear_error(tmp_path, capsys, monk
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
     assert main(["train", "x", "--tensorboard", "--runs_dir", str(tmp_path)]) == 2
     assert "pip install tensorboard" in capsys.readouterr().err
+
+
+@needs_mnist
+def test_width_flags_reach_the_model(tmp_path):
+    from vaelib import load
+    runs = tmp_path / "runs"
+    assert main(["train", "narrow", "--subset", "300", "--num_epochs", "1", "--runs_dir", str(runs),
+                 "--arch", "mlp", "--hidden_units", "64", "--hidden_dim", "5", "--quiet"]) == 0
+    model = load(runs / "narrow" / "checkpoint_last.pth")
+    assert model.config["hidden"] == 64 and model.encoder.fc.weight.shape == (64, 784) and model.latent_dim == 5
+    assert main(["train", "conv", "--subset", "300", "--num_epochs", "1", "--runs_dir", str(runs),
+                 "--channels", "8", "--hidden_units", "32", "--quiet"]) == 0
+    assert load(runs / "conv" / "checkpoint_last.pth").config["channels"] == 8

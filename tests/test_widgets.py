@@ -5,9 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from vaelib import build_vae
+from vaelib import build_vae, iwae_bound
 from vaelib.widgets import (beta_explorer, beta_panel, decode_point, digit_selector, interpolate_point,
-                            interpolation_slider, latent_explorer, principal_directions, reconstruction_panel,
+                            importance_explorer, importance_panel, interpolation_slider, latent_explorer, principal_directions, reconstruction_panel,
                             reconstruction_viewer, to_png)
 
 from .conftest import needs_mnist
@@ -101,3 +101,31 @@ def test_beta_panel_principal_directions_and_explorers(model2d, small_test):
     t.value = 1.0
     z1 = model2d.encoder(x[1:2])[0][0]
     assert image.value == to_png(decode_point(model2d, z1))
+
+
+def test_importance_panel_agrees_with_the_iwae_bound(model2d, small_test):
+    seed, k = 3, 50
+    panel = importance_panel(model2d, small_test, 5, k, n_show=4, seed=seed)
+    x = small_test.prepare(small_test.images[5:6], torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        bound = iwae_bound(model2d, x, k, generator=torch.Generator().manual_seed(seed))
+    assert panel["bound"] == pytest.approx(bound.item(), abs=1e-4)
+    assert panel["bound"] >= panel["elbo"]                      # Jensen: log-mean-exp >= mean
+    assert 1.0 <= panel["ess"] <= k
+    w = panel["weights"]
+    assert w.shape == (4,) and torch.all(w[:-1] >= w[1:]) and w.sum() <= 1 + 1e-6
+    assert panel["images"].shape == (5, 1, 28, 28)
+    torch.testing.assert_close(panel["images"][0], x[0])
+    one = importance_panel(model2d, small_test, 5, 1, seed=seed)
+    assert one["ess"] == pytest.approx(1.0) and one["bound"] == pytest.approx(one["elbo"])
+
+
+def test_importance_explorer_redraws(model2d, small_test):
+    widget = importance_explorer(model2d, small_test, ks=(1, 10, 100))
+    index, k = widget.children[0].children
+    numbers, image = widget.children[1], widget.children[2]
+    before, text = image.value, numbers.value
+    k.value = 100
+    assert "ESS" in numbers.value and "of 100" in numbers.value and numbers.value != text
+    index.value = 7
+    assert image.value != before

@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
          help="Gaussian likelihood's standard deviation (default: sqrt(1/2), which makes mse the summed MSE)")
     _add(t, "hidden_dim", type=positive_int, default=20, help="latent size D (default: 20)")
     _add(t, "arch", choices=["conv", "mlp"], default="conv", help="encoder/decoder architecture (default: conv)")
+    _add(t, "hidden_units", type=positive_int, default=None,
+         help="width of the dense hidden layer (default: 400 for mlp, 256 for conv)")
+    _add(t, "channels", type=positive_int, default=32, help="channels of the first convolution, conv only (default: 32)")
     _add(t, "conditional", action="store_true", help="condition encoder and decoder on the digit label (a CVAE)")
     _add(t, "beta", type=nonneg_float, default=1.0, help="weight on the KL term (default: 1)")
     _add(t, "beta_max", type=nonneg_float, default=None,
@@ -203,7 +206,8 @@ def _train(args) -> int:
               f"latent {model.latent_dim}); architecture flags are taken from it")
     else:
         model = build_vae(arch=args.arch, latent_dim=args.hidden_dim, likelihood=args.likelihood_type,
-                          sigma=args.sigma, num_classes=10 if args.conditional else 0)
+                          hidden=args.hidden_units, channels=args.channels, sigma=args.sigma,
+                          num_classes=10 if args.conditional else 0)
 
     binarize = _binarization(args)
     train = MNIST("train", binarize=binarize, subset=args.subset, device=device, root=args.data_root)

@@ -31,7 +31,7 @@ from torch.distributions import Independent, Normal
 from .kl import gaussian_kl_per_dim, monte_carlo_kl
 from .reparameterization import reparameterize
 
-__all__ = ["ELBO", "elbo", "iwae_bound", "posterior"]
+__all__ = ["ELBO", "elbo", "iwae_bound", "log_importance_weights", "posterior"]
 
 
 @dataclass
@@ -92,6 +92,22 @@ def elbo(model, x: torch.Tensor, beta: float = 1.0, **cond) -> ELBO:
     return ELBO(reconstruction, kl, float(beta), kl_per_dim)
 
 
+def log_importance_weights(model, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
+                           **cond) -> torch.Tensor:
+    """``(k, B)`` log weights log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x), z_i ~ q(z|x).
+
+    Their log-mean-exp over the k samples is L_k; their plain mean is a k-sample ELBO estimate.
+    """
+    mu, logvar = model.encoder(x, **cond)
+    eps = torch.randn((k, *mu.shape), device=mu.device, dtype=mu.dtype, generator=generator)
+    z = reparameterize(mu, logvar, eps)  # (k, B, D)
+    batch = x.shape[0]
+    cond_rep = {name: v.repeat(k, *([1] * (v.dim() - 1))) for name, v in cond.items()}
+    x_rep = x.expand(k, *x.shape).reshape(k * batch, *x.shape[1:])
+    log_px = model.decode(z.reshape(k * batch, -1), **cond_rep).log_prob(x_rep).view(k, batch)
+    return log_px + model.prior().log_prob(z) - posterior(mu, logvar).log_prob(z)
+
+
 def iwae_bound(model, x: torch.Tensor, k: int, chunk_size: int | None = None,
                generator: torch.Generator | None = None, **cond) -> torch.Tensor:
     """Importance-weighted bound L_k(x), ``(B,)`` in nats, with ``k`` samples per image.
@@ -103,22 +119,11 @@ def iwae_bound(model, x: torch.Tensor, k: int, chunk_size: int | None = None,
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    batch = x.shape[0]
     if chunk_size is None:
-        chunk_size = max(1, 16384 // batch)
-    mu, logvar = model.encoder(x, **cond)
-    q = posterior(mu, logvar)
-    prior = model.prior()
-    cond_rep = {}
+        chunk_size = max(1, 16384 // x.shape[0])
     total = None
     for start in range(0, k, chunk_size):
-        kk = min(chunk_size, k - start)
-        eps = torch.randn((kk, *mu.shape), device=mu.device, dtype=mu.dtype, generator=generator)
-        z = reparameterize(mu, logvar, eps)  # (kk, B, D)
-        cond_rep = {name: v.repeat(kk, *([1] * (v.dim() - 1))) for name, v in cond.items()}
-        x_rep = x.expand(kk, *x.shape).reshape(kk * batch, *x.shape[1:])
-        log_px = model.decode(z.reshape(kk * batch, -1), **cond_rep).log_prob(x_rep).view(kk, batch)
-        log_w = log_px + prior.log_prob(z) - q.log_prob(z)
+        log_w = log_importance_weights(model, x, min(chunk_size, k - start), generator, **cond)
         chunk_lse = torch.logsumexp(log_w, dim=0)
         total = chunk_lse if total is None else torch.logaddexp(total, chunk_lse)
     return total - math.log(k)

@@ -11,6 +11,7 @@ widget                            update function                         shows
 ``reconstruction_viewer(m, data)`` ``reconstruction_panel(model, data, i)`` input, mean, q samples
 ``beta_explorer(models, data)``   ``beta_panel(models, beta, x)``         one model of a beta sweep
 ``digit_selector(cvae)``          ``decode_point(model, z, y=digit)``     a chosen digit, a style
+``importance_explorer(m, data)``  ``importance_panel(model, data, i, k)`` L_k, ESS, heaviest z
 ================================  ======================================  =========================
 
 Images reach the browser as small PNGs in an ``ipywidgets.Image`` (no matplotlib redraw), so a
@@ -20,15 +21,17 @@ slider move costs one decoder call and a PNG encoding: a few milliseconds on a l
 from __future__ import annotations
 
 import io
+import math
 
 import torch
 
+from .elbo import log_importance_weights
 from .plotting import image_grid, lerp, slerp
 from .reparameterization import reparameterize
 
 __all__ = ["decode_point", "interpolate_point", "reconstruction_panel", "beta_panel", "principal_directions",
            "to_png", "latent_explorer", "interpolation_slider", "reconstruction_viewer", "beta_explorer",
-           "digit_selector"]
+           "digit_selector", "importance_panel", "importance_explorer"]
 
 SCALE = 4  # 28x28 pixels shown as 112x112
 
@@ -93,6 +96,33 @@ def beta_panel(models: dict, beta, x: torch.Tensor, n_samples: int = 8, seed: in
     g = torch.Generator(device=model.device).manual_seed(seed)
     x = x.to(model.device)
     return torch.cat([x, model.reconstruct(x), model.sample(n_samples, generator=g)]).cpu()
+
+
+@torch.no_grad()
+def importance_panel(model, data, index: int, k: int, n_show: int = 6, seed: int = 0) -> dict:
+    """Importance sampling of test image ``index`` with ``k`` samples z_i ~ q(z|x).
+
+    Returns ``elbo`` (the mean of the k log weights), ``bound`` (L_k, their log-mean-exp), ``ess``
+    (the effective sample size (sum w)^2 / sum w^2, between 1 and k), ``weights`` ``(n_show,)``: the
+    normalized weights of the ``n_show`` heaviest samples, and ``images`` ``(1 + n_show, 1, 28, 28)``:
+    the input, then the decoded means of those samples, heaviest first.
+    """
+    g = torch.Generator(device=data.device).manual_seed(seed)
+    x = data.prepare(data.images[index:index + 1], g).to(model.device)
+    y = data.labels[index:index + 1].to(model.device) if model.num_classes else None
+    cond = {"y": y} if y is not None else {}
+    mu, logvar = model.encoder(x, **cond)
+    eps = torch.randn(k, 1, model.latent_dim, device=model.device,
+                      generator=torch.Generator(device=model.device).manual_seed(seed))
+    # the same eps that log_importance_weights draws from this seed, so the shown z are the weighted ones
+    log_w = log_importance_weights(model, x, k, torch.Generator(device=model.device).manual_seed(seed), **cond)[:, 0]
+    z = reparameterize(mu, logvar, eps)[:, 0]  # (k, D)
+    normalized = torch.softmax(log_w, 0)
+    top = normalized.argsort(descending=True)[:n_show]
+    shown = model.decode_mean(z[top], None if y is None else y.expand(len(top)))
+    return dict(elbo=log_w.mean().item(), bound=(torch.logsumexp(log_w, 0) - math.log(k)).item(),
+                ess=(1.0 / normalized.pow(2).sum()).item(), weights=normalized[top].cpu(),
+                images=torch.cat([x, shown]).cpu())
 
 
 @torch.no_grad()
@@ -229,3 +259,27 @@ def digit_selector(model, extent: float = 3.0):
     for w in [digit, *sliders]:
         w.observe(redraw, names="value")
     return W.VBox([digit, W.HBox([W.VBox(sliders), image])])
+
+
+def importance_explorer(model, data, ks=(1, 3, 10, 30, 100, 300, 1000), n_show: int = 6):
+    """Pick a test image and a number of samples k: the ELBO, L_k, the effective sample size, and the
+    decodes of the heaviest samples with their share of the total weight."""
+    import ipywidgets as W
+
+    index = W.IntSlider(0, min=0, max=len(data) - 1, description="index")
+    k = W.SelectionSlider(options=list(ks), value=ks[len(ks) // 2], description="k")
+    image = W.Image(format="png")
+    numbers = W.HTML()
+
+    def redraw(_=None):
+        panel = importance_panel(model, data, index.value, k.value, n_show)
+        image.value = to_png(panel["images"], nrow=1 + n_show)
+        shares = ", ".join(f"{w:.2f}" for w in panel["weights"].tolist())
+        numbers.value = (f"ELBO (mean log w) {panel['elbo']:.1f} nats &nbsp; L<sub>{k.value}</sub> "
+                         f"{panel['bound']:.1f} nats &nbsp; ESS {panel['ess']:.1f} of {k.value}<br>"
+                         f"input | decodes of the heaviest z, weight shares {shares}")
+
+    redraw()
+    index.observe(redraw, names="value")
+    k.observe(redraw, names="value")
+    return W.VBox([W.HBox([index, k]), numbers, image])
