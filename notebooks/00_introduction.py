@@ -388,36 +388,70 @@ plt.show()
 # %% [markdown]
 # ## Exercises
 #
-# **Exercise 1.** Compute the mean image of each digit class from the grey training images (`grey`,
-# `train.labels`), show the ten of them in one row, and print which two *different* classes have the closest
-# mean images in Euclidean distance.
+# **Exercise 1.** Write `class_means(images, labels)`: the mean image of each digit class, shape `(10, 1, 28, 28)`
+# (row `c` is the average of the images whose label is `c`), and `closest_pair(means)`: the two *different* classes
+# whose mean images are closest in Euclidean distance, as a pair `(a, b)`. Check them with `check_class_means` and
+# `check_closest_pair`; then, in the next cell, apply them to the grey training images (`grey`, `train.labels`),
+# show the ten means in one row, and print the closest pair and its distance.
+
+# %%
+from vaelib.checks import check_class_means, check_closest_pair
+
+
+def class_means(images, labels):
+    ### BEGIN SOLUTION
+    return torch.stack([images[labels == c].mean(0) for c in range(10)])
+    ### END SOLUTION
+
+
+def closest_pair(means):
+    ### BEGIN SOLUTION
+    dist = torch.cdist(means.flatten(1), means.flatten(1))
+    dist.fill_diagonal_(float("inf"))            # a class is at distance 0 from itself
+    return divmod(dist.argmin().item(), len(means))
+    ### END SOLUTION
+
+
+check_class_means(class_means)
+check_closest_pair(closest_pair)
 
 # %%
 ### BEGIN SOLUTION
-class_means = torch.stack([grey[train.labels == c].mean(0) for c in range(10)])   # (10, 1, 28, 28)
-show_images(class_means, nrow=10, title="mean image of each digit")
+means = class_means(grey, train.labels)          # (10, 1, 28, 28)
+show_images(means, nrow=10, title="mean image of each digit")
 plt.show()
-dist = torch.cdist(class_means.flatten(1), class_means.flatten(1))
-dist.fill_diagonal_(float("inf"))
-a, b = divmod(dist.argmin().item(), 10)
-print(f"closest class means: {a} and {b} (distance {dist[a, b]:.2f})")
+a, b = closest_pair(means)
+print(f"closest class means: {a} and {b} (distance {(means[a] - means[b]).norm():.2f})")
 ### END SOLUTION
 
 # %% [markdown]
 # **Exercise 2.** Under dynamic binarization the model sees a random binary image $x^\text{bin}$ each
 # time. Show that the *expected* Bernoulli log-likelihood is the binary cross-entropy with the grey
 # levels as targets, $\mathbb{E}\big[\log p(x^\text{bin})\big] = \sum_j \big[g_j \log \pi_j + (1-g_j)\log(1-\pi_j)\big]$
-# (it follows from $\mathbb{E}[x^\text{bin}_j] = g_j$ and linearity), and check it by Monte Carlo: for the
-# first test image and the independent-pixel model (`logits`), average `bernoulli_log_likelihood` over
-# 5000 dynamic draws and compare with the formula.
+# (it follows from $\mathbb{E}[x^\text{bin}_j] = g_j$ and linearity), and check it by Monte Carlo. Write
+# `expected_log_likelihood_mc(grey, logits, n, generator)`: draw `n` dynamic binarizations of one image's grey
+# levels `grey` (shape `(1, 28, 28)`) with `generator`, score each with `bernoulli_log_likelihood`, and return
+# their average. Check it with `check_expected_log_likelihood_mc`, then, in the next cell, run it on the first
+# test image and the independent-pixel model (`logits`) with 5000 draws, and compare with the formula.
+
+# %%
+from vaelib.checks import check_expected_log_likelihood_mc
+
+
+def expected_log_likelihood_mc(grey, logits, n, generator):
+    ### BEGIN SOLUTION
+    x_bin = torch.bernoulli(grey.expand(n, 1, 28, 28), generator=generator)   # n binary versions of the image
+    return bernoulli_log_likelihood(x_bin, logits.expand(n, 1, 28, 28)).mean()
+    ### END SOLUTION
+
+
+check_expected_log_likelihood_mc(expected_log_likelihood_mc)
 
 # %%
 ### BEGIN SOLUTION
-g_img = test.images[:1].float() / 255                       # (1, 1, 28, 28) grey levels of the first test image
-gen = torch.Generator().manual_seed(0)
-x_bin = torch.bernoulli(g_img.expand(5000, 1, 28, 28), generator=gen)
-mc = bernoulli_log_likelihood(x_bin, logits.expand(5000, 1, 28, 28)).mean()
-exact = bernoulli_log_likelihood(g_img, logits.expand(1, 1, 28, 28))[0]   # the same formula with grey targets
+g_img = test.images[0].float() / 255                       # (1, 28, 28) grey levels of the first test image
+mc = expected_log_likelihood_mc(g_img, logits, 5000, torch.Generator().manual_seed(0))
+exact = bernoulli_log_likelihood(g_img[None], logits.expand(1, 1, 28, 28))[0]   # the same formula with grey targets
 print(f"Monte Carlo {mc:.1f} nats, grey-target formula {exact:.1f} nats")
 assert abs(mc - exact) < 1.0
 ### END SOLUTION

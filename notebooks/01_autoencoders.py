@@ -382,21 +382,35 @@ plt.show()
 # %% [markdown]
 # ## Exercises
 #
-# **Exercise 1.** Pick the first test image of a 1 and the first test image of a 0. Decode 10 points on the
-# straight line between their codes, for the autoencoder (`ae`, codes from `ae.encoder`) and for the VAE
-# (`vae`, posterior means from `vae.encoder(x)[0]`, decode with `vae.decode_mean`). Show both rows of
-# images and describe what happens in between. Print the labels of the two chosen images.
+# **Exercise 1.** Write `interpolate_codes(z0, z1, n)`: `n` evenly spaced points on the straight line from the code
+# `z0` to the code `z1`, both ends included, shape `(n, D)`, and check it with `check_interpolate_codes`. Then, in
+# the next cell, pick the first test image of a 1 and the first test image of a 0, print their labels, and decode
+# 10 points between their codes, for the autoencoder (`ae`, codes from `ae.encoder`) and for the VAE (`vae`,
+# posterior means from `vae.encoder(x)[0]`, decode with `vae.decode_mean`). Show both rows of images and describe
+# what happens in between.
+
+# %%
+from vaelib.checks import check_interpolate_codes
+
+
+def interpolate_codes(z0, z1, n):
+    ### BEGIN SOLUTION
+    t = torch.linspace(0, 1, n).unsqueeze(1)     # (n, 1): 0 at z0, 1 at z1
+    return (1 - t) * z0 + t * z1
+    ### END SOLUTION
+
+
+check_interpolate_codes(interpolate_codes)
 
 # %%
 ### BEGIN SOLUTION
 i1, i0 = (y_test == 1).nonzero()[0].item(), (y_test == 0).nonzero()[0].item()
 print("labels:", y_test[i1].item(), y_test[i0].item())
-t = torch.linspace(0, 1, 10).unsqueeze(1)
 with torch.no_grad():
     a, b = ae.encoder(x_test[[i1, i0]])
-    ae_path = torch.sigmoid(ae.decoder((1 - t) * a + t * b))
+    ae_path = torch.sigmoid(ae.decoder(interpolate_codes(a, b, 10)))
     m = vae.encoder(x_test[[i1, i0]])[0]
-    vae_path = vae.decode_mean((1 - t) * m[0] + t * m[1])
+    vae_path = vae.decode_mean(interpolate_codes(m[0], m[1], 10))
 show_images(torch.cat([ae_path, vae_path]), nrow=10, title="top: autoencoder, bottom: VAE")
 plt.show()
 # The VAE's path passes through shapes that look like digits all the way; the autoencoder's path can
@@ -404,12 +418,15 @@ plt.show()
 ### END SOLUTION
 
 # %% [markdown]
-# **Exercise 2.** A bigger bottleneck reconstructs better. Train an `Autoencoder(code_dim=16)` for one
-# epoch on `train` (same loss and optimizer settings), print its test reconstruction loss on `x_test`
-# next to the 2-D autoencoder's (`ae_test_loss`), then decode 16 codes drawn from $\mathcal{N}(0, I)$
-# and show them. Does the better autoencoder generate better?
+# **Exercise 2.** A bigger bottleneck reconstructs better. Train `ae16 = Autoencoder(code_dim=16)` for one
+# epoch on `train` (same loss and optimizer settings), compute its test reconstruction loss `loss16` on `x_test`
+# and print it next to the 2-D autoencoder's (`ae_test_loss`), then decode 16 codes drawn from $\mathcal{N}(0, I)$
+# and show them. Does the better autoencoder generate better? `check_autoencoder_16d(ae16, loss16, x_test)`
+# checks the trained model and the loss you report.
 
 # %%
+from vaelib.checks import check_autoencoder_16d
+
 ### BEGIN SOLUTION
 torch.manual_seed(0)
 ae16 = Autoencoder(code_dim=16)
@@ -429,6 +446,7 @@ plt.show()
 # No: it reconstructs better, but random codes decode to blobs, because nothing placed its codes
 # where N(0, I) puts its mass; in 16 dimensions the holes are even bigger.
 ### END SOLUTION
+check_autoencoder_16d(ae16, loss16, x_test)
 
 # %% [markdown]
 # **Exercise 3 (written).** A first idea to make the autoencoder generative: add a penalty

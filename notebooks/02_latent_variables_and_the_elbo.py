@@ -632,26 +632,46 @@ plt.show()
 # ## Exercises
 #
 # **Exercise 1.** On the toy model, restrict $q$ to a standard deviation of 1 ($\lambda = 0$). Using
-# `toy_elbo` on a grid of means, find the best mean and the smallest gap $\log p(x) - \mathrm{ELBO}$ you can
-# reach. Check the smallest gap against `kl_divergence(Normal(m, 1), posterior)`. Why can it not reach 0?
+# `toy_elbo` on a grid of means, find the best mean `best_m` and the smallest gap `smallest_gap`
+# $= \log p(x) - \mathrm{ELBO}$ you can reach, and run `check_fixed_std_q(best_m, smallest_gap)`. Check the
+# smallest gap against `kl_divergence(Normal(m, 1), posterior)`. Why can it not reach 0?
 
 # %%
+from vaelib.checks import check_fixed_std_q
+
 ### BEGIN SOLUTION
 m_grid = torch.linspace(-1, 4, 5001, dtype=torch.float64)
 gaps = log_px - toy_elbo(m_grid, torch.zeros_like(m_grid))
 best = gaps.argmin()
-print(f"best mean {m_grid[best]:.3f} (posterior mean {post_mean:.3f}), smallest gap {gaps[best]:.3f} nats")
-kl_best = kl_divergence(Normal(m_grid[best], torch.tensor(1.0, dtype=torch.float64)), posterior)
-assert torch.allclose(gaps[best], kl_best)
+best_m, smallest_gap = m_grid[best], gaps[best]
+print(f"best mean {best_m:.3f} (posterior mean {post_mean:.3f}), smallest gap {smallest_gap:.3f} nats")
+kl_best = kl_divergence(Normal(best_m, torch.tensor(1.0, dtype=torch.float64)), posterior)
+assert torch.allclose(smallest_gap, kl_best)
 print(f"KL(N(m*, 1) || p(z|x)) = {kl_best:.3f}")
 # The posterior has std 0.196; no q with std 1 equals it, so KL(q || p(z|x)) > 0 for all of them.
 # Restricting the family of q costs a gap that no choice of mean removes (the best mean is the posterior's).
 ### END SOLUTION
+check_fixed_std_q(best_m, smallest_gap)
 
 # %% [markdown]
 # **Exercise 2.** On the toy model, compute the importance-weighted bound $\mathcal{L}_k$ with the *prior* as
-# proposal, $q = p(z)$, for $k = 1, 10, 100, 1000$: average $\log \frac1k\sum_i p(x\mid z_i)$ over 2000
-# repetitions. Check that $\mathcal{L}_1$ agrees with `toy_elbo(0, 0)` and that the bounds increase toward `log_px`.
+# proposal, $q = p(z)$. Write `toy_iwae_prior(z)`: given `z` of shape `(R, k)`, R independent sets of k draws
+# from the prior, return $\log \frac1k\sum_i p(x\mid z_i)$ for each set, shape `(R,)`, and check it with
+# `check_toy_iwae_prior`. Then, in the next cell, average it over 2000 repetitions for $k = 1, 10, 100, 1000$.
+# Check that $\mathcal{L}_1$ agrees with `toy_elbo(0, 0)` and that the bounds increase toward `log_px`.
+
+# %%
+from vaelib.checks import check_toy_iwae_prior
+
+
+def toy_iwae_prior(z):
+    ### BEGIN SOLUTION
+    log_w = Normal(w * z + b, s).log_prob(x0)                # with q = p(z) the weight is p(x|z)
+    return torch.logsumexp(log_w, dim=1) - math.log(z.shape[1])
+    ### END SOLUTION
+
+
+check_toy_iwae_prior(toy_iwae_prior)
 
 # %%
 ### BEGIN SOLUTION
@@ -659,8 +679,7 @@ gen = torch.Generator().manual_seed(0)
 values = []
 for kk in (1, 10, 100, 1000):
     zk = torch.randn(2000, kk, generator=gen, dtype=torch.float64)
-    log_wk = Normal(w * zk + b, s).log_prob(x0)              # with q = p(z) the weight is p(x|z)
-    values.append((torch.logsumexp(log_wk, 1) - math.log(kk)).mean().item())
+    values.append(toy_iwae_prior(zk).mean().item())
     print(f"k = {kk:4d}: L_k = {values[-1]:7.2f}")
 print(f"ELBO(prior) = {toy_elbo(torch.tensor(0.0), torch.tensor(0.0)):.2f}, log p(x) = {log_px:.2f}")
 assert values == sorted(values) and values[-1] < log_px

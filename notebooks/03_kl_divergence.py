@@ -494,17 +494,26 @@ print("smallest KL among the active ones (nats):", round(kl_per_dim[activity > 0
 # ## Exercises
 #
 # **Exercise 1.** Write `kl_diag(mu_q, logvar_q, mu_p, logvar_p)`: the KL between two diagonal Gaussians with *any*
-# means and variances, summed over the last dimension, from the general one-dimensional formula of section 2. Check it
-# against `torch.distributions.kl_divergence` on random inputs of shape `(8, 5)`, and check that with
-# `mu_p = 0, logvar_p = 0` it reduces to `vaelib.kl.gaussian_kl`.
+# means and variances, summed over the last dimension, from the general one-dimensional formula of section 2, and
+# run `check_kl_diag` on it. Then, in the next cell, check it yourself against `torch.distributions.kl_divergence`
+# on random inputs of shape `(8, 5)`, and check that with `mu_p = 0, logvar_p = 0` it reduces to
+# `vaelib.kl.gaussian_kl`.
+
+# %%
+from vaelib.checks import check_kl_diag
+
+
+def kl_diag(mu_q, logvar_q, mu_p, logvar_p):
+    """KL(N(mu_q, diag e^logvar_q) || N(mu_p, diag e^logvar_p)), summed over the last dimension."""
+    ### BEGIN SOLUTION
+    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p) ** 2) / logvar_p.exp() - 1).sum(-1)
+    ### END SOLUTION
+
+
+check_kl_diag(kl_diag)
 
 # %%
 ### BEGIN SOLUTION
-def kl_diag(mu_q, logvar_q, mu_p, logvar_p):
-    """KL(N(mu_q, diag e^logvar_q) || N(mu_p, diag e^logvar_p)), summed over the last dimension."""
-    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p) ** 2) / logvar_p.exp() - 1).sum(-1)
-
-
 g = torch.Generator().manual_seed(0)
 mu_q, logvar_q, mu_p, logvar_p = (torch.randn(8, 5, generator=g) for _ in range(4))
 reference = kl_divergence(Independent(Normal(mu_q, (0.5 * logvar_q).exp()), 1),
@@ -518,22 +527,37 @@ print("kl_diag matches torch and reduces to vaelib.kl.gaussian_kl: True")
 # %% [markdown]
 # **Exercise 2.** When does mode-seeking start? Replace the target of section 5 by an equal mixture of
 # $\mathcal N(-a, 1)$ and $\mathcal N(a, 1)$ and find the *global* minimum of the reverse KL by brute force on a grid of
-# $(m, s)$ values (no gradient descent, so no local minima to fall into), for $a \in \{1, 2, 2.5, 3, 4\}$. Print the best
-# $m$, $s$ and KL for each $a$. From which separation does the best single Gaussian sit on one bump rather than in the
-# middle? (Hint: the mixture itself has a single mode at 0 as long as $a \le 1$.)
+# $(m, s)$ values (no gradient descent, so no local minima to fall into). Write `best_reverse_fit(a, m_grid, log_s_grid)`:
+# the reverse KL for every pair of a mean in `m_grid` and a log-std in `log_s_grid` (integrated on `grid`, as in
+# section 5), returning the best `(m, s, kl)` with `s` the standard deviation; check it with
+# `check_best_reverse_fit`. Then, in the next cell, choose the two grids and print the
+# best $m$, $s$ and KL for each $a \in \{1, 2, 2.5, 3, 4\}$. From which separation does the best single Gaussian sit
+# on one bump rather than in the middle? (Hint: the mixture itself has a single mode at 0 as long as $a \le 1$.)
+
+# %%
+from vaelib.checks import check_best_reverse_fit
+
+
+def best_reverse_fit(a, m_grid, log_s_grid):
+    ### BEGIN SOLUTION
+    mix = MixtureSameFamily(Categorical(torch.tensor([0.5, 0.5], dtype=torch.float64)),
+                            Normal(torch.tensor([-a, a], dtype=torch.float64), torch.ones(2, dtype=torch.float64)))
+    log_p_a = mix.log_prob(grid)
+    log_q = log_normal(grid, m_grid[:, None, None], log_s_grid[None, :, None])    # (M, S, grid): every (m, s)
+    kls = torch.trapezoid(log_q.exp() * (log_q - log_p_a), grid)                    # (M, S)
+    i, j = divmod(int(kls.argmin()), len(log_s_grid))
+    return m_grid[i].item(), log_s_grid[j].exp().item(), kls[i, j].item()
+    ### END SOLUTION
+
+
+check_best_reverse_fit(best_reverse_fit)
 
 # %%
 ### BEGIN SOLUTION
 m_grid = torch.linspace(0, 6, 61, dtype=torch.float64)       # m >= 0 suffices: the target is symmetric
 log_s_grid = torch.linspace(math.log(0.3), math.log(6.0), 100, dtype=torch.float64)
 for a in [1.0, 2.0, 2.5, 3.0, 4.0]:
-    mix = MixtureSameFamily(Categorical(torch.tensor([0.5, 0.5], dtype=torch.float64)),
-                            Normal(torch.tensor([-a, a], dtype=torch.float64), torch.ones(2, dtype=torch.float64)))
-    log_p_a = mix.log_prob(grid)
-    log_q = log_normal(grid, m_grid[:, None, None], log_s_grid[None, :, None])    # (61, 100, grid)
-    kls = torch.trapezoid(log_q.exp() * (log_q - log_p_a), grid)                    # (61, 100): every (m, s)
-    i, j = divmod(int(kls.argmin()), len(log_s_grid))
-    kl_best, m_best, s_best = kls[i, j].item(), m_grid[i].item(), log_s_grid[j].exp().item()
+    m_best, s_best, kl_best = best_reverse_fit(a, m_grid, log_s_grid)
     print(f"a = {a}: best q has m = {m_best:.2f} (or its mirror image -m), s = {s_best:.2f}, KL = {kl_best:.2f} nats")
 # Up to a = 2.5 the best single Gaussian is centred at 0 and widens with a: the two bumps overlap enough that covering
 # both is cheaper than dropping one. Between a = 2.5 and a = 3 the optimum jumps onto one bump (m close to a, s close to 1)

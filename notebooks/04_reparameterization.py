@@ -402,17 +402,30 @@ print(f"smallest and largest variance: {math.exp(lo):.0e} and {math.exp(hi):.0e}
 #
 # **Exercise 1 (a baseline for REINFORCE).** Because $\mathbb E_q[\nabla_\mu\log q(z)] = 0$, subtracting any constant $b$
 # from $f$ leaves the score-function estimator unbiased: $\mathbb E_q[(f(z) - b)\,\nabla_\mu\log q(z)] = \nabla_\mu\,\mathbb E_q[f]$.
-# With $\mu = 2$, $\sigma = 1$, compare the one-sample variance of the score-function estimator with $b = 0$ and with
-# $b = \mathbb E_q[f] = \mu^2 + \sigma^2$ (in practice $b$ would be a running average of $f$), using $10^5$ repetitions.
-# Check that both means are close to 4.
+# Write `reinforce_terms(f, z, mu, sigma, b)`: the one-sample estimates $(f(z_i) - b)\,\nabla_\mu\log q(z_i)$ for
+# $q = \mathcal N(\mu, \sigma^2)$, one per sample (shape `(n,)`, like `z`), and run `check_reinforce_baseline(reinforce_terms)`.
+# Then, with $\mu = 2$, $\sigma = 1$ and $10^5$ samples, compare the variance of these terms with $b = 0$ and with
+# $b = \mathbb E_q[f] = \mu^2 + \sigma^2$ (in practice $b$ would be a running average of $f$). Check that both means are
+# close to 4.
+
+# %%
+from vaelib.checks import check_reinforce_baseline
+
+
+def reinforce_terms(f, z, mu, sigma, b):
+    ### BEGIN SOLUTION
+    return (f(z) - b) * (z - mu) / sigma**2
+    ### END SOLUTION
+
+
+check_reinforce_baseline(reinforce_terms)
 
 # %%
 ### BEGIN SOLUTION
 torch.manual_seed(0)
 z = Normal(mu0, sigma0).sample((100_000,))
-score = (z - mu0) / sigma0**2
 for b in (0.0, mu0**2 + sigma0**2):
-    g = (f(z) - b) * score
+    g = reinforce_terms(f, z, mu0, sigma0, b)
     print(f"baseline b = {b}: mean {g.mean():.1f}, variance {g.var():.0f}")
 # With b = E[f] = 5 the variance drops from 87 to 42 (by hand: 8 mu^2 + 10): (f - b) is small where f is typical, so
 # the random sign of the score multiplies smaller numbers. It is still ten times the pathwise estimator's 4.
@@ -420,43 +433,78 @@ for b in (0.0, mu0**2 + sigma0**2):
 
 # %% [markdown]
 # **Exercise 2 (the other parameter).** The exact gradient with respect to $\sigma$ is $\partial_\sigma\,\mathbb E[z^2] = 2\sigma = 2$.
-# Estimate it with both estimators through autograd, with $10^5$ samples each: the pathwise one via `rsample` with
-# `sigma.requires_grad = True`, the score-function one via the surrogate $\text{stop\_grad}(f(z))\log q(z)$ with samples from
-# `sample()`. Print both estimates and the variance of their per-sample terms.
+# Write both estimators of $\partial_\sigma\,\mathbb E_q[f(z)]$ as functions that return one number, computed by autograd
+# with `sigma` made a tensor with `requires_grad=True`:
+# `pathwise_grad_sigma(f, mu, sigma, eps)` through $z = \mu + \sigma\varepsilon$ for the given standard-normal noise `eps`
+# (what `rsample` computes), and `score_grad_sigma(f, mu, sigma, z)` through the surrogate
+# $\text{stop\_grad}(f(z))\log q(z)$ for the given samples `z` (what `sample()` draws), both averaged over the samples.
+# Run `check_sigma_gradients(pathwise_grad_sigma, score_grad_sigma)`, then apply them to $10^5$ samples each and print
+# both estimates and the variance of their per-sample terms.
+
+# %%
+from vaelib.checks import check_sigma_gradients
+
+
+def pathwise_grad_sigma(f, mu, sigma, eps):
+    ### BEGIN SOLUTION
+    sigma = torch.tensor(sigma, requires_grad=True)
+    z = mu + sigma * eps                                   # what Normal(mu, sigma).rsample() computes
+    return torch.autograd.grad(f(z).mean(), sigma)[0]      # the average of f'(z_i) * eps_i
+    ### END SOLUTION
+
+
+def score_grad_sigma(f, mu, sigma, z):
+    ### BEGIN SOLUTION
+    sigma = torch.tensor(sigma, requires_grad=True)
+    surrogate = (f(z).detach() * Normal(mu, sigma).log_prob(z)).mean()
+    return torch.autograd.grad(surrogate, sigma)[0]
+    ### END SOLUTION
+
+
+check_sigma_gradients(pathwise_grad_sigma, score_grad_sigma)
 
 # %%
 ### BEGIN SOLUTION
 torch.manual_seed(0)
 n = 100_000
-sigma = torch.tensor(sigma0, requires_grad=True)
-z = Normal(mu0, sigma).rsample((n,))                       # z = mu + sigma * eps, differentiable in sigma
-g_pw = torch.autograd.grad(f(z).mean(), sigma)[0]          # the average of f'(z_i) * eps_i
-terms_pw = f_prime(z.detach()) * (z.detach() - mu0) / sigma0                         # f'(z) * eps, per sample
-print(f"pathwise:       {g_pw.item():.2f}  (per-sample variance {terms_pw.var():.0f})")
+eps = torch.randn(n)
+z = mu0 + sigma0 * eps
+terms_pw = f_prime(z) * eps                                                          # f'(z) * eps, per sample
+print(f"pathwise:       {pathwise_grad_sigma(f, mu0, sigma0, eps).item():.2f}  (per-sample variance {terms_pw.var():.0f})")
 
-sigma = torch.tensor(sigma0, requires_grad=True)
 z = Normal(mu0, sigma0).sample((n,))
-surrogate = (f(z) * Normal(mu0, sigma).log_prob(z)).mean()
-g_sf = torch.autograd.grad(surrogate, sigma)[0]
-terms_sf = f(z) * ((z - mu0) ** 2 / sigma0**3 - 1 / sigma0)                            # f(z) * d/dsigma log q(z)
-print(f"score function: {g_sf.item():.2f}  (per-sample variance {terms_sf.var():.0f})")
+terms_sf = f(z) * ((z - mu0) ** 2 / sigma0**3 - 1 / sigma0)                          # f(z) * d/dsigma log q(z)
+print(f"score function: {score_grad_sigma(f, mu0, sigma0, z).item():.2f}  (per-sample variance {terms_sf.var():.0f})")
 # Both are close to 2; the score-function terms are again far noisier.
 ### END SOLUTION
 
 # %% [markdown]
 # **Exercise 3 (reparameterizing another distribution).** An exponential variable with rate $\lambda$ can be written as
 # $z = -\log(u)/\lambda$ with $u \sim \text{Uniform}(0, 1)$ (the inverse of its CDF). Its mean is $1/\lambda$, so
-# $\partial_\lambda\,\mathbb E[z] = -1/\lambda^2$. With $\lambda = 2$, write the reparameterized sample in plain torch, estimate
-# the gradient with $10^5$ samples through autograd, compare with $-1/\lambda^2 = -0.25$, and with the gradient through
+# $\partial_\lambda\,\mathbb E[z] = -1/\lambda^2$. Write the reparameterized sample in plain torch as
+# `exponential_rsample(rate, u)`, differentiable in `rate` (a tensor with `requires_grad=True`), and run
+# `check_exponential_rsample(exponential_rsample)`. Then, with $\lambda = 2$, estimate the gradient with $10^5$ samples
+# through autograd, compare with $-1/\lambda^2 = -0.25$, and with the gradient through
 # `torch.distributions.Exponential(rate).rsample`, torch's own reparameterized sampler.
+
+# %%
+from vaelib.checks import check_exponential_rsample
+
+
+def exponential_rsample(rate, u):
+    ### BEGIN SOLUTION
+    return -torch.log(u) / rate                            # pathwise: a differentiable function of rate
+    ### END SOLUTION
+
+
+check_exponential_rsample(exponential_rsample)
 
 # %%
 ### BEGIN SOLUTION
 n = 100_000
 rate = torch.tensor(2.0, requires_grad=True)
 torch.manual_seed(0)
-u = torch.rand(n)
-z = -torch.log(u) / rate                                   # pathwise: a differentiable function of rate
+z = exponential_rsample(rate, torch.rand(n))
 grad_mine = torch.autograd.grad(z.mean(), rate)[0]
 print(f"pathwise estimate {grad_mine.item():.3f}, exact {-1 / 2.0**2}")
 

@@ -735,34 +735,75 @@ plt.show()
 # %% [markdown]
 # ## Exercises
 #
-# **Exercise 1 ($\sigma$ is $\beta$).** Show numerically that a Gaussian likelihood with $\sigma = 0.1$
+# **Exercise 1 ($\sigma$ is $\beta$).** Write `gaussian_vae_loss(x, mean, mu, logvar, sigma, beta)`: the loss of a VAE
+# whose decoder has a Gaussian likelihood $\mathcal{N}(x_j;\ m_j, \sigma^2)$ per pixel and a weight $\beta$ on the KL,
+# that is the mean over the batch of $-\log p(x\mid z)$ (summed over the 784 pixels, normalizing constant included)
+# plus $\beta$ times the KL (summed over the latent dimensions). `x` and the decoder means `mean` have shape
+# `(B, 1, 28, 28)`, `mu` and `logvar` shape `(B, D)`; the result is one number. Run
+# `check_gaussian_vae_loss(gaussian_vae_loss)`. Then show numerically that a Gaussian likelihood with $\sigma = 0.1$
 # and $\beta = 1$ is the summed-MSE loss ($\sigma^2 = \frac12$) with $\beta = 2\sigma^2 = 0.02$, rescaled and
-# shifted: for the same weights and noise,
+# shifted: for the same encoder outputs and decoder means,
 # $\text{loss}_{\sigma}(\beta{=}1) = \frac{1}{2\sigma^2}\big(\text{loss}_{\sqrt{1/2}}(\beta{=}2\sigma^2) - 392\log\pi\big) + 392\log(2\pi\sigma^2)$.
-# Build the model with `vaelib.build_vae("mlp", latent_dim=20, hidden=400, likelihood="gaussian", sigma=0.1)`,
-# copy the weights of `grey_models["gaussian"]` into it, and compare the two losses on `x_batch`.
+# Take them from `grey_models["gaussian"]` on `x_batch` with fixed noise, and confirm that your
+# $\text{loss}_{\sigma}(\beta{=}1)$ is the `elbo(x_batch).loss` of
+# `vaelib.build_vae("mlp", latent_dim=20, hidden=400, likelihood="gaussian", sigma=0.1)` with the weights of
+# `grey_models["gaussian"]` copied into it, for the same noise.
+
+# %%
+from vaelib.checks import check_gaussian_vae_loss
+
+
+def gaussian_vae_loss(x, mean, mu, logvar, sigma, beta):
+    ### BEGIN SOLUTION
+    reconstruction = ((x - mean) ** 2 / (2 * sigma**2) + 0.5 * math.log(2 * math.pi * sigma**2)).sum(dim=(1, 2, 3))
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum(dim=1)
+    return (reconstruction + beta * kl).mean()
+    ### END SOLUTION
+
+
+check_gaussian_vae_loss(gaussian_vae_loss)
 
 # %%
 ### BEGIN SOLUTION
 s = 0.1
-narrow = vaelib.build_vae("mlp", latent_dim=LATENT, hidden=HIDDEN, likelihood="gaussian", sigma=s)
-narrow.load_state_dict(grey_models["gaussian"].state_dict())
 with torch.no_grad():
     torch.manual_seed(3)
-    loss_sigma = narrow.elbo(x_batch, beta=1.0).loss
-    torch.manual_seed(3)
-    loss_mse = grey_models["gaussian"].elbo(x_batch, beta=2 * s**2).loss
+    mu, logvar = gauss_model.encoder(x_batch)
+    m = gauss_model.likelihood.mean(gauss_model.decoder(vaelib.reparameterization.reparameterize(mu, logvar)))
+loss_sigma = gaussian_vae_loss(x_batch, m, mu, logvar, s, 1.0)
+loss_mse = gaussian_vae_loss(x_batch, m, mu, logvar, math.sqrt(0.5), 2 * s**2)
 predicted = (loss_mse - 392 * math.log(math.pi)) / (2 * s**2) + 392 * math.log(2 * math.pi * s**2)
-assert torch.allclose(loss_sigma, predicted, rtol=1e-4)
-print("sigma = 0.1 is summed MSE with beta = 0.02:", torch.allclose(loss_sigma, predicted, rtol=1e-4))
+
+narrow = vaelib.build_vae("mlp", latent_dim=LATENT, hidden=HIDDEN, likelihood="gaussian", sigma=s)
+narrow.load_state_dict(gauss_model.state_dict())
+with torch.no_grad():
+    torch.manual_seed(3)                                   # the same noise as above
+    loss_vaelib = narrow.elbo(x_batch, beta=1.0).loss
+ok = torch.allclose(loss_sigma, predicted, rtol=1e-4) and torch.allclose(loss_sigma, loss_vaelib, rtol=1e-4)
+assert ok
+print("sigma = 0.1 is summed MSE with beta = 0.02:", ok)
 ### END SOLUTION
 
 # %% [markdown]
-# **Exercise 2 (the optimal $\sigma$).** For the fixed-$\sigma$ Gaussian model `grey_models["gaussian"]` and
-# the batch `x_batch`, compute the reconstruction means $m$ for fixed noise, then the closed-form optimum
-# $\sigma^\star = \sqrt{\frac{1}{784 B}\sum_{b,j}(x^{(b)}_j - m^{(b)}_j)^2}$ (one $\sigma$ shared by the batch).
-# Check that $\sum_b \log \mathcal{N}(x^{(b)}; m^{(b)}, \sigma^2)$ is larger at $\sigma^\star$ than at
+# **Exercise 2 (the optimal $\sigma$).** Write `optimal_sigma(x, mean)`: the closed-form optimum
+# $\sigma^\star = \sqrt{\frac{1}{784 B}\sum_{b,j}(x^{(b)}_j - m^{(b)}_j)^2}$ for a batch of images `x` and reconstruction
+# means `mean`, both of shape `(B, 1, 28, 28)`: one $\sigma$ shared by the batch, returned as one number. Run
+# `check_optimal_sigma(optimal_sigma)`. Then, for the fixed-$\sigma$ Gaussian model `grey_models["gaussian"]` and
+# the batch `x_batch`, compute the reconstruction means $m$ for fixed noise and their $\sigma^\star$, and check that
+# $\sum_b \log \mathcal{N}(x^{(b)}; m^{(b)}, \sigma^2)$ is larger at $\sigma^\star$ than at
 # $0.9\,\sigma^\star$ and at $1.1\,\sigma^\star$, using `vaelib.likelihoods.GaussianLikelihood`.
+
+# %%
+from vaelib.checks import check_optimal_sigma
+
+
+def optimal_sigma(x, mean):
+    ### BEGIN SOLUTION
+    return (x - mean).pow(2).mean().sqrt()
+    ### END SOLUTION
+
+
+check_optimal_sigma(optimal_sigma)
 
 # %%
 ### BEGIN SOLUTION
@@ -771,7 +812,7 @@ with torch.no_grad():
     mu, logvar = gauss_model.encoder(x_batch)
     params_batch = gauss_model.decoder(vaelib.reparameterization.reparameterize(mu, logvar))
     m = torch.sigmoid(params_batch)
-sigma_star = (x_batch - m).pow(2).mean().sqrt().item()
+sigma_star = optimal_sigma(x_batch, m).item()
 
 
 def total_log_p(sig):
@@ -785,21 +826,34 @@ print("the closed-form sigma* beats 0.9 sigma* and 1.1 sigma*:", True)
 
 # %% [markdown]
 # **Exercise 3 (temperature).** `model.sample(n, temperature=t)` draws $z \sim \mathcal{N}(0, t^2 I)$.
-# Draw 16 samples from the pretrained `conv_vae` at $t = 0.5, 1, 1.5$ (same generator seed each time),
-# show them, and measure their diversity as the mean squared distance of the images to their own average
-# image. Check that the diversity grows with $t$. What do low temperatures trade away?
+# Write `diversity(images)`: for a batch of images of shape `(n, 1, 28, 28)`, the mean over the $n$ images of their
+# squared distance (summed over pixels) to the batch's own average image, one number; run `check_diversity(diversity)`.
+# Then draw 16 samples from the pretrained `conv_vae` at $t = 0.5, 1, 1.5$ (same generator seed each time),
+# show them, and check that their diversity grows with $t$. What do low temperatures trade away?
+
+# %%
+from vaelib.checks import check_diversity
+
+
+def diversity(images):
+    ### BEGIN SOLUTION
+    return (images - images.mean(0)).pow(2).sum(dim=(1, 2, 3)).mean()
+    ### END SOLUTION
+
+
+check_diversity(diversity)
 
 # %%
 ### BEGIN SOLUTION
 fig, axes = plt.subplots(1, 3, figsize=(15, 2.6))
-diversity = []
+diversities = []
 for ax, t in zip(axes, [0.5, 1.0, 1.5]):
     imgs = conv_vae.sample(16, temperature=t, generator=torch.Generator().manual_seed(0))
-    diversity.append((imgs - imgs.mean(0)).pow(2).sum(dim=(1, 2, 3)).mean().item())
+    diversities.append(diversity(imgs).item())
     show_images(imgs, nrow=8, ax=ax, title=f"temperature {t}")
 plt.show()
-assert diversity[0] < diversity[1] < diversity[2]
-print("diversity grows with the temperature:", diversity[0] < diversity[1] < diversity[2])
+assert diversities[0] < diversities[1] < diversities[2]
+print("diversity grows with the temperature:", diversities[0] < diversities[1] < diversities[2])
 # Low temperatures keep z near the centre of the prior, where the decoder draws smooth, "average",
 # blurrier digits with less variety (and they are no longer samples of the model p(x)); high
 # temperatures give bolder, more varied digits and reach regions of z the decoder rarely saw, where

@@ -397,9 +397,25 @@ for name, history in runs.items():
 # **Exercise 1 (free bits).** Kingma et al. (2016) give each latent dimension $\lambda$ nats for free: the KL part of the
 # loss becomes $\beta\sum_j \max\big(\lambda,\ \overline{\mathrm{KL}}_j\big)$, where $\overline{\mathrm{KL}}_j$ is the KL of dimension $j$
 # averaged over the batch. Below $\lambda$ a dimension's KL costs nothing, so the encoder has no reason to shut it off.
-# Write a training loop in plain torch (Adam, learning rate $10^{-3}$, batches of 128, 5 epochs on `train`) for
+# First write `free_bits_kl(kl_per_dim, free_nats)`: from the KL of each example and dimension, shape `(B, D)` as
+# `vaelib.kl.gaussian_kl_per_dim` returns it, the term $\sum_j \max\big(\lambda,\ \overline{\mathrm{KL}}_j\big)$ as one number
+# through which gradients flow, and run `check_free_bits_kl(free_bits_kl)`.
+# Then write a training loop in plain torch (Adam, learning rate $10^{-3}$, batches of 128, 5 epochs on `train`) for
 # `make_model()` with $\beta = 30$ and $\lambda = 0.5$ nats, using the model's `encoder` and `decode`,
-# `vaelib.reparameterization.reparameterize` and `vaelib.kl.gaussian_kl_per_dim`. Then compare the test KL and active units with the collapsed model of section 3.
+# `vaelib.reparameterization.reparameterize`, `vaelib.kl.gaussian_kl_per_dim` and your `free_bits_kl`. Then compare the
+# test KL and active units with the collapsed model of section 3.
+
+# %%
+from vaelib.checks import check_free_bits_kl
+
+
+def free_bits_kl(kl_per_dim, free_nats):
+    ### BEGIN SOLUTION
+    return torch.clamp(kl_per_dim.mean(0), min=free_nats).sum()   # batch average per dimension, then max(lambda, .)
+    ### END SOLUTION
+
+
+check_free_bits_kl(free_bits_kl)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -413,8 +429,8 @@ for epoch in range(5):
         mu, logvar = model_fb.encoder(x)
         z = vaelib.reparameterization.reparameterize(mu, logvar)
         reconstruction = model_fb.decode(z).log_prob(x)                       # (B,)
-        kl_per_dim = vaelib.kl.gaussian_kl_per_dim(mu, logvar).mean(0)        # (D,): batch average per dimension
-        loss = -reconstruction.mean() + beta_fb * torch.clamp(kl_per_dim, min=free_nats).sum()
+        kl_per_dim = vaelib.kl.gaussian_kl_per_dim(mu, logvar)                # (B, D)
+        loss = -reconstruction.mean() + beta_fb * free_bits_kl(kl_per_dim, free_nats)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -430,16 +446,25 @@ print(f"collapsed:  test KL {ev_collapsed['kl']:.2f} nats, active units {ev_coll
 
 # %% [markdown]
 # **Exercise 2 (a smooth schedule).** `vaelib.schedules.Sigmoid(beta_max, midpoint, width)` is
-# $\beta(t) = \beta_\text{max} / \big(1 + e^{-(t - \text{midpoint})/\text{width}}\big)$. Write it in plain Python, check it against
+# $\beta(t) = \beta_\text{max} / \big(1 + e^{-(t - \text{midpoint})/\text{width}}\big)$. Write it in plain Python as
+# `my_sigmoid(step, beta_max, midpoint, width)` and run `check_sigmoid_schedule(my_sigmoid)`. Then check it against
 # vaelib's for $\beta_\text{max} = 1$, midpoint 500, width 50 over steps 0 to 1999, print its repr, and find the first step at
 # which it exceeds $0.99\,\beta_\text{max}$ (by search, then by solving the formula for $t$).
 
 # %%
-### BEGIN SOLUTION
+from vaelib.checks import check_sigmoid_schedule
+
+
 def my_sigmoid(step, beta_max, midpoint, width):
+    ### BEGIN SOLUTION
     return beta_max / (1 + math.exp(-(step - midpoint) / width))
+    ### END SOLUTION
 
 
+check_sigmoid_schedule(my_sigmoid)
+
+# %%
+### BEGIN SOLUTION
 sigmoid = Sigmoid(beta_max=1.0, midpoint=500, width=50)
 assert all(abs(my_sigmoid(t, 1.0, 500, 50) - sigmoid(t)) < 1e-12 for t in range(2000))
 print(repr(sigmoid), "matches my_sigmoid: True")

@@ -512,14 +512,30 @@ interpolation_slider(conv, x_test[first_4], x_test[first_7])
 # %% [markdown]
 # ## Exercises
 #
-# **Exercise 1: class centroids.** For each digit $k$, average the 2-D posterior means `mu` of the
-# test images with label $k$ (computed above, with labels `y_test`) and decode the ten centroids with
-# the 2-D `model`. Show them in one row, and print the norm of each centroid rounded to 1 decimal.
-# Which digits sit closest to the origin, and does the decoded centroid look like its digit?
+# **Exercise 1: class centroids.** Write `class_centroids(codes, labels)`: for each digit $k$, the
+# average of the codes (rows of `codes`, shape `(N, D)`) whose label is $k$, returned as a `(10, D)`
+# tensor whose row $k$ belongs to the digit $k$; `check_class_centroids` tries it on random codes.
+# Then apply it to the 2-D posterior means `mu` of the test images (computed above, with labels
+# `y_test`) and decode the ten centroids with the 2-D `model`. Show them in one row, and print the
+# norm of each centroid rounded to 1 decimal. Which digits sit closest to the origin, and does the
+# decoded centroid look like its digit?
+
+# %%
+from vaelib.checks import check_class_centroids
+
+
+def class_centroids(codes, labels):
+    """Row k: the mean of the codes (N, D) whose label (N,) is k, for k = 0, ..., 9: (10, D)."""
+    ### BEGIN SOLUTION
+    return torch.stack([codes[labels == k].mean(0) for k in range(10)])
+    ### END SOLUTION
+
+
+check_class_centroids(class_centroids)
 
 # %%
 ### BEGIN SOLUTION
-centroids = torch.stack([mu[y_test == k].mean(0) for k in range(10)])   # (10, 2)
+centroids = class_centroids(mu, y_test)   # (10, 2)
 fig = show_images(model.decode_mean(centroids), nrow=10, title="decoded class centroids, 0 to 9")
 plt.show()
 radii = centroids.norm(dim=1)
@@ -533,17 +549,31 @@ print("closest to the origin:", radii.argsort()[:3].tolist())
 # on tiles that the decoder draws as a 9 and a 0. The digits nearest the origin (0, 3, 8) are the
 # round, "average-looking" ones that share strokes with many others.
 #
-# **Exercise 2: the shell in more dimensions.** For $D = 2, 20, 100, 1000$ compute, with
-# `torch.distributions.Chi2`, the probability that a prior sample has a norm below the lerp midpoint
-# norm $\sqrt{D/2}$, and the ratio of the standard deviation of $\lVert z\rVert$ to its mean (estimate
-# it from 10,000 samples with a seeded generator). Print both rounded to 3 decimals. What happens to
-# the straight-line midpoint as $D$ grows?
+# **Exercise 2: the shell in more dimensions.** Write `p_below_midpoint(D)`: the probability that a
+# prior sample $z\sim\mathcal N(0, I_D)$ has a norm below the lerp midpoint norm $\sqrt{D/2}$, computed
+# exactly with `torch.distributions.Chi2`, and run `check_shell_probability` on it. Then, for
+# $D = 2, 20, 100, 1000$, print that probability and the ratio of the standard deviation of
+# $\lVert z\rVert$ to its mean (estimate it from 10,000 samples with a seeded generator), both
+# rounded to 3 decimals. What happens to the straight-line midpoint as $D$ grows?
+
+# %%
+from vaelib.checks import check_shell_probability
+
+
+def p_below_midpoint(D):
+    """P(|z| < sqrt(D/2)) for z ~ N(0, I_D): a number in [0, 1]."""
+    ### BEGIN SOLUTION
+    return torch.distributions.Chi2(torch.tensor(float(D))).cdf(torch.tensor(D / 2)).item()
+    ### END SOLUTION
+
+
+check_shell_probability(p_below_midpoint)
 
 # %%
 ### BEGIN SOLUTION
 gen = torch.Generator().manual_seed(0)
 for d in (2, 20, 100, 1000):
-    below = torch.distributions.Chi2(torch.tensor(float(d))).cdf(torch.tensor(d / 2)).item()
+    below = p_below_midpoint(d)
     norms = torch.randn(10000, d, generator=gen).norm(dim=1)
     print(f"D = {d:4d}: P(|z| < sqrt(D/2)) = {below:.3f}, std/mean of |z| = {(norms.std() / norms.mean()).item():.3f}")
 ### END SOLUTION
@@ -553,12 +583,28 @@ for d in (2, 20, 100, 1000):
 # to the origin as the midpoint of a straight line, and the relative thickness of the shell shrinks
 # like $1/\sqrt{2D}$.
 #
-# **Exercise 3: interpolating between real digits.** Take the first test image of a 4 and the first
+# **Exercise 3: interpolating between real digits.** Write `midpoint_norms(z0, z1)`: the norms of the
+# midpoints ($t=\tfrac12$) of the linear and of the spherical path from `z0` to `z1`, two numbers, lerp
+# first, and run `check_midpoint_norms` on it. Then take the first test image of a 4 and the first
 # of a 7 (`x_test`, `y_test`), encode them with the conv VAE to their posterior means, and plot the
 # linear and the spherical path between the means with `plot_interpolation` (10 steps each). Print
 # the norms of the two means, the angle $\Omega$ between them in degrees, and the norms of both
 # midpoints, rounded to 1 decimal. For two endpoints of equal norm $r$ the lerp midpoint has norm
 # $r\cos(\Omega/2)$: check it, and say when lerp and slerp differ little.
+
+# %%
+from vaelib.checks import check_midpoint_norms
+
+
+def midpoint_norms(z0, z1):
+    """Norms of the lerp and the slerp midpoints between z0 (D,) and z1 (D,): (lerp_norm, slerp_norm)."""
+    ### BEGIN SOLUTION
+    half = torch.tensor([0.5])
+    return lerp(z0, z1, half).norm().item(), slerp(z0, z1, half).norm().item()
+    ### END SOLUTION
+
+
+check_midpoint_norms(midpoint_norms)
 
 # %%
 ### BEGIN SOLUTION
@@ -569,14 +615,14 @@ fig, axes = plt.subplots(2, 1, figsize=(6.5, 2.0))
 plot_interpolation(conv, m[0], m[1], steps=10, method="linear", ax=axes[0])
 plot_interpolation(conv, m[0], m[1], steps=10, method="spherical", ax=axes[1])
 plt.show()
-half = torch.tensor([0.5])
 r = m.norm(dim=1)
 omega = torch.arccos((m[0] @ m[1]) / (r[0] * r[1]))
+lin_mid, sph_mid = midpoint_norms(m[0], m[1])
 print("norms of the two means:", [round(v, 1) for v in r.tolist()])
 print("angle between them:", round(torch.rad2deg(omega).item(), 1), "degrees")
-print("lerp midpoint norm:", round(lerp(m[0], m[1], half).norm().item(), 1),
+print("lerp midpoint norm:", round(lin_mid, 1),
       " r cos(omega/2):", round((r.mean() * torch.cos(omega / 2)).item(), 1),
-      " slerp midpoint norm:", round(slerp(m[0], m[1], half).norm().item(), 1))
+      " slerp midpoint norm:", round(sph_mid, 1))
 ### END SOLUTION
 
 # %% [markdown]
@@ -585,13 +631,18 @@ print("lerp midpoint norm:", round(lerp(m[0], m[1], half).norm().item(), 1),
 # $\cos 45^\circ\approx 0.71$: the same sag as between two prior samples. Lerp and slerp differ little
 # only for endpoints with a small angle between them, such as two similar images of one digit.
 #
-# **Exercise 4: retrain the 2-D model.** Train a fresh 2-D MLP VAE for 2 epochs on `train` (5,000
-# images in FAST mode) with `vaelib.fit(model, train, epochs=2, progress=False)`, then draw its
-# latent scatter and recompute the total variance of its aggregate posterior per dimension.
-# Compare with the pretrained model: how far is a briefly trained model's $q(z)$ from the prior?
+# **Exercise 4: retrain the 2-D model.** Train a fresh 2-D MLP VAE, `fresh`, for 2 epochs on `train`
+# (5,000 images in FAST mode) with `vaelib.fit(fresh, train, epochs=2, progress=False)`, then draw its
+# latent scatter and recompute the total variance of its aggregate posterior per dimension on
+# `x_test`, as a tensor `total` of shape `(2,)`. `check_aggregate_posterior(total, fresh, x_test,
+# pretrained=model)` recomputes it from your model, and says if the model is untrained or the
+# pretrained one. Compare with the pretrained model: how far is a briefly trained model's $q(z)$
+# from the prior?
 
 # %%
 # NBVAL_IGNORE_OUTPUT
+from vaelib.checks import check_aggregate_posterior
+
 ### BEGIN SOLUTION
 torch.manual_seed(0)
 fresh = vaelib.build_vae("mlp", latent_dim=2, likelihood="bernoulli")
@@ -604,8 +655,9 @@ with torch.no_grad():
 total = mu_f.var(0, unbiased=False) + logvar_f.exp().mean(0)
 print("fresh model, train ELBO of the last epoch:", round(fresh_history[-1]["train_elbo"]), "nats")
 print("fresh model, total variance of q(z):", [round(v, 1) for v in total.tolist()])
-assert total.shape == (2,)
 ### END SOLUTION
+
+check_aggregate_posterior(total, fresh, x_test, pretrained=model)
 
 # %% [markdown]
 # After a short run the classes are already separated, but the blob is less round and its variance

@@ -383,15 +383,29 @@ plt.show()
 # %% [markdown]
 # ## Exercises
 #
-# **Exercise 1 (how many test images?).** From `per_image_nll` (the per-image $-$ELBO on the `N_EVAL`
-# images), estimate how many test images you would need for a standard error of 0.1 nats, and whether
-# MNIST's 10,000 test images are enough for that. (Standard error $= s/\sqrt{n}$, with $s$ the standard
-# deviation over images.)
+# **Exercise 1 (how many test images?).** Write `images_needed(per_image, target)`: the smallest number of
+# images $n$ for which the standard error $s/\sqrt{n}$ of a mean of such values is at most `target`, with $s$
+# the standard deviation of `per_image` (one value per image), and run `check_images_needed` on it. Then,
+# from `per_image_nll` (the per-image $-$ELBO on the `N_EVAL` images), estimate how many test images you
+# would need for a standard error of 0.1 nats, and whether MNIST's 10,000 test images are enough for that.
+
+# %%
+from vaelib.checks import check_images_needed
+
+
+def images_needed(per_image, target):
+    """Smallest n with std(per_image) / sqrt(n) <= target; per_image: (N,), one value per image."""
+    ### BEGIN SOLUTION
+    return math.ceil((per_image.std().item() / target) ** 2)
+    ### END SOLUTION
+
+
+check_images_needed(images_needed)
 
 # %%
 ### BEGIN SOLUTION
 s = per_image_nll.std().item()
-needed = math.ceil((s / 0.1) ** 2)
+needed = images_needed(per_image_nll, 0.1)
 se_full = s / math.sqrt(10_000)
 print(f"std over images about {s:.0f} nats: a standard error of 0.1 nats needs about {round(needed, -3):,} images; "
       f"with all 10,000 the standard error is about {se_full:.2f} nats")
@@ -402,17 +416,32 @@ print("10,000 test images give a standard error above 0.1 nats:", needed > 10_00
 ### END SOLUTION
 
 # %% [markdown]
-# **Exercise 2 (the protocol matters).** Compute the test ELBO of the pretrained model on the first
-# `N_EVAL` test images (a) with dynamic binarization for the seeds 0 to 4, and (b) with static binarization
-# (`vaelib.MNIST("test", binarize="static", subset=N_EVAL)`). How much does the number move between two
-# dynamic draws? Is a difference of 1 nat between two papers meaningful if one evaluated on a different
-# draw?
+# **Exercise 2 (the protocol matters).** Write `protocol_elbos(model, n_images, seeds)`, returning the test
+# ELBO of `model` on the first `n_images` test images (a) with dynamic binarization, one value for each seed
+# in `seeds`, as a list, and (b) with static binarization (`vaelib.MNIST("test", binarize="static",
+# subset=n_images)`), one value; run `check_protocol_elbos` on it. Then call it on the pretrained model with
+# `N_EVAL` images and the seeds 0 to 4. How much does the number move between two dynamic draws? Is a
+# difference of 1 nat between two papers meaningful if one evaluated on a different draw?
+
+# %%
+from vaelib.checks import check_protocol_elbos
+
+
+def protocol_elbos(model, n_images, seeds):
+    """(list of test ELBOs, one per dynamic-binarization seed; the test ELBO on the static draw)."""
+    ### BEGIN SOLUTION
+    dynamic = vaelib.MNIST("test", binarize="dynamic", subset=n_images)
+    static = vaelib.MNIST("test", binarize="static", subset=n_images)
+    return ([evaluate_elbo(model, dynamic, seed=seed)["elbo"] for seed in seeds],
+            evaluate_elbo(model, static, seed=0)["elbo"])
+    ### END SOLUTION
+
+
+check_protocol_elbos(protocol_elbos)
 
 # %%
 ### BEGIN SOLUTION
-dynamic_elbos = [evaluate_elbo(model, test_eval, seed=seed)["elbo"] for seed in range(5)]
-static_eval = vaelib.MNIST("test", binarize="static", subset=N_EVAL)
-static_elbo = evaluate_elbo(model, static_eval, seed=0)["elbo"]
+dynamic_elbos, static_elbo = protocol_elbos(model, N_EVAL, range(5))
 print("dynamic, seeds 0-4:", [round(e, 1) for e in dynamic_elbos])
 print(f"static (vaelib's fixed draw): {static_elbo:.1f}")
 spread = max(dynamic_elbos) - min(dynamic_elbos)
@@ -425,13 +454,28 @@ print("different draws give different numbers:", spread > 0)
 ### END SOLUTION
 
 # %% [markdown]
-# **Exercise 3 (how many samples really count?).** For test image 0 (`x_eval[:1]`), draw $k = 500$ samples
-# $z_i \sim q(z\mid x)$ with `model.encode(x)` and compute the log importance weights
-# $\log w_i = \log p(x\mid z_i) + \log p(z_i) - \log q(z_i\mid x)$ with `model.decode`, `model.prior()` and
-# the posterior's `log_prob`. Check that $\operatorname{logsumexp}(\log w) - \log k$ agrees with
-# `vaelib.iwae_bound` for the same samples (it draws its own: compare within a nat), then compute the
-# **effective sample size** $\text{ESS} = (\sum_i w_i)^2 / \sum_i w_i^2$, which counts how many samples
-# carry the estimate.
+# **Exercise 3 (how many samples really count?).** Write `effective_sample_size(log_w)`: the **effective
+# sample size** $\text{ESS} = (\sum_i w_i)^2 / \sum_i w_i^2$ of $k$ importance weights given by their logs
+# $\log w$, shape `(k,)`, which counts how many samples carry the estimate. Log-weights of images are
+# around $-100$, where `exp` underflows; run `check_effective_sample_size` on it. Then, for test image 0
+# (`x_eval[:1]`), draw $k = 500$ samples $z_i \sim q(z\mid x)$ with `model.encode(x)` and compute the log
+# importance weights $\log w_i = \log p(x\mid z_i) + \log p(z_i) - \log q(z_i\mid x)$ with `model.decode`,
+# `model.prior()` and the posterior's `log_prob`. Check that $\operatorname{logsumexp}(\log w) - \log k$
+# agrees with `vaelib.iwae_bound` for the same samples (it draws its own: compare within a nat), and
+# compute the ESS of your weights.
+
+# %%
+from vaelib.checks import check_effective_sample_size
+
+
+def effective_sample_size(log_w):
+    """(sum w)^2 / sum w^2 for the weights w = exp(log_w), log_w: (k,); a number between 1 and k."""
+    ### BEGIN SOLUTION
+    return (torch.logsumexp(log_w, 0) * 2 - torch.logsumexp(2 * log_w, 0)).exp().item()
+    ### END SOLUTION
+
+
+check_effective_sample_size(effective_sample_size)
 
 # %%
 ### BEGIN SOLUTION
@@ -445,7 +489,7 @@ with torch.no_grad():
              + model.prior().log_prob(z.view(k, -1)) - q.log_prob(z).view(k))
     mine = torch.logsumexp(log_w, 0) - math.log(k)
     lib = vaelib.iwae_bound(model, x0, k, generator=torch.Generator().manual_seed(3))
-ess = (torch.logsumexp(log_w, 0) * 2 - torch.logsumexp(2 * log_w, 0)).exp().item()
+ess = effective_sample_size(log_w)
 assert abs(mine.item() - lib.item()) < 1.0 and 1 <= ess <= k
 print(f"my L_500 and vaelib's agree within a nat: {abs(mine.item() - lib.item()) < 1.0}; "
       f"ESS is a fraction of the {k} samples: {ess < k}")

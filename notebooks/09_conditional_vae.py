@@ -429,10 +429,26 @@ plt.show()
 # %% [markdown]
 # ## Exercises
 #
-# **Exercise 1: same grid, another digit.** Draw the style manifold of the digit 2 on the same
-# quantile grid (`plot_manifold` with $n=15$) and check that the style really lives in $z$: for the
-# grid's corner points $z=(\pm1.5, \pm1.5)$, decode the digits 1, 2 and 7 and show them in a
-# $4\times3$ grid (one row per corner). Print the shape of the labels you pass to `plot_manifold`.
+# **Exercise 1: same grid, another digit.** First a helper for small grids of decoded digits, one row
+# per latent code and one column per digit: write `style_grid(z_rows, digits)`, which returns the batch
+# `(z, y)` to decode for such a grid, row by row (image $rC + c$ pairs `z_rows[r]` with `digits[c]`, for
+# $C$ digits), and run `check_style_grid` on it. Then draw the style manifold of the digit 2 on the same
+# quantile grid (`plot_manifold` with $n=15$) and print the shape of the labels you pass to it. Finally
+# check that the style really lives in $z$: for the grid's corner points $z=(\pm1.5, \pm1.5)$, decode the
+# digits 1, 2 and 7 with `style_grid` and show them in a $4\times3$ grid (one row per corner).
+
+# %%
+from vaelib.checks import check_style_grid
+
+
+def style_grid(z_rows, digits):
+    """z_rows (R, D), digits (C,) -> z (R*C, D), y (R*C,): row r of the grid is z_rows[r] with each digit."""
+    ### BEGIN SOLUTION
+    return z_rows.repeat_interleave(len(digits), 0), digits.repeat(len(z_rows))
+    ### END SOLUTION
+
+
+check_style_grid(style_grid)
 
 # %%
 ### BEGIN SOLUTION
@@ -442,8 +458,7 @@ fig = plot_manifold(cvae, n=15, y=y_two)
 fig.axes[0].set_title("style manifold of the digit 2")
 plt.show()
 corners = torch.tensor([[-1.5, 1.5], [1.5, 1.5], [-1.5, -1.5], [1.5, -1.5]])
-labels = torch.tensor([1, 2, 7])
-fig = show_images(cvae.decode_mean(corners.repeat_interleave(3, 0), labels.repeat(4)), nrow=3,
+fig = show_images(cvae.decode_mean(*style_grid(corners, torch.tensor([1, 2, 7]))), nrow=3,
                   title="corners of z: digits 1, 2, 7")
 plt.show()
 ### END SOLUTION
@@ -455,20 +470,35 @@ plt.show()
 #
 # **Exercise 2: a CVAE is also a classifier.** Bayes' rule gives $p(y\mid x)\propto p(x\mid y)\,p(y)$,
 # and with a uniform $p(y)$ the most likely label is $\arg\max_y \log p(x\mid y)$. Approximate
-# $\log p(x\mid y)$ by the conditional ELBO, averaged over 10 samples of $z$, for each of the ten
-# labels, on the first 500 test images, and print the accuracy of this classifier rounded to 2
-# decimals. (Seed the sampling with `torch.manual_seed(0)` so that the result is reproducible.)
+# $\log p(x\mid y)$ by the conditional ELBO, averaged over `n_samples` samples of $z$: write
+# `elbo_scores(model, x, n_samples)`, returning the `(B, 10)` matrix whose column $k$ holds this score of
+# each image with the label $k$, and run `check_elbo_scores` on it. Then score the first 500 test images
+# with 10 samples, and print the accuracy of the classifier $\arg\max_y$ rounded to 2 decimals. (Seed the
+# sampling with `torch.manual_seed(0)` so that the result is reproducible.)
+
+# %%
+from vaelib.checks import check_elbo_scores
+
+
+@torch.no_grad()
+def elbo_scores(model, x, n_samples):
+    """(B, 10): column k is the conditional ELBO of each image of x with the label k, averaged over n_samples z."""
+    ### BEGIN SOLUTION
+    scores = torch.zeros(len(x), 10)
+    for k in range(10):
+        label = torch.full((len(x),), k)
+        scores[:, k] = torch.stack([model.elbo(x, y=label).elbo for _ in range(n_samples)]).mean(0)
+    return scores
+    ### END SOLUTION
+
+
+check_elbo_scores(elbo_scores)
 
 # %%
 ### BEGIN SOLUTION
 torch.manual_seed(0)
-xs, ys = x_test[:500], y_test[:500]
-scores = torch.zeros(500, 10)
-with torch.no_grad():
-    for k in range(10):
-        label = torch.full((500,), k)
-        scores[:, k] = torch.stack([cvae.elbo(xs, y=label).elbo for _ in range(10)]).mean(0)
-accuracy = (scores.argmax(1) == ys).float().mean().item()
+scores = elbo_scores(cvae, x_test[:500], 10)
+accuracy = (scores.argmax(1) == y_test[:500]).float().mean().item()
 print(f"accuracy of argmax_y ELBO(x, y): {accuracy:.2f}")
 assert accuracy > 0.5
 ### END SOLUTION
@@ -479,10 +509,27 @@ assert accuracy > 0.5
 # classifier's accuracy: the ELBO is only a bound, and its gap differs from label to label.)
 #
 # **Exercise 3: can you read the digit from the code?** If $z$ carried the class, a simple classifier
-# on $z$ would find it. Encode the training images (`train.sample(len(train), seed=0)`) and the test
-# images with each model (the CVAE's encoder with the true labels), compute the ten class centroids
-# of the training codes, classify every test code by its nearest centroid (`torch.cdist`), and print
-# the accuracy for the VAE and for the CVAE, rounded to 2 decimals.
+# on $z$ would find it. Write `nearest_centroid_accuracy(z_train, y_train, z_test, y_test)`: compute the
+# ten class centroids of the training codes, classify every test code by its nearest centroid
+# (`torch.cdist`), and return the fraction classified correctly; run `check_nearest_centroid_accuracy` on
+# it. Then encode the training images (`train.sample(len(train), seed=0)`) and the test images with each
+# model (the CVAE's encoder with the true labels), and print the accuracy for the VAE and for the CVAE,
+# rounded to 2 decimals.
+
+# %%
+from vaelib.checks import check_nearest_centroid_accuracy
+
+
+def nearest_centroid_accuracy(z_train, y_train, z_test, y_test):
+    """Fraction of the test codes (N, D) whose nearest training-class centroid has their label."""
+    ### BEGIN SOLUTION
+    centroids = torch.stack([z_train[y_train == k].mean(0) for k in range(10)])
+    predicted = torch.cdist(z_test, centroids).argmin(1)
+    return (predicted == y_test).float().mean().item()
+    ### END SOLUTION
+
+
+check_nearest_centroid_accuracy(nearest_centroid_accuracy)
 
 # %%
 ### BEGIN SOLUTION
@@ -491,9 +538,8 @@ with torch.no_grad():
     codes = {"VAE": (vae.encoder(x_tr)[0], vae.encoder(x_test)[0]),
              "CVAE": (cvae.encoder(x_tr, y_tr)[0], cvae.encoder(x_test, y_test)[0])}
 for name, (z_tr, z_te) in codes.items():
-    centroids = torch.stack([z_tr[y_tr == k].mean(0) for k in range(10)])
-    predicted = torch.cdist(z_te, centroids).argmin(1)
-    print(f"{name:4s}: nearest-centroid accuracy from the 2-D code {(predicted == y_test).float().mean().item():.2f}")
+    accuracy = nearest_centroid_accuracy(z_tr, y_tr, z_te, y_test)
+    print(f"{name:4s}: nearest-centroid accuracy from the 2-D code {accuracy:.2f}")
 ### END SOLUTION
 
 # %% [markdown]

@@ -1,9 +1,13 @@
 """Checks for notebook 06 (beta and KL annealing)."""
 from __future__ import annotations
 
-from ._feedback import _report, _call
+import math
 
-__all__ = ['check_linear_warmup']
+import torch
+
+from ._feedback import _report, _call, _as_tensor
+
+__all__ = ['check_linear_warmup', 'check_free_bits_kl', 'check_sigmoid_schedule']
 
 
 def check_linear_warmup(fn) -> bool:
@@ -27,3 +31,102 @@ def check_linear_warmup(fn) -> bool:
             return _report(name, False, f"beta({step}) = {value:g} for beta_max={beta_max:g}, warmup={warmup}: "
                                         "should rise linearly from 0 and reach beta_max at warmup_steps")
     return _report(name, True, "correct at the start, during and after the warm-up")
+
+
+def check_free_bits_kl(fn) -> bool:
+    """``fn(kl_per_dim, free_nats)``: the free-bits KL term sum_j max(free_nats, KL_j averaged over the batch),
+    for ``kl_per_dim`` of shape ``(B, D)`` (as vaelib.kl.gaussian_kl_per_dim returns). One number, through
+    which gradients flow back to ``kl_per_dim``."""
+    name = "check_free_bits_kl"
+    g = torch.Generator().manual_seed(9)
+    for free_nats in (0.5, 0.2, 1.0):
+        # batch averages of about (0.1 ... 1.8) * free_nats, so that some dimensions are free and the total is
+        # below D * free_nats; single entries fall on both sides of free_nats
+        kl = (torch.rand(6, 5, generator=g) * 2 * free_nats * torch.tensor([0.1, 0.2, 0.4, 1.4, 1.8])).requires_grad_()
+        out, error = _call(name, fn, kl, free_nats)
+        if error:
+            return _report(name, False, error)
+        out = _as_tensor(out)
+        batch_mean = kl.detach().mean(0)                                     # (D,)
+        expected = batch_mean.clamp(min=free_nats).sum()
+        if out.numel() == kl.shape[1]:
+            return _report(name, False, f"one value per latent dimension, shape {tuple(out.shape)}. Hint: sum "
+                                        "over the dimensions: the KL term is one number")
+        if out.numel() != 1:
+            return _report(name, False, f"shape {tuple(out.shape)}: the KL term is one number")
+        value = out.detach().reshape(())
+        near = lambda a: torch.allclose(value.float(), a.float(), rtol=1e-5, atol=1e-6)  # noqa: E731
+        if near(expected):
+            if not out.requires_grad:
+                return _report(name, False, "the value is right but no gradient flows back to the KL. Hint: torch "
+                                            "operations only, no .item()/float()")
+            grad = torch.autograd.grad(out.sum(), kl, allow_unused=True)[0]
+            wanted = (batch_mean > free_nats).float().expand_as(kl) / kl.shape[0]
+            if grad is None or not torch.allclose(grad, wanted, atol=1e-6):
+                return _report(name, False, "the value is right but the gradient is not. Hint: a dimension below "
+                                            "free_nats should get no gradient, one above it the gradient of its "
+                                            "batch average")
+            continue
+        if near(batch_mean.sum()):
+            return _report(name, False, "the free bits are missing: that is the plain KL. Hint: a dimension whose "
+                                        "KL is below free_nats costs free_nats, a constant")
+        if near(batch_mean.clamp(max=free_nats).sum()):
+            return _report(name, False, "you cap the KL at free_nats, so a dimension above it costs nothing extra. "
+                                        "Hint: take the maximum, not the minimum (clamp(min=...))")
+        if near(kl.detach().clamp(min=free_nats).sum(1).mean()):
+            return _report(name, False, "you apply the free bits to each image. Hint: average the KL of each "
+                                        "dimension over the batch first, then apply max(free_nats, .)")
+        if near(batch_mean.sum().clamp(min=free_nats * kl.shape[1])):
+            return _report(name, False, "you apply the free bits to the total KL. Hint: each latent dimension gets "
+                                        "its own free_nats")
+        if near((batch_mean - free_nats).clamp(min=0).sum()):
+            return _report(name, False, "max(0, KL_j - free_nats) has the same gradients but is D * free_nats "
+                                        "smaller. Hint: write the term as defined, max(free_nats, KL_j)")
+        if near(kl.detach().sum(0).clamp(min=free_nats).sum()):
+            return _report(name, False, "you sum the KL over the batch. Hint: average over the batch")
+        return _report(name, False, "wrong value. Hint: average kl_per_dim over the batch (dim 0), take "
+                                    "max(free_nats, .) per dimension, sum over dimensions")
+    return _report(name, True, "correct, and gradients flow only through the dimensions above free_nats")
+
+
+def _sigmoid(a):
+    return 1.0 / (1.0 + math.exp(-a)) if a > -700 else 0.0
+
+
+def check_sigmoid_schedule(fn) -> bool:
+    """``fn(step, beta_max, midpoint, width)``: beta_max / (1 + exp(-(step - midpoint) / width)), a float."""
+    from vaelib.schedules import Sigmoid
+    name = "check_sigmoid_schedule"
+    for beta_max, midpoint, width in ((2.0, 10, 2.0), (1.0, 500, 50.0), (4.0, 100, 10.0)):
+        reference = Sigmoid(beta_max, midpoint, width)
+        steps = [0, midpoint - int(width), midpoint, midpoint + int(width), midpoint + 6 * int(width)]
+        wrong = {  # the usual slips, as functions of the step
+            "flipped": lambda t: beta_max * _sigmoid((t - midpoint) / width * -1),
+            "no beta_max": lambda t: _sigmoid((t - midpoint) / width),
+            "times width": lambda t: beta_max * _sigmoid((t - midpoint) * width),
+            "no midpoint": lambda t: beta_max * _sigmoid(t / width),
+        }
+        values = []
+        for step in steps:
+            out, error = _call(name, fn, step, beta_max, midpoint, width)
+            if error:
+                return _report(name, False, error)
+            values.append(float(out))
+        if all(abs(v - reference(t)) < 1e-6 for v, t in zip(values, steps)):  # float32 answers pass too
+            continue
+        match = lambda w: all(abs(v - wrong[w](t)) < 1e-6 for v, t in zip(values, steps))  # noqa: E731
+        if match("flipped"):
+            return _report(name, False, "beta falls instead of rising. Hint: the exponent is "
+                                        "-(step - midpoint) / width")
+        if match("no beta_max"):
+            return _report(name, False, "beta_max is ignored: beta ends at 1. Hint: scale the sigmoid by beta_max")
+        if match("times width"):
+            return _report(name, False, "the ramp is far too steep: you multiply by width. Hint: divide "
+                                        "(step - midpoint) by width, so that a larger width is a slower ramp")
+        if match("no midpoint"):
+            return _report(name, False, f"beta(midpoint) = {values[2]:g}, should be beta_max / 2. Hint: shift the "
+                                        "step by the midpoint")
+        table = ", ".join(f"beta({t}) = {v:g}" for t, v in zip(steps, values))
+        return _report(name, False, f"for beta_max={beta_max:g}, midpoint={midpoint}, width={width:g}: {table}. "
+                                    "Hint: beta_max / (1 + exp(-(step - midpoint) / width))")
+    return _report(name, True, "matches vaelib.schedules.Sigmoid before, at and after the midpoint")

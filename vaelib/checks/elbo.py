@@ -7,7 +7,7 @@ import torch
 
 from ._feedback import _report, _call, _close, _as_tensor
 
-__all__ = ['check_iwae_from_log_weights']
+__all__ = ['check_iwae_from_log_weights', 'check_fixed_std_q', 'check_toy_iwae_prior']
 
 
 def check_iwae_from_log_weights(fn) -> bool:
@@ -33,3 +33,86 @@ def check_iwae_from_log_weights(fn) -> bool:
                                         "Hint: average the weights, then take the log")
         return _report(name, False, f"wrong values for k={k}. Hint: log (1/k) sum_i exp(log_w_i), per example")
     return _report(name, True, "correct for k = 1, 7 and 50, and numerically stable")
+
+
+# The toy model of notebook 02: z ~ N(0, 1), x | z ~ N(W z + B, S^2), observed x = X0.
+W, B, S, X0 = 1.0, 0.0, 0.2, 2.0
+
+
+def _toy_gap(m, log_std):
+    """log p(x0) - ELBO(q) = KL(N(m, e^(2 log_std)) || p(z|x0)) on the toy model (Gaussian KL, closed form)."""
+    post_var = S ** 2 / (W ** 2 + S ** 2)
+    post_mean = W * (X0 - B) / (W ** 2 + S ** 2)
+    return (0.5 * math.log(post_var) - log_std
+            + (math.exp(2 * log_std) + (m - post_mean) ** 2) / (2 * post_var) - 0.5)
+
+
+def check_fixed_std_q(best_mean, smallest_gap) -> bool:
+    """Your best mean ``m`` for q = N(m, 1) on the toy model, and the smallest gap log p(x) - ELBO it reaches
+    (two numbers, from a grid search with ``toy_elbo(m, 0)``)."""
+    name = "check_fixed_std_q"
+    try:
+        m, gap = float(best_mean), float(smallest_gap)
+    except (TypeError, ValueError) as err:
+        return _report(name, False, f"two numbers expected (a mean and a gap): {err}")
+    m_star = W * (X0 - B) / (W ** 2 + S ** 2)       # the ELBO is quadratic in m, maximal at the posterior mean
+    gap_star = _toy_gap(m_star, 0.0)
+    if abs(m - m_star) < 0.01 and abs(gap - gap_star) < 0.01:
+        return _report(name, True, f"best mean {m_star:.3f}, smallest gap {gap_star:.2f} nats")
+    if abs(gap + gap_star) < 0.05 or gap < 0:
+        return _report(name, False, "your gap is negative. Hint: the gap is log p(x) - ELBO, which is >= 0")
+    if abs(gap - _toy_gap(m, 1.0)) < 0.05:
+        return _report(name, False, "that gap is for a standard deviation of e, not 1. Hint: toy_elbo takes the "
+                                    "log-std, and a std of 1 is a log-std of 0")
+    if abs(gap - _toy_gap(m, 0.0)) > 0.05:
+        return _report(name, False, f"your gap is not log p(x) - ELBO at your mean m = {m:.3f}. Hint: evaluate "
+                                    "log_px - toy_elbo(m, 0) at the mean you found")
+    if _toy_gap(m, 0.0) > gap_star + 1.0:
+        return _report(name, False, f"m = {m:.3f} is far from the best mean: its gap is {gap:.1f} nats. Hint: "
+                                    "take the mean with the smallest gap (the largest ELBO), over a grid that "
+                                    "covers the posterior")
+    return _report(name, False, f"close, but m = {m:.3f} is not the minimum yet. Hint: a finer grid of means "
+                                "(spacing 0.01 or less)")
+
+
+def check_toy_iwae_prior(fn) -> bool:
+    """``fn(z)``: the importance-weighted bound L_k on the toy model with the prior as proposal. ``z`` (R, k)
+    holds R independent sets of k draws from p(z) = N(0, 1) (float64); return one L_k per set, shape (R,):
+    log (1/k) sum_i w_i with w_i = p(x0, z_i) / q(z_i) = p(x0 | z_i), in log space. (The toy model of section 2:
+    w = 1, b = 0, s = 0.2, x0 = 2.)"""
+    name = "check_toy_iwae_prior"
+    g = torch.Generator().manual_seed(10)
+    for reps, k in ((6, 10), (5, 1), (4, 100)):
+        z = torch.randn(reps, k, generator=g, dtype=torch.float64)
+        out, error = _call(name, fn, z.clone())
+        if error:
+            return _report(name, False, error)
+        out = _as_tensor(out).detach().double()
+        log_w = -0.5 * ((X0 - W * z - B) / S) ** 2 - math.log(S) - 0.5 * math.log(2 * math.pi)   # log p(x0 | z)
+        expected = torch.logsumexp(log_w, 1) - math.log(k)
+        if _close(out, expected, 1e-6):
+            continue
+        if out.dim() == 0 or out.numel() == 1 and reps > 1:
+            return _report(name, False, "a single number. Hint: one bound per row of z, shape (R,); average "
+                                        "the rows afterwards")
+        if out.shape == (k,) and k != reps:
+            return _report(name, False, f"shape ({k},): you reduced over the R repetitions (dim 0). Hint: the k "
+                                        "draws of one estimate lie along dim 1")
+        if out.shape != expected.shape:
+            return _report(name, False, f"shape {tuple(out.shape)}; expected one bound per row of z, {tuple(expected.shape)}")
+        if k > 1 and _close(out, torch.logsumexp(log_w, 1), 1e-6):
+            return _report(name, False, "that is the log of the sum, not of the mean. Hint: subtract log k")
+        if k > 1 and _close(out, log_w.mean(1), 1e-6):
+            return _report(name, False, "that is the mean of the log weights, an ELBO estimate, not L_k. Hint: "
+                                        "average the weights, then take the log")
+        log_prior = -0.5 * z ** 2 - 0.5 * math.log(2 * math.pi)
+        if _close(out, torch.logsumexp(log_w + log_prior, 1) - math.log(k), 1e-6):
+            return _report(name, False, "you added log p(z) but did not subtract log q(z). Hint: with q = p(z) "
+                                        "the two cancel, and the weight is p(x0 | z)")
+        log_w_var = -0.5 * ((X0 - W * z - B) / S ** 2) ** 2 - math.log(S ** 2) - 0.5 * math.log(2 * math.pi)
+        if _close(out, torch.logsumexp(log_w_var, 1) - math.log(k), 1e-6):
+            return _report(name, False, "you used the variance s^2 as the scale. Hint: Normal(loc, scale) takes "
+                                        "the standard deviation s")
+        return _report(name, False, f"wrong values for k={k}. Hint: for each row, log (1/k) sum_i p(x0 | z_i), "
+                                    "computed in log space")
+    return _report(name, True, "correct for k = 1, 10 and 100")

@@ -1,12 +1,15 @@
 """Checks for notebook 00 (images as data, the Bernoulli likelihood)."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 from ._feedback import _report, _call, _close, _as_tensor
 
-__all__ = ['check_bernoulli_log_likelihood']
+__all__ = ['check_bernoulli_log_likelihood', 'check_class_means', 'check_closest_pair',
+           'check_expected_log_likelihood_mc']
 
 
 def check_bernoulli_log_likelihood(fn) -> bool:
@@ -38,3 +41,161 @@ def check_bernoulli_log_likelihood(fn) -> bool:
                                         "x log p + (1 - x) log(1 - p), summed over pixels")
         return _report(name, False, f"shape {tuple(out.shape)}; expected one value per image, {tuple(expected.shape)}")
     return _report(name, True, "correct on 3 random batches")
+
+
+def _labelled_images(g, n=50):
+    """``n`` random images (n, 1, 28, 28) and labels 0..9, every class present, in unequal numbers."""
+    labels = torch.cat([torch.arange(10), torch.randint(0, 10, (n - 10,), generator=g)])
+    labels = labels[torch.randperm(n, generator=g)]
+    return torch.rand(n, 1, 28, 28, generator=g), labels
+
+
+def check_class_means(fn) -> bool:
+    """``fn(images, labels)``: the mean image of each digit class, ``(N, 1, 28, 28), (N,) -> (10, 1, 28, 28)``;
+    row ``c`` is the average of the images whose label is ``c``."""
+    name = "check_class_means"
+    g = torch.Generator().manual_seed(7)
+    for _ in range(3):
+        images, labels = _labelled_images(g)
+        out, error = _call(name, fn, images.clone(), labels.clone())
+        if error:
+            return _report(name, False, error)
+        out = _as_tensor(out)
+        expected = torch.stack([images[labels == c].mean(0) for c in range(10)])
+        if _close(out, expected):
+            continue
+        if out.shape == expected.shape and not torch.isfinite(out).all():
+            return _report(name, False, "NaN in your result: the mean of an empty selection. Hint: the labels "
+                                        "are 0 to 9, and row c holds the images with label c")
+        if out.shape == expected.shape and _close(out, images.mean(0).expand_as(expected)):
+            return _report(name, False, "every row is the mean of all the images. Hint: average only the images "
+                                        "of class c (select them with the labels)")
+        sums = torch.stack([images[labels == c].sum(0) for c in range(10)])
+        if out.shape == expected.shape and _close(out, sums):
+            return _report(name, False, "those are sums, not means: classes with more images look brighter. "
+                                        "Hint: divide by the number of images in the class")
+        if out.shape == expected.shape:
+            flat, ref = out.flatten(1), expected.flatten(1)
+            if all(any(_close(row, r) for r in ref) for row in flat):
+                return _report(name, False, "the right mean images in the wrong order. Hint: row c must be the "
+                                            "mean of the images with label c, for c = 0, 1, ..., 9")
+        if out.numel() == 10:
+            return _report(name, False, "one number per class: you also averaged over the pixels. Hint: "
+                                        "average over the images only, so that each class keeps a 28x28 image")
+        if out.shape != expected.shape:
+            return _report(name, False, f"shape {tuple(out.shape)}; expected one 1x28x28 image per digit 0-9, "
+                                        f"{tuple(expected.shape)}")
+        return _report(name, False, "wrong values. Hint: row c = the sum of the images with label c, divided "
+                                    "by how many there are")
+    return _report(name, True, "correct on 3 random labelled sets")
+
+
+def _pair_case(seed):
+    """Ten random 'class means' with three planted pairs: ``(means, l2, l1, grey)``, where ``l2`` is the
+    closest pair in Euclidean distance, ``l1`` in summed absolute difference (a few large differences), and
+    ``grey`` the pair with equal average grey levels (same pixels, shuffled): three different answers."""
+    g = torch.Generator().manual_seed(seed)
+    flat = 0.2 + 0.6 * torch.rand(10, 784, generator=g)
+    a0, a1, b0, b1, c0, c1 = torch.randperm(10, generator=g)[:6].tolist()
+    few, many = torch.zeros(784), torch.zeros(784)
+    few[torch.randperm(784, generator=g)[:4]] = 0.5           # 4 pixels far apart: L2 = 1.0, L1 = 2
+    many[torch.randperm(784, generator=g)[:400]] = 0.045      # 400 pixels a little apart: L2 = 0.9, L1 = 18
+    flat[a1] = flat[a0] + few
+    flat[b1] = flat[b0] + many
+    flat[c1] = flat[c0][torch.randperm(784, generator=g)]
+    return flat.view(10, 1, 28, 28), {b0, b1}, {a0, a1}, {c0, c1}
+
+
+def check_closest_pair(fn) -> bool:
+    """``fn(means)``: the two *different* classes whose mean images ``(10, 1, 28, 28)`` are closest in Euclidean
+    distance (over all 784 pixels), returned as a pair of class labels ``(a, b)`` in either order."""
+    name = "check_closest_pair"
+    for seed in (0, 1, 2):
+        means, l2, l1, grey = _pair_case(seed)
+        out, error = _call(name, fn, means.clone())
+        if error:
+            return _report(name, False, error)
+        try:
+            pair = [int(v) for v in (out.tolist() if isinstance(out, torch.Tensor) else out)]
+        except (TypeError, ValueError):
+            pair = []
+        if len(pair) != 2:
+            return _report(name, False, f"you returned {out!r}. Hint: return the two class labels, a pair (a, b) "
+                                        "(an index into the flattened 10x10 matrix needs unravelling)")
+        if pair[0] == pair[1]:
+            return _report(name, False, f"({pair[0]}, {pair[1]}) is a class paired with itself, at distance 0. "
+                                        "Hint: leave out the diagonal of the distance matrix")
+        if set(pair) == l2:
+            continue
+        flat = means.flatten(1)
+        far = divmod(torch.cdist(flat, flat).argmax().item(), 10)
+        if set(pair) == set(far):
+            return _report(name, False, "that is the pair that is farthest apart. Hint: the smallest distance")
+        if set(pair) == l1:
+            return _report(name, False, "that pair is closest in summed absolute differences, not in Euclidean "
+                                        "distance. Hint: the square root of the summed squared differences")
+        if set(pair) == grey:
+            return _report(name, False, "those two have the same average grey level, but different images. Hint: "
+                                        "compare the images pixel by pixel (Euclidean distance over 784 pixels)")
+        return _report(name, False, "not the closest pair. Hint: compute the 10x10 matrix of Euclidean distances "
+                                    "between the flattened means and take its smallest off-diagonal entry")
+    return _report(name, True, "correct on 3 sets of means")
+
+
+def check_expected_log_likelihood_mc(fn) -> bool:
+    """``fn(grey, logits, n, generator)``: the Monte-Carlo estimate of E[log p(x_bin)] for one image: draw ``n``
+    dynamic binarizations x_bin ~ Bernoulli(grey) of the grey levels ``grey`` (1, 28, 28) with ``generator``,
+    score each under independent Bernoulli(sigmoid(logits)) pixels (``logits`` (1, 28, 28)), summed over pixels,
+    and return their average: one number."""
+    name = "check_expected_log_likelihood_mc"
+    g = torch.Generator().manual_seed(8)
+    grey = torch.rand(1, 28, 28, generator=g)
+    grey[torch.rand(1, 28, 28, generator=g) < 0.6] = 0.0          # mostly background, as in MNIST
+    logits = 2 * torch.randn(1, 28, 28, generator=g)
+    n = 2000
+    runs = []
+    for seed in (0, 0, 1):   # the same seed twice: reproducible; another seed: a different draw
+        out, error = _call(name, fn, grey.clone(), logits.clone(), n, torch.Generator().manual_seed(seed))
+        if error:
+            return _report(name, False, error)
+        out = _as_tensor(out).detach().double()
+        if out.numel() == n:
+            return _report(name, False, f"{n} values, one per draw. Hint: average them into one estimate")
+        if out.numel() != 1:
+            return _report(name, False, f"shape {tuple(out.shape)}; expected one number, the average over the draws")
+        runs.append(out.item())
+    value = runs[0]
+    l, p, gr = logits.double(), torch.sigmoid(logits.double()), grey.double()
+    exact = (gr * l - F.softplus(l)).sum().item()                   # linear in x, so E[.] puts grey in for x
+    tol = 5 * math.sqrt((gr * (1 - gr) * l ** 2).sum().item() / n)  # 5 standard errors of the average
+    near = lambda a: abs(value - a) < tol  # noqa: E731
+    if not math.isfinite(value):
+        return _report(name, False, f"your estimate is {value}. Hint: with logits, use x * logits - "
+                                    "softplus(logits), which never takes the log of 0")
+    if near(-exact):
+        return _report(name, False, "the sign is flipped: that is the binary cross-entropy. Hint: a "
+                                    "log-probability of binary data is <= 0")
+    if abs(value - n * exact) < n * tol:
+        return _report(name, False, "you sum over the draws. Hint: average over them")
+    if runs[0] != runs[1]:
+        return _report(name, False, "two calls with the same seed gave different estimates. Hint: draw with the "
+                                    "generator you are given (torch.bernoulli(..., generator=generator))")
+    if runs[0] == runs[2]:
+        if abs(value - exact) < 1e-3 * abs(exact):
+            return _report(name, False, "nothing is random here: you put the grey levels into the formula, which "
+                                        "is the formula you are checking. Hint: draw n binary images x_bin, each "
+                                        "pixel on with probability its grey level, and average their log p")
+        return _report(name, False, "your estimate does not change with the seed: rounding or thresholding the "
+                                    "grey levels is not sampling. Hint: each pixel is on with probability equal "
+                                    "to its grey level")
+    if all(abs(v - exact) < tol for v in runs):
+        return _report(name, True, f"within Monte-Carlo error of the expectation ({n} draws, 2 seeds), "
+                                   "and reproducible")
+    if near((p * l - F.softplus(l)).sum().item()):
+        return _report(name, False, "you drew the pixels from the model, sigmoid(logits). Hint: dynamic "
+                                    "binarization draws them from the image's grey levels")
+    if near((l * gr - gr * F.softplus(torch.ones(())) - (1 - gr) * math.log(2)).sum().item()):
+        return _report(name, False, "the arguments of the log-likelihood are swapped: your images are scored as "
+                                    "logits. Hint: the notebook's bernoulli_log_likelihood takes (x, logits)")
+    return _report(name, False, "wrong value. Hint: the average over the n draws of "
+                                "sum_j [x_j log pi_j + (1 - x_j) log(1 - pi_j)], with pi = sigmoid(logits)")

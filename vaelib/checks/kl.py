@@ -1,11 +1,13 @@
 """Checks for notebook 03 (KL divergence)."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ._feedback import _report, _call, _close, _as_tensor, _cases
 
-__all__ = ['check_gaussian_kl']
+__all__ = ['check_gaussian_kl', 'check_kl_diag', 'check_best_reverse_fit']
 
 
 def check_gaussian_kl(fn) -> bool:
@@ -38,3 +40,130 @@ def check_gaussian_kl(fn) -> bool:
         return _report(name, False, f"wrong values (shape {tuple(out.shape)}, expected {tuple(expected.shape)}). "
                                     "Hint: write KL_j = 1/2 (mu_j^2 + sigma_j^2 - log sigma_j^2 - 1), then sum over j")
     return _report(name, True, "correct on 3 random batches")
+
+
+def _kl_diag_per_dim(mu_q, logvar_q, mu_p, logvar_p):
+    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p) ** 2) / logvar_p.exp() - 1)
+
+
+def check_kl_diag(fn) -> bool:
+    """``fn(mu_q, logvar_q, mu_p, logvar_p)``: KL(N(mu_q, diag e^logvar_q) || N(mu_p, diag e^logvar_p)) summed over
+    the last dimension, ``4 x (B, D) -> (B,)``."""
+    name = "check_kl_diag"
+    g = torch.Generator().manual_seed(11)
+    for _ in range(3):
+        mu_q, logvar_q, mu_p, logvar_p = (torch.randn(5, 4, generator=g) for _ in range(4))
+        out, error = _call(name, fn, mu_q.clone(), logvar_q.clone(), mu_p.clone(), logvar_p.clone())
+        if error:
+            return _report(name, False, error)
+        out = _as_tensor(out)
+        per_dim = _kl_diag_per_dim(mu_q, logvar_q, mu_p, logvar_p)
+        expected = per_dim.sum(-1)
+        if _close(out, expected):
+            continue
+        same = out.shape == expected.shape
+        wrong = lambda value: same and _close(out, value)  # noqa: E731
+        if out.shape == per_dim.shape and _close(out, per_dim):
+            return _report(name, False, "one KL per dimension, (B, D). Hint: the dimensions are independent, so "
+                                        "their KLs add up: sum over the last dimension")
+        if wrong(-expected):
+            return _report(name, False, "the sign is flipped. Hint: a KL divergence is never negative")
+        if wrong(_kl_diag_per_dim(mu_p, logvar_p, mu_q, logvar_q).sum(-1)):
+            return _report(name, False, "that is KL(p || q): the roles of q and p are swapped. Hint: the "
+                                        "expectation is under q, the first distribution")
+        if wrong(per_dim.mean(-1)):
+            return _report(name, False, "you average over dimensions. Hint: sum over them instead")
+        if wrong(2 * expected):
+            return _report(name, False, "twice the right value. Hint: the closed form has a factor 1/2")
+        if wrong((0.5 * (logvar_p - logvar_q + logvar_q.exp() / logvar_p.exp() + (mu_q - mu_p) ** 2 - 1)).sum(-1)):
+            return _report(name, False, "the squared difference of the means is not divided by the variance of p. "
+                                        "Hint: (sigma_q^2 + (mu_q - mu_p)^2) / sigma_p^2, both terms")
+        if wrong((0.5 * (logvar_q - logvar_p + (logvar_q.exp() + (mu_q - mu_p) ** 2) / logvar_p.exp() - 1)).sum(-1)):
+            return _report(name, False, "the log term has the wrong sign. Hint: it is log(sigma_p / sigma_q)")
+        if wrong((0.5 * (logvar_p - logvar_q + ((0.5 * logvar_q).exp() + (mu_q - mu_p) ** 2)
+                         / (0.5 * logvar_p).exp() - 1)).sum(-1)):
+            return _report(name, False, "you used standard deviations where variances belong. Hint: the variance "
+                                        "is exp(logvar), the standard deviation exp(logvar / 2)")
+        if wrong(_kl_diag_per_dim(mu_q, logvar_q, mu_p, torch.zeros_like(logvar_p)).sum(-1)):
+            return _report(name, False, "logvar_p is ignored: that is a KL to a unit-variance Gaussian. Hint: p's "
+                                        "variance appears in the log term and in the denominator")
+        if wrong(_kl_diag_per_dim(mu_q, logvar_q, torch.zeros_like(mu_p), logvar_p).sum(-1)):
+            return _report(name, False, "mu_p is ignored. Hint: the means enter through (mu_q - mu_p)^2")
+        log_abs = lambda v: torch.log(v.abs().clamp_min(1e-12))  # noqa: E731
+        as_variance = 0.5 * (log_abs(logvar_p) - log_abs(logvar_q) + (logvar_q + (mu_q - mu_p) ** 2) / logvar_p - 1)
+        if same and (_close(out, as_variance.sum(-1)) or not torch.isfinite(out).all()):
+            return _report(name, False, "you used logvar as if it were the variance. Hint: the variance is "
+                                        "logvar.exp(), and log(variance) is logvar itself")
+        if out.dim() == 0:
+            return _report(name, False, f"a single number; expected one KL per example, shape {tuple(expected.shape)}")
+        if not same:
+            return _report(name, False, f"shape {tuple(out.shape)}; expected one KL per example, {tuple(expected.shape)}")
+        return _report(name, False, "wrong values. Hint: per dimension, log(sigma_p / sigma_q) + (sigma_q^2 + "
+                                    "(mu_q - mu_p)^2) / (2 sigma_p^2) - 1/2, then sum over dimensions")
+    return _report(name, True, "correct on 3 random batches")
+
+
+# The integration grid and the target of notebook 03, section 5: an equal mixture of N(-a, 1) and N(a, 1).
+_Z = torch.linspace(-12, 12, 1201, dtype=torch.float64)
+
+
+def _log_normal(z, m, log_s):
+    return -0.5 * ((z - m) / log_s.exp()) ** 2 - log_s - 0.5 * math.log(2 * math.pi)
+
+
+def _kl_tables(a, m_grid, log_s_grid):
+    """Reverse KL(q || p) and forward KL(p || q), (len(m_grid), len(log_s_grid)), by the trapezoid rule."""
+    zero = torch.zeros((), dtype=torch.float64)
+    log_p = torch.logaddexp(_log_normal(_Z, -a, zero), _log_normal(_Z, a, zero)) - math.log(2)
+    log_q = _log_normal(_Z, m_grid[:, None, None], log_s_grid[None, :, None])
+    reverse = torch.trapezoid(log_q.exp() * (log_q - log_p), _Z)
+    forward = torch.trapezoid(log_p.exp() * (log_p - log_q), _Z)
+    return reverse, forward
+
+
+def check_best_reverse_fit(fn) -> bool:
+    """``fn(a, m_grid, log_s_grid)``: the global minimum over the grid of KL(q || p) for q = N(m, s^2), m in
+    ``m_grid``, log s in ``log_s_grid`` (float64), p = the equal mixture of N(-a, 1) and N(a, 1). The KL is
+    integrated by the trapezoid rule on section 5's ``grid = torch.linspace(-12, 12, 1201)``. Returns the
+    best ``(m, s, kl)``: three numbers, s the standard deviation."""
+    name = "check_best_reverse_fit"
+    m_grid = torch.linspace(0, 6, 31, dtype=torch.float64)
+    log_s_grid = torch.linspace(math.log(0.3), math.log(6.0), 40, dtype=torch.float64)
+    for a in (1.0, 3.0, 4.0):
+        out, error = _call(name, fn, a, m_grid.clone(), log_s_grid.clone())
+        if error:
+            return _report(name, False, error)
+        try:
+            m, s, kl = (float(v) for v in out)
+        except (TypeError, ValueError):
+            return _report(name, False, f"you returned {out!r}. Hint: return three numbers, (m, s, kl)")
+        reverse, forward = _kl_tables(a, m_grid, log_s_grid)
+        i, j = divmod(int(reverse.argmin()), len(log_s_grid))
+        m_best, s_best, kl_best = m_grid[i].item(), log_s_grid[j].exp().item(), reverse[i, j].item()
+        right_m, right_s = abs(abs(m) - m_best) < 1e-6, abs(s - s_best) < 1e-6 * s_best
+        if right_m and right_s and abs(kl - kl_best) < 1e-4:
+            continue
+        fi, fj = divmod(int(forward.argmin()), len(log_s_grid))
+        at_forward = (fi, fj) != (i, j) and abs(abs(m) - m_grid[fi].item()) < 1e-6 \
+            and abs(s - log_s_grid[fj].exp().item()) < 1e-6 * s
+        if at_forward or abs(kl - forward[fi, fj].item()) < 1e-4:
+            return _report(name, False, "that is the minimum of the forward KL(p || q), the mass-covering fit. "
+                                        "Hint: the reverse KL averages log q - log p under q")
+        if right_m and right_s and abs(kl - (kl_best - math.log(2))) < 1e-4:
+            return _report(name, False, "your KL is log 2 too small: the target is not normalized. Hint: an equal "
+                                        "mixture gives each bump the weight 1/2")
+        if right_m and abs(s - log_s_grid[j].item()) < 1e-6:
+            return _report(name, False, "you return log s. Hint: return the standard deviation s = exp(log s)")
+        if kl < 0:
+            return _report(name, False, "a negative KL: the sign is flipped. Hint: the integrand is "
+                                        "q (log q - log p)")
+        if abs(kl - kl_best) < 1e-4:
+            return _report(name, False, "the right smallest KL, but not at your (m, s). Hint: check how you turn "
+                                        "the position of the minimum into a row (m) and a column (s)")
+        if right_m and right_s:
+            return _report(name, False, f"the right (m, s) for a = {a}, but your KL ({kl:.4f}) is not the "
+                                        "reverse KL there. Hint: return the smallest KL itself, in nats")
+        return _report(name, False, f"for a = {a}: not the global minimum of the reverse KL over the grid. Hint: "
+                                    "evaluate KL(q || p) for every (m, log s) pair of the two grids and take the "
+                                    "smallest")
+    return _report(name, True, "the global minimum for a = 1, 3 and 4")

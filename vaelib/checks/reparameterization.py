@@ -5,7 +5,7 @@ import torch
 
 from ._feedback import _report, _call, _close, _as_tensor, _cases
 
-__all__ = ['check_reparameterize']
+__all__ = ['check_reparameterize', 'check_reinforce_baseline', 'check_sigma_gradients', 'check_exponential_rsample']
 
 
 def check_reparameterize(fn) -> bool:
@@ -33,3 +33,145 @@ def check_reparameterize(fn) -> bool:
         return _report(name, False, "wrong values. Hint: z = mu + sigma * eps with sigma = exp(logvar / 2), "
                                     "using the eps you are given")
     return _report(name, True, "correct, and gradients reach mu and logvar")
+
+
+def _score_cases():
+    """Three small problems (f, mu, sigma, z ~ N(mu, sigma^2)); sigma != 1 in two, so sigma and sigma^2 differ."""
+    g = torch.Generator().manual_seed(11)
+    problems = [(lambda z: z ** 2, 2.0, 1.0), (lambda z: torch.sin(3 * z) + z, -0.5, 1.5), (lambda z: z ** 3, 1.0, 0.5)]
+    return [(f, mu, sigma, mu + sigma * torch.randn(8, generator=g)) for f, mu, sigma in problems]
+
+
+def check_reinforce_baseline(fn) -> bool:
+    """``fn(f, z, mu, sigma, b)``: the one-sample score-function estimates of d/dmu E[f(z)], z ~ N(mu, sigma^2),
+    with baseline ``b``: ``(f(z) - b) * (z - mu) / sigma**2``, one per sample, ``(n,) -> (n,)``."""
+    name = "check_reinforce_baseline"
+    for (f, mu, sigma, z), b in zip(_score_cases(), (5.0, 0.3, -2.0)):
+        out, error = _call(name, fn, f, z.clone(), mu, sigma, b)
+        if error:
+            return _report(name, False, error)
+        out = _as_tensor(out).detach()
+        score = (z - mu) / sigma ** 2
+        expected = (f(z) - b) * score
+        if _close(out, expected):
+            continue
+        if out.dim() == 0:
+            return _report(name, False, "a single number. Hint: return one term per sample, shape (n,): the "
+                                        "notebook averages them and measures their variance")
+        if _close(out, f(z) * score):
+            return _report(name, False, "the baseline is ignored. Hint: subtract b from f(z) before multiplying "
+                                        "by the score")
+        if _close(out, (f(z) + b) * score):
+            return _report(name, False, "you add the baseline. Hint: subtract it: (f(z) - b)")
+        if _close(out, f(z) * score - b):
+            return _report(name, False, "you subtract b from the product, which moves the estimate's mean by b "
+                                        "(biased). Hint: subtract b from f(z), then multiply by the score")
+        if _close(out, (f(z) - b) * (z - mu) / sigma):
+            return _report(name, False, "you divide by sigma instead of sigma^2. Hint: d/dmu log N(z; mu, sigma^2) = "
+                                        "(z - mu) / sigma^2")
+        if _close(out, -expected):
+            return _report(name, False, "the sign is flipped. Hint: the score is (z - mu) / sigma^2, positive "
+                                        "when z is above the mean")
+        return _report(name, False, f"wrong values (shape {tuple(out.shape)}, expected {tuple(expected.shape)}). "
+                                    "Hint: (f(z) - b) * (z - mu) / sigma^2, one term per sample")
+    return _report(name, True, "correct on 3 test problems, each with its own baseline")
+
+
+def _grad_sigma(fn, f, mu, sigma, data):
+    """Run a learner's estimator ``fn(f, mu, sigma, data)`` and return (a float, or None and a message)."""
+    out, error = _call("check_sigma_gradients", fn, f, mu, sigma, data.clone())
+    if error:
+        if "does not require grad" in error or "does not have a grad_fn" in error:
+            return None, ("no gradient reaches sigma. Hint: sigma = torch.tensor(sigma, requires_grad=True), "
+                          "then build the graph from it")
+        return None, error
+    out = _as_tensor(out).detach()
+    if out.numel() != 1:
+        return None, f"shape {tuple(out.shape)}: the estimate is one number. Hint: average over the samples"
+    return out.item(), None
+
+
+def check_sigma_gradients(pathwise_fn, score_fn) -> bool:
+    """Both estimators of d/dsigma E[f(z)], z ~ N(mu, sigma^2), each returning one number:
+
+    ``pathwise_fn(f, mu, sigma, eps)``: autograd through z = mu + sigma * eps for the given noise ``eps`` (n,);
+    ``score_fn(f, mu, sigma, z)``: autograd through the surrogate mean(f(z) * log N(z; mu, sigma^2)) for the
+    given samples ``z`` (n,). ``mu`` and ``sigma`` are floats."""
+    name = "check_sigma_gradients"
+    near = lambda a, b: abs(a - b) <= 1e-4 * max(1.0, abs(b))  # noqa: E731
+    for f, mu, sigma, z in _score_cases():
+        eps = (z - mu) / sigma
+        s = torch.tensor(sigma, requires_grad=True)
+        expected = torch.autograd.grad(f(mu + s * eps).mean(), s)[0].item()     # mean of f'(z) * eps
+        value, error = _grad_sigma(pathwise_fn, f, mu, sigma, eps)
+        if error:
+            return _report(name, False, f"pathwise: {error}")
+        if not near(value, expected):
+            zz = z.clone().requires_grad_()
+            grad_mu = torch.autograd.grad(f(zz).mean(), zz)[0].sum().item()     # mean of f'(z)
+            if near(value, grad_mu):
+                hint = ("that is the gradient with respect to mu. Hint: differentiate with respect to sigma "
+                        "(dz/dsigma = eps)")
+            elif near(value, len(z) * expected):
+                hint = "you sum over the samples. Hint: the estimate is their average"
+            else:
+                hint = ("wrong value. Hint: z = mu + sigma * eps with the eps you are given, then autograd of "
+                        "f(z).mean()")
+            return _report(name, False, f"pathwise: {hint}")
+        score_sigma = (z - mu) ** 2 / sigma ** 3 - 1 / sigma                    # d/dsigma log N(z; mu, sigma^2)
+        expected = (f(z) * score_sigma).mean().item()
+        value, error = _grad_sigma(score_fn, f, mu, sigma, z)
+        if error:
+            return _report(name, False, f"score function: {error}")
+        if not near(value, expected):
+            if near(value, (f(z) * (z - mu) / sigma ** 2).mean().item()):
+                hint = ("that is the gradient with respect to mu. Hint: differentiate the surrogate with respect "
+                        "to sigma")
+            elif near(value, -expected):
+                hint = "the sign is flipped. Hint: the surrogate is + f(z) * log q(z)"
+            elif near(value, len(z) * expected):
+                hint = "you sum over the samples. Hint: average the surrogate over them"
+            elif near(value, (f(z) * (z - mu) ** 2 / sigma ** 3).mean().item()):
+                hint = ("the -1/sigma from the density's normalization -log sigma is missing. Hint: use "
+                        "Normal(mu, sigma).log_prob(z), which includes it")
+            else:
+                hint = ("wrong value. Hint: autograd of mean(f(z) * Normal(mu, sigma).log_prob(z)) with respect to "
+                        "sigma, on the z you are given")
+            return _report(name, False, f"score function: {hint}")
+    return _report(name, True, "both estimators are correct on 3 test problems")
+
+
+def check_exponential_rsample(fn) -> bool:
+    """``fn(rate, u)``: the reparameterized exponential sample z = -log(u) / rate, for a rate (a 0-d tensor
+    that requires grad) and uniform numbers ``u`` in (0, 1), shape ``(n,)`` -> ``(n,)``."""
+    name = "check_exponential_rsample"
+    g = torch.Generator().manual_seed(12)
+    for lam in (2.0, 0.5, 3.0):
+        u = torch.rand(8, generator=g).clamp_min(1e-6)
+        rate = torch.tensor(lam, requires_grad=True)
+        out, error = _call(name, fn, rate, u.clone())
+        if error:
+            return _report(name, False, error)
+        out = _as_tensor(out)
+        expected = -torch.log(u) / lam
+        if _close(out.detach(), expected):
+            if not out.requires_grad:
+                return _report(name, False, "the values are right but no gradient reaches the rate. Hint: build z "
+                                            "from rate with torch operations, no .detach()/.item()/torch.tensor(...)")
+            grad = torch.autograd.grad(out.sum(), rate, allow_unused=True)[0]
+            wanted = (torch.log(u).sum() / lam ** 2).item()                   # d/drate of sum(-log(u) / rate)
+            if grad is None or abs(grad.item() - wanted) > 1e-4 * max(1.0, abs(wanted)):
+                return _report(name, False, "the values are right but the gradient with respect to the rate is not. "
+                                            "Hint: let the rate enter z only through the division")
+            continue
+        if _close(out.detach(), -torch.log(u) * lam):
+            return _report(name, False, "you multiply by the rate: the mean would be lambda, not 1/lambda. "
+                                        "Hint: divide by the rate")
+        if _close(out.detach(), -expected):
+            return _report(name, False, "negative samples: log(u) < 0 for u in (0, 1). Hint: an exponential "
+                                        "variable is positive, z = -log(u) / rate")
+        if _close(out.detach(), -torch.log1p(-u) / lam):
+            return _report(name, False, "-log(1 - u) / rate is also exponential (1 - u is uniform too), but use "
+                                        "z = -log(u) / rate so that the check can compare values")
+        return _report(name, False, "wrong values. Hint: z = -log(u) / rate, with the u you are given")
+    return _report(name, True, "correct, and gradients reach the rate")

@@ -1,12 +1,14 @@
 """Checks for notebook 05 (training a VAE)."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 from ._feedback import _report, _call, _as_tensor
 
-__all__ = ['check_vae_loss']
+__all__ = ['check_vae_loss', 'check_gaussian_vae_loss', 'check_optimal_sigma', 'check_diversity']
 
 
 def check_vae_loss(fn) -> bool:
@@ -47,3 +49,145 @@ def check_vae_loss(fn) -> bool:
         return _report(name, False, "wrong value. Hint: mean over the batch of [BCE summed over pixels + KL "
                                     "summed over latent dimensions]")
     return _report(name, True, "correct on 3 random batches")
+
+
+def _grey_batch(g, batch=4, dims=5):
+    """Grey-level images x in [0, 1], decoder means in (0, 1), and encoder outputs, all seeded."""
+    x = torch.rand(batch, 1, 28, 28, generator=g)
+    mean = torch.sigmoid(2 * torch.randn(batch, 1, 28, 28, generator=g))
+    return x, mean, torch.randn(batch, dims, generator=g), torch.randn(batch, dims, generator=g)
+
+
+def check_gaussian_vae_loss(fn) -> bool:
+    """``fn(x, mean, mu, logvar, sigma, beta)``: the loss of a VAE with a Gaussian likelihood N(x; mean, sigma^2)
+    per pixel and weight ``beta`` on the KL: mean over the batch of [-log p(x|z) summed over the 784 pixels, with
+    its normalizing constant, + beta * KL summed over latent dimensions]. ``x``, ``mean``: ``(B, 1, 28, 28)``;
+    ``mu``, ``logvar``: ``(B, D)``; ``sigma``, ``beta``: floats. One number."""
+    name = "check_gaussian_vae_loss"
+    g = torch.Generator().manual_seed(6)
+    for sigma, beta in ((0.1, 1.0), (math.sqrt(0.5), 0.02), (0.3, 4.0)):
+        x, mean, mu, logvar = _grey_batch(g)
+        out, error = _call(name, fn, x.clone(), mean.clone(), mu.clone(), logvar.clone(), sigma, beta)
+        if error:
+            return _report(name, False, error)
+        out = _as_tensor(out).detach()
+        sq = (x - mean).pow(2)
+        const = 0.5 * math.log(2 * math.pi * sigma ** 2)                     # per pixel
+        rec = (sq / (2 * sigma ** 2) + const).sum((1, 2, 3))                  # -log p(x|z) per image
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum(-1)
+        expected = (rec + beta * kl).mean()
+        if out.numel() > 1:
+            return _report(name, False, f"shape {tuple(out.shape)}: the loss is one number. Hint: average the "
+                                        "per-image losses over the batch")
+        value = out.reshape(())
+        near = lambda a: torch.allclose(value.float(), a.float(), rtol=1e-4, atol=1e-3)  # noqa: E731
+        if near(expected):
+            continue
+        if near(-expected):
+            return _report(name, False, "the sign is flipped: that is log p(x|z) - beta KL, the objective to maximize. "
+                                        "Hint: the loss is its negative")
+        if near((sq.sum((1, 2, 3)) / (2 * sigma ** 2) + beta * kl).mean()):
+            return _report(name, False, "the normalizing constant is missing. Hint: -log N(x; m, sigma^2) = "
+                                        "(x - m)^2 / (2 sigma^2) + 1/2 log(2 pi sigma^2) per pixel: the constant "
+                                        "moves no network weight, but it depends on sigma")
+        rec_var = (sq / (2 * sigma) + 0.5 * math.log(2 * math.pi * sigma)).sum((1, 2, 3))
+        if near((rec_var + beta * kl).mean()):
+            return _report(name, False, "you used sigma as the variance. Hint: the variance is sigma**2")
+        if near((rec + 784 * const + beta * kl).mean()):
+            return _report(name, False, "the constant is twice too large. Hint: it is 1/2 log(2 pi sigma^2) per "
+                                        "pixel, 392 log(2 pi sigma^2) per image")
+        if near((rec / 784 + beta * kl).mean()):
+            return _report(name, False, "the reconstruction term is averaged over pixels, a beta of 784 in "
+                                        "disguise (section 9). Hint: sum over the pixels")
+        if near((rec + kl).mean()):
+            return _report(name, False, "beta is ignored. Hint: multiply the KL by beta")
+        if near((beta * rec + kl).mean()):
+            return _report(name, False, "beta multiplies the reconstruction term. Hint: beta weighs the KL")
+        if near((rec - beta * kl).mean()):
+            return _report(name, False, "the KL has the wrong sign. Hint: the KL is a penalty, add it")
+        if near((rec + beta * kl).sum()):
+            return _report(name, False, "you sum over the batch. Hint: average over the batch instead")
+        return _report(name, False, "wrong value. Hint: mean over the batch of [sum over pixels of (x - m)^2 / "
+                                    "(2 sigma^2) + 1/2 log(2 pi sigma^2), + beta * KL summed over latent dimensions]")
+    return _report(name, True, "correct for 3 values of sigma and beta")
+
+
+def check_optimal_sigma(fn) -> bool:
+    """``fn(x, mean)``: the closed-form sigma* = sqrt(mean over all B * 784 pixels of (x - mean)^2), one sigma
+    shared by the batch. ``x``, ``mean``: ``(B, 1, 28, 28)``. One number (a float or a 0-d tensor)."""
+    name = "check_optimal_sigma"
+    g = torch.Generator().manual_seed(7)
+    for batch in (3, 5):
+        x, mean, _, _ = _grey_batch(g, batch)
+        out, error = _call(name, fn, x.clone(), mean.clone())
+        if error:
+            return _report(name, False, error)
+        out = _as_tensor(out).detach()
+        err = x - mean
+        expected = err.pow(2).mean().sqrt()
+        if out.numel() == batch:
+            return _report(name, False, f"one sigma per image, shape {tuple(out.shape)}. Hint: one sigma shared "
+                                        "by the batch: average over the images too")
+        if out.numel() != 1:
+            return _report(name, False, f"shape {tuple(out.shape)}: sigma* is one number")
+        value = out.reshape(())
+        near = lambda a: torch.allclose(value.float(), a.float(), rtol=1e-4, atol=1e-6)  # noqa: E731
+        if near(expected):
+            continue
+        if near(expected ** 2):
+            return _report(name, False, "that is sigma*^2, the mean squared error. Hint: take the square root")
+        if near(err.pow(2).sum().sqrt()) or near(err.pow(2).sum()):
+            return _report(name, False, "you sum the squared errors. Hint: average them over the 784 B pixel values")
+        if near((err.pow(2).sum() / batch).sqrt()) or near((err.pow(2).sum() / 784).sqrt()):
+            return _report(name, False, "wrong normalization. Hint: divide the summed squared error by 784 B, "
+                                        "all the pixel values of the batch")
+        if near(err.abs().mean()):
+            return _report(name, False, "that is the mean absolute error. Hint: the root of the mean squared error")
+        if near(err.std()) or near(err.std(unbiased=False)):
+            return _report(name, False, "std() subtracts the average error first. Hint: sigma* uses the errors "
+                                        "themselves: the root of the mean of (x - mean)^2")
+        return _report(name, False, "wrong value. Hint: sigma* = sqrt(1 / (784 B) * sum over b, j of (x - m)^2)")
+    return _report(name, True, "correct on 2 random batches")
+
+
+def check_diversity(fn) -> bool:
+    """``fn(images)``: the diversity of a batch of images ``(n, 1, 28, 28)``: the mean over the n images of
+    their squared Euclidean distance (summed over pixels) to the average image. One number."""
+    name = "check_diversity"
+    g = torch.Generator().manual_seed(8)
+    for n in (16, 5):
+        images = torch.rand(n, 1, 28, 28, generator=g) ** 2
+        out, error = _call(name, fn, images.clone())
+        if error:
+            return _report(name, False, error)
+        out = _as_tensor(out).detach()
+        dev = images - images.mean(0)
+        per_image = dev.pow(2).sum((1, 2, 3))
+        expected = per_image.mean()
+        if out.numel() == n:
+            return _report(name, False, f"one value per image, shape {tuple(out.shape)}. Hint: average over the "
+                                        "images: the diversity is one number")
+        if out.numel() != 1:
+            return _report(name, False, f"shape {tuple(out.shape)}: the diversity is one number")
+        value = out.reshape(())
+        near = lambda a: torch.allclose(value.float(), a.float(), rtol=1e-4, atol=1e-6)  # noqa: E731
+        if near(expected):
+            continue
+        if near(expected / 784):
+            return _report(name, False, "784 times too small: you average over pixels. Hint: a squared distance "
+                                        "sums the squared differences over the pixels")
+        if near(images.pow(2).sum((1, 2, 3)).mean()):
+            return _report(name, False, "that is the distance to a black image. Hint: subtract the average "
+                                        "image, images.mean(0), first")
+        if near(per_image.sum() / (n - 1)):
+            return _report(name, False, "you divide by n - 1 (as torch.var does). Hint: average over the n images")
+        if near(per_image.sqrt().mean()):
+            return _report(name, False, "a mean of distances. Hint: average the squared distances")
+        if near((images - images.mean((1, 2, 3), keepdim=True)).pow(2).sum((1, 2, 3)).mean()):
+            return _report(name, False, "you subtract each image's own mean brightness. Hint: the average image is "
+                                        "the mean over the images (dim 0), itself a 28x28 image")
+        if near(per_image.sum()):
+            return _report(name, False, "you sum over the images. Hint: average over them")
+        return _report(name, False, "wrong value. Hint: mean over images of the sum over pixels of "
+                                    "(image - average image)^2")
+    return _report(name, True, "correct on 2 random batches")

@@ -1,0 +1,64 @@
+"""The checks of notebook 06 accept a right answer and reject known wrong ones with the intended hint."""
+import math
+
+import pytest
+import torch
+
+from vaelib import checks
+
+
+def _run(check, fn, capsys):
+    ok = check(fn)
+    return ok, capsys.readouterr().out.strip()
+
+
+def right_free_bits(kl_per_dim, free_nats):
+    return torch.clamp(kl_per_dim.mean(0), min=free_nats).sum()
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda kl, lam: kl.mean(0).sum(), "free bits are missing"),
+    (lambda kl, lam: kl.mean(0).clamp(max=lam).sum(), "not the minimum"),
+    (lambda kl, lam: kl.clamp(min=lam).sum(1).mean(), "to each image"),
+    (lambda kl, lam: kl.mean(0).sum().clamp(min=lam * kl.shape[1]), "to the total KL"),
+    (lambda kl, lam: (kl.mean(0) - lam).clamp(min=0).sum(), "same gradients"),
+    (lambda kl, lam: kl.mean(0).clamp(min=lam), "one value per latent dimension"),
+    (lambda kl, lam: right_free_bits(kl, lam).item(), "no gradient flows"),
+    (lambda kl, lam: right_free_bits(kl.detach(), lam) + 0 * kl.sum(), "the gradient is not"),
+])
+def test_free_bits_kl(fn, hint, capsys):
+    assert _run(checks.check_free_bits_kl, right_free_bits, capsys) == (
+        True, "✓ check_free_bits_kl: correct, and gradients flow only through the dimensions above free_nats")
+    ok, out = _run(checks.check_free_bits_kl, fn, capsys)
+    assert not ok and out.startswith("✗") and hint in out
+
+
+def right_sigmoid(step, beta_max, midpoint, width):
+    return beta_max / (1 + math.exp(-(step - midpoint) / width))
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda t, b, m, w: b / (1 + math.exp((t - m) / w)), "falls instead of rising"),
+    (lambda t, b, m, w: 1 / (1 + math.exp(-(t - m) / w)), "beta_max is ignored"),
+    (lambda t, b, m, w: b / (1 + math.exp(-(t - m) * w)), "you multiply by width"),
+    (lambda t, b, m, w: b / (1 + math.exp(-t / w)), "shift the step by the midpoint"),
+    (lambda t, b, m, w: b / (1 + math.exp(-(t - m) / w)) + 0.1, "Hint: beta_max / (1 + exp"),
+])
+def test_sigmoid_schedule(fn, hint, capsys):
+    assert _run(checks.check_sigmoid_schedule, right_sigmoid, capsys) == (
+        True, "✓ check_sigmoid_schedule: matches vaelib.schedules.Sigmoid before, at and after the midpoint")
+    ok, out = _run(checks.check_sigmoid_schedule, fn, capsys)
+    assert not ok and out.startswith("✗") and hint in out
+
+
+def test_a_float32_sigmoid_passes(capsys):
+    fn = lambda t, b, m, w: b * torch.sigmoid(torch.tensor((t - m) / w, dtype=torch.float32))  # noqa: E731
+    assert _run(checks.check_sigmoid_schedule, fn, capsys)[0]
+
+
+def test_unsolved_stubs_stop_the_notebook():
+    def todo(*args):
+        raise NotImplementedError()
+    for check in (checks.check_free_bits_kl, checks.check_sigmoid_schedule):
+        with pytest.raises(NotImplementedError):
+            check(todo)

@@ -1,0 +1,98 @@
+"""The checks of notebook 03 (besides check_gaussian_kl, in test_checks.py): each accepts a right answer and
+rejects known wrong ones with the intended hint."""
+import math
+
+import pytest
+import torch
+from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal, kl_divergence
+
+from vaelib import checks
+
+
+def _run(check, fn, capsys):
+    ok = check(fn)
+    return ok, capsys.readouterr().out.strip()
+
+
+def right_kl(mq, lq, mp, lp):
+    return kl_divergence(Independent(Normal(mq, (0.5 * lq).exp()), 1), Independent(Normal(mp, (0.5 * lp).exp()), 1))
+
+
+def per_dim(mq, lq, mp, lp):
+    return 0.5 * (lp - lq + (lq.exp() + (mq - mp) ** 2) / lp.exp() - 1)
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (per_dim, "one KL per dimension"),
+    (lambda mq, lq, mp, lp: -right_kl(mq, lq, mp, lp), "sign is flipped"),
+    (lambda mq, lq, mp, lp: right_kl(mp, lp, mq, lq), "KL(p || q)"),
+    (lambda mq, lq, mp, lp: per_dim(mq, lq, mp, lp).mean(-1), "average over dimensions"),
+    (lambda mq, lq, mp, lp: 0.5 * (lp - lq + lq.exp() / lp.exp() + (mq - mp) ** 2 - 1).sum(-1), "not divided"),
+    (lambda mq, lq, mp, lp: 0.5 * (lq - lp + (lq.exp() + (mq - mp) ** 2) / lp.exp() - 1).sum(-1),
+     "log term has the wrong sign"),
+    (lambda mq, lq, mp, lp: per_dim(mq, 0.5 * lq, mp, 0.5 * lp).sum(-1) + 0.25 * (lp - lq).sum(-1),
+     "standard deviations where variances belong"),
+    (lambda mq, lq, mp, lp: right_kl(mq, lq, mp, torch.zeros_like(lp)), "logvar_p is ignored"),
+    (lambda mq, lq, mp, lp: right_kl(mq, lq, torch.zeros_like(mp), lp), "mu_p is ignored"),
+    (lambda mq, lq, mp, lp: 0.5 * (torch.log(lp) - torch.log(lq) + (lq + (mq - mp) ** 2) / lp - 1).sum(-1),
+     "logvar as if it were the variance"),
+])
+def test_kl_diag(fn, hint, capsys):
+    assert _run(checks.check_kl_diag, right_kl, capsys) == (True, "✓ check_kl_diag: correct on 3 random batches")
+    ok, out = _run(checks.check_kl_diag, fn, capsys)
+    assert not ok and out.startswith("✗") and hint in out
+
+
+GRID = torch.linspace(-12, 12, 1201, dtype=torch.float64)   # the notebook's integration grid
+
+
+def _log_normal(z, m, log_s):
+    return -0.5 * ((z - m) / log_s.exp()) ** 2 - log_s - 0.5 * math.log(2 * math.pi)
+
+
+def _table(a, m_grid, log_s_grid, direction="reverse", weights=(0.5, 0.5)):
+    mix = MixtureSameFamily(Categorical(torch.tensor(weights, dtype=torch.float64)),
+                            Normal(torch.tensor([-a, a], dtype=torch.float64), torch.ones(2, dtype=torch.float64)))
+    log_p = mix.log_prob(GRID) + math.log(sum(weights))       # unnormalized when the weights do not sum to 1
+    log_q = _log_normal(GRID, m_grid[:, None, None], log_s_grid[None, :, None])
+    if direction == "reverse":
+        return torch.trapezoid(log_q.exp() * (log_q - log_p), GRID)
+    return torch.trapezoid(log_p.exp() * (log_p - log_q), GRID)
+
+
+def _best(kls, m_grid, log_s_grid, columns=None):
+    i, j = divmod(int(kls.argmin()), columns or len(log_s_grid))
+    return m_grid[i].item(), log_s_grid[j].exp().item(), kls.flatten()[int(kls.argmin())].item()
+
+
+def right_fit(a, m_grid, log_s_grid):
+    return _best(_table(a, m_grid, log_s_grid), m_grid, log_s_grid)
+
+
+def _log_s_returned(a, m_grid, log_s_grid):
+    m, s, kl = right_fit(a, m_grid, log_s_grid)
+    return m, math.log(s), kl
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda a, mg, lg: _best(_table(a, mg, lg, "forward"), mg, lg), "forward KL(p || q)"),
+    (lambda a, mg, lg: _best(-_table(a, mg, lg), mg, lg), "sign is flipped"),
+    (_log_s_returned, "you return log s"),
+    (lambda a, mg, lg: _best(_table(a, mg, lg, weights=(1.0, 1.0)), mg, lg), "not normalized"),
+    (lambda a, mg, lg: _best(_table(a, mg, lg), mg, lg, columns=len(mg)), "not at your (m, s)"),
+    (lambda a, mg, lg: (float(a), 1.0, 0.7), "not the global minimum"),
+    (lambda a, mg, lg: right_fit(a, mg, lg)[:2], "return three numbers"),
+])
+def test_best_reverse_fit(fn, hint, capsys):
+    assert _run(checks.check_best_reverse_fit, right_fit, capsys) == (
+        True, "✓ check_best_reverse_fit: the global minimum for a = 1, 3 and 4")
+    ok, out = _run(checks.check_best_reverse_fit, fn, capsys)
+    assert not ok and out.startswith("✗") and hint in out
+
+
+def test_an_unsolved_exercise_stops_the_notebook():
+    def todo(*args):
+        raise NotImplementedError()
+    for check in (checks.check_kl_diag, checks.check_best_reverse_fit):
+        with pytest.raises(NotImplementedError):
+            check(todo)

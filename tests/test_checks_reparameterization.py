@@ -1,0 +1,95 @@
+"""The checks of notebook 04 accept a right answer and reject known wrong ones with the intended hint."""
+import pytest
+import torch
+from torch.distributions import Normal
+
+from vaelib import checks
+
+
+def _run(check, *fns, capsys):
+    ok = check(*fns)
+    return ok, capsys.readouterr().out.strip()
+
+
+def right_terms(f, z, mu, sigma, b):
+    return (f(z) - b) * (z - mu) / sigma ** 2
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda f, z, mu, sigma, b: f(z) * (z - mu) / sigma ** 2, "baseline is ignored"),
+    (lambda f, z, mu, sigma, b: (f(z) + b) * (z - mu) / sigma ** 2, "you add the baseline"),
+    (lambda f, z, mu, sigma, b: f(z) * (z - mu) / sigma ** 2 - b, "subtract b from the product"),
+    (lambda f, z, mu, sigma, b: (f(z) - b) * (z - mu) / sigma, "divide by sigma instead of sigma^2"),
+    (lambda f, z, mu, sigma, b: right_terms(f, z, mu, sigma, b).mean(), "a single number"),
+])
+def test_reinforce_baseline(fn, hint, capsys):
+    assert _run(checks.check_reinforce_baseline, right_terms, capsys=capsys) == (
+        True, "✓ check_reinforce_baseline: correct on 3 test problems, each with its own baseline")
+    ok, out = _run(checks.check_reinforce_baseline, fn, capsys=capsys)
+    assert not ok and out.startswith("✗") and hint in out
+
+
+def right_pathwise(f, mu, sigma, eps):
+    sigma = torch.tensor(sigma, requires_grad=True)
+    return torch.autograd.grad(f(mu + sigma * eps).mean(), sigma)[0]
+
+
+def right_score(f, mu, sigma, z):
+    sigma = torch.tensor(sigma, requires_grad=True)
+    return torch.autograd.grad((f(z).detach() * Normal(mu, sigma).log_prob(z)).mean(), sigma)[0]
+
+
+def grad_mu_pathwise(f, mu, sigma, eps):
+    mu = torch.tensor(mu, requires_grad=True)
+    return torch.autograd.grad(f(mu + sigma * eps).mean(), mu)[0]
+
+
+def score_without_normalization(f, mu, sigma, z):
+    sigma = torch.tensor(sigma, requires_grad=True)
+    return torch.autograd.grad((f(z) * -(z - mu) ** 2 / (2 * sigma ** 2)).mean(), sigma)[0]
+
+
+def score_through_sample(f, mu, sigma, z):
+    q = Normal(mu, torch.tensor(sigma))                 # sigma does not require grad
+    return torch.autograd.grad((f(z) * q.log_prob(z)).mean(), q.scale)[0]
+
+
+@pytest.mark.parametrize("pathwise, score, hint", [
+    (grad_mu_pathwise, right_score, "pathwise: that is the gradient with respect to mu"),
+    (lambda f, mu, sigma, eps: right_pathwise(f, mu, sigma, eps) * len(eps), right_score, "pathwise: you sum"),
+    (lambda f, mu, sigma, eps: right_pathwise(f, mu, sigma, torch.randn_like(eps)), right_score,
+     "the eps you are given"),
+    (right_pathwise, lambda f, mu, sigma, z: -right_score(f, mu, sigma, z), "score function: the sign is flipped"),
+    (right_pathwise, score_without_normalization, "score function: the -1/sigma"),
+    (right_pathwise, score_through_sample, "score function: no gradient reaches sigma"),
+    (right_pathwise, lambda f, mu, sigma, z: (f(z) * (z - mu) / sigma ** 2).mean(),
+     "score function: that is the gradient with respect to mu"),
+])
+def test_sigma_gradients(pathwise, score, hint, capsys):
+    assert _run(checks.check_sigma_gradients, right_pathwise, right_score, capsys=capsys) == (
+        True, "✓ check_sigma_gradients: both estimators are correct on 3 test problems")
+    ok, out = _run(checks.check_sigma_gradients, pathwise, score, capsys=capsys)
+    assert not ok and out.startswith("✗") and hint in out
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda rate, u: -torch.log(u) * rate, "multiply by the rate"),
+    (lambda rate, u: torch.log(u) / rate, "negative samples"),
+    (lambda rate, u: -torch.log(1 - u) / rate, "1 - u is uniform too"),
+    (lambda rate, u: -torch.log(u) / rate.item(), "no gradient reaches the rate"),
+    (lambda rate, u: -torch.log(u) / rate.detach() + 0 * rate ** 2, "gradient with respect to the rate is not"),
+])
+def test_exponential_rsample(fn, hint, capsys):
+    assert _run(checks.check_exponential_rsample, lambda rate, u: -torch.log(u) / rate, capsys=capsys) == (
+        True, "✓ check_exponential_rsample: correct, and gradients reach the rate")
+    ok, out = _run(checks.check_exponential_rsample, fn, capsys=capsys)
+    assert not ok and out.startswith("✗") and hint in out
+
+
+def test_unsolved_stubs_stop_the_notebook():
+    def todo(*args):
+        raise NotImplementedError()
+    for check, fns in ((checks.check_reinforce_baseline, (todo,)), (checks.check_sigma_gradients, (todo, todo)),
+                       (checks.check_exponential_rsample, (todo,))):
+        with pytest.raises(NotImplementedError):
+            check(*fns)

@@ -1,0 +1,95 @@
+"""The checks of notebook 05 accept a right answer and reject known wrong ones with the intended hint."""
+import math
+
+import pytest
+from torch.distributions import Normal
+
+from vaelib import checks
+
+
+def _run(check, fn, capsys):
+    ok = check(fn)
+    return ok, capsys.readouterr().out.strip()
+
+
+def _kl(mu, logvar):
+    return 0.5 * (mu ** 2 + logvar.exp() - logvar - 1).sum(-1)
+
+
+def right_loss(x, mean, mu, logvar, sigma, beta):
+    rec = -Normal(mean, sigma).log_prob(x).sum((1, 2, 3))
+    return (rec + beta * _kl(mu, logvar)).mean()
+
+
+def _sse(x, mean):
+    return (x - mean).pow(2).sum((1, 2, 3))
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda x, m, mu, lv, s, b: -right_loss(x, m, mu, lv, s, b), "the objective to maximize"),
+    (lambda x, m, mu, lv, s, b: (_sse(x, m) / (2 * s ** 2) + b * _kl(mu, lv)).mean(),
+     "normalizing constant is missing"),
+    (lambda x, m, mu, lv, s, b: right_loss(x, m, mu, lv, math.sqrt(s), b), "sigma as the variance"),
+    (lambda x, m, mu, lv, s, b: right_loss(x, m, mu, lv, s, 1.0), "beta is ignored"),
+    (lambda x, m, mu, lv, s, b: (-b * Normal(m, s).log_prob(x).sum((1, 2, 3)) + _kl(mu, lv)).mean(),
+     "beta multiplies the reconstruction"),
+    (lambda x, m, mu, lv, s, b: (-Normal(m, s).log_prob(x).mean((1, 2, 3)) + b * _kl(mu, lv)).mean(),
+     "averaged over pixels"),
+    (lambda x, m, mu, lv, s, b: right_loss(x, m, mu, lv, s, b) * len(x), "sum over the batch"),
+    (lambda x, m, mu, lv, s, b: (_sse(x, m) / (2 * s ** 2) + 784 * math.log(2 * math.pi * s ** 2)
+                                 + b * _kl(mu, lv)).mean(), "constant is twice too large"),
+])
+def test_gaussian_vae_loss(fn, hint, capsys):
+    assert _run(checks.check_gaussian_vae_loss, right_loss, capsys) == (
+        True, "✓ check_gaussian_vae_loss: correct for 3 values of sigma and beta")
+    ok, out = _run(checks.check_gaussian_vae_loss, fn, capsys)
+    assert not ok and out.startswith("✗") and hint in out
+
+
+def right_sigma(x, mean):
+    return (x - mean).pow(2).mean().sqrt()
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda x, m: (x - m).pow(2).mean(), "take the square root"),
+    (lambda x, m: (x - m).pow(2).mean((1, 2, 3)).sqrt(), "one sigma per image"),
+    (lambda x, m: ((x - m).pow(2).sum() / len(x)).sqrt(), "784 B"),
+    (lambda x, m: (x - m).abs().mean(), "mean absolute error"),
+    (lambda x, m: (x - m).std(), "std() subtracts"),
+    (lambda x, m: float(right_sigma(x, m)), None),           # a float is fine
+])
+def test_optimal_sigma(fn, hint, capsys):
+    assert _run(checks.check_optimal_sigma, right_sigma, capsys) == (
+        True, "✓ check_optimal_sigma: correct on 2 random batches")
+    ok, out = _run(checks.check_optimal_sigma, fn, capsys)
+    if hint is None:
+        assert ok
+    else:
+        assert not ok and out.startswith("✗") and hint in out
+
+
+def right_diversity(images):
+    return (images - images.mean(0)).pow(2).sum((1, 2, 3)).mean()
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda im: (im - im.mean(0)).pow(2).mean(), "you average over pixels"),
+    (lambda im: im.pow(2).sum((1, 2, 3)).mean(), "distance to a black image"),
+    (lambda im: im.var(0).sum(), "divide by n - 1"),
+    (lambda im: (im - im.mean(0)).pow(2).sum((1, 2, 3)), "one value per image"),
+    (lambda im: (im - im.mean(0)).pow(2).sum((1, 2, 3)).sqrt().mean(), "a mean of distances"),
+    (lambda im: (im - im.mean((1, 2, 3), keepdim=True)).pow(2).sum((1, 2, 3)).mean(), "own mean brightness"),
+])
+def test_diversity(fn, hint, capsys):
+    assert _run(checks.check_diversity, right_diversity, capsys) == (
+        True, "✓ check_diversity: correct on 2 random batches")
+    ok, out = _run(checks.check_diversity, fn, capsys)
+    assert not ok and out.startswith("✗") and hint in out
+
+
+def test_unsolved_stubs_stop_the_notebook():
+    def todo(*args):
+        raise NotImplementedError()
+    for check in (checks.check_gaussian_vae_loss, checks.check_optimal_sigma, checks.check_diversity):
+        with pytest.raises(NotImplementedError):
+            check(todo)
