@@ -261,9 +261,10 @@ def digit_selector(model, extent: float = 3.0):
     return W.VBox([digit, W.HBox([W.VBox(sliders), image])])
 
 
-def importance_explorer(model, data, ks=(1, 3, 10, 30, 100, 300, 1000), n_show: int = 6):
+def importance_explorer(model, data, ks=(1, 3, 10, 30, 100, 300), n_show: int = 6):
     """Pick a test image and a number of samples k: the ELBO, L_k, the effective sample size, and the
-    decodes of the heaviest samples with their share of the total weight."""
+    decodes of the heaviest samples with their share of the total weight. k stops at 300 by default:
+    a redraw decodes k images, about 25 ms for the conv VAE on 2 CPU cores (k = 1000 takes 90 ms)."""
     import ipywidgets as W
 
     index = W.IntSlider(0, min=0, max=len(data) - 1, description="index")
