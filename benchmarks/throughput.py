@@ -6,11 +6,16 @@ this process, on the same device, batch 128, Adam 1e-3, on grey-level MNIST with
 ``torchvision.datasets.MNIST`` with ``ToTensor`` and a ``DataLoader``; vaelib indexes tensors that
 already live on the device.
 
-Printed: images/second of each loop, their ratio, the device and library versions; then the test
-ELBO each loop reached after the same number of epochs (same model, same data, so they must agree
-within noise). A JSON record is written to ``benchmarks/results/throughput-<device>.json``.
+vaelib is timed in three variants: ``fp32`` (the default), ``bf16`` (``fit(precision="bf16")``:
+bfloat16 autocast) and ``bf16+compile`` (plus ``fit(compile=True)``). Each vaelib run trains one
+warm-up epoch (which also compiles) and then the timed epochs; the reference warms up for 20 steps.
+Printed: images/second of each loop, the ratios, the first epoch's extra seconds, the device and
+library versions; then the test ELBO each loop reached after the same number of epochs (same model,
+same data, so they must agree within noise). A JSON record is written to
+``benchmarks/results/throughput-<device>.json``.
 
-    python benchmarks/throughput.py                 # 1 timed epoch each (plus a warm-up) and 3 epochs for the ELBO check
+    python benchmarks/throughput.py                 # 1 timed epoch each (plus warm-up) and 3 epochs for the ELBO check
+    python benchmarks/throughput.py --variants fp32 --archs mlp
     python benchmarks/throughput.py --quick         # seconds: a smoke test, numbers meaningless
     python benchmarks/throughput.py --device cuda --large-batch 1024
 """
@@ -89,20 +94,22 @@ def time_reference(arch, device, batch_size, n_train, epochs, root, workers):
     return model, epochs * len(loader.dataset) / seconds
 
 
-def time_vaelib(arch, device, batch_size, train, epochs):
+VARIANTS = {"fp32": {}, "bf16": {"precision": "bf16"}, "bf16+compile": {"precision": "bf16", "compile": True}}
+
+
+def time_vaelib(arch, device, batch_size, train, epochs, variant="fp32"):
+    """Train 1 + ``epochs`` epochs; the first is the warm-up (and compilation, for compiled variants).
+
+    Returns the model, img/s over the timed epochs (the seconds each epoch's history records) and the
+    extra seconds the first epoch took over a timed one (compilation, caches).
+    """
     torch.manual_seed(0)
     model = build_vae(arch, latent_dim=20)
-    warm = copy.copy(train)  # the first 20 batches of the same tensors: no second read from disk
-    warm.images, warm.labels = train.images[: 20 * batch_size], train.labels[: 20 * batch_size]
-    fit(model, warm, epochs=1, batch_size=batch_size, device=device, progress=False)  # warm-up
-    torch.manual_seed(0)
-    model = build_vae(arch, latent_dim=20)
+    history = fit(model, train, epochs=1 + epochs, batch_size=batch_size, device=device, progress=False,
+                  **VARIANTS[variant])
     _sync(device)
-    t0 = time.perf_counter()
-    fit(model, train, epochs=epochs, batch_size=batch_size, device=device, progress=False)
-    _sync(device)
-    seconds = time.perf_counter() - t0
-    return model, epochs * len(train) / seconds
+    timed = sum(history["seconds"][1:])
+    return model, epochs * len(train) / timed, history["seconds"][0] - timed / epochs
 
 
 def main(argv=None):
@@ -114,6 +121,8 @@ def main(argv=None):
     parser.add_argument("--check-epochs", type=int, default=3, help="epochs for the ELBO agreement check")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers for the reference (default 0)")
     parser.add_argument("--large-batch", type=int, default=0, help="also time vaelib at this batch size")
+    parser.add_argument("--variants", default=None,
+                        help="vaelib variants to time, of " + ",".join(VARIANTS) + " (default: all; --quick: fp32,bf16)")
     parser.add_argument("--out", default=None, help="JSON record path (default benchmarks/results/...)")
     args = parser.parse_args(argv)
 
@@ -130,15 +139,24 @@ def main(argv=None):
     print(f"device {device} ({info['device_name']}, {info['threads']} threads), torch {torch.__version__}, "
           f"vaelib {vaelib.__version__}, {n_train} training images, batch 128")
     results = []
+    variants = (args.variants or ("fp32,bf16" if args.quick else ",".join(VARIANTS))).split(",")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}: choose from {', '.join(VARIANTS)}")
     for arch in args.archs.split(","):
         _, ref = time_reference(arch, device, 128, n_train, epochs, root, args.workers)
-        _, ours = time_vaelib(arch, device, 128, train, epochs)
-        row = {"arch": arch, "reference_img_per_s": ref, "vaelib_img_per_s": ours, "ratio": ours / ref}
-        print(f"{arch:>5}: reference {ref:9,.0f} img/s   vaelib {ours:9,.0f} img/s   ratio {ours / ref:5.2f}x")
+        row = {"arch": arch, "reference_img_per_s": ref, "vaelib": {}}
+        print(f"{arch:>5}: reference {ref:9,.0f} img/s")
+        for variant in variants:
+            _, ours, overhead = time_vaelib(arch, device, 128, train, epochs, variant)
+            row["vaelib"][variant] = {"img_per_s": ours, "ratio": ours / ref, "first_epoch_extra_s": overhead}
+            print(f"{'':>5}  vaelib {variant:<13} {ours:9,.0f} img/s   ratio {ours / ref:5.2f}x   "
+                  f"(first epoch {overhead:+.1f} s: warm-up{', compilation' if 'compile' in variant else ''})")
         if args.large_batch:
-            _, big = time_vaelib(arch, device, args.large_batch, train, epochs)
-            row["vaelib_large_batch"] = {"batch_size": args.large_batch, "img_per_s": big}
-            print(f"{'':>5}  vaelib at batch {args.large_batch}: {big:9,.0f} img/s")
+            for variant in variants:
+                _, big, _ = time_vaelib(arch, device, args.large_batch, train, epochs, variant)
+                row["vaelib"][f"{variant}, batch {args.large_batch}"] = {"img_per_s": big, "ratio": big / ref}
+                print(f"{'':>5}  vaelib {variant} at batch {args.large_batch}: {big:9,.0f} img/s")
         results.append(row)
 
     print(f"test ELBO after {check_epochs} epoch(s) of each loop (same model, grey-level data, nats):")
@@ -150,13 +168,17 @@ def main(argv=None):
         opt = torch.optim.Adam(ref_model.parameters(), lr=1e-3)
         for _ in range(check_epochs):
             reference_epoch(ref_model, loader, opt, device)
-        torch.manual_seed(1)
-        our_model = build_vae(arch, latent_dim=20)
-        fit(our_model, train, epochs=check_epochs, device=device, progress=False, seed=1)
         ref_elbo = evaluate_elbo(ref_model, test)["elbo"]
-        our_elbo = evaluate_elbo(our_model, test)["elbo"]
-        row.update(check_epochs=check_epochs, reference_test_elbo=ref_elbo, vaelib_test_elbo=our_elbo)
-        print(f"{arch:>5}: reference {ref_elbo:8.2f}   vaelib {our_elbo:8.2f}   difference {our_elbo - ref_elbo:+.2f}")
+        row.update(check_epochs=check_epochs, reference_test_elbo=ref_elbo)
+        line = f"{arch:>5}: reference {ref_elbo:8.2f}"
+        for variant in variants:
+            torch.manual_seed(1)
+            our_model = build_vae(arch, latent_dim=20)
+            fit(our_model, train, epochs=check_epochs, device=device, progress=False, seed=1, **VARIANTS[variant])
+            our_elbo = evaluate_elbo(our_model, test)["elbo"]
+            row["vaelib"][variant]["test_elbo"] = our_elbo
+            line += f"   vaelib {variant} {our_elbo:8.2f} ({our_elbo - ref_elbo:+.2f})"
+        print(line)
 
     out = Path(args.out) if args.out else (Path(__file__).resolve().parent / "results" /
                                            f"throughput-{device.type}{'-quick' if args.quick else ''}.json")

@@ -22,8 +22,11 @@ def test_throughput_quick(tmp_path):
     record = json.loads((tmp_path / "t.json").read_text())
     assert record["quick"] is True and [r["arch"] for r in record["results"]] == ["mlp", "conv"]
     for row in record["results"]:
-        assert row["reference_img_per_s"] > 0 and row["vaelib_img_per_s"] > 0
-        assert row["reference_test_elbo"] < 0 and row["vaelib_test_elbo"] < 0
+        assert row["reference_img_per_s"] > 0 and row["reference_test_elbo"] < 0
+        assert set(row["vaelib"]) == {"fp32", "bf16"}
+        for variant in row["vaelib"].values():
+            assert variant["img_per_s"] > 0 and variant["test_elbo"] < 0
+            assert variant["ratio"] == variant["img_per_s"] / row["reference_img_per_s"]
 
 
 @needs_mnist

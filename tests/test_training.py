@@ -79,3 +79,39 @@ def test_gradient_clipping_bounds_the_update(small_train):
     # with a tiny clip the gradients stay finite and the run completes
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_bf16_and_compile_options_train_and_fall_back(small_train, monkeypatch):
+    torch.manual_seed(0)
+    history = fit(build_vae("mlp", latent_dim=4, hidden=32), small_train, epochs=1, progress=False, device="cpu",
+                  precision="bf16")
+    assert math.isfinite(history[-1]["train_elbo"]) and history[-1]["train_elbo"] < 0
+    with pytest.raises(ValueError, match="precision"):
+        fit(build_vae("mlp", latent_dim=4, hidden=32), small_train, epochs=1, precision="fp16")
+
+    def broken_compile(fn, **kwargs):
+        def run(*args):
+            raise RuntimeError("no C++ compiler found")
+        return run
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    torch.manual_seed(0)
+    eager = fit(build_vae("mlp", latent_dim=4, hidden=32), small_train, epochs=1, progress=False, device="cpu")
+    torch.manual_seed(0)
+    with pytest.warns(UserWarning, match="torch.compile failed .*no C\\+\\+ compiler"):
+        fallback = fit(build_vae("mlp", latent_dim=4, hidden=32), small_train, epochs=1, progress=False,
+                       device="cpu", compile=True)
+    assert fallback[-1]["train_elbo"] == pytest.approx(eager[-1]["train_elbo"], abs=1e-4)
+
+
+def test_compiled_training_matches_eager(small_train, monkeypatch):
+    # Compiling takes a few seconds; where it cannot (no C++ compiler) fit warns and trains eagerly.
+    # Compiled code draws its own random numbers unless told to use eager's: then the runs coincide.
+    import torch._inductor.config
+    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)
+    results = []
+    for compile_ in (False, True):
+        torch.manual_seed(0)
+        history = fit(build_vae("mlp", latent_dim=4, hidden=32), small_train, epochs=2, progress=False,
+                      device="cpu", compile=compile_)
+        results.append(history[-1]["train_elbo"])
+    assert results[1] == pytest.approx(results[0], abs=0.01)

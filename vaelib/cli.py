@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add(t, "seed", type=nonneg_int, default=0, help="random seed (default: 0)")
     _add(t, "device", default="auto", help="cuda, mps, cpu or auto (default: auto)")
     _add(t, "clip_grad", type=positive_float, default=None, help="clip the gradient norm to this value")
+    _add(t, "precision", choices=["fp32", "bf16"], default="fp32",
+         help="bf16: bfloat16 autocast for the forward pass, faster on GPUs and AMX CPUs (default: fp32)")
+    _add(t, "compile", action="store_true", help="torch.compile the ELBO: slower first epoch, faster after")
     _add(t, "resume_if_exists", action="store_true",
          help="continue RUNS_DIR/RUN_NAME/checkpoint_last.pth if it exists")
     _add(t, "initial_checkpoint_path", default=None, help="start from this checkpoint's weights (fine-tuning)")
@@ -237,6 +240,7 @@ def _train(args) -> int:
 
     history = fit(model, train, test, epochs=args.num_epochs, lr=args.learning_rate, batch_size=args.batch_size,
                   beta=schedule, device=device, seed=args.seed, clip_grad=args.clip_grad, run_dir=run_dir,
+                  precision=args.precision, compile=args.compile,
                   resume_from=resume, train_args=train_args,
                   collapse_threshold=args.collapse_threshold if args.detect_posterior_collapse else None,
                   progress=not args.quiet, on_epoch_end=on_epoch_end)

@@ -81,6 +81,8 @@ def elbo(model, x: torch.Tensor, beta: float = 1.0, **cond) -> ELBO:
     ``cond`` passes conditioning (``y=labels``) to a conditional model.
     """
     mu, logvar = model.encoder(x, **cond)
+    # Under bf16 autocast the encoder's outputs are bfloat16; the KL and z are computed in float32.
+    mu, logvar = mu.float(), logvar.float()
     z = reparameterize(mu, logvar)
     reconstruction = model.decode(z, **cond).log_prob(x)
     if getattr(model.prior, "analytic_kl", False):
