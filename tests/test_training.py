@@ -115,3 +115,15 @@ def test_compiled_training_matches_eager(small_train, monkeypatch):
                       device="cpu", compile=compile_)
         results.append(history[-1]["train_elbo"])
     assert results[1] == pytest.approx(results[0], abs=0.01)
+
+
+def test_iwae_training_maximizes_the_k_sample_bound(small_train, small_test):
+    torch.manual_seed(0)
+    history = fit(build_vae("mlp", latent_dim=4, hidden=32), small_train, small_test, epochs=2, progress=False,
+                  device="cpu", iwae_k=5)
+    last = history[-1]
+    assert math.isfinite(last["train_elbo"]) and math.isnan(last["train_kl"]) and math.isnan(last["train_reconstruction"])
+    assert last["test_elbo"] > -545 and history[-1]["train_elbo"] > history[0]["train_elbo"]
+    for bad in (dict(beta=2.0), dict(beta=LinearWarmup(1.0, 10)), dict(compile=True), dict(iwae_k=0)):
+        with pytest.raises(ValueError):
+            fit(build_vae("mlp", latent_dim=4, hidden=32), small_train, epochs=1, **{"iwae_k": 5, **bad})

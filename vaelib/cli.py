@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add(t, "clip_grad", type=positive_float, default=None, help="clip the gradient norm to this value")
     _add(t, "precision", choices=["fp32", "bf16"], default="fp32",
          help="bf16: bfloat16 autocast for the forward pass, faster on GPUs and AMX CPUs (default: fp32)")
+    _add(t, "iwae_k", type=positive_int, default=1,
+         help="train on the importance-weighted bound with this many samples (IWAE; default 1: the ELBO)")
     _add(t, "compile", action="store_true", help="torch.compile the ELBO: slower first epoch, faster after")
     _add(t, "resume_if_exists", action="store_true",
          help="continue RUNS_DIR/RUN_NAME/checkpoint_last.pth if it exists")
@@ -240,7 +242,7 @@ def _train(args) -> int:
 
     history = fit(model, train, test, epochs=args.num_epochs, lr=args.learning_rate, batch_size=args.batch_size,
                   beta=schedule, device=device, seed=args.seed, clip_grad=args.clip_grad, run_dir=run_dir,
-                  precision=args.precision, compile=args.compile,
+                  precision=args.precision, compile=args.compile, iwae_k=args.iwae_k,
                   resume_from=resume, train_args=train_args,
                   collapse_threshold=args.collapse_threshold if args.detect_posterior_collapse else None,
                   progress=not args.quiet, on_epoch_end=on_epoch_end)
