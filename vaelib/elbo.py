@@ -101,6 +101,7 @@ def log_importance_weights(model, x: torch.Tensor, k: int, generator: torch.Gene
     Their log-mean-exp over the k samples is L_k; their plain mean is a k-sample ELBO estimate.
     """
     mu, logvar = model.encoder(x, **cond)
+    mu, logvar = mu.float(), logvar.float()  # float32 log weights even under bf16 autocast
     eps = torch.randn((k, *mu.shape), device=mu.device, dtype=mu.dtype, generator=generator)
     z = reparameterize(mu, logvar, eps)  # (k, B, D)
     batch = x.shape[0]
