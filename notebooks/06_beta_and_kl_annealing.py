@@ -58,9 +58,9 @@ print(train)
 print(test)
 
 # %% [markdown]
-# This notebook trains about ten small VAEs, so it uses subsets of MNIST (more images in full mode, `FAST = False`). All
-# models are the MLP VAE of notebook 05 with 200 hidden units and a 10-dimensional latent space, a Bernoulli likelihood and
-# dynamic binarization.
+# This notebook trains several small VAEs itself (the six of the β sweep in section 2 come pretrained, trained on all of
+# MNIST), so it uses subsets of MNIST (more images in full mode, `FAST = False`). All models are the MLP VAE of
+# notebook 05 with 200 hidden units and a 10-dimensional latent space, a Bernoulli likelihood and dynamic binarization.
 #
 # ## 1. The β-VAE objective
 #
