@@ -5,6 +5,7 @@ import os
 
 import torch
 
+
 def _report(name: str, ok: bool, message: str) -> bool:
     print(f"{'✓' if ok else '✗'} {name}: {message}")
     if not ok and os.environ.get("VAELIB_CHECKS_STRICT", "") not in ("", "0"):
@@ -32,3 +33,11 @@ def _as_tensor(value):
 def _cases(seed=0, batch=5, dims=4):
     g = torch.Generator().manual_seed(seed)
     return [(torch.randn(batch, dims, generator=g), torch.randn(batch, dims, generator=g)) for _ in range(3)]
+
+
+def _number(out):
+    """``(float(out), None)``, or ``(None, message)`` when the answer is not one number."""
+    try:
+        return float(out), None
+    except (TypeError, ValueError, RuntimeError):
+        return None, f"expected one number, got {type(out).__name__} {tuple(getattr(out, 'shape', ()))}"

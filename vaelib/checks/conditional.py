@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ._feedback import _report, _call, _close, _as_tensor
+from ._feedback import _report, _call, _close, _as_tensor, _number
 
 __all__ = ['check_style_grid', 'check_elbo_scores', 'check_nearest_centroid_accuracy']
 
@@ -121,12 +121,9 @@ def check_nearest_centroid_accuracy(fn) -> bool:
         out, error = _call(name, fn, z_train.clone(), y_train.clone(), z_test.clone(), y_test.clone())
         if error:
             return _report(name, False, error)
-        try:
-            value = float(out)
-        except (TypeError, ValueError, RuntimeError):
-            return _report(name, False, f"expected one number, got {type(out).__name__} "
-                                        f"{tuple(getattr(out, 'shape', ()))}. Hint: the mean over the test codes "
-                                        "of (predicted == y_test)")
+        value, error = _number(out)
+        if error:
+            return _report(name, False, f"{error}. Hint: the mean over the test codes of (predicted == y_test)")
 
         def accuracy(centroids, far=False):
             d = torch.cdist(z_test, centroids)

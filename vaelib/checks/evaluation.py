@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from ._feedback import _report, _call
+from ._feedback import _report, _call, _number
 
 __all__ = ['check_bits_per_dim', 'check_images_needed', 'check_protocol_elbos', 'check_effective_sample_size']
 
@@ -17,7 +17,9 @@ def check_bits_per_dim(fn) -> bool:
         out, error = _call(name, fn, nats)
         if error:
             return _report(name, False, error)
-        value = float(out)
+        value, error = _number(out)
+        if error:
+            return _report(name, False, error)
         expected = nats / (784 * math.log(2))
         if abs(value - expected) < 1e-6 * max(1.0, expected):
             continue
@@ -42,10 +44,9 @@ def check_images_needed(fn) -> bool:
         out, error = _call(name, fn, per_image.clone(), target)
         if error:
             return _report(name, False, error)
-        try:
-            value = float(out)
-        except (TypeError, ValueError, RuntimeError):
-            return _report(name, False, f"expected one number of images, got {type(out).__name__}")
+        value, error = _number(out)
+        if error:
+            return _report(name, False, f"{error}: the number of images")
         # torch's std divides by N - 1, numpy's by N: either is a fine estimate of s
         stds = (per_image.std().item(), per_image.std(unbiased=False).item())
         exact = [(s / target) ** 2 for s in stds]
@@ -152,11 +153,9 @@ def check_effective_sample_size(fn) -> bool:
         out, error = _call(name, fn, log_w.clone())
         if error:
             return _report(name, False, error)
-        try:
-            value = float(out)
-        except (TypeError, ValueError, RuntimeError):
-            return _report(name, False, f"expected one number, got {type(out).__name__} "
-                                        f"{tuple(getattr(out, 'shape', ()))}. Hint: sum over the k samples")
+        value, error = _number(out)
+        if error:
+            return _report(name, False, f"{error}. Hint: sum over the k samples")
         lw = log_w.double()
         expected = torch.exp(2 * torch.logsumexp(lw, 0) - torch.logsumexp(2 * lw, 0)).item()
         near = lambda a: abs(value - a) <= 1e-3 * max(1.0, abs(a))  # noqa: E731
