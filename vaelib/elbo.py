@@ -95,10 +95,11 @@ def elbo(model, x: torch.Tensor, beta: float = 1.0, **cond) -> ELBO:
 
 
 def log_importance_weights(model, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
-                           **cond) -> torch.Tensor:
-    """``(k, B)`` log weights log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x), z_i ~ q(z|x).
+                           **cond) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log_w, z)``: samples z_i ~ q(z|x), ``(k, B, D)``, and their log weights ``(k, B)``,
+    log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x).
 
-    Their log-mean-exp over the k samples is L_k; their plain mean is a k-sample ELBO estimate.
+    The log-mean-exp of the weights over the k samples is L_k; their plain mean is a k-sample ELBO estimate.
     """
     mu, logvar = model.encoder(x, **cond)
     mu, logvar = mu.float(), logvar.float()  # float32 log weights even under bf16 autocast
@@ -108,7 +109,7 @@ def log_importance_weights(model, x: torch.Tensor, k: int, generator: torch.Gene
     cond_rep = {name: v.repeat(k, *([1] * (v.dim() - 1))) for name, v in cond.items()}
     x_rep = x.expand(k, *x.shape).reshape(k * batch, *x.shape[1:])
     log_px = model.decode(z.reshape(k * batch, -1), **cond_rep).log_prob(x_rep).view(k, batch)
-    return log_px + model.prior().log_prob(z) - posterior(mu, logvar).log_prob(z)
+    return log_px + model.prior().log_prob(z) - posterior(mu, logvar).log_prob(z), z
 
 
 def iwae_bound(model, x: torch.Tensor, k: int, chunk_size: int | None = None,
@@ -126,7 +127,7 @@ def iwae_bound(model, x: torch.Tensor, k: int, chunk_size: int | None = None,
         chunk_size = max(1, 16384 // x.shape[0])
     total = None
     for start in range(0, k, chunk_size):
-        log_w = log_importance_weights(model, x, min(chunk_size, k - start), generator, **cond)
+        log_w, _ = log_importance_weights(model, x, min(chunk_size, k - start), generator, **cond)
         chunk_lse = torch.logsumexp(log_w, dim=0)
         total = chunk_lse if total is None else torch.logaddexp(total, chunk_lse)
     return total - math.log(k)

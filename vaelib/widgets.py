@@ -111,12 +111,8 @@ def importance_panel(model, data, index: int, k: int, n_show: int = 6, seed: int
     x = data.prepare(data.images[index:index + 1], g).to(model.device)
     y = data.labels[index:index + 1].to(model.device) if model.num_classes else None
     cond = {"y": y} if y is not None else {}
-    mu, logvar = model.encoder(x, **cond)
-    eps = torch.randn(k, 1, model.latent_dim, device=model.device,
-                      generator=torch.Generator(device=model.device).manual_seed(seed))
-    # the same eps that log_importance_weights draws from this seed, so the shown z are the weighted ones
-    log_w = log_importance_weights(model, x, k, torch.Generator(device=model.device).manual_seed(seed), **cond)[:, 0]
-    z = reparameterize(mu, logvar, eps)[:, 0]  # (k, D)
+    log_w, z = log_importance_weights(model, x, k, torch.Generator(device=model.device).manual_seed(seed), **cond)
+    log_w, z = log_w[:, 0], z[:, 0]  # one image: (k,) and (k, D)
     normalized = torch.softmax(log_w, 0)
     top = normalized.argsort(descending=True)[:n_show]
     shown = model.decode_mean(z[top], None if y is None else y.expand(len(top)))
