@@ -22,9 +22,7 @@ same data, so they must agree within noise). A JSON record is written to
 from __future__ import annotations
 
 import argparse
-import copy
 import json
-import math
 import platform
 import sys
 import time
@@ -107,7 +105,6 @@ def time_vaelib(arch, device, batch_size, train, epochs, variant="fp32"):
     model = build_vae(arch, latent_dim=20)
     history = fit(model, train, epochs=1 + epochs, batch_size=batch_size, device=device, progress=False,
                   **VARIANTS[variant])
-    _sync(device)
     timed = sum(history["seconds"][1:])
     return model, epochs * len(train) / timed, history["seconds"][0] - timed / epochs
 
