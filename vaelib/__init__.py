@@ -3,7 +3,7 @@
 Modules, in the order the course teaches them:
 
 - ``vaelib.data``: MNIST as device-resident tensors, with binarization
-- ``vaelib.likelihoods``: decoder likelihoods p(x|z)
+- ``vaelib.likelihoods``: decoder likelihoods p(x|z); ``vaelib.autoregressive``: the ``pixelcnn`` one
 - ``vaelib.kl``: the KL divergence, closed form and Monte Carlo
 - ``vaelib.reparameterization``: z = mu + sigma * eps
 - ``vaelib.priors``: p(z)
@@ -20,8 +20,8 @@ Modules, in the order the course teaches them:
 """
 __version__ = "0.1.0"
 
-from . import (checks, checkpoints, coursework, data, elbo, evaluation, kl, likelihoods, networks, plotting,
-               pretrained, priors, reparameterization, schedules, training, vae, widgets)
+from . import (autoregressive, checks, checkpoints, coursework, data, elbo, evaluation, kl, likelihoods, networks,
+               plotting, pretrained, priors, reparameterization, schedules, training, vae, widgets)
 from .checkpoints import CheckpointError, load, load_checkpoint, save_checkpoint
 from .data import MNIST, DataError
 from .elbo import ELBO, iwae_bound

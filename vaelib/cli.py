@@ -57,7 +57,7 @@ positive_int = _number(int, 1, what="a whole number")
 positive_float = _number(float, 0, inclusive=False)
 nonneg_float = _number(float, 0)
 
-LIKELIHOOD_CHOICES = ["bce", "bernoulli", "mse", "gaussian", "learned_gaussian", "continuous_bernoulli"]
+LIKELIHOOD_CHOICES = ["bce", "bernoulli", "mse", "gaussian", "learned_gaussian", "continuous_bernoulli", "pixelcnn"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add(t, "num_epochs", type=nonneg_int, default=10, help="total epochs, counting resumed ones (default: 10)")
     _add(t, "likelihood_type", choices=LIKELIHOOD_CHOICES, default="bce",
          help="decoder likelihood: bce/bernoulli, mse/gaussian (fixed sigma), learned_gaussian (sigma-VAE), "
-              "continuous_bernoulli (default: bce)")
+              "continuous_bernoulli, pixelcnn (binary pixels, each also conditioned on the pixels above and "
+              "to its left: slower sampling, better likelihood) (default: bce)")
     _add(t, "sigma", type=positive_float, default=None,
          help="Gaussian likelihood's standard deviation (default: sqrt(1/2), which makes mse the summed MSE)")
     _add(t, "hidden_dim", type=positive_int, default=20, help="latent size D (default: 20)")
@@ -91,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(t, "beta_schedule", choices=["constant", "linear", "cyclical", "sigmoid"], default=None,
          help="shape of the annealing (default: linear when --beta_annealing_period > 0, else constant)")
     _add(t, "binarize", choices=["auto", "none", "dynamic", "static"], default="auto",
-         help="binarize the images: auto is dynamic for bce/bernoulli and none otherwise")
+         help="binarize the images: auto is dynamic for bce/bernoulli/pixelcnn and none otherwise")
     _add(t, "subset", type=positive_int, default=None, help="train on the first N images only (quick runs)")
     _add(t, "seed", type=nonneg_int, default=0, help="random seed (default: 0)")
     _add(t, "device", default="auto", help="cuda, mps, cpu or auto (default: auto)")
@@ -156,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _binarization(args) -> str | None:
     if args.binarize == "auto":
-        return "dynamic" if args.likelihood_type in ("bce", "bernoulli") else None
+        return "dynamic" if args.likelihood_type in ("bce", "bernoulli", "pixelcnn") else None
     return None if args.binarize == "none" else args.binarize
 
 
@@ -299,6 +300,7 @@ def _generate(args) -> int:
     elif args.digit is not None:
         raise UsageError("--digit needs a conditional model; this checkpoint is unconditional")
     g = torch.Generator(device=model.device).manual_seed(args.seed)
+    torch.manual_seed(args.seed)  # an autoregressive decoder draws its pixels from the global generator
     images = model.sample(args.num_samples, temperature=args.temperature, y=y, generator=g)
     out = save_image_grid(images, args.output_path, nrow=args.grid_size)
     print(f"wrote {args.num_samples} samples to {out}")
@@ -306,6 +308,8 @@ def _generate(args) -> int:
 
 
 def _evaluate(args) -> int:
+    import torch
+
     from .checkpoints import load
     from .data import MNIST
     from .evaluation import evaluate_elbo, iwae_nll
@@ -313,6 +317,10 @@ def _evaluate(args) -> int:
 
     device = pick_device(args.device)
     model = load(args.checkpoint_path, device=device)
+    # Channels-last lets oneDNN run the convolutions 1.3-1.6x faster on CPUs (measured at k=5000);
+    # the numbers change only in the last digits of float32 rounding.
+    if device.type == "cpu":
+        model.to(memory_format=torch.channels_last)
     binarize = None if args.binarize == "none" else args.binarize
     test = MNIST("test", binarize=binarize, subset=args.subset, device=device, root=args.data_root)
     print(f"evaluating {args.checkpoint_path} on {len(test):,} test images ({args.binarize} binarization), "

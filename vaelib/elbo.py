@@ -118,13 +118,16 @@ def iwae_bound(model, x: torch.Tensor, k: int, chunk_size: int | None = None,
 
     The k samples are drawn ``chunk_size`` at a time and combined with a running log-sum-exp, so
     memory grows with ``chunk_size * B`` decoded images, never with ``k``: k = 5000 on a GPU and
-    k = 100 on a CPU both fit. By default a chunk decodes about 16,384 images at once.
+    k = 100 on a CPU both fit. By default a chunk decodes about 16,384 images at once (fewer when
+    the decoder outputs several channels per pixel, as the ``pixelcnn`` likelihood's does).
     Wrap the call in ``torch.no_grad()`` for evaluation; with gradients it is the IWAE objective.
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     if chunk_size is None:
-        chunk_size = max(1, 16384 // x.shape[0])
+        # an autoregressive decoder holds C feature maps per decoded image, not one
+        channels = getattr(model.likelihood, "params_channels", 1)
+        chunk_size = max(1, 16384 // (x.shape[0] * channels))
     total = None
     for start in range(0, k, chunk_size):
         log_w, _ = log_importance_weights(model, x, min(chunk_size, k - start), generator, **cond)

@@ -14,6 +14,9 @@ dimensions). Summing, not averaging, over pixels is what makes the ELBO a bound 
   train.py, so a smaller sigma weighs reconstruction more, like a beta below 1.
 * ``learned_gaussian``: the same with one learned sigma shared by all pixels (the sigma-VAE,
   Rybkin et al. 2021), so the balance between the two ELBO terms is learned, not tuned.
+* ``pixelcnn``: binary pixels that are *not* independent given z: each also sees the pixels above
+  and to its left (vaelib.autoregressive). ``params`` is then a feature map ``(B, C, 28, 28)``; a
+  likelihood's ``params_channels`` tells the decoder network how many channels C to output.
 
 Every likelihood also gives ``mean(params)``, the image to show, in [0, 1].
 """
@@ -25,8 +28,10 @@ import torch
 from torch import nn
 from torch.distributions import Bernoulli, ContinuousBernoulli, Independent, Normal
 
+from .autoregressive import PixelCNNBernoulliLikelihood
+
 __all__ = ["BernoulliLikelihood", "ContinuousBernoulliLikelihood", "GaussianLikelihood",
-           "LearnedGaussianLikelihood", "make_likelihood", "LIKELIHOODS"]
+           "LearnedGaussianLikelihood", "PixelCNNBernoulliLikelihood", "make_likelihood", "LIKELIHOODS"]
 
 EVENT_DIMS = 3  # (channels, height, width) form one event: log_prob sums over them
 
@@ -35,6 +40,7 @@ class Likelihood(nn.Module):
     """Base class: ``forward(params)`` returns the distribution, ``mean(params)`` the image to show."""
 
     name = "base"
+    params_channels = 1  # channels of the decoder output that this likelihood reads
 
     def forward(self, params: torch.Tensor) -> torch.distributions.Distribution:
         raise NotImplementedError
@@ -115,6 +121,7 @@ LIKELIHOODS = {
     "continuous_bernoulli": ContinuousBernoulliLikelihood,
     "gaussian": GaussianLikelihood,
     "learned_gaussian": LearnedGaussianLikelihood,
+    "pixelcnn": PixelCNNBernoulliLikelihood,
 }
 ALIASES = {"bce": "bernoulli", "mse": "gaussian", "cb": "continuous_bernoulli", "sigma_vae": "learned_gaussian"}
 

@@ -6,6 +6,7 @@ valid log-variance: no positivity constraint for the optimizer to break.
 
 A decoder maps latents ``z`` ``(B, D)`` to one real number per pixel, ``(B, 1, 28, 28)``; the
 likelihood (vaelib.likelihoods) decides what those numbers mean (logits, or a mean before a sigmoid).
+An autoregressive likelihood reads ``out_channels`` numbers per pixel instead, ``(B, C, 28, 28)``.
 
 With ``num_classes > 0`` both take a label ``y`` ``(B,)`` too, appended as a one-hot vector: that
 is all a conditional VAE (notebook 09) changes.
@@ -45,15 +46,15 @@ class MLPEncoder(nn.Module):
 class MLPDecoder(nn.Module):
     """``latent_dim`` -> ``hidden`` -> 784 pixel parameters, reshaped to ``(B, 1, 28, 28)``."""
 
-    def __init__(self, latent_dim: int = 20, hidden: int = 400, num_classes: int = 0):
+    def __init__(self, latent_dim: int = 20, hidden: int = 400, num_classes: int = 0, out_channels: int = 1):
         super().__init__()
-        self.num_classes = num_classes
+        self.num_classes, self.out_channels = num_classes, out_channels
         self.fc = nn.Linear(latent_dim + num_classes, hidden)
-        self.out = nn.Linear(hidden, 784)
+        self.out = nn.Linear(hidden, 784 * out_channels)
 
     def forward(self, z, y=None):
         h = F.relu(self.fc(_with_label(z, y, self.num_classes)))
-        return self.out(h).view(-1, 1, 28, 28)
+        return self.out(h).view(-1, self.out_channels, 28, 28)
 
 
 class ConvEncoder(nn.Module):
@@ -83,7 +84,8 @@ class ConvEncoder(nn.Module):
 class ConvDecoder(nn.Module):
     """The mirror of :class:`ConvEncoder`: dense to (2c, 7, 7), then two transposed convolutions."""
 
-    def __init__(self, latent_dim: int = 16, channels: int = 32, hidden: int = 256, num_classes: int = 0):
+    def __init__(self, latent_dim: int = 16, channels: int = 32, hidden: int = 256, num_classes: int = 0,
+                 out_channels: int = 1):
         super().__init__()
         self.num_classes = num_classes
         c = channels
@@ -93,7 +95,7 @@ class ConvDecoder(nn.Module):
         )
         self.deconv = nn.Sequential(
             nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1), nn.ReLU(),  # (c, 14, 14)
-            nn.ConvTranspose2d(c, 1, 4, stride=2, padding=1),                 # (1, 28, 28)
+            nn.ConvTranspose2d(c, out_channels, 4, stride=2, padding=1),      # (out_channels, 28, 28)
         )
         self.c = c
 

@@ -67,7 +67,11 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def decode_mean(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """The image to show for each latent: the likelihood's mean, ``(B, 1, 28, 28)`` in [0, 1]."""
+        """The image to show for each latent: the likelihood's mean, ``(B, 1, 28, 28)`` in [0, 1].
+
+        (For the autoregressive ``pixelcnn`` likelihood: each pixel's probability along one image drawn
+        pixel by pixel, so it is random.)
+        """
         return self.likelihood.mean(self.decoder(z, **self._cond(y)))
 
     @torch.no_grad()
@@ -103,7 +107,7 @@ def build_vae(arch: str = "conv", latent_dim: int = 20, likelihood: str = "berno
         arch: ``"mlp"`` (784-hidden-D, the pytorch/examples model) or ``"conv"``.
         latent_dim: D, the size of z.
         likelihood: ``"bernoulli"``/``"bce"``, ``"continuous_bernoulli"``, ``"gaussian"``/``"mse"``,
-            ``"learned_gaussian"``.
+            ``"learned_gaussian"``, ``"pixelcnn"`` (autoregressive over pixels, vaelib.autoregressive).
         hidden: width of the dense layer (default 400 for mlp, 256 for conv).
         channels: width of the first convolution (conv only).
         sigma: the Gaussian likelihoods' fixed (or initial) standard deviation.
@@ -114,16 +118,17 @@ def build_vae(arch: str = "conv", latent_dim: int = 20, likelihood: str = "berno
     if latent_dim < 1:
         raise ValueError(f"latent_dim must be at least 1, got {latent_dim}")
     likelihood = canonical_name(likelihood)
+    lik_kwargs = {"sigma": sigma} if sigma is not None and likelihood in ("gaussian", "learned_gaussian") else {}
+    lik = make_likelihood(likelihood, **lik_kwargs)
     if arch == "mlp":
         hidden = hidden or 400
         encoder = MLPEncoder(latent_dim, hidden, num_classes)
-        decoder = MLPDecoder(latent_dim, hidden, num_classes)
+        decoder = MLPDecoder(latent_dim, hidden, num_classes, out_channels=lik.params_channels)
     else:
         hidden = hidden or 256
         encoder = ConvEncoder(latent_dim, channels, hidden, num_classes)
-        decoder = ConvDecoder(latent_dim, channels, hidden, num_classes)
-    lik_kwargs = {"sigma": sigma} if sigma is not None and likelihood in ("gaussian", "learned_gaussian") else {}
-    model = VAE(encoder, decoder, make_likelihood(likelihood, **lik_kwargs), latent_dim, num_classes=num_classes)
+        decoder = ConvDecoder(latent_dim, channels, hidden, num_classes, out_channels=lik.params_channels)
+    model = VAE(encoder, decoder, lik, latent_dim, num_classes=num_classes)
     model.config = dict(arch=arch, latent_dim=latent_dim, likelihood=likelihood, hidden=hidden,
                         channels=channels, sigma=sigma, num_classes=num_classes)
     return model
