@@ -6,8 +6,9 @@ this process, on the same device, batch 128, Adam 1e-3, on grey-level MNIST with
 ``torchvision.datasets.MNIST`` with ``ToTensor`` and a ``DataLoader``; vaelib indexes tensors that
 already live on the device.
 
-vaelib is timed in three variants: ``fp32`` (the default), ``bf16`` (``fit(precision="bf16")``:
-bfloat16 autocast) and ``bf16+compile`` (plus ``fit(compile=True)``). Each vaelib run trains one
+vaelib is timed in five variants: ``fp32`` (the default), ``bf16`` (``fit(precision="bf16")``:
+bfloat16 autocast), ``bf16+compile`` (plus ``fit(compile=True)``), and ``fp32+bf16-matmul`` with and
+without ``+compile`` (oneDNN's bfloat16 arithmetic inside float32 matrix products; CPU only). Each vaelib run trains one
 warm-up epoch (which also compiles) and then the timed epochs; the reference warms up for 20 steps.
 Printed: images/second of each loop, the ratios, the first epoch's extra seconds, the device and
 library versions; then the test ELBO each loop reached after the same number of epochs (same model,
@@ -16,6 +17,7 @@ same data, so they must agree within noise). A JSON record is written to
 
     python benchmarks/throughput.py                 # 1 timed epoch each (plus warm-up) and 3 epochs for the ELBO check
     python benchmarks/throughput.py --variants fp32 --archs mlp
+    python benchmarks/throughput.py --archs mlp --variants fp32,fp32+bf16-matmul,fp32+bf16-matmul+compile
     python benchmarks/throughput.py --quick         # seconds: a smoke test, numbers meaningless
     python benchmarks/throughput.py --device cuda --large-batch 1024
 """
@@ -26,6 +28,7 @@ import json
 import platform
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -92,7 +95,24 @@ def time_reference(arch, device, batch_size, n_train, epochs, root, workers):
     return model, epochs * len(loader.dataset) / seconds
 
 
-VARIANTS = {"fp32": {}, "bf16": {"precision": "bf16"}, "bf16+compile": {"precision": "bf16", "compile": True}}
+VARIANTS = {"fp32": {}, "bf16": {"precision": "bf16"}, "bf16+compile": {"precision": "bf16", "compile": True},
+            "fp32+bf16-matmul": {}, "fp32+bf16-matmul+compile": {"compile": True}}
+# These let oneDNN (CPU) compute float32 matrix products in bfloat16 internally: a process-wide switch,
+# set only while such a variant trains, with no casts in the graph (unlike autocast). No effect on CUDA.
+BF16_MATMUL = {"fp32+bf16-matmul", "fp32+bf16-matmul+compile"}
+
+
+@contextmanager
+def matmul_precision(variant):
+    if variant not in BF16_MATMUL:
+        yield
+        return
+    old = torch.backends.mkldnn.matmul.fp32_precision
+    torch.backends.mkldnn.matmul.fp32_precision = "bf16"
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.matmul.fp32_precision = old
 
 
 def time_vaelib(arch, device, batch_size, train, epochs, variant="fp32"):
@@ -103,8 +123,9 @@ def time_vaelib(arch, device, batch_size, train, epochs, variant="fp32"):
     """
     torch.manual_seed(0)
     model = build_vae(arch, latent_dim=20)
-    history = fit(model, train, epochs=1 + epochs, batch_size=batch_size, device=device, progress=False,
-                  **VARIANTS[variant])
+    with matmul_precision(variant):
+        history = fit(model, train, epochs=1 + epochs, batch_size=batch_size, device=device, progress=False,
+                      **VARIANTS[variant])
     timed = sum(history["seconds"][1:])
     return model, epochs * len(train) / timed, history["seconds"][0] - timed / epochs
 
@@ -147,7 +168,7 @@ def main(argv=None):
         for variant in variants:
             _, ours, overhead = time_vaelib(arch, device, 128, train, epochs, variant)
             row["vaelib"][variant] = {"img_per_s": ours, "ratio": ours / ref, "first_epoch_extra_s": overhead}
-            print(f"{'':>5}  vaelib {variant:<13} {ours:9,.0f} img/s   ratio {ours / ref:5.2f}x   "
+            print(f"{'':>5}  vaelib {variant:<24} {ours:9,.0f} img/s   ratio {ours / ref:5.2f}x   "
                   f"(first epoch {overhead:+.1f} s: warm-up{', compilation' if 'compile' in variant else ''})")
         if args.large_batch:
             for variant in variants:
@@ -171,7 +192,8 @@ def main(argv=None):
         for variant in variants:
             torch.manual_seed(1)
             our_model = build_vae(arch, latent_dim=20)
-            fit(our_model, train, epochs=check_epochs, device=device, progress=False, seed=1, **VARIANTS[variant])
+            with matmul_precision(variant):
+                fit(our_model, train, epochs=check_epochs, device=device, progress=False, seed=1, **VARIANTS[variant])
             our_elbo = evaluate_elbo(our_model, test)["elbo"]
             row["vaelib"][variant]["test_elbo"] = our_elbo
             line += f"   vaelib {variant} {our_elbo:8.2f} ({our_elbo - ref_elbo:+.2f})"

@@ -33,3 +33,19 @@ def test_throughput_quick(tmp_path):
 def test_widget_latency_quick():
     out = _run(BENCH / "widget_latency.py", "--quick")
     assert "latent slider" in out and "slowest p95" in out
+
+
+def test_the_bf16_matmul_variant_sets_the_switch_only_while_it_trains(monkeypatch):
+    import pytest
+    import torch
+    if not hasattr(torch.backends.mkldnn, "matmul"):
+        pytest.skip("this torch has no torch.backends.mkldnn.matmul switch")
+    monkeypatch.syspath_prepend(str(BENCH))
+    import throughput
+    before = torch.backends.mkldnn.matmul.fp32_precision
+    with throughput.matmul_precision("fp32+bf16-matmul+compile"):
+        assert torch.backends.mkldnn.matmul.fp32_precision == "bf16"
+    assert torch.backends.mkldnn.matmul.fp32_precision == before
+    with throughput.matmul_precision("fp32"):
+        assert torch.backends.mkldnn.matmul.fp32_precision == before
+    assert throughput.BF16_MATMUL <= set(throughput.VARIANTS)
