@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from vaelib import TrainingDiverged, build_vae, fit, load
+from vaelib import TrainingDiverged, build_vae, fit, load, load_checkpoint
 from vaelib.schedules import LinearWarmup
 
 from .conftest import needs_mnist
@@ -40,6 +40,17 @@ def test_resume_repeats_an_uninterrupted_run(small_train, small_test, tmp_path):
         torch.testing.assert_close(a, b, msg=k)
     assert load(tmp_path / "checkpoint_last.pth").checkpoint["epoch"] == 2
     assert (tmp_path / "history.csv").read_text().count("\n") == 3
+
+
+def test_resuming_with_a_new_learning_rate_uses_it(small_train, small_test, tmp_path):
+    torch.manual_seed(0)
+    fit(build_vae("mlp", latent_dim=4, hidden=32), small_train, small_test, epochs=1, device="cpu",
+        progress=False, run_dir=tmp_path, lr=1e-3)
+    resumed = build_vae("mlp", latent_dim=4, hidden=32)
+    fit(resumed, small_train, small_test, epochs=2, device="cpu", progress=False, run_dir=tmp_path, lr=1e-4,
+        resume_from=tmp_path / "checkpoint_last.pth")
+    saved = load_checkpoint(tmp_path / "checkpoint_last.pth")["optimizer"]["param_groups"]
+    assert [group["lr"] for group in saved] == [1e-4]
 
 
 def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(small_train, small_test, tmp_path):

@@ -124,7 +124,8 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
         clip_grad: clip the gradient norm to this value (``None``: no clipping).
         run_dir: where to write ``checkpoint_last.pth`` (every epoch), ``checkpoint_best.pth`` (best
             test ELBO, or train ELBO without test data) and ``history.csv``.
-        resume_from: a checkpoint to continue from: weights, optimizer state, history, epoch count.
+        resume_from: a checkpoint to continue from: weights, optimizer state, history, epoch count;
+            ``lr`` replaces the saved learning rate (resume with a lower one to finish a run).
             ``epochs`` is the total, so resuming a finished 10-epoch run with ``epochs=10`` does nothing.
         collapse_threshold: warn (and save ``checkpoint_posterior_collapse.pth``) the first time the
             mean KL per latent dimension on the test set falls below this many nats.
@@ -169,6 +170,8 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
         model.load_state_dict(ckpt["state_dict"])
         if ckpt.get("optimizer"):
             optimizer.load_state_dict(ckpt["optimizer"])
+            for group in optimizer.param_groups:  # the saved lr would silently win: lowering it is why people resume
+                group["lr"] = lr
         history = History(ckpt.get("history", []))
         start_epoch = int(ckpt.get("epoch", len(history)))
         if ckpt.get("best_test_elbo") is not None:
