@@ -44,7 +44,7 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-    """``latent_dim`` -> ``hidden`` -> 784 pixel parameters, reshaped to ``(B, 1, 28, 28)``."""
+    """``latent_dim`` -> ``hidden`` -> 784 * ``out_channels`` pixel parameters, as ``(B, out_channels, 28, 28)``."""
 
     def __init__(self, latent_dim: int = 20, hidden: int = 400, num_classes: int = 0, out_channels: int = 1):
         super().__init__()
