@@ -21,13 +21,13 @@ Modules, in the order the course teaches them:
 __version__ = "0.1.0"
 
 from . import (autoregressive, checks, checkpoints, coursework, data, elbo, evaluation, kl, likelihoods, networks,
-               plotting, pretrained, priors, reparameterization, schedules, training, vae, widgets)
+               plotting, pretrained, priors, reparameterization, schedules, training, vae, widgets, files, validation)
 from .checkpoints import CheckpointError, load, load_checkpoint, save_checkpoint
-from .data import MNIST, DataError
+from .data import MNIST, DataError, FashionMNIST, ImageData, load_dataset
 from .elbo import ELBO, iwae_bound
 from .training import History, TrainingDiverged, fast_mode, fit, pick_device
 from .vae import VAE, build_vae
 
-__all__ = ["__version__", "MNIST", "DataError", "ELBO", "iwae_bound", "VAE", "build_vae", "fit", "History",
+__all__ = ["__version__", "MNIST", "FashionMNIST", "ImageData", "load_dataset", "DataError", "ELBO", "iwae_bound", "VAE", "build_vae", "fit", "History",
            "TrainingDiverged", "fast_mode", "pick_device", "load", "load_checkpoint", "save_checkpoint",
            "CheckpointError"]

@@ -26,15 +26,16 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
 
+from .files import atomic_write
 from .vae import VAE, build_vae
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load", "export_checkpoint", "CheckpointError", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["save_checkpoint", "load_checkpoint", "load", "export_checkpoint", "CheckpointError", "FORMAT", "FORMAT_VERSION",
+           "state_dict_mismatch"]
 
 FORMAT = "vaelib-checkpoint"
 FORMAT_VERSION = 1
@@ -50,16 +51,14 @@ def _version() -> str:
     return __version__
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_checkpoint(path: str | os.PathLike, model: VAE, *, optimizer=None, epoch: int = 0,
                     history: list | None = None, train_args: dict | None = None,
                     best_test_elbo: float | None = None) -> Path:
-    """Write ``model`` (and optional training state) to ``path`` atomically; return the path."""
+    """Write ``model`` (and optional training state) to ``path`` atomically; return the path.
+
+    The folder is created if needed. Ctrl-C during the write is held back until the file is whole
+    (vaelib.files.atomic_write), so an interrupted run always leaves loadable checkpoints.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -74,31 +73,45 @@ def save_checkpoint(path: str | os.PathLike, model: VAE, *, optimizer=None, epoc
         "train_args": dict(train_args or {}),
         "best_test_elbo": None if best_test_elbo is None else float(best_test_elbo),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the user's usual permissions
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic on POSIX and Windows: readers see the old file or the new one
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        torch.save(payload, f)
     return path
 
 
+def _check_archive(path: Path) -> None:
+    """A torch.save file is a zip archive whose entries carry CRC-32 checksums: verify every byte."""
+    try:
+        with open(path, "rb"):
+            pass
+    except PermissionError:
+        raise CheckpointError(f"cannot read {path}: permission denied (fix its permissions, e.g. chmod u+r)") from None
+    if not zipfile.is_zipfile(path):  # a cut-off archive has no central directory
+        raise CheckpointError(f"{path} is not a checkpoint, or is truncated (not a complete torch.save "
+                              f"archive): pass the .pth file that 'vaelib train' wrote, or copy it again")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        raise CheckpointError(f"{path} is corrupt ({type(err).__name__} reading the archive): copy it again "
+                              f"or re-train it") from None
+    if bad is not None:
+        raise CheckpointError(f"{path} is corrupt (its entry {bad} fails its checksum): copy it again or re-train it")
+
+
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
-    """Read and validate a checkpoint dict; raise :class:`CheckpointError` with a clear reason."""
+    """Read and validate a checkpoint dict; raise :class:`CheckpointError` with a clear reason.
+
+    Checked: the file exists and is readable, every archive entry matches its checksum, the load
+    is safe (``weights_only=True``), the format marker and version, the required keys, and that
+    every weight is finite (a NaN weight means a diverged run saved by something other than vaelib).
+    """
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path} (check the path, or train one with "
                               f"'python -m vaelib train NAME')")
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder, not a checkpoint file (did you mean {path}/checkpoint_best.pth?)")
-    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut-off one has no directory
-        raise CheckpointError(f"{path} is not a checkpoint, or is truncated (not a complete torch.save "
-                              f"archive): pass the .pth file that 'vaelib train' wrote, or copy it again")
+    _check_archive(path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
@@ -111,12 +124,20 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         raise CheckpointError(f"{path} is not a vaelib checkpoint (no '{FORMAT}' marker): "
                               f"vaelib loads only the files its own training writes")
     version = ckpt.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if type(version) is not int or version < 1:
+        raise CheckpointError(f"{path} has an invalid format_version {version!r} (a whole number >= 1 is "
+                              f"expected): the file was edited or damaged; export it again from its run")
+    if version > FORMAT_VERSION:
         raise CheckpointError(f"{path} was written by a newer vaelib (format {version}, this vaelib reads "
                               f"up to {FORMAT_VERSION}): upgrade vaelib (pip install -U vaelib)")
     missing = [k for k in REQUIRED if k not in ckpt]
-    if missing:
-        raise CheckpointError(f"{path} is an incomplete vaelib checkpoint (missing {', '.join(missing)})")
+    if missing or not isinstance(ckpt["config"], dict) or not isinstance(ckpt["state_dict"], dict):
+        raise CheckpointError(f"{path} is an incomplete vaelib checkpoint (missing or malformed: "
+                              f"{', '.join(missing) or 'config/state_dict'})")
+    for name, tensor in ckpt["state_dict"].items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{path} holds non-finite weights (NaN or inf in {name}): it cannot generate or "
+                                  f"evaluate anything; use an earlier checkpoint of the run")
     return ckpt
 
 
@@ -132,11 +153,30 @@ def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "checkpoint") ->
     """Rebuild the model a checkpoint dict describes and load its weights."""
     try:
         model = build_vae(**ckpt["config"])
-        model.load_state_dict(ckpt["state_dict"])
-    except (TypeError, ValueError, RuntimeError) as err:
-        first = str(err).strip().splitlines()[0]
-        raise CheckpointError(f"{path} does not match its own config ({first[:160]})") from None
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path} has a config that vaelib cannot build ({err}): the file was edited "
+                              f"or damaged") from None
+    mismatch = state_dict_mismatch(model, ckpt["state_dict"])
+    if mismatch:
+        raise CheckpointError(f"{path}: its weights do not fit the architecture its config describes ({mismatch}); "
+                              f"the file was edited or damaged: export it again from its run")
+    model.load_state_dict(ckpt["state_dict"])
     return model
+
+
+def state_dict_mismatch(model: torch.nn.Module, state_dict: dict) -> str:
+    """What keeps ``state_dict`` from loading into ``model``, in one line; ``""`` when it fits."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    shapes = [f"{k} {tuple(state_dict[k].shape)} in the file vs {tuple(v.shape)} in the model"
+              for k, v in expected.items() if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)]
+
+    def some(keys):
+        return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+    parts = ([f"missing {some(missing)}"] if missing else []) + ([f"unexpected {some(unexpected)}"] if unexpected else []) \
+        + ([f"wrong shape: {some(shapes)}"] if shapes else [])
+    return "; ".join(parts)
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> VAE:

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 __all__ = ["main", "build_parser"]
@@ -57,11 +59,23 @@ positive_int = _number(int, 1, what="a whole number")
 positive_float = _number(float, 0, inclusive=False)
 nonneg_float = _number(float, 0)
 
+def device_name(text: str) -> str:
+    """cpu, cuda, cuda:N, mps or auto; whether it is available is checked when it is used."""
+    kind, _, index = text.partition(":")
+    if kind not in ("auto", "cpu", "cuda", "mps") or (index and (kind != "cuda" or not index.isdigit())):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device: use cpu, cuda, cuda:N, mps or auto")
+    return text
+
+
 LIKELIHOOD_CHOICES = ["bce", "bernoulli", "mse", "gaussian", "learned_gaussian", "continuous_bernoulli", "pixelcnn"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="vaelib", description="Train, sample and evaluate VAEs on MNIST.")
+    parser = _Parser(prog="vaelib", description="Train, sample and evaluate VAEs on MNIST.",
+                     epilog="Errors are one line. An unexpected one is a bug: run again with --debug (or "
+                            "VAELIB_DEBUG=1) to see the full traceback, and report it.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an unexpected error (also VAELIB_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="{train,generate,evaluate,export,coursework}", parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a VAE and write checkpoints under runs/RUN_NAME/",
@@ -71,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(t, "runs_dir", default="runs", help="folder that holds the runs (default: runs)")
     _add(t, "batch_size", type=positive_int, default=128, help="images per step (default: 128)")
     _add(t, "learning_rate", type=positive_float, default=1e-3, help="Adam's learning rate (default: 1e-3)")
-    _add(t, "num_epochs", type=nonneg_int, default=10, help="total epochs, counting resumed ones (default: 10)")
+    _add(t, "num_epochs", type=positive_int, default=10, help="total epochs, counting resumed ones (default: 10)")
     _add(t, "likelihood_type", choices=LIKELIHOOD_CHOICES, default="bce",
          help="decoder likelihood: bce/bernoulli, mse/gaussian (fixed sigma), learned_gaussian (sigma-VAE), "
               "continuous_bernoulli, pixelcnn (binary pixels, each also conditioned on the pixels above and "
@@ -95,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
          help="binarize the images: auto is dynamic for bce/bernoulli/pixelcnn and none otherwise")
     _add(t, "subset", type=positive_int, default=None, help="train on the first N images only (quick runs)")
     _add(t, "seed", type=nonneg_int, default=0, help="random seed (default: 0)")
-    _add(t, "device", default="auto", help="cuda, mps, cpu or auto (default: auto)")
+    _add(t, "device", type=device_name, default="auto", help="cuda, mps, cpu or auto (default: auto)")
     _add(t, "clip_grad", type=positive_float, default=None, help="clip the gradient norm to this value")
     _add(t, "precision", choices=["fp32", "bf16"], default="fp32",
          help="bf16: bfloat16 autocast for the forward pass, faster on GPUs and AMX CPUs (default: fp32)")
@@ -125,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(g, "digit", type=int, choices=range(10), default=None, metavar="{0..9}",
          help="for a conditional model: the digit to draw (default: rows of 0 to 9)")
     _add(g, "info_only", action="store_true", help="print what the checkpoint holds and generate nothing")
-    _add(g, "device", default="cpu", help="device to sample on (default: cpu)")
+    _add(g, "device", type=device_name, default="cpu", help="device to sample on (default: cpu)")
 
     e = sub.add_parser("evaluate", help="test ELBO and importance-weighted NLL of a checkpoint",
                        description="Evaluate a checkpoint on the MNIST test set: negative ELBO and the "
@@ -137,14 +151,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add(e, "seed", type=nonneg_int, default=0, help="random seed (default: 0)")
     _add(e, "subset", type=positive_int, default=None, help="evaluate on the first N test images only")
     _add(e, "batch_size", type=positive_int, default=None, help="images per IWAE batch (default: automatic)")
-    _add(e, "device", default="auto", help="cuda, mps, cpu or auto (default: auto)")
+    _add(e, "device", type=device_name, default="auto", help="cuda, mps, cpu or auto (default: auto)")
     _add(e, "data_root", default=None, help="folder holding MNIST/raw/ (default: $VAELIB_DATA, then ./data)")
 
     x = sub.add_parser("export", help="copy a checkpoint without its optimizer state (for sharing)",
                        description="Write a smaller copy of a checkpoint: weights, config, history and "
                                    "training arguments, without the optimizer state needed only to resume.")
     x.add_argument("source", help="checkpoint to read")
-    x.add_argument("destination", help="checkpoint to write")
+    x.add_argument("destination", help="checkpoint to write (a new file, unless --overwrite)")
+    _add(x, "overwrite", action="store_true", help="replace DESTINATION if it exists")
 
     c = sub.add_parser("coursework", help="write student versions of the notebooks (solutions removed)",
                        description="Write student versions of the numbered notebooks: each region between "
@@ -152,13 +167,21 @@ def build_parser() -> argparse.ArgumentParser:
                                    "lose their outputs, everything else is kept; the .py twins are written too.")
     c.add_argument("source", help="folder of solved notebooks (e.g. notebooks/)")
     _add(c, "out", required=True, help="folder for the student versions, outside SOURCE (e.g. student/)")
+    for sub_parser in (t, g, e, x, c):
+        sub_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                help="show the full traceback of an unexpected error (also VAELIB_DEBUG=1)")
     return parser
 
 
-def _binarization(args) -> str | None:
-    if args.binarize == "auto":
-        return "dynamic" if args.likelihood_type in ("bce", "bernoulli", "pixelcnn") else None
-    return None if args.binarize == "none" else args.binarize
+# train flags that describe the model, and the config keys they set (vaelib.vae.build_vae)
+MODEL_FLAGS = {"arch": "arch", "hidden_dim": "latent_dim", "likelihood_type": "likelihood",
+               "hidden_units": "hidden", "channels": "channels", "sigma": "sigma", "conditional": "num_classes"}
+
+
+def _binarization(likelihood: str, binarize: str) -> str | None:
+    if binarize == "auto":
+        return "dynamic" if likelihood in ("bce", "bernoulli", "pixelcnn") else None
+    return None if binarize == "none" else binarize
 
 
 def _schedule(args, steps_per_epoch: int):
@@ -175,39 +198,99 @@ def _schedule(args, steps_per_epoch: int):
     return make_schedule(name, beta_max=target, period=args.beta_annealing_period * steps_per_epoch, start=start)
 
 
-def _train(args) -> int:
+def _flag_value(flag: str, config: dict):
+    """The value that ``--flag`` would need to have for the model ``config`` describes."""
+    value = config.get(MODEL_FLAGS[flag])
+    return bool(value) if flag == "conditional" else value
+
+
+def _contradictions(args, explicit: set, config: dict, source: str) -> None:
+    """Refuse model flags given on the command line that differ from the model in ``source``."""
+    from .likelihoods import canonical_name
+    wrong = []
+    for flag in MODEL_FLAGS:
+        if flag not in explicit:
+            continue
+        given, stored = getattr(args, flag), _flag_value(flag, config)
+        if flag == "likelihood_type":
+            given = canonical_name(given)
+        if given != stored:
+            shown = "" if isinstance(given, bool) else f" {getattr(args, flag)}"
+            wrong.append(f"--{flag}{shown} (the checkpoint has {stored})")
+    if wrong:
+        raise UsageError(f"{', '.join(wrong)} contradict{'s' if len(wrong) == 1 else ''} {source}: drop "
+                         f"{'this flag' if len(wrong) == 1 else 'these flags'} (the model is taken from the "
+                         f"checkpoint), or start a new run under another name")
+
+
+def _existing_run(run_dir: Path, args) -> Path | None:
+    """The checkpoint to resume, ``None`` for a new run; refuses to touch an existing run otherwise.
+
+    Any non-empty run folder is an existing run, whatever files it holds.
+    """
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"{run_dir} is a file, not a run folder: choose another run name or --runs_dir")
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return None
+    last = run_dir / "checkpoint_last.pth"
+    if not args.resume_if_exists:
+        raise UsageError(f"run {args.run_name!r} already exists ({run_dir} is not empty): pass --resume_if_exists "
+                         f"to continue it, or choose another run name")
+    if not last.exists():
+        raise UsageError(f"run folder {run_dir} holds files but no checkpoint_last.pth to resume from: choose "
+                         f"another run name (its files are left as they are)")
+    return last
+
+
+def _check_writable(folder: Path) -> None:
+    """Create ``folder`` and write a probe file in it: a read-only place fails now, not after an epoch."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=folder):
+        pass
+
+
+def _train(args, explicit: set) -> int:
     import torch
 
-    from .checkpoints import load, load_checkpoint
+    from .checkpoints import load, load_checkpoint, model_from_checkpoint
     from .data import MNIST
+    from .files import run_folder
     from .plotting import save_image_grid
-    from .training import fit, pick_device
+    from .training import fit, pick_device, seed_everything
     from .vae import build_vae
 
-    run_dir = Path(args.runs_dir) / args.run_name
-    last = run_dir / "checkpoint_last.pth"
-    resume = None
-    if last.exists():
-        if not args.resume_if_exists:
-            raise UsageError(f"run {args.run_name!r} already exists ({last}): pass --resume_if_exists to "
-                             f"continue it, or choose another run name")
-        resume = last
+    try:
+        run_dir = run_folder(args.runs_dir, args.run_name)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    resume = _existing_run(run_dir, args)
     if resume is not None and args.initial_checkpoint_path:
         raise UsageError("--initial_checkpoint_path and an existing run to resume: use one or the other")
-    writer = None
     if args.tensorboard:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise UsageError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
     device = pick_device(args.device)
+    seed_everything(args.seed)  # before the model is built: its initial weights are drawn from the seed
 
+    train_args = {k: v for k, v in vars(args).items() if k not in ("command", "debug")}
+    done, stored = 0, {}
     if resume is not None:
         ckpt = load_checkpoint(resume)
-        model = build_vae(**ckpt["config"])
-        print(f"resuming {resume} after epoch {ckpt.get('epoch', 0)}")
+        _contradictions(args, explicit, ckpt["config"], f"the run being resumed ({resume})")
+        model = model_from_checkpoint(ckpt, resume)
+        done, stored = int(ckpt.get("epoch", 0)), ckpt.get("train_args") or {}
+        # the stored flags describe the run; this command's explicit flags are recorded on top of them
+        train_args = {**train_args, **stored, **{k: v for k, v in train_args.items() if k in explicit}}
+        if done >= args.num_epochs:
+            print(f"nothing trained: run {args.run_name!r} has already trained {done} epochs and --num_epochs "
+                  f"{args.num_epochs} is the total; raise --num_epochs to continue it", file=sys.stderr)
+            return 0 if done == args.num_epochs else 2
+        print(f"resuming {resume} after epoch {done}")
     elif args.initial_checkpoint_path:
         model = load(args.initial_checkpoint_path).train()
+        _contradictions(args, explicit, model.config, f"--initial_checkpoint_path {args.initial_checkpoint_path}")
         print(f"starting from the weights of {args.initial_checkpoint_path} ({model.config['arch']}, "
               f"latent {model.latent_dim}); architecture flags are taken from it")
     else:
@@ -215,19 +298,24 @@ def _train(args) -> int:
                           hidden=args.hidden_units, channels=args.channels, sigma=args.sigma,
                           num_classes=10 if args.conditional else 0)
 
-    binarize = _binarization(args)
+    train_args.update({flag: _flag_value(flag, model.config) for flag in MODEL_FLAGS})  # what was built
+    binarize = _binarization(model.config["likelihood"], args.binarize)
+    if stored.get("binarize"):  # a resumed run keeps its data as it was
+        if "binarize" in explicit and (binarize or "none") != stored["binarize"]:
+            raise UsageError(f"--binarize {args.binarize} contradicts the run being resumed (trained with "
+                             f"{stored['binarize']}): drop the flag, or start a new run")
+        binarize = None if stored["binarize"] == "none" else stored["binarize"]
     train = MNIST("train", binarize=binarize, subset=args.subset, device=device, root=args.data_root)
     test_subset = None if args.subset is None else min(args.subset, 10000)
     test = MNIST("test", binarize=binarize, subset=test_subset, device=device, root=args.data_root)
     steps_per_epoch = math.ceil(len(train) / args.batch_size)
     schedule = _schedule(args, steps_per_epoch)
-    train_args = {k: v for k, v in vars(args).items() if k != "command"}
     train_args["binarize"] = binarize or "none"
+    _check_writable(run_dir)  # before training: a read-only runs folder fails now, not after an epoch
     print(f"training {model.config['arch']} VAE ({model.num_parameters():,} parameters, latent {model.latent_dim}, "
           f"{model.config['likelihood']} likelihood) on {len(train):,} images, {device}, beta {schedule!r}")
 
-    if args.tensorboard:
-        writer = SummaryWriter(str(run_dir / "tensorboard"))
+    writer = SummaryWriter(str(run_dir / "tensorboard")) if args.tensorboard else None
     fixed_z = torch.randn(64, model.latent_dim, generator=torch.Generator().manual_seed(args.seed))
 
     fixed_y = (torch.arange(64) % 10).to(device) if model.num_classes else None
@@ -241,17 +329,19 @@ def _train(args) -> int:
                     writer.add_scalar(key, value, record["epoch"])
             writer.add_images("samples", images.cpu(), record["epoch"])
 
-    history = fit(model, train, test, epochs=args.num_epochs, lr=args.learning_rate, batch_size=args.batch_size,
-                  beta=schedule, device=device, seed=args.seed, clip_grad=args.clip_grad, run_dir=run_dir,
-                  precision=args.precision, compile=args.compile, iwae_k=args.iwae_k,
-                  resume_from=resume, train_args=train_args,
-                  collapse_threshold=args.collapse_threshold if args.detect_posterior_collapse else None,
-                  progress=not args.quiet, on_epoch_end=on_epoch_end)
-    if writer is not None:
-        writer.close()
-    if history:
-        best = max(row["test_elbo"] for row in history)
-        print(f"done: best test ELBO {best:.2f} nats; checkpoints, history.csv and samples.png in {run_dir}")
+    try:
+        history = fit(model, train, test, epochs=args.num_epochs, lr=args.learning_rate, batch_size=args.batch_size,
+                      beta=schedule, device=device, seed=args.seed, clip_grad=args.clip_grad, run_dir=run_dir,
+                      precision=args.precision, compile=args.compile, iwae_k=args.iwae_k,
+                      resume_from=resume, train_args=train_args,
+                      collapse_threshold=args.collapse_threshold if args.detect_posterior_collapse else None,
+                      progress=not args.quiet, on_epoch_end=on_epoch_end)
+    finally:
+        if writer is not None:
+            writer.close()
+    best = max(row["test_elbo"] for row in history)
+    print(f"done: {args.num_epochs - done} epoch(s) trained, best test ELBO {best:.2f} nats; checkpoints, "
+          f"history.csv and samples.png in {run_dir}")
     return 0
 
 
@@ -277,6 +367,38 @@ def _describe(model, path) -> str:
     return "\n".join(lines)
 
 
+def _checkpoint_path(path: str) -> str:
+    """``path``, or a pointer to what exists when a user of the original project asks for its file."""
+    if Path(path).name == "checkpoint_best.pth" and Path(path).parent.name == "pretrained" and not Path(path).exists():
+        from .pretrained import pretrained_dir
+        shipped = ", ".join(sorted(p.name for p in pretrained_dir().glob("*.pth"))) or "none installed"
+        raise UsageError(f"{path} not found: the original project's pretrained/checkpoint_best.pth is not part of "
+                         f"vaelib; its pretrained models are in {pretrained_dir()} ({shipped}; see "
+                         f"pretrained/README.md), or train your own with 'python -m vaelib train NAME'")
+    return path
+
+
+def _check_output_file(path, image: bool = True) -> None:
+    """Fail before any work on an output path that cannot be written: a folder, a path below a file,
+    an unknown image extension, or a folder without write permission."""
+    from .plotting import image_format
+    path = Path(path)
+    if image:
+        try:
+            image_format(path)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+    if path.is_dir():
+        raise UsageError(f"output path {path} is a folder: give a file name, e.g. {path / 'samples.png'}")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UsageError(f"cannot write {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"cannot write {path}: no permission to write in {folder}")
+
+
 def _generate(args) -> int:
     import torch
 
@@ -284,7 +406,9 @@ def _generate(args) -> int:
     from .plotting import save_image_grid
     from .training import pick_device
 
-    model = load(args.checkpoint_path, device=pick_device(args.device))
+    if not args.info_only:
+        _check_output_file(args.output_path)  # before the model is loaded and sampled
+    model = load(_checkpoint_path(args.checkpoint_path), device=pick_device(args.device))
     if args.info_only:
         print(_describe(model, args.checkpoint_path))
         return 0
@@ -316,7 +440,7 @@ def _evaluate(args) -> int:
     from .training import pick_device
 
     device = pick_device(args.device)
-    model = load(args.checkpoint_path, device=device)
+    model = load(_checkpoint_path(args.checkpoint_path), device=device)
     # Channels-last lets oneDNN run the convolutions 1.3-1.6x faster on CPUs (measured at k=5000);
     # the numbers change only in the last digits of float32 rounding.
     if device.type == "cpu":
@@ -337,7 +461,13 @@ def _evaluate(args) -> int:
 def _export(args) -> int:
     from .checkpoints import export_checkpoint
 
-    out = export_checkpoint(args.source, args.destination)
+    destination = Path(args.destination)
+    if destination.is_dir():
+        raise UsageError(f"{destination} is a folder: give the file to write, e.g. {destination / Path(args.source).name}")
+    if destination.exists() and not args.overwrite:
+        raise UsageError(f"{destination} already exists: pass --overwrite to replace it, or choose another name")
+    _check_output_file(destination, image=False)
+    out = export_checkpoint(_checkpoint_path(args.source), destination)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
 
@@ -352,7 +482,22 @@ def _coursework(args) -> int:
     return 0
 
 
+def _explicit_flags(argv) -> set:
+    """The destinations of the options actually typed (not defaulted): parse again with no defaults."""
+    parser = build_parser()
+    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)][0]
+    for sub in subparsers.choices.values():
+        for action in sub._actions:
+            action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
+def _report(command: str, message: str) -> None:
+    print(f"vaelib {command}: error: {message}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -361,25 +506,34 @@ def main(argv=None) -> int:
     from .checkpoints import CheckpointError
     from .coursework import CourseworkError
     from .data import DataError
+    from .files import describe_os_error
     from .training import TrainingDiverged
 
     command = {"train": _train, "generate": _generate, "evaluate": _evaluate, "export": _export,
                "coursework": _coursework}[args.command]
     try:
-        return command(args)
-    except UsageError as err:
-        print(f"vaelib {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except CourseworkError as err:
-        print(f"vaelib {args.command}: error: {err}", file=sys.stderr)
+        return command(args, _explicit_flags(argv)) if args.command == "train" else command(args)
+    except (UsageError, CourseworkError) as err:
+        _report(args.command, str(err))
         return 2
     except (DataError, CheckpointError, TrainingDiverged, ValueError) as err:
-        print(f"vaelib {args.command}: error: {err}", file=sys.stderr)
+        _report(args.command, str(err))
+        return 1
+    except OSError as err:  # a full disk, a read-only folder, a path below a file...
+        _report(args.command, describe_os_error(err))
         return 1
     except KeyboardInterrupt:
-        print(f"vaelib {args.command}: interrupted (checkpoints on disk hold the last finished epoch)",
-              file=sys.stderr)
+        where = (" (checkpoint_last.pth holds the last finished epoch: --resume_if_exists continues the run)"
+                 if args.command == "train" else "")
+        print(f"vaelib {args.command}: interrupted{where}", file=sys.stderr)
         return 130
+    except Exception as err:  # not an expected failure: a bug, reported without a raw dump
+        if args.debug or os.environ.get("VAELIB_DEBUG", "") not in ("", "0"):
+            raise
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        _report(args.command, f"unexpected {type(err).__name__}: {first}. This is a bug in vaelib: run the same "
+                              f"command with --debug (or VAELIB_DEBUG=1) for the full traceback, and report it")
+        return 1
 
 
 if __name__ == "__main__":

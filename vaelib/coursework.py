@@ -21,6 +21,8 @@ import os
 import re
 from pathlib import Path
 
+from .files import atomic_write
+
 __all__ = ["CourseworkError", "strip_solutions", "make_student_notebook", "make_student_versions"]
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -83,12 +85,14 @@ def make_student_notebook(notebook: dict, name: str = "notebook") -> tuple[dict,
     return {**notebook, "cells": cells}, regions
 
 
+def _write_text(path: Path, text: str) -> None:
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
 def _write_json(path: Path, notebook: dict) -> None:
     # nbformat's own layout (indent 1, sorted keys, UTF-8, final newline): untouched cells stay byte for byte
-    text = json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    _write_text(path, json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
 
 
 def make_student_versions(source_dir: str | os.PathLike, out_dir: str | os.PathLike,
@@ -102,6 +106,8 @@ def make_student_versions(source_dir: str | os.PathLike, out_dir: str | os.PathL
     src, out = Path(source_dir).resolve(), Path(out_dir).resolve()
     if not src.is_dir():
         raise CourseworkError(f"{source_dir} is not a folder of notebooks")
+    if out.exists() and not out.is_dir():
+        raise CourseworkError(f"--out {out_dir} is a file: name a folder for the student versions (e.g. student/)")
     if out == src or src in out.parents:
         raise CourseworkError(f"the output folder {out_dir} is inside {source_dir}: choose a folder outside "
                               f"it (e.g. student/) so the solved notebooks are never overwritten")
@@ -119,6 +125,13 @@ def make_student_versions(source_dir: str | os.PathLike, out_dir: str | os.PathL
             notebook = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
             raise CourseworkError(f"{path} is not a readable notebook ({err.msg}, line {err.lineno})") from None
+        except UnicodeDecodeError:
+            raise CourseworkError(f"{path} is not a readable notebook (not UTF-8 text)") from None
+        cells = notebook.get("cells") if isinstance(notebook, dict) else None
+        if not isinstance(cells, list) or not all(isinstance(c, dict) and "cell_type" in c for c in cells) \
+                or not isinstance(notebook.get("nbformat"), int):
+            raise CourseworkError(f"{path} is JSON but not a Jupyter notebook (no nbformat and list of cells): "
+                                  f"remove it from {source_dir} or repair it")
         students.append((path, *make_student_notebook(notebook, path.name)))
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -126,6 +139,6 @@ def make_student_versions(source_dir: str | os.PathLike, out_dir: str | os.PathL
         target = out / path.name
         _write_json(target, notebook)
         twin = jupytext.writes(jupytext.reads(json.dumps(notebook), fmt="ipynb"), fmt="py:percent")
-        target.with_suffix(".py").write_text(twin, encoding="utf-8")
+        _write_text(target.with_suffix(".py"), twin)
         written.append((target, regions))
     return written

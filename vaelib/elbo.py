@@ -30,6 +30,7 @@ from torch.distributions import Independent, Normal
 
 from .kl import gaussian_kl_per_dim, monte_carlo_kl
 from .reparameterization import reparameterize
+from .validation import whole_number
 
 __all__ = ["ELBO", "elbo", "iwae_bound", "log_importance_weights", "posterior"]
 
@@ -122,8 +123,7 @@ def iwae_bound(model, x: torch.Tensor, k: int, chunk_size: int | None = None,
     the decoder outputs several channels per pixel, as the ``pixelcnn`` likelihood's does).
     Wrap the call in ``torch.no_grad()`` for evaluation; with gradients it is the IWAE objective.
     """
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
+    k = whole_number("k", k)
     if chunk_size is None:
         # an autoregressive decoder holds C feature maps per decoded image, not one
         channels = getattr(model.likelihood, "params_channels", 1)

@@ -13,7 +13,9 @@ from contextlib import contextmanager
 import torch
 from tqdm.auto import tqdm
 
+from .data import as_data
 from .elbo import iwae_bound
+from .validation import whole_number
 
 __all__ = ["evaluate_elbo", "iwae_nll", "bits_per_dim", "reconstruction_error", "active_units"]
 
@@ -43,7 +45,8 @@ def _fixed_batches(data, batch_size: int, seed: int, device):
     g = torch.Generator(device=data.device).manual_seed(seed)
     x_all = data.prepare(data.images, g)
     for start in range(0, len(data), batch_size):
-        yield x_all[start:start + batch_size].to(device), data.labels[start:start + batch_size].to(device)
+        y = None if data.labels is None else data.labels[start:start + batch_size].to(device)
+        yield x_all[start:start + batch_size].to(device), y
 
 
 def _cond(model, y):
@@ -58,6 +61,10 @@ def evaluate_elbo(model, data, batch_size: int = 1000, seed: int = 0) -> dict:
     floats: the average KL of each latent dimension), ``active_units`` (dimensions whose posterior
     mean varies across images, Cov_x(E_q[z_j]) > 0.01, Burda et al. 2015) and ``n``.
     """
+    batch_size = whole_number("batch_size", batch_size)
+    data = as_data(data)
+    if len(data) == 0:
+        raise ValueError("the data holds no images to evaluate")
     was_training = model.training
     model.eval()
     device = model.device
@@ -99,6 +106,11 @@ def iwae_nll(model, data, k: int = 5000, batch_size: int | None = None, seed: in
     ``batch_size`` images are processed at a time (default: enough that a chunk of samples decodes
     about 16,384 images); memory does not grow with ``k``.
     """
+    k = whole_number("k", k)
+    batch_size = None if batch_size is None else whole_number("batch_size", batch_size)
+    data = as_data(data)
+    if len(data) == 0:
+        raise ValueError("the data holds no images to evaluate")
     model.eval()
     device = model.device
     if batch_size is None:

@@ -12,8 +12,10 @@ import matplotlib.pyplot as plt
 import torch
 from torchvision.utils import make_grid
 
+from .files import atomic_write
+
 __all__ = ["image_grid", "show_images", "show_reconstructions", "plot_history", "plot_latent_scatter",
-           "plot_manifold", "plot_interpolation", "save_image_grid", "slerp", "lerp"]
+           "plot_manifold", "plot_interpolation", "save_image_grid", "image_format", "slerp", "lerp"]
 
 
 def _save(fig, save):
@@ -29,13 +31,28 @@ def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.T
     return grid[0]
 
 
+IMAGE_FORMATS = ("png", "jpg", "jpeg", "tif", "tiff", "webp", "pdf", "svg", "eps")
+
+
+def image_format(path) -> str:
+    """The image format that ``path``'s extension names; ``ValueError`` for none or an unknown one."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in IMAGE_FORMATS:
+        what = "has no extension" if not suffix else f"has the unknown image extension .{suffix}"
+        raise ValueError(f"output path {path} {what}: end it with .png (or .{', .'.join(IMAGE_FORMATS[1:])})")
+    return suffix
+
+
 def save_image_grid(images: torch.Tensor, path, nrow: int = 8) -> Path:
-    """Write images as one grid PNG (no axes, one pixel per pixel, scaled up 4x for viewing)."""
+    """Write images as one grid (PNG, or the format of ``path``'s extension; no axes, one pixel per
+    pixel, scaled up 4x for viewing). The write is atomic: an existing file is replaced whole."""
     path = Path(path)
+    fmt = image_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     grid = image_grid(images, nrow)
     big = grid.repeat_interleave(4, 0).repeat_interleave(4, 1)
-    plt.imsave(path, big.numpy(), cmap="gray", vmin=0, vmax=1)
+    with atomic_write(path) as f:
+        plt.imsave(f, big.numpy(), cmap="gray", vmin=0, vmax=1, format=fmt)
     return path
 
 

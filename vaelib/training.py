@@ -17,10 +17,13 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoints import load_checkpoint, save_checkpoint
+from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint, state_dict_mismatch
 from .elbo import ELBO, iwae_bound
+from .data import as_data
 from .evaluation import evaluate_elbo
+from .files import atomic_write
 from .schedules import Constant
+from .validation import positive_number, whole_number
 
 __all__ = ["fit", "make_adam", "History", "TrainingDiverged", "pick_device", "seed_everything", "fast_mode"]
 
@@ -37,9 +40,18 @@ def fast_mode() -> bool:
 def pick_device(device: str | torch.device | None = None) -> torch.device:
     """``device`` if given, else CUDA, then Apple's MPS, then the CPU."""
     if device is not None and str(device) != "auto":
-        device = torch.device(device)
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"unknown device {str(device)!r}: use cpu, cuda, cuda:N, mps or auto") from None
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was asked for but CUDA is not available: use --device cpu")
+            raise ValueError(f"device {str(device)!r} was asked for but CUDA is not available here: use cpu (or auto)")
+        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(device)!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
+        if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ValueError("device 'mps' (Apple GPU) was asked for but is not available here: use cpu (or auto)")
+        if device.type not in ("cpu", "cuda", "mps"):
+            raise ValueError(f"device {str(device)!r} is not supported by vaelib: use cpu, cuda, cuda:N, mps or auto")
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -76,12 +88,10 @@ class History(list):
 
     def to_csv(self, path: str | os.PathLike) -> None:
         keys = [k for k in (self[0].keys() if self else []) if not isinstance(self[0][k], list)]
-        tmp = Path(str(path) + ".tmp")
-        with open(tmp, "w", newline="") as f:
+        with atomic_write(path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(self)
-        os.replace(tmp, path)
 
 
 def _compiled_terms(model):
@@ -150,10 +160,21 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
         TrainingDiverged: the loss became NaN/inf; the model is restored to the last good epoch and
             the checkpoints on disk are left as they were.
     """
-    if epochs < 0:
-        raise ValueError(f"epochs must be >= 0, got {epochs}")
-    if iwae_k < 1:
-        raise ValueError(f"iwae_k must be at least 1, got {iwae_k}")
+    epochs = whole_number("epochs", epochs, 0)
+    batch_size = whole_number("batch_size", batch_size)
+    eval_batch_size = whole_number("eval_batch_size", eval_batch_size)
+    positive_number("lr", lr)
+    if clip_grad is not None:
+        positive_number("clip_grad", clip_grad)
+    train = as_data(train)
+    test = None if test is None else as_data(test)
+    if len(train) == 0:
+        raise ValueError("the training data holds no images: check its subset or source")
+    if test is not None and len(test) == 0:
+        raise ValueError("the test data holds no images: pass test=None to train without a test set")
+    if epochs == 0 and resume_from is None:
+        raise ValueError("epochs=0 trains nothing: epochs is the total number of epochs (at least 1)")
+    iwae_k = whole_number("iwae_k", iwae_k)
     if iwae_k > 1 and (beta.beta if isinstance(beta, Constant) else beta) != 1:
         raise ValueError("IWAE training (iwae_k > 1) maximizes L_k, which has no beta: use beta = 1")
     if iwae_k > 1 and compile:
@@ -167,6 +188,9 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
     history, start_epoch, best = History(), 0, -math.inf
     if resume_from is not None:
         ckpt = load_checkpoint(resume_from, map_location=device)
+        mismatch = state_dict_mismatch(model, ckpt["state_dict"])
+        if mismatch:
+            raise CheckpointError(f"cannot resume from {resume_from}: its weights do not fit this model ({mismatch})")
         model.load_state_dict(ckpt["state_dict"])
         if ckpt.get("optimizer"):
             optimizer.load_state_dict(ckpt["optimizer"])
@@ -176,6 +200,9 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
         start_epoch = int(ckpt.get("epoch", len(history)))
         if ckpt.get("best_test_elbo") is not None:
             best = ckpt["best_test_elbo"]
+    if epochs <= start_epoch:
+        warnings.warn(f"nothing to train: the model has already trained {start_epoch} epochs and epochs={epochs} "
+                      f"is the total; raise epochs to continue", stacklevel=2)
     run_dir = Path(run_dir) if run_dir is not None else None
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -194,7 +221,8 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
         sums = torch.zeros(3, device=device)
         beta_sum, t0 = 0.0, time.perf_counter()
         for i, (x, y) in enumerate(train.batches(batch_size, shuffle=True, generator=g)):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x = x.to(device, non_blocking=True)
+            y = None if y is None else y.to(device, non_blocking=True)
             b = schedule(step)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                 if iwae_k > 1:
@@ -220,7 +248,8 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
                 if not math.isfinite(value):
                     model.load_state_dict(good_state)
                     bar.close()
-                    where = f"; the checkpoints in {run_dir} are the last good ones" if run_dir else ""
+                    saved = run_dir is not None and (run_dir / "checkpoint_last.pth").exists()
+                    where = f"; the checkpoints in {run_dir} are the last good ones" if saved else ""
                     raise TrainingDiverged(
                         f"loss became {value} at epoch {epoch + 1}, step {step}: weights restored to the end "
                         f"of epoch {epoch}{where}. Try a lower learning rate or gradient clipping (--clip_grad 100)")

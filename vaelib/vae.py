@@ -17,6 +17,7 @@ from . import elbo as _elbo
 from .likelihoods import canonical_name, make_likelihood
 from .networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from .priors import StandardNormalPrior
+from .validation import positive_number, whole_number
 
 __all__ = ["VAE", "build_vae", "ARCHITECTURES"]
 
@@ -82,6 +83,8 @@ class VAE(nn.Module):
         A temperature below 1 trades variety for cleaner digits. The prior's own ``sample`` is used
         when it is not the standard normal.
         """
+        n = whole_number("n", n)
+        temperature = positive_number("temperature", temperature, allow_zero=True)
         if isinstance(self.prior, StandardNormalPrior):
             z = torch.randn(n, self.latent_dim, device=self.device, generator=generator) * temperature
         else:
@@ -115,8 +118,12 @@ def build_vae(arch: str = "conv", latent_dim: int = 20, likelihood: str = "berno
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHITECTURES)}")
-    if latent_dim < 1:
-        raise ValueError(f"latent_dim must be at least 1, got {latent_dim}")
+    latent_dim = whole_number("latent_dim", latent_dim)
+    hidden = None if hidden is None else whole_number("hidden", hidden)
+    channels = whole_number("channels", channels)
+    num_classes = whole_number("num_classes", num_classes, 0)
+    if sigma is not None:
+        sigma = positive_number("sigma", sigma)
     likelihood = canonical_name(likelihood)
     lik_kwargs = {"sigma": sigma} if sigma is not None and likelihood in ("gaussian", "learned_gaussian") else {}
     lik = make_likelihood(likelihood, **lik_kwargs)

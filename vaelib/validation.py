@@ -1,0 +1,30 @@
+"""Argument checks shared by the library's public functions: a wrong argument fails at once, with a
+``ValueError`` that names it, instead of deep inside torch (or, worse, building something broken)."""
+from __future__ import annotations
+
+import math
+import operator
+
+__all__ = ["whole_number", "positive_number"]
+
+
+def whole_number(name: str, value, low: int = 1) -> int:
+    """``value`` as an int, or ``ValueError`` if it is not a whole number ``>= low`` (bools are refused)."""
+    try:
+        number = operator.index(value)  # int, numpy and 0-d integer tensors; never 2.5 or "3"
+    except TypeError:
+        number = None
+    if number is None or isinstance(value, bool) or number < low:
+        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+    return number
+
+
+def positive_number(name: str, value, allow_zero: bool = False) -> float:
+    """``value`` as a float, or ``ValueError`` unless it is finite and positive (or zero, if allowed)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} number, got {value!r}")
+    return number
