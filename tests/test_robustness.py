@@ -574,6 +574,24 @@ def test_the_nan_guard_on_a_fresh_run_does_not_call_an_empty_folder_the_last_goo
     assert "last good" not in str(caught.value) and "epoch 1" in str(caught.value)
 
 
+def test_a_failed_download_leaves_no_empty_folders(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    def offline(self):
+        raise OSError("network is unreachable")
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
+    with pytest.raises(DataError, match="the download failed .*offline"):
+        MNIST("test", root=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+@needs_mnist
+def test_a_run_that_fails_before_its_first_epoch_leaves_no_folder(tmp_path, capsys):
+    code, _, err = cli(["train", "x", "--runs_dir", tmp_path / "runs", "--iwae_k", "5", "--beta", "2", *TINY], capsys)
+    assert_one_line(code, err, "use beta = 1", exit_code=1)
+    assert not (tmp_path / "runs").exists()
+
+
 # 10. Users of the original project --------------------------------------------------------------------
 
 def test_the_original_projects_checkpoint_path_points_at_what_exists(tmp_path, capsys, monkeypatch):

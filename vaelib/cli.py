@@ -242,11 +242,24 @@ def _existing_run(run_dir: Path, args) -> Path | None:
     return last
 
 
-def _check_writable(folder: Path) -> None:
-    """Create ``folder`` and write a probe file in it: a read-only place fails now, not after an epoch."""
+def _check_writable(folder: Path) -> list[Path]:
+    """Create ``folder`` and write a probe file in it: a read-only place fails now, not after an epoch.
+
+    Returns the folders it created, deepest first (to remove again if the run ends before writing).
+    """
+    created = [p for p in [folder, *folder.parents] if not p.exists()]
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryFile(dir=folder):
         pass
+    return created
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:
+        try:
+            folder.rmdir()  # only ever removes an empty folder
+        except OSError:
+            return
 
 
 def _train(args, explicit: set) -> int:
@@ -311,7 +324,7 @@ def _train(args, explicit: set) -> int:
     steps_per_epoch = math.ceil(len(train) / args.batch_size)
     schedule = _schedule(args, steps_per_epoch)
     train_args["binarize"] = binarize or "none"
-    _check_writable(run_dir)  # before training: a read-only runs folder fails now, not after an epoch
+    created = _check_writable(run_dir)  # before training: a read-only runs folder fails now, not after an epoch
     print(f"training {model.config['arch']} VAE ({model.num_parameters():,} parameters, latent {model.latent_dim}, "
           f"{model.config['likelihood']} likelihood) on {len(train):,} images, {device}, beta {schedule!r}")
 
@@ -336,6 +349,9 @@ def _train(args, explicit: set) -> int:
                       resume_from=resume, train_args=train_args,
                       collapse_threshold=args.collapse_threshold if args.detect_posterior_collapse else None,
                       progress=not args.quiet, on_epoch_end=on_epoch_end)
+    except BaseException:
+        _remove_empty(created)  # a run that wrote nothing leaves no folder behind
+        raise
     finally:
         if writer is not None:
             writer.close()

@@ -325,9 +325,15 @@ def _load_tensors(name: str, split: str, root, download: bool) -> tuple[torch.Te
         if not download:
             raise DataError(f"{title} not found under {raw}: set VAELIB_DATA to a folder that holds "
                             f"{folder}/, or allow the download.") from None
+        created = [p for p in [raw, *raw.parents] if not p.exists()]
         try:
             ds = build(True)
         except Exception as err:  # URLError, timeouts, HTTP errors: all mean "offline" to a user
+            for made in created:  # leave no empty folders behind
+                try:
+                    made.rmdir()
+                except OSError:
+                    break
             raise DataError(f"{title} not found under {raw} and the download failed ({type(err).__name__}): "
                             f"if you are offline, set VAELIB_DATA to a folder that holds {folder}/.") from None
     images, labels = read(ds)
