@@ -110,3 +110,36 @@ def test_a_pixelcnn_run_trains_on_binary_images_samples_reproducibly_and_evaluat
     assert first.read_bytes() == second.read_bytes()  # pixels are drawn one by one, from the seed
     assert main(["evaluate", "--checkpoint_path", str(ckpt), "--k", "3", "--subset", "20"]) == 0
     assert "test NLL (IWAE, k=3)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flags, shape, dataset", [
+    (["--dataset", "fashion_mnist", "--likelihood_type", "continuous_bernoulli"], (1, 28, 28), "fashion_mnist"),
+    (["--image_size", "64", "--channels", "4"], (1, 64, 64), "mnist"),
+])
+def test_train_on_another_dataset_or_size_then_generate_and_evaluate(flags, shape, dataset, tmp_path, capsys):
+    import os
+    from pathlib import Path
+    from vaelib import load
+    if not (Path(os.environ.get("VAELIB_DATA", "")) / ("FashionMNIST" if dataset != "mnist" else "MNIST")).is_dir():
+        pytest.skip(f"{dataset} not found: set VAELIB_DATA")
+    runs = tmp_path / "runs"
+    assert main(["train", "r", "--subset", "200", "--num_epochs", "1", "--runs_dir", str(runs), "--hidden_units", "32",
+                 "--quiet", *flags]) == 0
+    ckpt = runs / "r" / "checkpoint_last.pth"
+    model = load(ckpt)
+    assert model.image_shape == shape and model.checkpoint["data"]["dataset"] == dataset
+    capsys.readouterr()
+    assert main(["generate", "--checkpoint_path", str(ckpt), "--info_only"]) == 0
+    assert f"trained on: {dataset}, images {shape}" in capsys.readouterr().out
+    out = tmp_path / "s.png"
+    assert main(["generate", "--checkpoint_path", str(ckpt), "--output_path", str(out), "--num_samples", "4",
+                 "--grid_size", "2"]) == 0
+    from PIL import Image
+    assert Image.open(out).size == (4 * (2 * shape[2] + 6), 4 * (2 * shape[1] + 6))  # 2x2 grid, 4x upscaled
+    assert main(["evaluate", "--checkpoint_path", str(ckpt), "--k", "2", "--subset", "10"]) == 0
+    printed = capsys.readouterr().out
+    assert f"10 {dataset} test images" in printed and "bits/dim" in printed
+    # resuming keeps the run's data; a flag that says otherwise is refused
+    assert main(["train", "r", "--num_epochs", "2", "--runs_dir", str(runs), "--resume_if_exists", "--quiet",
+                 "--subset", "200", "--dataset", "kmnist"]) == 2
+    assert "--dataset kmnist" in capsys.readouterr().err

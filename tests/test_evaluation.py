@@ -43,7 +43,7 @@ def test_evaluation_leaves_the_callers_rng_alone(trained_mlp, small_test):
 
 
 def test_the_evaluated_images_do_not_depend_on_k_or_batch_size(trained_mlp, small_test):
-    from vaelib.evaluation import _fixed_batches
+    from vaelib.evaluation import fixed_batches as _fixed_batches
     small = torch.cat([x for x, _ in _fixed_batches(small_test, 7, seed=5, device="cpu")])
     large = torch.cat([x for x, _ in _fixed_batches(small_test, 500, seed=5, device="cpu")])
     assert torch.equal(small, large) and set(small.unique().tolist()) == {0.0, 1.0}

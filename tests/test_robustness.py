@@ -586,9 +586,15 @@ def test_a_failed_download_leaves_no_empty_folders(tmp_path, monkeypatch):
 
 
 @needs_mnist
-def test_a_run_that_fails_before_its_first_epoch_leaves_no_folder(tmp_path, capsys):
+def test_a_run_stopped_before_its_first_epoch_ends_leaves_no_folder(tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C during the first epoch: nothing was written yet
+    monkeypatch.setattr("vaelib.training.fit", interrupted)
+    code, _, err = cli(["train", "x", "--runs_dir", tmp_path / "runs", *TINY], capsys)
+    assert_one_line(code, err, "interrupted", exit_code=130)
+    assert not (tmp_path / "runs").exists()
     code, _, err = cli(["train", "x", "--runs_dir", tmp_path / "runs", "--iwae_k", "5", "--beta", "2", *TINY], capsys)
-    assert_one_line(code, err, "use beta = 1", exit_code=1)
+    assert_one_line(code, err, "no beta", exit_code=2)
     assert not (tmp_path / "runs").exists()
 
 

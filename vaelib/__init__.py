@@ -1,33 +1,59 @@
 """vaelib: the small PyTorch library behind the VAE course.
 
-Modules, in the order the course teaches them:
+Modules, in the order the course teaches them (each is imported when first used, so
+``import vaelib`` stays quick and pulls in no plotting or widget toolkit):
 
-- ``vaelib.data``: MNIST as device-resident tensors, with binarization
+- ``vaelib.data``: image data sets as device-resident tensors (``ImageData``, ``MNIST``,
+  ``FashionMNIST``, ``load_dataset``), with binarization
 - ``vaelib.likelihoods``: decoder likelihoods p(x|z); ``vaelib.autoregressive``: the ``pixelcnn`` one
 - ``vaelib.kl``: the KL divergence, closed form and Monte Carlo
-- ``vaelib.reparameterization``: z = mu + sigma * eps
+- ``vaelib.reparameterization``: z = mu + sigma * eps; ``vaelib.posteriors``: q(z|x)
 - ``vaelib.priors``: p(z)
-- ``vaelib.elbo``: the ELBO and the importance-weighted bound
-- ``vaelib.networks`` and ``vaelib.vae``: encoders, decoders, the VAE
-- ``vaelib.schedules``: beta / KL annealing schedules
-- ``vaelib.training``: ``fit``
-- ``vaelib.checkpoints``: saving and loading (``vaelib.load``)
+- ``vaelib.bounds``: the ELBO and the importance-weighted bound (old name: ``vaelib.elbo``)
+- ``vaelib.networks`` and ``vaelib.vae``: encoders, decoders, the VAE, ``VAEConfig``
+- ``vaelib.schedules``: beta / KL annealing schedules; ``vaelib.objectives``: ELBO, beta-ELBO, IWAE
+- ``vaelib.training``: ``fit``; ``vaelib.callbacks``: checkpoints, samples, TensorBoard, guards
+- ``vaelib.checkpoints``: saving and loading (``vaelib.save``, ``vaelib.load``)
 - ``vaelib.evaluation``: test ELBO, IWAE log-likelihood, bits/dim
 - ``vaelib.plotting``: sample grids, reconstructions, latent plots
 - ``vaelib.pretrained``: the checkpoints in pretrained/, loaded when present
 - ``vaelib.widgets``: ipywidgets explorers; ``vaelib.checks``: exercise checks;
   ``vaelib.coursework``: student versions of the notebooks
+- ``vaelib.files``, ``vaelib.validation``: atomic writes and argument checks, used throughout
 """
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from . import (autoregressive, checks, checkpoints, coursework, data, elbo, evaluation, kl, likelihoods, networks,
-               plotting, pretrained, priors, reparameterization, schedules, training, vae, widgets, files, validation)
-from .checkpoints import CheckpointError, load, load_checkpoint, save_checkpoint
-from .data import MNIST, DataError, FashionMNIST, ImageData, load_dataset
-from .elbo import ELBO, iwae_bound
-from .training import History, TrainingDiverged, fast_mode, fit, pick_device
-from .vae import VAE, build_vae
+import importlib
 
-__all__ = ["__version__", "MNIST", "FashionMNIST", "ImageData", "load_dataset", "DataError", "ELBO", "iwae_bound", "VAE", "build_vae", "fit", "History",
-           "TrainingDiverged", "fast_mode", "pick_device", "load", "load_checkpoint", "save_checkpoint",
-           "CheckpointError"]
+from .version import __version__
+
+# name -> the module that defines it; ``vaelib.<name>`` imports that module on first use (PEP 562)
+_EXPORTS = {
+    "ImageData": "data", "MNIST": "data", "FashionMNIST": "data", "load_dataset": "data", "DataError": "data",
+    "VAE": "vae", "VAEConfig": "vae", "build_vae": "vae",
+    "ELBOTerms": "bounds", "ELBO": "bounds", "iwae_bound": "bounds",
+    "fit": "training", "History": "training", "TrainingDiverged": "training", "fast_mode": "training",
+    "pick_device": "training",
+    "save": "checkpoints", "load": "checkpoints", "load_checkpoint": "checkpoints",
+    "save_checkpoint": "checkpoints", "CheckpointError": "checkpoints",
+}
+_MODULES = {"autoregressive", "bounds", "callbacks", "checks", "checkpoints", "coursework", "data", "elbo",
+            "evaluation", "files", "kl", "likelihoods", "networks", "objectives", "plotting", "posteriors",
+            "pretrained", "priors", "reparameterization", "schedules", "training", "vae", "validation", "widgets"}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    elif name in _MODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module 'vaelib' has no attribute {name!r}")
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS) | _MODULES)

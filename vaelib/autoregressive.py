@@ -1,8 +1,8 @@
 """An autoregressive decoder likelihood: each pixel conditioned on z *and* on the pixels before it.
 
-Every other likelihood in vaelib makes the 784 pixels independent given z, so everything a digit's
+Every other likelihood in vaelib makes the pixels independent given z, so everything a digit's
 strokes share (a pixel is probably on if its left and upper neighbours are) has to pass through z.
-Here the decoder network's output is a feature map ``params`` ``(B, C, 28, 28)`` computed from z,
+Here the decoder network's output is a feature map ``params`` ``(B, F, H, W)`` computed from z,
 and pixel i, in raster order (row by row, left to right), has
 
     p(x_i | x_<i, z) = Bernoulli(sigmoid(f(params_i, the 7x7 window of pixels above and to the left of i)))
@@ -10,7 +10,8 @@ and pixel i, in raster order (row by row, left to right), has
 so log p(x|z) = sum_i log p(x_i | x_<i, z) is still exact and still one forward pass on a given x
 ("teacher forcing"): ELBO, IWAE and ``vaelib evaluate`` work unchanged. This is a one-layer PixelCNN
 (van den Oord et al. 2016) under a VAE: the PixelVAE of Gulrajani et al. (2017), at its smallest.
-Drawing an image needs 784 steps, one pixel at a time (``sample``).
+Drawing an image needs H*W steps (784 for MNIST), one pixel at a time (``sample``). It models
+one-channel binary images of any height and width.
 
 The window is a *masked* convolution: its weights at the centre pixel and at every pixel after it in
 raster order are held at zero, so pixel i never sees itself or the future.
@@ -23,9 +24,6 @@ from torch import nn
 from torch.distributions import Bernoulli, Distribution, Independent, constraints
 
 __all__ = ["MaskedConv2d", "PixelCNNBernoulliLikelihood", "AutoregressiveBernoulli"]
-
-SIZE = 28  # images are (1, 28, 28)
-
 
 class MaskedConv2d(nn.Conv2d):
     """A ``k x k`` convolution (odd k, "same" padding) that sees only the pixels *before* the centre in
@@ -45,20 +43,27 @@ class MaskedConv2d(nn.Conv2d):
 
 
 class PixelCNNBernoulliLikelihood(nn.Module):
-    """p(x|z) for binary images, autoregressive over pixels. ``params`` ``(B, features, 28, 28)``.
+    """p(x|z) for one-channel binary images, autoregressive over pixels. ``params`` ``(B, features, H, W)``.
 
     ``logits = head(relu(params + masked_conv(x)))``, where the head is a per-pixel (1x1) two-layer
     network: pixel i's logit depends on z (through ``params_i``) and on the ``kernel_size`` window
-    of x before i. ``params_channels`` tells the decoder network how many channels to output.
+    of x before i. ``decoder_channels`` tells the decoder network how many channels to output.
     """
 
     name = "pixelcnn"
+    binary = True
 
     def __init__(self, features: int = 32, kernel_size: int = 7):
         super().__init__()
         self.params_channels = features
         self.window = MaskedConv2d(1, features, kernel_size)
         self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(features, features, 1), nn.ReLU(), nn.Conv2d(features, 1, 1))
+
+    def decoder_channels(self, image_channels: int) -> int:
+        if image_channels != 1:
+            raise ValueError(f"the pixelcnn likelihood models one-channel (greyscale, binary) images; these have "
+                             f"{image_channels} channels: use the gaussian or continuous_bernoulli likelihood")
+        return self.params_channels
 
     def logits(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``(B, 1, H, W)`` logit of each pixel given ``params`` and the pixels of ``x`` before it."""
@@ -71,17 +76,17 @@ class PixelCNNBernoulliLikelihood(nn.Module):
 
     @torch.no_grad()
     def sample(self, params: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw images pixel by pixel: ``(x, probs)``, both ``(B, 1, 28, 28)``; ``probs`` holds each
+        """Draw images pixel by pixel: ``(x, probs)``, both ``(B, 1, H, W)``; ``probs`` holds each
         pixel's probability given the pixels drawn before it (the image to show: no salt noise).
 
         Pixel (r, c) needs only rows r - k//2 .. r of x, so each step runs the window on those rows.
         """
-        batch, r = params.shape[0], self.window.kernel_size[0] // 2
-        x = torch.zeros(batch, 1, SIZE, SIZE, device=params.device)
+        (batch, _, height, width), r = params.shape, self.window.kernel_size[0] // 2
+        x = torch.zeros(batch, 1, height, width, device=params.device)
         probs = torch.zeros_like(x)
-        for row in range(SIZE):
+        for row in range(height):
             top = max(0, row - r)
-            for col in range(SIZE):
+            for col in range(width):
                 # The window's padding fills rows above `top` with zeros, but this row's logits use
                 # only rows top..row, all present: the crop changes nothing for row `row`.
                 logits = self.logits(params[:, :, top:row + 1], x[:, :, top:row + 1])[:, :, row - top, col]
@@ -90,24 +95,25 @@ class PixelCNNBernoulliLikelihood(nn.Module):
                 x[:, :, row, col] = torch.bernoulli(p, generator=generator)
         return x, probs
 
-    def mean(self, params: torch.Tensor) -> torch.Tensor:
-        """The image to show: pixel probabilities along one drawn image (random: the mean of an
-        autoregressive model has no closed form)."""
-        return self.sample(params)[1]
+    def mean(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The image to show: pixel probabilities along one drawn image (random, from ``generator``:
+        the mean of an autoregressive model has no closed form)."""
+        return self.sample(params, generator)[1]
 
     def extra_repr(self) -> str:
         return f"features={self.params_channels}, window={self.window.kernel_size[0]}x{self.window.kernel_size[0]}"
 
 
 class AutoregressiveBernoulli(Distribution):
-    """p(x|z) over ``(1, 28, 28)`` binary images, batch shape ``(B,)``; ``log_prob(x)`` is exact."""
+    """p(x|z) over ``(1, H, W)`` binary images, batch shape ``(B,)``; ``log_prob(x)`` is exact."""
 
     arg_constraints: dict = {}
     support = constraints.independent(constraints.boolean, 3)
 
     def __init__(self, likelihood: PixelCNNBernoulliLikelihood, params: torch.Tensor):
         self.likelihood, self.params = likelihood, params
-        super().__init__(batch_shape=params.shape[:1], event_shape=torch.Size((1, SIZE, SIZE)), validate_args=False)
+        super().__init__(batch_shape=params.shape[:1], event_shape=torch.Size((1, *params.shape[2:])),
+                         validate_args=False)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """``(B,)`` sum over pixels of log p(x_i | x_<i, z), one pass over the given ``x``."""

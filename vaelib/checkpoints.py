@@ -1,14 +1,22 @@
 """Checkpoints: one documented file format, atomic saves, safe loads.
 
-A checkpoint is a ``dict`` written by ``torch.save``:
+    vaelib.save(model, "my_vae.pth")                 # any vaelib.VAE
+    model = vaelib.load("my_vae.pth")                # vaelib's architectures rebuild themselves
+    model = vaelib.load("custom.pth", model=make())  # your own networks: the weights go into them
+
+A checkpoint is a ``dict`` written by ``torch.save`` (format version 2):
 
 ================  ==============================================================================
 key               value
 ================  ==============================================================================
 format            ``"vaelib-checkpoint"`` (tells a vaelib file from any other ``.pth``)
-format_version    ``1``; a newer number means a newer vaelib wrote it
-vaelib_version    the version that wrote it, e.g. ``"0.1.0"``
-config            ``build_vae`` arguments: ``build_vae(**config)`` rebuilds the architecture
+format_version    ``2`` (version 1, vaelib 0.1, still loads); a newer number means a newer vaelib
+vaelib_version    the version that wrote it, e.g. ``"0.2.0"``
+config            a :class:`vaelib.VAEConfig` as a dict for vaelib's architectures (``build_vae``
+                  rebuilds them from it), ``None`` for a hand-built ``VAE``
+model             what the file holds: ``latent_dim``, ``num_classes``, ``image_shape``, the
+                  ``likelihood``'s name, and the ``encoder`` / ``decoder`` class names
+data              the training data: ``dataset`` name, ``image_shape``, ``binarize`` (or ``None``)
 state_dict        the model's parameters and buffers
 optimizer         the optimizer's state (for resuming), or ``None``
 epoch             epochs trained so far
@@ -18,9 +26,10 @@ best_test_elbo    the best test ELBO seen so far (nats), or ``None``
 ================  ==============================================================================
 
 Loading uses ``torch.load(weights_only=True)``: a checkpoint is untrusted input, and a plain
-``torch.load`` would run whatever code a malicious pickle holds. Saving writes a temporary file in
-the same folder and renames it over the target, so an interrupted save (Ctrl-C, a full disk, a
-crash) leaves the previous checkpoint untouched.
+``torch.load`` would run whatever code a malicious pickle holds. Every byte is checked against the
+archive's checksums and every weight must be finite. Saving writes a temporary file in the same
+folder and renames it over the target, so an interrupted save (Ctrl-C, a full disk, a crash)
+leaves the previous checkpoint untouched.
 """
 from __future__ import annotations
 
@@ -32,13 +41,14 @@ from pathlib import Path
 import torch
 
 from .files import atomic_write
-from .vae import VAE, build_vae
+from .vae import VAE, VAEConfig, build_vae
+from .version import __version__
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load", "export_checkpoint", "CheckpointError", "FORMAT", "FORMAT_VERSION",
-           "state_dict_mismatch"]
+__all__ = ["save", "load", "save_checkpoint", "load_checkpoint", "export_checkpoint", "model_from_checkpoint",
+           "CheckpointError", "FORMAT", "FORMAT_VERSION", "state_dict_mismatch", "data_info"]
 
 FORMAT = "vaelib-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 REQUIRED = ("config", "state_dict")
 
 
@@ -46,26 +56,42 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used, with a one-line reason that names the file."""
 
 
-def _version() -> str:
-    from . import __version__
-    return __version__
+def _describe_model(model: VAE) -> dict:
+    likelihood = getattr(model.likelihood, "name", type(model.likelihood).__name__)
+    return {"latent_dim": int(model.latent_dim), "num_classes": int(model.num_classes),
+            "image_shape": None if model.image_shape is None else list(model.image_shape),
+            "likelihood": likelihood, "encoder": type(model.encoder).__name__, "decoder": type(model.decoder).__name__}
 
 
-def save_checkpoint(path: str | os.PathLike, model: VAE, *, optimizer=None, epoch: int = 0,
-                    history: list | None = None, train_args: dict | None = None,
-                    best_test_elbo: float | None = None) -> Path:
-    """Write ``model`` (and optional training state) to ``path`` atomically; return the path.
+def data_info(data) -> dict | None:
+    """What a checkpoint records of its training data (``None`` for none)."""
+    if data is None:
+        return None
+    return {"dataset": getattr(data, "name", "images"), "image_shape": list(data.image_shape),
+            "binarize": data.binarize}
 
-    The folder is created if needed. Ctrl-C during the write is held back until the file is whole
-    (vaelib.files.atomic_write), so an interrupted run always leaves loadable checkpoints.
+
+def save(model: VAE, path: str | os.PathLike, *, optimizer=None, epoch: int = 0, history: list | None = None,
+         train_args: dict | None = None, best_test_elbo: float | None = None, data=None) -> Path:
+    """Write any :class:`vaelib.VAE` (and optional training state) to ``path`` atomically; return the path.
+
+    ``data``: the training data (vaelib.ImageData) or its :func:`data_info` dict, recorded so that
+    ``generate`` and ``evaluate`` know the images the model was trained on (default: what
+    ``vaelib.fit`` or ``vaelib.load`` recorded in ``model.data_info``). The folder is created if
+    needed. Ctrl-C during the write is held back until the file is whole (vaelib.files.atomic_write).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    config = getattr(model, "config", None)
+    if data is None:
+        data = getattr(model, "data_info", None)
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "vaelib_version": _version(),
-        "config": dict(model.config),
+        "vaelib_version": __version__,
+        "config": config.to_dict() if isinstance(config, VAEConfig) else None,
+        "model": _describe_model(model),
+        "data": data if isinstance(data, dict) or data is None else data_info(data),
         "state_dict": model.state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "epoch": int(epoch),
@@ -76,6 +102,11 @@ def save_checkpoint(path: str | os.PathLike, model: VAE, *, optimizer=None, epoc
     with atomic_write(path) as f:
         torch.save(payload, f)
     return path
+
+
+def save_checkpoint(path: str | os.PathLike, model: VAE, **state) -> Path:
+    """``save(model, path, **state)`` with the arguments in vaelib 0.1's order."""
+    return save(model, path, **state)
 
 
 def _check_archive(path: Path) -> None:
@@ -131,7 +162,8 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         raise CheckpointError(f"{path} was written by a newer vaelib (format {version}, this vaelib reads "
                               f"up to {FORMAT_VERSION}): upgrade vaelib (pip install -U vaelib)")
     missing = [k for k in REQUIRED if k not in ckpt]
-    if missing or not isinstance(ckpt["config"], dict) or not isinstance(ckpt["state_dict"], dict):
+    if missing or not isinstance(ckpt["config"], (dict, type(None))) or not isinstance(ckpt["state_dict"], dict) \
+            or (ckpt["config"] is None and version < 2):
         raise CheckpointError(f"{path} is an incomplete vaelib checkpoint (missing or malformed: "
                               f"{', '.join(missing) or 'config/state_dict'})")
     for name, tensor in ckpt["state_dict"].items():
@@ -144,23 +176,48 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
 def export_checkpoint(source: str | os.PathLike, destination: str | os.PathLike) -> Path:
     """Copy a checkpoint without its optimizer state (a third of the size): for ``pretrained/``."""
     ckpt = load_checkpoint(source)
-    model = model_from_checkpoint(ckpt, source)
-    return save_checkpoint(destination, model, epoch=ckpt.get("epoch", 0), history=ckpt.get("history"),
-                           train_args=ckpt.get("train_args"), best_test_elbo=ckpt.get("best_test_elbo"))
+    ckpt.update(optimizer=None, format_version=FORMAT_VERSION, vaelib_version=__version__)
+    if ckpt.get("data") is None and "model" not in ckpt:  # version 1
+        ckpt["data"] = _v1_data(ckpt)
+    if ckpt["config"] is not None:  # checks that the weights fit, and upgrades a version-1 config
+        model = model_from_checkpoint(ckpt, source)
+        ckpt["config"], ckpt["model"] = model.config.to_dict(), _describe_model(model)
+    with atomic_write(Path(destination)) as f:
+        torch.save(ckpt, f)
+    return Path(destination)
 
 
-def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "checkpoint") -> VAE:
-    """Rebuild the model a checkpoint dict describes and load its weights."""
-    try:
-        model = build_vae(**ckpt["config"])
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{path} has a config that vaelib cannot build ({err}): the file was edited "
-                              f"or damaged") from None
+def _v1_data(ckpt: dict) -> dict:
+    """A version-1 checkpoint was always trained on MNIST."""
+    binarize = (ckpt.get("train_args") or {}).get("binarize")
+    return {"dataset": "mnist", "image_shape": [1, 28, 28], "binarize": None if binarize in (None, "none") else binarize}
+
+
+def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "checkpoint", model: VAE | None = None) -> VAE:
+    """The model a checkpoint dict describes, with its weights: rebuilt from its config, or ``model``."""
+    if model is None:
+        if ckpt.get("config") is None:
+            info = ckpt.get("model") or {}
+            raise CheckpointError(f"{path} holds your own architecture (encoder {info.get('encoder', '?')}, decoder "
+                                  f"{info.get('decoder', '?')}), which vaelib cannot rebuild: build the same VAE in "
+                                  f"your code and load the weights into it with vaelib.load(path, model=your_vae)")
+        try:
+            model = build_vae(config=VAEConfig.from_dict(ckpt["config"]))
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(f"{path} has a config that vaelib cannot build ({err}): the file was edited "
+                                  f"or damaged") from None
+        problem = "its weights do not fit the architecture its config describes"
+    else:
+        problem = "its weights do not fit the model you passed"
     mismatch = state_dict_mismatch(model, ckpt["state_dict"])
     if mismatch:
-        raise CheckpointError(f"{path}: its weights do not fit the architecture its config describes ({mismatch}); "
-                              f"the file was edited or damaged: export it again from its run")
+        fix = ("the file was edited or damaged: export it again from its run" if ckpt.get("config") is not None and
+               problem.endswith("describes") else "build the model exactly as it was when the file was saved")
+        raise CheckpointError(f"{path}: {problem} ({mismatch}); {fix}")
     model.load_state_dict(ckpt["state_dict"])
+    info = ckpt.get("model") or {}
+    if getattr(model, "image_shape", None) is None and info.get("image_shape"):
+        model.image_shape = tuple(info["image_shape"])
     return model
 
 
@@ -179,12 +236,21 @@ def state_dict_mismatch(model: torch.nn.Module, state_dict: dict) -> str:
     return "; ".join(parts)
 
 
-def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> VAE:
+def load(path: str | os.PathLike, model: VAE | None = None, device: str | torch.device = "cpu") -> VAE:
     """Load a trained VAE from a checkpoint, in eval mode, on ``device``.
 
-    The checkpoint dict is kept as ``model.checkpoint`` minus the weights (config, history, ...).
+    Without ``model``, vaelib's own architectures are rebuilt from the stored config. With
+    ``model`` (your own architecture, built the way it was when saved), the weights are loaded
+    into it; a mismatch is a :class:`CheckpointError` naming the layers that differ.
+    The checkpoint dict minus the weights is kept as ``model.checkpoint`` (config, history, data...).
     """
+    if model is not None and not isinstance(model, torch.nn.Module):  # load(path, "cuda") in vaelib 0.1
+        model, device = None, model
     ckpt = load_checkpoint(path)
-    model = model_from_checkpoint(ckpt, path).to(device).eval()
-    model.checkpoint = {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer")}
+    model = model_from_checkpoint(ckpt, path, model).to(device).eval()
+    meta = {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer")}
+    meta.setdefault("data", None)
+    if meta["data"] is None and ckpt.get("format_version") == 1:
+        meta["data"] = _v1_data(ckpt)
+    model.checkpoint, model.data_info = meta, meta["data"]
     return model

@@ -67,11 +67,19 @@ def device_name(text: str) -> str:
     return text
 
 
+def dataset_name(text: str) -> str:
+    from .data import DataError, canonical_dataset
+    try:
+        return canonical_dataset(text)
+    except DataError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 LIKELIHOOD_CHOICES = ["bce", "bernoulli", "mse", "gaussian", "learned_gaussian", "continuous_bernoulli", "pixelcnn"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="vaelib", description="Train, sample and evaluate VAEs on MNIST.",
+    parser = _Parser(prog="vaelib", description="Train, sample and evaluate VAEs on MNIST and other image data.",
                      epilog="Errors are one line. An unexpected one is a bug: run again with --debug (or "
                             "VAELIB_DEBUG=1) to see the full traceback, and report it.")
     parser.add_argument("--debug", action="store_true",
@@ -79,8 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="{train,generate,evaluate,export,coursework}", parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a VAE and write checkpoints under runs/RUN_NAME/",
-                       description="Train a VAE on MNIST. Writes checkpoint_best.pth (best test ELBO), "
-                                   "checkpoint_last.pth, history.csv and samples.png in RUNS_DIR/RUN_NAME.")
+                       description="Train a VAE (on MNIST by default). Writes checkpoint_best.pth (best test "
+                                   "ELBO), checkpoint_last.pth, history.csv and samples.png in RUNS_DIR/RUN_NAME.")
     t.add_argument("run_name", help="name of the run: its files go to RUNS_DIR/RUN_NAME")
     _add(t, "runs_dir", default="runs", help="folder that holds the runs (default: runs)")
     _add(t, "batch_size", type=positive_int, default=128, help="images per step (default: 128)")
@@ -97,7 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add(t, "hidden_units", type=positive_int, default=None,
          help="width of the dense hidden layer (default: 400 for mlp, 256 for conv)")
     _add(t, "channels", type=positive_int, default=32, help="channels of the first convolution, conv only (default: 32)")
-    _add(t, "conditional", action="store_true", help="condition encoder and decoder on the digit label (a CVAE)")
+    _add(t, "conditional", action="store_true", help="condition encoder and decoder on the label (a CVAE)")
+    _add(t, "dataset", type=dataset_name, default="mnist",
+         help="mnist, fashion_mnist, kmnist, cifar10, cifar100, svhn, or another torchvision image data set "
+              "by name (downloaded when online) (default: mnist)")
+    _add(t, "image_size", type=positive_int, default=None,
+         help="resize the images to IMAGE_SIZE x IMAGE_SIZE when loading (default: as stored, 28 for MNIST)")
     _add(t, "beta", type=nonneg_float, default=1.0, help="weight on the KL term (default: 1)")
     _add(t, "beta_max", type=nonneg_float, default=None,
          help="with --beta_annealing_period: beta grows from --beta by beta_max/period per epoch up to beta_max")
@@ -119,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(t, "resume_if_exists", action="store_true",
          help="continue RUNS_DIR/RUN_NAME/checkpoint_last.pth if it exists")
     _add(t, "initial_checkpoint_path", default=None, help="start from this checkpoint's weights (fine-tuning)")
-    _add(t, "data_root", default=None, help="folder holding MNIST/raw/ (default: $VAELIB_DATA, then ./data)")
+    _add(t, "data_root", default=None, help="folder holding MNIST/raw/ etc. (default: $VAELIB_DATA, then ./data)")
     _add(t, "detect_posterior_collapse", action="store_true",
          help="warn and save checkpoint_posterior_collapse.pth when the KL per latent dimension collapses")
     _add(t, "collapse_threshold", type=positive_float, default=0.01,
@@ -136,23 +149,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add(g, "seed", type=nonneg_int, default=0, help="random seed (default: 0)")
     _add(g, "temperature", type=positive_float, default=1.0,
          help="scale of the prior samples: below 1 gives cleaner, less varied digits (default: 1)")
-    _add(g, "digit", type=int, choices=range(10), default=None, metavar="{0..9}",
-         help="for a conditional model: the digit to draw (default: rows of 0 to 9)")
+    _add(g, "digit", type=nonneg_int, default=None, metavar="LABEL",
+         help="for a conditional model: the digit (class) to draw (default: rows of 0 to 9)")
     _add(g, "info_only", action="store_true", help="print what the checkpoint holds and generate nothing")
     _add(g, "device", type=device_name, default="cpu", help="device to sample on (default: cpu)")
 
     e = sub.add_parser("evaluate", help="test ELBO and importance-weighted NLL of a checkpoint",
-                       description="Evaluate a checkpoint on the MNIST test set: negative ELBO and the "
-                                   "IWAE estimate of the negative log-likelihood (nats and bits/dim).")
+                       description="Evaluate a checkpoint on the test set of the data it was trained on: negative "
+                                   "ELBO and the IWAE estimate of the negative log-likelihood (nats and bits/dim).")
     _add(e, "checkpoint_path", required=True, help="a checkpoint written by 'vaelib train'")
     _add(e, "k", type=positive_int, default=5000, help="importance samples per image (default: 5000)")
-    _add(e, "binarize", choices=["dynamic", "static", "none"], default="dynamic",
-         help="test-set binarization (default: dynamic, the protocol of Burda et al. 2015)")
+    _add(e, "binarize", choices=["dynamic", "static", "none"], default=None,
+         help="test-set binarization (default: as in training; dynamic for binary likelihoods, the protocol of "
+              "Burda et al. 2015)")
+    _add(e, "dataset", type=dataset_name, default=None, help="test data (default: the checkpoint's)")
     _add(e, "seed", type=nonneg_int, default=0, help="random seed (default: 0)")
     _add(e, "subset", type=positive_int, default=None, help="evaluate on the first N test images only")
     _add(e, "batch_size", type=positive_int, default=None, help="images per IWAE batch (default: automatic)")
     _add(e, "device", type=device_name, default="auto", help="cuda, mps, cpu or auto (default: auto)")
-    _add(e, "data_root", default=None, help="folder holding MNIST/raw/ (default: $VAELIB_DATA, then ./data)")
+    _add(e, "data_root", default=None, help="folder holding MNIST/raw/ etc. (default: $VAELIB_DATA, then ./data)")
 
     x = sub.add_parser("export", help="copy a checkpoint without its optimizer state (for sharing)",
                        description="Write a smaller copy of a checkpoint: weights, config, history and "
@@ -179,8 +194,9 @@ MODEL_FLAGS = {"arch": "arch", "hidden_dim": "latent_dim", "likelihood_type": "l
 
 
 def _binarization(likelihood: str, binarize: str) -> str | None:
+    from .likelihoods import is_binary
     if binarize == "auto":
-        return "dynamic" if likelihood in ("bce", "bernoulli", "pixelcnn") else None
+        return "dynamic" if is_binary(likelihood) else None
     return None if binarize == "none" else binarize
 
 
@@ -262,13 +278,20 @@ def _remove_empty(folders: list[Path]) -> None:
             return
 
 
-def _train(args, explicit: set) -> int:
-    import torch
+def _stored_data(ckpt: dict) -> dict:
+    """The training data a checkpoint records (a version-1 checkpoint: MNIST)."""
+    data = ckpt.get("data")
+    if data:
+        return data
+    binarize = (ckpt.get("train_args") or {}).get("binarize")
+    return {"dataset": "mnist", "image_shape": [1, 28, 28], "binarize": None if binarize in (None, "none") else binarize}
 
+
+def _train(args, explicit: set) -> int:
+    from .callbacks import SampleGrid, TensorBoard
     from .checkpoints import load, load_checkpoint, model_from_checkpoint
-    from .data import MNIST
+    from .data import load_dataset
     from .files import run_folder
-    from .plotting import save_image_grid
     from .training import fit, pick_device, seed_everything
     from .vae import build_vae
 
@@ -279,23 +302,38 @@ def _train(args, explicit: set) -> int:
     resume = _existing_run(run_dir, args)
     if resume is not None and args.initial_checkpoint_path:
         raise UsageError("--initial_checkpoint_path and an existing run to resume: use one or the other")
+    callbacks = []
     if args.tensorboard:
         try:
-            from torch.utils.tensorboard import SummaryWriter
+            callbacks.append(TensorBoard(run_dir / "tensorboard", seed=args.seed))
         except ImportError:
-            raise UsageError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+            raise UsageError("--tensorboard needs the tensorboard package: pip install tensorboard "
+                             "(or pip install -e '.[tensorboard]')") from None
     device = pick_device(args.device)
     seed_everything(args.seed)  # before the model is built: its initial weights are drawn from the seed
 
     train_args = {k: v for k, v in vars(args).items() if k not in ("command", "debug")}
-    done, stored = 0, {}
+    done, binarize = 0, None
     if resume is not None:
         ckpt = load_checkpoint(resume)
-        _contradictions(args, explicit, ckpt["config"], f"the run being resumed ({resume})")
+        _contradictions(args, explicit, ckpt["config"] or {}, f"the run being resumed ({resume})")
+        stored = _stored_data(ckpt)
         model = model_from_checkpoint(ckpt, resume)
-        done, stored = int(ckpt.get("epoch", 0)), ckpt.get("train_args") or {}
+        done = int(ckpt.get("epoch", 0))
+        # the run keeps its data as it was; flags that say otherwise are refused
+        wanted = {"dataset": args.dataset, "image_size": args.image_size,
+                  "binarize": _binarization(model.config.likelihood, args.binarize) or "none"}
+        kept = {"dataset": stored["dataset"], "image_size": stored["image_shape"][-1],
+                "binarize": stored["binarize"] or "none"}
+        wrong = [f"--{flag} {getattr(args, flag)} (the run has {kept[flag]})" for flag in wanted
+                 if flag in explicit and wanted[flag] != kept[flag]]
+        if wrong:
+            raise UsageError(f"{', '.join(wrong)} contradict{'s' if len(wrong) == 1 else ''} the run being resumed: "
+                             f"drop {'it' if len(wrong) == 1 else 'them'}, or start a new run")
+        args.dataset, args.image_size, binarize = stored["dataset"], stored["image_shape"][-1], stored["binarize"]
         # the stored flags describe the run; this command's explicit flags are recorded on top of them
-        train_args = {**train_args, **stored, **{k: v for k, v in train_args.items() if k in explicit}}
+        train_args = {**train_args, **(ckpt.get("train_args") or {}),
+                      **{k: v for k, v in train_args.items() if k in explicit}}
         if done >= args.num_epochs:
             print(f"nothing trained: run {args.run_name!r} has already trained {done} epochs and --num_epochs "
                   f"{args.num_epochs} is the total; raise --num_epochs to continue it", file=sys.stderr)
@@ -303,58 +341,45 @@ def _train(args, explicit: set) -> int:
         print(f"resuming {resume} after epoch {done}")
     elif args.initial_checkpoint_path:
         model = load(args.initial_checkpoint_path).train()
+        if model.config is None:
+            raise UsageError(f"{args.initial_checkpoint_path} holds a hand-built architecture: fine-tune it from "
+                             f"Python with vaelib.load(path, model=...) and vaelib.fit")
         _contradictions(args, explicit, model.config, f"--initial_checkpoint_path {args.initial_checkpoint_path}")
-        print(f"starting from the weights of {args.initial_checkpoint_path} ({model.config['arch']}, "
+        print(f"starting from the weights of {args.initial_checkpoint_path} ({model.config.arch}, "
               f"latent {model.latent_dim}); architecture flags are taken from it")
     else:
+        model = None
+    likelihood = model.config.likelihood if model is not None else args.likelihood_type
+    if resume is None:
+        binarize = _binarization(likelihood, args.binarize)
+    train = load_dataset(args.dataset, "train", binarize, args.subset, device, args.data_root, image_size=args.image_size)
+    test = load_dataset(args.dataset, "test", binarize, None if args.subset is None else min(args.subset, 10000),
+                        device, args.data_root, image_size=args.image_size)
+    if model is None:
         model = build_vae(arch=args.arch, latent_dim=args.hidden_dim, likelihood=args.likelihood_type,
                           hidden=args.hidden_units, channels=args.channels, sigma=args.sigma,
-                          num_classes=10 if args.conditional else 0)
-
+                          num_classes=train.num_classes if args.conditional else 0, image_shape=train.image_shape)
     train_args.update({flag: _flag_value(flag, model.config) for flag in MODEL_FLAGS})  # what was built
-    binarize = _binarization(model.config["likelihood"], args.binarize)
-    if stored.get("binarize"):  # a resumed run keeps its data as it was
-        if "binarize" in explicit and (binarize or "none") != stored["binarize"]:
-            raise UsageError(f"--binarize {args.binarize} contradicts the run being resumed (trained with "
-                             f"{stored['binarize']}): drop the flag, or start a new run")
-        binarize = None if stored["binarize"] == "none" else stored["binarize"]
-    train = MNIST("train", binarize=binarize, subset=args.subset, device=device, root=args.data_root)
-    test_subset = None if args.subset is None else min(args.subset, 10000)
-    test = MNIST("test", binarize=binarize, subset=test_subset, device=device, root=args.data_root)
-    steps_per_epoch = math.ceil(len(train) / args.batch_size)
-    schedule = _schedule(args, steps_per_epoch)
-    train_args["binarize"] = binarize or "none"
+    train_args.update(binarize=binarize or "none", dataset=train.name, image_size=train.image_shape[-1])
+    schedule = _schedule(args, math.ceil(len(train) / args.batch_size))
+    if args.iwae_k > 1 and (args.beta != 1 or args.beta_annealing_period or args.beta_max is not None):
+        raise UsageError("--iwae_k trains on L_k, which has no beta: drop --beta, --beta_max and --beta_annealing_period")
+    if args.iwae_k > 1 and args.compile:
+        raise UsageError("--compile is not supported with --iwae_k > 1 yet: drop one of them")
     created = _check_writable(run_dir)  # before training: a read-only runs folder fails now, not after an epoch
-    print(f"training {model.config['arch']} VAE ({model.num_parameters():,} parameters, latent {model.latent_dim}, "
-          f"{model.config['likelihood']} likelihood) on {len(train):,} images, {device}, beta {schedule!r}")
-
-    writer = SummaryWriter(str(run_dir / "tensorboard")) if args.tensorboard else None
-    fixed_z = torch.randn(64, model.latent_dim, generator=torch.Generator().manual_seed(args.seed))
-
-    fixed_y = (torch.arange(64) % 10).to(device) if model.num_classes else None
-
-    def on_epoch_end(record, model):
-        images = model.decode_mean(fixed_z.to(model.device), fixed_y)
-        save_image_grid(images, run_dir / "samples.png", nrow=8)
-        if writer is not None:
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and key != "epoch":
-                    writer.add_scalar(key, value, record["epoch"])
-            writer.add_images("samples", images.cpu(), record["epoch"])
-
+    print(f"training {model.config.arch} VAE ({model.num_parameters():,} parameters, latent {model.latent_dim}, "
+          f"{model.config.likelihood} likelihood) on {len(train):,} {train.name} images {train.image_shape}, "
+          f"{device}, {'IWAE k=' + str(args.iwae_k) if args.iwae_k > 1 else 'beta ' + repr(schedule)}")
+    callbacks.insert(0, SampleGrid(run_dir / "samples.png", seed=args.seed))
     try:
         history = fit(model, train, test, epochs=args.num_epochs, lr=args.learning_rate, batch_size=args.batch_size,
-                      beta=schedule, device=device, seed=args.seed, clip_grad=args.clip_grad, run_dir=run_dir,
-                      precision=args.precision, compile=args.compile, iwae_k=args.iwae_k,
-                      resume_from=resume, train_args=train_args,
-                      collapse_threshold=args.collapse_threshold if args.detect_posterior_collapse else None,
-                      progress=not args.quiet, on_epoch_end=on_epoch_end)
+                      beta=schedule, iwae_k=args.iwae_k, device=device, seed=args.seed, clip_grad=args.clip_grad,
+                      precision=args.precision, compile=args.compile, run_dir=run_dir, resume_from=resume,
+                      train_args=train_args, callbacks=callbacks, progress=not args.quiet,
+                      collapse_threshold=args.collapse_threshold if args.detect_posterior_collapse else None)
     except BaseException:
         _remove_empty(created)  # a run that wrote nothing leaves no folder behind
         raise
-    finally:
-        if writer is not None:
-            writer.close()
     best = max(row["test_elbo"] for row in history)
     print(f"done: {args.num_epochs - done} epoch(s) trained, best test ELBO {best:.2f} nats; checkpoints, "
           f"history.csv and samples.png in {run_dir}")
@@ -363,11 +388,14 @@ def _train(args, explicit: set) -> int:
 
 def _describe(model, path) -> str:
     ckpt = model.checkpoint
+    data = _stored_data(ckpt)
     lines = [f"checkpoint: {path}",
              f"vaelib version: {ckpt.get('vaelib_version')} (format {ckpt.get('format_version')})",
-             f"architecture: {model.config['arch']}, latent size {model.latent_dim}, "
-             f"likelihood {model.config['likelihood']}"
+             f"architecture: {model.config.arch}, latent size {model.latent_dim}, "
+             f"likelihood {model.config.likelihood}"
              + (f", conditional on {model.num_classes} classes" if model.num_classes else ""),
+             f"trained on: {data['dataset']}, images {tuple(data['image_shape'])}, "
+             f"binarization {data['binarize'] or 'none'}",
              f"epochs trained: {ckpt.get('epoch', 0)}"]
     best = ckpt.get("best_test_elbo")
     lines.append(f"best test ELBO: {best:.2f} nats" if best is not None else "best test ELBO: unknown")
@@ -435,12 +463,13 @@ def _generate(args) -> int:
                          f"or lower --num_samples")
     y = None
     if model.num_classes:
+        if args.digit is not None and args.digit >= model.num_classes:
+            raise UsageError(f"--digit {args.digit}: this model knows labels 0 to {model.num_classes - 1}")
         y = (torch.full((args.num_samples,), args.digit) if args.digit is not None
              else torch.arange(args.num_samples) // args.grid_size % model.num_classes).to(model.device)
     elif args.digit is not None:
         raise UsageError("--digit needs a conditional model; this checkpoint is unconditional")
     g = torch.Generator(device=model.device).manual_seed(args.seed)
-    torch.manual_seed(args.seed)  # an autoregressive decoder draws its pixels from the global generator
     images = model.sample(args.num_samples, temperature=args.temperature, y=y, generator=g)
     out = save_image_grid(images, args.output_path, nrow=args.grid_size)
     print(f"wrote {args.num_samples} samples to {out}")
@@ -451,7 +480,7 @@ def _evaluate(args) -> int:
     import torch
 
     from .checkpoints import load
-    from .data import MNIST
+    from .data import load_dataset
     from .evaluation import evaluate_elbo, iwae_nll
     from .training import pick_device
 
@@ -461,10 +490,12 @@ def _evaluate(args) -> int:
     # the numbers change only in the last digits of float32 rounding.
     if device.type == "cpu":
         model.to(memory_format=torch.channels_last)
-    binarize = None if args.binarize == "none" else args.binarize
-    test = MNIST("test", binarize=binarize, subset=args.subset, device=device, root=args.data_root)
-    print(f"evaluating {args.checkpoint_path} on {len(test):,} test images ({args.binarize} binarization), "
-          f"k={args.k}, seed={args.seed}, {device}")
+    stored = _stored_data(model.checkpoint)
+    binarize = stored["binarize"] if args.binarize is None else (None if args.binarize == "none" else args.binarize)
+    test = load_dataset(args.dataset or stored["dataset"], "test", binarize, args.subset, device, args.data_root,
+                        image_size=stored["image_shape"][-1])
+    print(f"evaluating {args.checkpoint_path} on {len(test):,} {test.name} test images ({binarize or 'no'} "
+          f"binarization), k={args.k}, seed={args.seed}, {device}")
     ev = evaluate_elbo(model, test, seed=args.seed)
     nll = iwae_nll(model, test, k=args.k, batch_size=args.batch_size, seed=args.seed)
     print(f"test negative ELBO: {-ev['elbo']:.2f} nats (reconstruction {-ev['reconstruction']:.2f}, "

@@ -37,7 +37,7 @@ import torch
 from .validation import whole_number
 
 __all__ = ["ImageData", "MNIST", "FashionMNIST", "load_dataset", "as_data", "DataError", "data_root",
-           "load_mnist_tensors", "DATASETS"]
+           "load_mnist_tensors", "canonical_dataset", "DATASETS"]
 
 BINARIZATIONS = (None, "dynamic", "static")
 STATIC_SEED = 1234  # the fixed draw is part of the protocol: keep it the same everywhere
@@ -288,20 +288,38 @@ DATASETS = {
 _TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "kmnist": "KMNIST"}
 
 
-def _canonical(name: str) -> str:
+def _generic(ds):
+    """Any other torchvision image data set: its items as tensors, one by one (slow, but general)."""
+    from torchvision.transforms.functional import pil_to_tensor
+    images, labels = [], []
+    for image, label in ds:
+        images.append(pil_to_tensor(image) if not isinstance(image, torch.Tensor) else image)
+        labels.append(int(label) if not isinstance(label, (tuple, list)) else int(label[0]))
+    return torch.stack(images), torch.tensor(labels)
+
+
+def canonical_dataset(name: str) -> str:
+    """``"Fashion-MNIST"`` -> ``"fashion_mnist"``; another torchvision data set by its class name
+    (``"STL10"``, ``"Omniglot"``...); ``DataError`` for anything else."""
     key = name.lower().replace("-", "_")
     key = {"fashionmnist": "fashion_mnist", "cifar_10": "cifar10", "cifar_100": "cifar100"}.get(key, key)
-    if key not in DATASETS:
-        raise DataError(f"unknown data set {name!r}: use one of {', '.join(DATASETS)}")
-    return key
+    if key in DATASETS:
+        return key
+    import torchvision.datasets
+    for attr in dir(torchvision.datasets):
+        cls = getattr(torchvision.datasets, attr)
+        if attr.lower() == key.replace("_", "") and isinstance(cls, type) and hasattr(cls, "__getitem__"):
+            return attr
+    raise DataError(f"unknown data set {name!r}: use one of {', '.join(DATASETS)}, or a torchvision.datasets "
+                    f"class name")
 
 
 def _load_tensors(name: str, split: str, root, download: bool) -> tuple[torch.Tensor, torch.Tensor, list | None]:
     """``(images uint8 (N, C, H, W), labels int64 (N,), class names)`` of one split, on the CPU."""
     import torchvision.datasets
 
-    name = _canonical(name)
-    cls_name, folder, split_arg, read = DATASETS[name]
+    name = canonical_dataset(name)
+    cls_name, folder, split_arg, read = DATASETS.get(name, (name, name, "train", _generic))
     title = _TITLES.get(name, cls_name)
     if split not in ("train", "test"):
         raise DataError(f"unknown {title} split {split!r}: use 'train' or 'test'.")
@@ -310,6 +328,9 @@ def _load_tensors(name: str, split: str, root, download: bool) -> tuple[torch.Te
     if read is _mnist_like:
         _check_files(raw, title)
     cls = getattr(torchvision.datasets, cls_name)
+    if read is _generic:  # ask for the split the way this class takes it
+        import inspect
+        split_arg = "split" if "split" in inspect.signature(cls).parameters else "train"
     kwargs = {"train": split == "train"} if split_arg == "train" else {"split": split}
 
     def build(download_now: bool):
@@ -321,7 +342,7 @@ def _load_tensors(name: str, split: str, root, download: bool) -> tuple[torch.Te
     except (AssertionError, ValueError) as err:  # torchvision's own checks of the file contents
         raise DataError(f"{title} files under {raw} cannot be read ({type(err).__name__}: {err}): "
                         f"delete them and download them again") from None
-    except RuntimeError:
+    except (RuntimeError, FileNotFoundError):
         if not download:
             raise DataError(f"{title} not found under {raw}: set VAELIB_DATA to a folder that holds "
                             f"{folder}/, or allow the download.") from None
@@ -364,14 +385,15 @@ def load_dataset(name: str, split: str = "train", binarize: str | None = None, s
                  device: str | torch.device = "cpu", root: str | os.PathLike | None = None,
                  download: bool = True, image_size: int | None = None) -> ImageData:
     """One split of a torchvision image data set by name (``mnist``, ``fashion_mnist``, ``kmnist``,
-    ``cifar10``, ``cifar100``, ``svhn``) as :class:`ImageData`.
+    ``cifar10``, ``cifar100``, ``svhn``, or another ``torchvision.datasets`` class by its name,
+    downloaded when online) as :class:`ImageData`.
 
     Args:
         subset: keep only the first ``subset`` images, for quick runs.
         image_size: resize every image to ``image_size`` x ``image_size`` once, when loading (the
             original project trained on MNIST at 64x64).
     """
-    key = _canonical(name)
+    key = canonical_dataset(name)
     if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int) or subset < 1):
         raise DataError(f"subset must be a positive number of images, got {subset}.")
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 4):

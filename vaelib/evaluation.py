@@ -1,9 +1,10 @@
 """Evaluating a trained VAE: test ELBO, the importance-weighted log-likelihood estimate, reconstruction error.
 
-Numbers are per image, in nats, summed over the 784 pixels (the papers' convention), and averaged
-over the test set. ``bits/dim`` divides nats by 784 * ln 2. Papers report the *negative* values
-(NLL, negative ELBO): lower is better. Every function takes a ``seed`` and is deterministic for it:
-the seed fixes the dynamic binarization of the test images and the samples of z.
+Numbers are per image, in nats, summed over all C*H*W pixel values (the papers' convention), and
+averaged over the test set. ``bits/dim`` divides nats by C*H*W * ln 2 (784 * ln 2 for MNIST).
+Papers report the *negative* values (NLL, negative ELBO): lower is better. Every function takes a
+``seed`` and is deterministic for it: the seed fixes the dynamic binarization of the test images
+and the samples of z. Data may be vaelib.ImageData, a tensor of images, or ``(images, labels)``.
 """
 from __future__ import annotations
 
@@ -11,19 +12,18 @@ import math
 from contextlib import contextmanager
 
 import torch
-from tqdm.auto import tqdm
 
+from .bounds import iwae_bound
 from .data import as_data
-from .elbo import iwae_bound
 from .validation import whole_number
 
-__all__ = ["evaluate_elbo", "iwae_nll", "bits_per_dim", "reconstruction_error", "active_units"]
+__all__ = ["evaluate_elbo", "iwae_nll", "bits_per_dim", "reconstruction_error", "active_units", "fixed_batches"]
 
-PIXELS = 784
+PIXELS = 784  # MNIST's C*H*W
 
 
 def bits_per_dim(nats: float, dims: int = PIXELS) -> float:
-    """Convert nats per image to bits per pixel: nats / (dims * ln 2)."""
+    """Convert nats per image to bits per dimension: nats / (dims * ln 2), dims = C*H*W."""
     return nats / (dims * math.log(2))
 
 
@@ -36,8 +36,8 @@ def _seeded(seed: int, device: torch.device):
         yield torch.Generator(device=device).manual_seed(seed)
 
 
-def _fixed_batches(data, batch_size: int, seed: int, device):
-    """Batches of ``data`` with the binarization drawn once for the whole split from ``seed``.
+def fixed_batches(data, batch_size: int, seed: int, device):
+    """Batches ``(x, y)`` of ``data`` with the binarization drawn once for the whole split from ``seed``.
 
     Drawing it up front (not batch by batch) makes the evaluated images independent of the batch
     size and of how many samples of z are drawn: evaluations with different k see the same images.
@@ -49,22 +49,22 @@ def _fixed_batches(data, batch_size: int, seed: int, device):
         yield x_all[start:start + batch_size].to(device), y
 
 
-def _cond(model, y):
-    return {"y": y} if getattr(model, "num_classes", 0) else {}
+def _checked(data, batch_size):
+    data = as_data(data)
+    if len(data) == 0:
+        raise ValueError("the data holds no images to evaluate")
+    return data, None if batch_size is None else whole_number("batch_size", batch_size)
 
 
 @torch.no_grad()
 def evaluate_elbo(model, data, batch_size: int = 1000, seed: int = 0) -> dict:
-    """Mean ELBO and its parts over ``data`` (a vaelib.data.MNIST).
+    """Mean ELBO and its parts over ``data``.
 
     Returns a dict: ``elbo``, ``reconstruction``, ``kl`` (nats per image), ``kl_per_dim`` (list of D
     floats: the average KL of each latent dimension), ``active_units`` (dimensions whose posterior
     mean varies across images, Cov_x(E_q[z_j]) > 0.01, Burda et al. 2015) and ``n``.
     """
-    batch_size = whole_number("batch_size", batch_size)
-    data = as_data(data)
-    if len(data) == 0:
-        raise ValueError("the data holds no images to evaluate")
+    data, batch_size = _checked(data, batch_size)
     was_training = model.training
     model.eval()
     device = model.device
@@ -72,12 +72,12 @@ def evaluate_elbo(model, data, batch_size: int = 1000, seed: int = 0) -> dict:
     kl_dims = torch.zeros(model.latent_dim, device=device)
     mus = []
     with _seeded(seed + 1, device):
-        for x, y in _fixed_batches(data, batch_size, seed, device):
-            terms = model.elbo(x, y=y)
-            sums += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum()])
+        for x, y in fixed_batches(data, batch_size, seed, device):
+            terms = model.elbo_terms(x, y=y)
+            sums += torch.stack([terms.value.sum(), terms.reconstruction.sum(), terms.kl.sum()])
             if terms.kl_per_dim is not None:
                 kl_dims += terms.kl_per_dim.sum(0)
-            mus.append(model.encoder(x, **_cond(model, y))[0])
+            mus.append(model.posterior_mean(x, y))
     model.train(was_training)
     n = len(data)
     elbo_, rec, kl = (sums / n).tolist()
@@ -89,7 +89,8 @@ def evaluate_elbo(model, data, batch_size: int = 1000, seed: int = 0) -> dict:
 @torch.no_grad()
 def active_units(model, data, threshold: float = 0.01, batch_size: int = 1000) -> int:
     """Number of latent dimensions with Cov_x(E_q[z_j | x]) > ``threshold``."""
-    mus = [model.encoder(x.to(model.device), **_cond(model, y.to(model.device)))[0]
+    data, batch_size = _checked(data, batch_size)
+    mus = [model.posterior_mean(x.to(model.device), None if y is None else y.to(model.device))
            for x, y in data.batches(batch_size)]
     return int((torch.cat(mus).var(0) > threshold).sum())
 
@@ -99,18 +100,17 @@ def iwae_nll(model, data, k: int = 5000, batch_size: int | None = None, seed: in
              progress: bool = True, per_image: bool = False) -> dict:
     """Estimate the test negative log-likelihood with the importance-weighted bound L_k.
 
-    Returns a dict: ``nll`` (nats, -mean L_k), ``bits_per_dim``, ``std_error`` (of the mean over
-    images, nats), ``k``, ``seed``, ``n``; with ``per_image=True`` also ``per_image``, the ``(n,)``
-    negative bounds. The seed fixes the test set's binarization (the same for every k and batch
-    size) and, separately, the samples of z.
-    ``batch_size`` images are processed at a time (default: enough that a chunk of samples decodes
-    about 16,384 images); memory does not grow with ``k``.
+    Returns a dict: ``nll`` (nats, -mean L_k), ``bits_per_dim`` (nats / (C*H*W ln 2)), ``std_error``
+    (of the mean over images, nats), ``k``, ``seed``, ``n``; with ``per_image=True`` also
+    ``per_image``, the ``(n,)`` negative bounds. The seed fixes the test set's binarization (the
+    same for every k and batch size) and, separately, the samples of z. ``batch_size`` images are
+    processed at a time (default: enough that a chunk of samples decodes about 16,384 images);
+    memory does not grow with ``k``.
     """
+    from tqdm.auto import tqdm
+
     k = whole_number("k", k)
-    batch_size = None if batch_size is None else whole_number("batch_size", batch_size)
-    data = as_data(data)
-    if len(data) == 0:
-        raise ValueError("the data holds no images to evaluate")
+    data, batch_size = _checked(data, batch_size)
     model.eval()
     device = model.device
     if batch_size is None:
@@ -118,15 +118,15 @@ def iwae_nll(model, data, k: int = 5000, batch_size: int | None = None, seed: in
     bounds = []
     with _seeded(seed + 1, device) as g:
         bar = tqdm(total=len(data), desc=f"IWAE k={k}", unit="img", disable=not progress, leave=False)
-        for x, y in _fixed_batches(data, batch_size, seed, device):
-            bounds.append(iwae_bound(model, x, k, generator=g, **_cond(model, y)).cpu())
+        for x, y in fixed_batches(data, batch_size, seed, device):
+            bounds.append(iwae_bound(model, x, k, generator=g, y=model.labels(y, len(x))).cpu())
             bar.update(len(x))
         bar.close()
     bounds = torch.cat(bounds).double()
     nll = -bounds.mean().item()
     std_error = bounds.std().item() / math.sqrt(len(bounds)) if len(bounds) > 1 else float("nan")
-    result = {"nll": nll, "bits_per_dim": bits_per_dim(nll), "std_error": std_error, "k": k, "seed": seed,
-              "n": len(data)}
+    result = {"nll": nll, "bits_per_dim": bits_per_dim(nll, math.prod(data.image_shape)), "std_error": std_error,
+              "k": k, "seed": seed, "n": len(data)}
     if per_image:
         result["per_image"] = (-bounds).float()
     return result
@@ -136,12 +136,12 @@ def iwae_nll(model, data, k: int = 5000, batch_size: int | None = None, seed: in
 def reconstruction_error(model, data, batch_size: int = 1000, seed: int = 0) -> dict:
     """Squared error between images and their reconstructions (posterior mean decoded).
 
-    Returns ``mse_sum`` (summed over pixels, mean over images) and ``mse`` (per pixel).
+    Returns ``mse_sum`` (summed over pixels, mean over images) and ``mse`` (per pixel value).
     """
+    data, batch_size = _checked(data, batch_size)
     model.eval()
-    device = model.device
     total = 0.0
-    for x, y in _fixed_batches(data, batch_size, seed, device):
-        total += (model.reconstruct(x, **_cond(model, y)) - x).pow(2).sum().item()
+    for x, y in fixed_batches(data, batch_size, seed, model.device):
+        total += (model.reconstruct(x, y) - x).pow(2).sum().item()
     per_image = total / len(data)
-    return {"mse_sum": per_image, "mse": per_image / PIXELS}
+    return {"mse_sum": per_image, "mse": per_image / math.prod(data.image_shape)}

@@ -1,9 +1,10 @@
 """Decoder likelihoods p(x | z): how a decoder's output becomes a distribution over images.
 
-The decoder network outputs one real number per pixel, ``params`` of shape ``(B, 1, 28, 28)``.
-A likelihood turns it into a ``torch.distributions`` object whose ``log_prob(x)`` returns one number
-per image, ``(B,)``: the log-density summed over all 784 pixels (``Independent`` over the last three
-dimensions). Summing, not averaging, over pixels is what makes the ELBO a bound on log p(x).
+The decoder network outputs one real number per pixel and channel, ``params`` of shape
+``(B, C, H, W)`` (``(B, 1, 28, 28)`` for MNIST). A likelihood turns it into a ``torch.distributions``
+object whose ``log_prob(x)`` returns one number per image, ``(B,)``: the log-density summed over all
+C*H*W values (``Independent`` over the last three dimensions). Summing, not averaging, over pixels
+is what makes the ELBO a bound on log p(x).
 
 * ``bernoulli`` (alias ``bce``): ``params`` are logits. For binary data (or grey levels read as
   probabilities, which is what ``binary_cross_entropy`` does).
@@ -15,10 +16,12 @@ dimensions). Summing, not averaging, over pixels is what makes the ELBO a bound 
 * ``learned_gaussian``: the same with one learned sigma shared by all pixels (the sigma-VAE,
   Rybkin et al. 2021), so the balance between the two ELBO terms is learned, not tuned.
 * ``pixelcnn``: binary pixels that are *not* independent given z: each also sees the pixels above
-  and to its left (vaelib.autoregressive). ``params`` is then a feature map ``(B, C, 28, 28)``; a
-  likelihood's ``params_channels`` tells the decoder network how many channels C to output.
+  and to its left (vaelib.autoregressive), for one-channel images. ``params`` is then a feature map
+  ``(B, F, H, W)``.
 
-Every likelihood also gives ``mean(params)``, the image to show, in [0, 1].
+Every likelihood gives ``decoder_channels(image_channels)``, how many channels the decoder network
+must output for images with that many channels, ``mean(params)``, the image to show, in [0, 1],
+and ``binary``: whether it models 0/1 pixels (then the data should be binarized).
 """
 from __future__ import annotations
 
@@ -30,8 +33,9 @@ from torch.distributions import Bernoulli, ContinuousBernoulli, Independent, Nor
 
 from .autoregressive import PixelCNNBernoulliLikelihood
 
-__all__ = ["BernoulliLikelihood", "ContinuousBernoulliLikelihood", "GaussianLikelihood",
-           "LearnedGaussianLikelihood", "PixelCNNBernoulliLikelihood", "make_likelihood", "LIKELIHOODS"]
+__all__ = ["Likelihood", "BernoulliLikelihood", "ContinuousBernoulliLikelihood", "GaussianLikelihood",
+           "LearnedGaussianLikelihood", "PixelCNNBernoulliLikelihood", "make_likelihood", "canonical_name",
+           "is_binary", "LIKELIHOODS"]
 
 EVENT_DIMS = 3  # (channels, height, width) form one event: log_prob sums over them
 
@@ -40,12 +44,16 @@ class Likelihood(nn.Module):
     """Base class: ``forward(params)`` returns the distribution, ``mean(params)`` the image to show."""
 
     name = "base"
-    params_channels = 1  # channels of the decoder output that this likelihood reads
+    binary = False  # True: a distribution over 0/1 pixels
+
+    def decoder_channels(self, image_channels: int) -> int:
+        """Channels of the decoder output that this likelihood reads, for images of ``image_channels``."""
+        return image_channels
 
     def forward(self, params: torch.Tensor) -> torch.distributions.Distribution:
         raise NotImplementedError
 
-    def mean(self, params: torch.Tensor) -> torch.Tensor:
+    def mean(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.sigmoid(params)
 
     def extra_repr(self) -> str:
@@ -56,6 +64,7 @@ class BernoulliLikelihood(Likelihood):
     """Each pixel ~ Bernoulli(sigmoid(logit)). log p(x|z) = -binary_cross_entropy summed over pixels."""
 
     name = "bernoulli"
+    binary = True
 
     def forward(self, params):
         # validate_args=False: grey-level targets in [0, 1] are allowed (the BCE convention)
@@ -70,7 +79,7 @@ class ContinuousBernoulliLikelihood(Likelihood):
     def forward(self, params):
         return Independent(ContinuousBernoulli(logits=params, validate_args=False), EVENT_DIMS)
 
-    def mean(self, params):
+    def mean(self, params, generator=None):
         # The distribution's mean is pulled toward 0.5; sigmoid(logit) (its parameter lambda) is
         # what people show, and what Loaiza-Ganem and Cunningham show.
         return torch.sigmoid(params)
@@ -124,6 +133,11 @@ LIKELIHOODS = {
     "pixelcnn": PixelCNNBernoulliLikelihood,
 }
 ALIASES = {"bce": "bernoulli", "mse": "gaussian", "cb": "continuous_bernoulli", "sigma_vae": "learned_gaussian"}
+
+
+def is_binary(name: str) -> bool:
+    """Whether the likelihood ``name`` (aliases accepted) models 0/1 pixels."""
+    return LIKELIHOODS[canonical_name(name)].binary
 
 
 def canonical_name(name: str) -> str:

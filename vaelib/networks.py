@@ -1,23 +1,43 @@
-"""Encoder and decoder networks for 28x28 images.
+"""Encoder and decoder networks for images of a given shape ``(C, H, W)`` (default MNIST's ``(1, 28, 28)``).
 
-An encoder maps images ``x`` ``(B, 1, 28, 28)`` to the parameters of q(z|x) = N(mu, diag(exp(logvar))):
+An encoder maps images ``x`` ``(B, C, H, W)`` to the parameters of q(z|x) = N(mu, diag(exp(logvar))):
 two tensors ``(B, D)``. It outputs a log-variance, not a variance, because any real number is a
 valid log-variance: no positivity constraint for the optimizer to break.
 
-A decoder maps latents ``z`` ``(B, D)`` to one real number per pixel, ``(B, 1, 28, 28)``; the
-likelihood (vaelib.likelihoods) decides what those numbers mean (logits, or a mean before a sigmoid).
-An autoregressive likelihood reads ``out_channels`` numbers per pixel instead, ``(B, C, 28, 28)``.
+A decoder maps latents ``z`` ``(B, D)`` to ``out_channels`` real numbers per pixel,
+``(B, out_channels, H, W)``; the likelihood (vaelib.likelihoods) decides what those numbers mean
+(logits, or a mean before a sigmoid) and how many it reads per pixel (one per image channel for
+the factorized likelihoods, a feature map for the autoregressive ``pixelcnn``).
 
 With ``num_classes > 0`` both take a label ``y`` ``(B,)`` too, appended as a one-hot vector: that
 is all a conditional VAE (notebook 09) changes.
+
+Your own networks plug into :class:`vaelib.VAE` the same way: an encoder ``x -> (mu, logvar)`` and
+a decoder ``z -> params`` (each also taking ``y`` if the model is conditional).
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MLPEncoder", "MLPDecoder", "ConvEncoder", "ConvDecoder"]
+from .validation import whole_number
+
+__all__ = ["MLPEncoder", "MLPDecoder", "ConvEncoder", "ConvDecoder", "conv_stages", "MNIST_SHAPE"]
+
+MNIST_SHAPE = (1, 28, 28)
+
+
+def _shape(image_shape) -> tuple[int, int, int]:
+    try:
+        shape = tuple(whole_number("image_shape entries", s) for s in image_shape)
+    except (TypeError, ValueError):
+        shape = ()
+    if len(shape) != 3:
+        raise ValueError(f"image_shape must be (channels, height, width) of positive whole numbers, got {image_shape!r}")
+    return shape
 
 
 def _with_label(h: torch.Tensor, y: torch.Tensor | None, num_classes: int) -> torch.Tensor:
@@ -29,12 +49,12 @@ def _with_label(h: torch.Tensor, y: torch.Tensor | None, num_classes: int) -> to
 
 
 class MLPEncoder(nn.Module):
-    """784 -> ``hidden`` -> (mu, logvar) of size ``latent_dim``: the pytorch/examples encoder."""
+    """C*H*W -> ``hidden`` -> (mu, logvar) of size ``latent_dim``: the pytorch/examples encoder."""
 
-    def __init__(self, latent_dim: int = 20, hidden: int = 400, num_classes: int = 0):
+    def __init__(self, latent_dim: int = 20, hidden: int = 400, num_classes: int = 0, image_shape=MNIST_SHAPE):
         super().__init__()
-        self.num_classes = num_classes
-        self.fc = nn.Linear(784 + num_classes, hidden)
+        self.num_classes, self.latent_dim, self.image_shape = num_classes, latent_dim, _shape(image_shape)
+        self.fc = nn.Linear(math.prod(self.image_shape) + num_classes, hidden)
         self.mu = nn.Linear(hidden, latent_dim)
         self.logvar = nn.Linear(hidden, latent_dim)
 
@@ -44,34 +64,59 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-    """``latent_dim`` -> ``hidden`` -> 784 * ``out_channels`` pixel parameters, as ``(B, out_channels, 28, 28)``."""
+    """``latent_dim`` -> ``hidden`` -> H*W*``out_channels`` pixel parameters, as ``(B, out_channels, H, W)``.
 
-    def __init__(self, latent_dim: int = 20, hidden: int = 400, num_classes: int = 0, out_channels: int = 1):
+    ``out_channels`` defaults to the image's channels.
+    """
+
+    def __init__(self, latent_dim: int = 20, hidden: int = 400, num_classes: int = 0, out_channels: int | None = None,
+                 image_shape=MNIST_SHAPE):
         super().__init__()
-        self.num_classes, self.out_channels = num_classes, out_channels
+        channels, self.height, self.width = _shape(image_shape)
+        self.num_classes, self.out_channels = num_classes, out_channels or channels
         self.fc = nn.Linear(latent_dim + num_classes, hidden)
-        self.out = nn.Linear(hidden, 784 * out_channels)
+        self.out = nn.Linear(hidden, self.height * self.width * self.out_channels)
 
     def forward(self, z, y=None):
         h = F.relu(self.fc(_with_label(z, y, self.num_classes)))
-        return self.out(h).view(-1, self.out_channels, 28, 28)
+        return self.out(h).view(-1, self.out_channels, self.height, self.width)
+
+
+def conv_stages(height: int, width: int) -> int:
+    """How many stride-2 convolutions the conv networks use for an image of ``height`` x ``width``.
+
+    The rule: height and width must be divisible by 4 (two halvings, 28 -> 14 -> 7), and the
+    networks keep halving while both sides are even and one is above 8 (64 -> 32 -> 16 -> 8), so the
+    dense layer sees at most about 8x8 positions: 2 stages for 28x28 and 32x32, 3 for 64x64.
+    """
+    if height % 4 or width % 4 or height < 8 or width < 8:
+        raise ValueError(f"the conv networks need an image height and width divisible by 4 and at least 8, got "
+                         f"{height}x{width}: resize the images (image_size=...) or use the mlp architecture")
+    stages, h, w = 2, height // 4, width // 4
+    while max(h, w) > 8 and h % 2 == 0 and w % 2 == 0:
+        stages, h, w = stages + 1, h // 2, w // 2
+    return stages
 
 
 class ConvEncoder(nn.Module):
-    """Two stride-2 convolutions (28 -> 14 -> 7), a dense layer of ``hidden`` units, then (mu, logvar).
+    """Stride-2 convolutions (28 -> 14 -> 7 for MNIST; see :func:`conv_stages`), a dense layer of
+    ``hidden`` units, then (mu, logvar).
 
-    ``channels`` is the width of the first convolution; the second has twice as many.
+    ``channels`` is the width of the first convolution; the later ones have twice as many.
     """
 
-    def __init__(self, latent_dim: int = 16, channels: int = 32, hidden: int = 256, num_classes: int = 0):
+    def __init__(self, latent_dim: int = 16, channels: int = 32, hidden: int = 256, num_classes: int = 0,
+                 image_shape=MNIST_SHAPE):
         super().__init__()
-        self.num_classes = num_classes
-        c = channels
-        self.conv = nn.Sequential(
-            nn.Conv2d(1, c, 4, stride=2, padding=1), nn.ReLU(),       # (c, 14, 14)
-            nn.Conv2d(c, 2 * c, 4, stride=2, padding=1), nn.ReLU(),   # (2c, 7, 7)
-        )
-        self.fc = nn.Linear(2 * c * 7 * 7 + num_classes, hidden)
+        self.num_classes, self.latent_dim, self.image_shape = num_classes, latent_dim, _shape(image_shape)
+        in_channels, height, width = self.image_shape
+        stages, c = conv_stages(height, width), channels
+        layers = [nn.Conv2d(in_channels, c, 4, stride=2, padding=1), nn.ReLU(),   # (c, H/2, W/2)
+                  nn.Conv2d(c, 2 * c, 4, stride=2, padding=1), nn.ReLU()]         # (2c, H/4, W/4)
+        for _ in range(stages - 2):
+            layers += [nn.Conv2d(2 * c, 2 * c, 4, stride=2, padding=1), nn.ReLU()]
+        self.conv = nn.Sequential(*layers)
+        self.fc = nn.Linear(2 * c * (height >> stages) * (width >> stages) + num_classes, hidden)
         self.mu = nn.Linear(hidden, latent_dim)
         self.logvar = nn.Linear(hidden, latent_dim)
 
@@ -82,23 +127,27 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """The mirror of :class:`ConvEncoder`: dense to (2c, 7, 7), then two transposed convolutions."""
+    """The mirror of :class:`ConvEncoder`: dense to ``(2c, H/2^s, W/2^s)``, then transposed convolutions
+    back to ``(out_channels, H, W)``; ``out_channels`` defaults to the image's channels."""
 
     def __init__(self, latent_dim: int = 16, channels: int = 32, hidden: int = 256, num_classes: int = 0,
-                 out_channels: int = 1):
+                 out_channels: int | None = None, image_shape=MNIST_SHAPE):
         super().__init__()
-        self.num_classes = num_classes
-        c = channels
+        image_channels, height, width = _shape(image_shape)
+        stages, c = conv_stages(height, width), channels
+        self.num_classes, self.c = num_classes, c
+        self.start = (2 * c, height >> stages, width >> stages)
         self.fc = nn.Sequential(
             nn.Linear(latent_dim + num_classes, hidden), nn.ReLU(),
-            nn.Linear(hidden, 2 * c * 7 * 7), nn.ReLU(),
+            nn.Linear(hidden, math.prod(self.start)), nn.ReLU(),
         )
-        self.deconv = nn.Sequential(
-            nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1), nn.ReLU(),  # (c, 14, 14)
-            nn.ConvTranspose2d(c, out_channels, 4, stride=2, padding=1),      # (out_channels, 28, 28)
-        )
-        self.c = c
+        layers = []
+        for _ in range(stages - 2):
+            layers += [nn.ConvTranspose2d(2 * c, 2 * c, 4, stride=2, padding=1), nn.ReLU()]
+        layers += [nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1), nn.ReLU(),                   # (c, H/2, W/2)
+                   nn.ConvTranspose2d(c, out_channels or image_channels, 4, stride=2, padding=1)]     # (out, H, W)
+        self.deconv = nn.Sequential(*layers)
 
     def forward(self, z, y=None):
         h = self.fc(_with_label(z, y, self.num_classes))
-        return self.deconv(h.view(-1, 2 * self.c, 7, 7))
+        return self.deconv(h.view(-1, *self.start))

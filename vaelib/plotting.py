@@ -1,7 +1,8 @@
 """Figures for VAEs: thin helpers over matplotlib and ``torchvision.utils.make_grid``.
 
 Every function returns the matplotlib ``Figure`` (so a notebook shows it and a script saves it) and
-takes an optional ``save=path``. Images are tensors ``(N, 1, 28, 28)`` with values in [0, 1].
+takes an optional ``save=path``. Images are tensors ``(N, C, H, W)`` with values in [0, 1], greyscale
+(C = 1) or colour (C = 3). Data may be vaelib.ImageData, a tensor of images, or ``(images, labels)``.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import matplotlib.pyplot as plt
 import torch
 from torchvision.utils import make_grid
 
+from .data import as_data
 from .files import atomic_write
 
 __all__ = ["image_grid", "show_images", "show_reconstructions", "plot_history", "plot_latent_scatter",
@@ -26,9 +28,10 @@ def _save(fig, save):
 
 
 def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Tensor:
-    """Tile ``(N, 1, H, W)`` images into one ``(H', W')`` tensor, ``nrow`` images per row."""
+    """Tile ``(N, C, H, W)`` images, ``nrow`` per row, into what ``imshow`` takes: ``(H', W')`` for
+    greyscale, ``(H', W', 3)`` for colour."""
     grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=padding, pad_value=1.0)
-    return grid[0]
+    return grid[0] if images.shape[1] == 1 else grid.permute(1, 2, 0)
 
 
 IMAGE_FORMATS = ("png", "jpg", "jpeg", "tif", "tiff", "webp", "pdf", "svg", "eps")
@@ -50,7 +53,7 @@ def save_image_grid(images: torch.Tensor, path, nrow: int = 8) -> Path:
     fmt = image_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     grid = image_grid(images, nrow)
-    big = grid.repeat_interleave(4, 0).repeat_interleave(4, 1)
+    big = grid.repeat_interleave(4, 0).repeat_interleave(4, 1).contiguous()
     with atomic_write(path) as f:
         plt.imsave(f, big.numpy(), cmap="gray", vmin=0, vmax=1, format=fmt)
     return path
@@ -77,7 +80,8 @@ def show_reconstructions(x: torch.Tensor, x_hat: torch.Tensor, n: int = 10, titl
     pair = torch.cat([x[:n].cpu(), x_hat[:n].cpu()])
     fig, ax = plt.subplots(figsize=(n * 0.6 + 0.4, 1.6))
     ax.imshow(image_grid(pair, n).numpy(), cmap="gray", vmin=0, vmax=1)
-    ax.set_yticks([15, 45], ["input", "reconstruction"])
+    height = x.shape[-2]
+    ax.set_yticks([2 + height / 2, 4 + 1.5 * height], ["input", "reconstruction"])
     ax.set_xticks([])
     for side in ax.spines.values():
         side.set_visible(False)
@@ -108,27 +112,32 @@ def plot_history(history, keys=("train_elbo", "test_elbo"), title: str = "ELBO p
 @torch.no_grad()
 def _posterior_means(model, data, n: int, batch_size: int = 1000):
     zs, ys = [], []
-    for x, y in data.batches(batch_size):
-        cond = {"y": y.to(model.device)} if model.num_classes else {}
-        zs.append(model.encoder(x.to(model.device), **cond)[0].cpu())
-        ys.append(y.cpu())
+    for x, y in as_data(data).batches(batch_size):
+        zs.append(model.posterior_mean(x.to(model.device), None if y is None else y.to(model.device)).cpu())
+        ys.append(None if y is None else y.cpu())
         if sum(len(z) for z in zs) >= n:
             break
-    return torch.cat(zs)[:n], torch.cat(ys)[:n]
+    return torch.cat(zs)[:n], None if ys[0] is None else torch.cat(ys)[:n]
 
 
 def plot_latent_scatter(model, data, n: int = 5000, dims=(0, 1), ax=None, save=None):
-    """Posterior means E_q[z|x] of ``n`` images in two latent dimensions, coloured by digit label."""
+    """Posterior means E_q[z|x] of ``n`` images in two latent dimensions, coloured by label (if any)."""
     z, y = _posterior_means(model, data, n)
     if ax is None:
         fig, ax = plt.subplots(figsize=(5.2, 4.4))
     else:
         fig = ax.figure
-    points = ax.scatter(z[:, dims[0]], z[:, dims[1]], c=y, cmap="tab10", s=3, alpha=0.7, vmin=-0.5, vmax=9.5)
-    fig.colorbar(points, ax=ax, ticks=range(10), label="digit")
+    if y is None:
+        ax.scatter(z[:, dims[0]], z[:, dims[1]], s=3, alpha=0.5)
+    else:
+        classes = max(int(y.max()) + 1, 10)
+        points = ax.scatter(z[:, dims[0]], z[:, dims[1]], c=y, cmap="tab10" if classes <= 10 else "tab20", s=3,
+                            alpha=0.7, vmin=-0.5, vmax=classes - 0.5)
+        names = getattr(data, "classes", None)
+        fig.colorbar(points, ax=ax, ticks=range(classes), label="class" if names else "digit")
     ax.set_xlabel(f"z[{dims[0]}]")
     ax.set_ylabel(f"z[{dims[1]}]")
-    ax.set_title("posterior means, coloured by label")
+    ax.set_title("posterior means" + (", coloured by label" if y is not None else ""))
     return _save(fig, save)
 
 
@@ -138,8 +147,10 @@ def plot_manifold(model, n: int = 15, extent: float = 2.5, use_quantiles: bool =
     """Decode a regular ``n`` x ``n`` grid of a 2-D latent space.
 
     With ``use_quantiles`` the grid is evenly spaced in probability under N(0, 1) (as in Kingma and
-    Welling's figure), so every tile covers the same prior mass; otherwise it spans [-extent, extent].
-    For a conditional model pass ``y``: one label (an int) for the whole grid, or ``n * n`` labels.
+    Welling's figure), so every tile covers the same prior mass; the axes then show the z value at
+    the centre of every other tile (they are not evenly spaced in z). Otherwise the grid spans
+    [-extent, extent] on linear axes. For a conditional model pass ``y``: one label (an int) for the
+    whole grid, or ``n * n`` labels.
     """
     if model.latent_dim != 2:
         raise ValueError(f"plot_manifold needs a 2-D latent space, this model has {model.latent_dim}")
@@ -150,27 +161,24 @@ def plot_manifold(model, n: int = 15, extent: float = 2.5, use_quantiles: bool =
         axis = torch.linspace(-extent, extent, n)
     zy, zx = torch.meshgrid(axis.flip(0), axis, indexing="ij")  # top row = largest z[1]
     z = torch.stack([zx.flatten(), zy.flatten()], 1).to(model.device)
-    images = model.decode_mean(z, _labels(model, y, len(z)))
+    images = model.decode_mean(z, y)
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 6))
     else:
         fig = ax.figure
-    ax.imshow(image_grid(images, n, padding=0).numpy(), cmap="gray", vmin=0, vmax=1,
-              extent=[axis[0].item(), axis[-1].item(), axis[0].item(), axis[-1].item()])
+    if use_quantiles:  # tile i spans [i, i+1] on the axes; label tile centres with their z value
+        ax.imshow(image_grid(images, n, padding=0).numpy(), cmap="gray", vmin=0, vmax=1, extent=[0, n, 0, n])
+        ticks = list(range(0, n, 2))
+        ax.set_xticks([i + 0.5 for i in ticks], [f"{axis[i].item():.2g}" for i in ticks])
+        ax.set_yticks([i + 0.5 for i in ticks], [f"{axis[i].item():.2g}" for i in ticks])
+    else:
+        half = (axis[1] - axis[0]).item() / 2  # tiles are centred on the grid points
+        ax.imshow(image_grid(images, n, padding=0).numpy(), cmap="gray", vmin=0, vmax=1,
+                  extent=[axis[0].item() - half, axis[-1].item() + half, axis[0].item() - half, axis[-1].item() + half])
     ax.set_xlabel("z[0]")
     ax.set_ylabel("z[1]")
     ax.set_title(title)
     return _save(fig, save)
-
-
-def _labels(model, y, n):
-    """``y`` as ``n`` labels on the model's device: an int is repeated, a tensor passes through."""
-    if y is None or not getattr(model, "num_classes", 0):
-        return None
-    if isinstance(y, int):
-        return torch.full((n,), y, dtype=torch.long, device=model.device)
-    y = torch.as_tensor(y, device=model.device)
-    return y.expand(n) if y.dim() == 0 or len(y) == 1 else y
 
 
 def lerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -202,7 +210,7 @@ def plot_interpolation(model, z0: torch.Tensor, z1: torch.Tensor, steps: int = 1
     """
     t = torch.linspace(0, 1, steps)
     path = (lerp if method == "linear" else slerp)(z0.cpu(), z1.cpu(), t).to(model.device)
-    images = model.decode_mean(path, _labels(model, y, steps))
+    images = model.decode_mean(path, y)
     if ax is None:
         fig, ax = plt.subplots(figsize=(steps * 0.6 + 0.4, 1.0))
     else:

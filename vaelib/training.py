@@ -1,9 +1,13 @@
-"""Training a VAE: ``fit`` and what it needs (device choice, seeding, the history it returns).
+"""Training a VAE: ``fit``, the loop notebook 05 writes out by hand, in small named pieces.
 
-The loop is the one notebook 05 writes out by hand, plus what a real run needs: a progress bar,
-per-epoch test evaluation, checkpoints (last, and best by test ELBO), resuming, gradient clipping,
-a guard that stops on a NaN/inf loss and restores the last good weights, and a warning when the
-posterior collapses (the KL per latent dimension falls to nothing).
+    fit(model, data, test, epochs=10)        # data: vaelib.ImageData, a tensor, or (images, labels)
+
+One epoch (:func:`train_epoch`) is the hand-written loop: batches, the objective's loss (the ELBO
+by default, vaelib.objectives), backward, an optional gradient clip, an Adam step. ``fit`` repeats
+it, evaluates the test ELBO after each epoch (:func:`test_record`), can continue a saved run
+(:func:`resume`), and leaves everything else to callbacks (vaelib.callbacks): the progress bar,
+the NaN guard, checkpoints and ``history.csv``, the posterior-collapse warning, sample grids,
+TensorBoard.
 """
 from __future__ import annotations
 
@@ -12,24 +16,20 @@ import math
 import os
 import time
 import warnings
-from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
-from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint, state_dict_mismatch
-from .elbo import ELBO, iwae_bound
+from .callbacks import (Checkpoints, CollapseWarning, EpochEnd, NaNGuard, ProgressBar, Run,  # noqa: F401
+                        TrainingDiverged)
+from .checkpoints import CheckpointError, data_info, load_checkpoint, state_dict_mismatch
 from .data import as_data
 from .evaluation import evaluate_elbo
 from .files import atomic_write
-from .schedules import Constant
+from .objectives import make_objective
 from .validation import positive_number, whole_number
 
-__all__ = ["fit", "make_adam", "History", "TrainingDiverged", "pick_device", "seed_everything", "fast_mode"]
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the model holds the last good weights again."""
+__all__ = ["fit", "train_epoch", "test_record", "resume", "make_adam", "History", "TrainingDiverged",
+           "pick_device", "seed_everything", "fast_mode"]
 
 
 def fast_mode() -> bool:
@@ -38,7 +38,7 @@ def fast_mode() -> bool:
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` if given, else CUDA, then Apple's MPS, then the CPU."""
+    """``device`` if given, else CUDA, then Apple's MPS, then the CPU; ``ValueError`` if unavailable."""
     if device is not None and str(device) != "auto":
         try:
             device = torch.device(device)
@@ -94,208 +94,161 @@ class History(list):
             writer.writerows(self)
 
 
-def _compiled_terms(model):
-    # beta stays outside the compiled graph: a schedule changes it every step, and a Python float
-    # inside would make torch.compile recompile each time.
-    def terms(x, y):
-        t = model.elbo(x, y=y)
-        return t.reconstruction, t.kl
-    return torch.compile(terms)
+def train_epoch(run: Run, objective, batch_size: int, seed: int = 0, clip_grad: float | None = None,
+                precision: str = "fp32", callbacks=()) -> dict:
+    """One pass over ``run.train`` with shuffled batches; returns the epoch's ``train_*`` averages.
+
+    The epoch's seed (``seed`` and the epoch number) fixes the shuffling, the dynamic binarization
+    and every sample of z, so a resumed run repeats exactly the epochs an uninterrupted one makes.
+    """
+    model, optimizer, data, device = run.model, run.optimizer, run.train, run.model.device
+    model.train()
+    epoch_seed = seed * 100003 + run.epoch
+    seed_everything(epoch_seed)
+    g = torch.Generator(device=data.device).manual_seed(epoch_seed)
+    sums, betas = {}, []
+    for run.batch, (x, y) in enumerate(data.batches(batch_size, shuffle=True, generator=g)):
+        x, y = x.to(device, non_blocking=True), None if y is None else y.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            estimate = objective(model, x, y, run.step)
+        optimizer.zero_grad(set_to_none=True)
+        estimate.loss.backward()
+        if clip_grad is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+        optimizer.step()
+        for name, value in estimate.sums.items():
+            sums[name] = sums.get(name, 0) + value.detach().float()
+        if estimate.beta is not None:
+            betas.append(estimate.beta)
+        run.step += 1
+        for callback in callbacks:
+            callback.on_batch_end(run, estimate)
+    record = {"epoch": run.epoch + 1, "step": run.step}
+    if betas:
+        record["beta"] = sum(betas) / len(betas)
+    values = torch.stack(list(sums.values())).div(len(data)).tolist()
+    record.update({f"train_{name}": value for name, value in zip(sums, values)})
+    return record
 
 
-def _run_compiled(terms_fn, model, x, y, beta):
-    """Returns (the function to use from now on, the ELBO terms); eager if compilation fails."""
-    try:
-        reconstruction, kl = terms_fn(x, y)
-        return terms_fn, ELBO(reconstruction, kl, float(beta))
-    except Exception as err:  # no C++ compiler, an unsupported op, ...: train anyway, eagerly
-        warnings.warn(f"torch.compile failed ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
-                      "training without it", stacklevel=3)
-        return None, model.elbo(x, beta=beta, y=y)
+def test_record(model, test, batch_size: int = 1000, seed: int = 0) -> dict:
+    """The test ELBO, its parts and the active units, as ``test_*`` entries of a history row."""
+    ev = evaluate_elbo(model, test, batch_size, seed=seed)
+    return dict(test_elbo=ev["elbo"], test_reconstruction=ev["reconstruction"], test_kl=ev["kl"],
+                active_units=ev["active_units"], kl_per_dim=ev["kl_per_dim"])
 
 
-def _state_copy(model) -> dict:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+def resume(run: Run, path, lr: float) -> None:
+    """Continue the run saved in ``path``: weights, optimizer state, history, epoch and step counts.
+
+    ``lr`` replaces the saved learning rate (resuming with a lower one is how a run is finished).
+    """
+    ckpt = load_checkpoint(path, map_location=run.model.device)
+    mismatch = state_dict_mismatch(run.model, ckpt["state_dict"])
+    if mismatch:
+        raise CheckpointError(f"cannot resume from {path}: its weights do not fit this model ({mismatch})")
+    run.model.load_state_dict(ckpt["state_dict"])
+    if ckpt.get("optimizer"):
+        run.optimizer.load_state_dict(ckpt["optimizer"])
+        for group in run.optimizer.param_groups:  # the saved lr would silently win
+            group["lr"] = lr
+    run.history = History(ckpt.get("history", []))
+    run.epoch = int(ckpt.get("epoch", len(run.history)))
+    run.step = run.epoch * run.steps_per_epoch
+    if ckpt.get("best_test_elbo") is not None:
+        run.best = ckpt["best_test_elbo"]
 
 
-def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_size: int = 128,
-        beta=1.0, device=None, seed: int = 0, clip_grad: float | None = None,
-        run_dir: str | os.PathLike | None = None, resume_from: str | os.PathLike | None = None,
-        train_args: dict | None = None, collapse_threshold: float | None = None,
-        eval_batch_size: int = 1000, progress: bool = True, on_epoch_end=None,
-        precision: str = "fp32", compile: bool = False, iwae_k: int = 1) -> History:
-    """Train ``model`` on ``train`` (a vaelib.data.MNIST) for ``epochs`` epochs with Adam.
+def _fit_shapes(model, data) -> None:
+    """A model meets its data: same image shape, labels where it is conditional."""
+    if getattr(model, "image_shape", None) is None:
+        model.image_shape = data.image_shape
+    elif tuple(model.image_shape) != data.image_shape:
+        raise ValueError(f"the model is built for images {tuple(model.image_shape)}, the data holds {data.image_shape}: "
+                         f"build the model with image_shape={data.image_shape}, or resize the data (image_size=)")
+    if model.num_classes and data.labels is None:
+        raise ValueError("this VAE is conditional on labels: pass data with labels, e.g. fit(model, (images, labels))")
+    model.data_info = data_info(data)  # what vaelib.save records
+
+
+def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_size: int = 128, beta=1.0,
+        iwae_k: int = 1, objective=None, device=None, seed: int = 0, clip_grad: float | None = None,
+        precision: str = "fp32", compile: bool = False, run_dir=None, resume_from=None,
+        train_args: dict | None = None, collapse_threshold: float | None = None, callbacks=(),
+        eval_batch_size: int = 1000, progress: bool = True, on_epoch_end=None) -> History:
+    """Train ``model`` on ``train`` for ``epochs`` epochs with Adam; return the :class:`History`.
 
     Args:
+        train, test: vaelib.ImageData, a tensor of images ``(N, C, H, W)`` in [0, 1] (or uint8), or
+            ``(images, labels)``. ``test`` (optional) is evaluated after every epoch.
+        epochs: the total number of epochs, counting those of a resumed run.
         beta: a number, or a schedule ``beta(step)`` from vaelib.schedules (step = optimizer steps).
+        iwae_k: with k > 1, maximize the importance-weighted bound L_k instead (needs beta = 1).
+        objective: any objective (vaelib.objectives) instead of the one ``beta``/``iwae_k`` describe.
         device: ``None`` picks CUDA, then MPS, then CPU (the data's tensors move there once).
-        seed: seeds weights' noise, shuffling and dynamic binarization, per epoch, so a resumed run
-            repeats the epochs an uninterrupted run would have made.
+        seed: seeds the shuffling, dynamic binarization and samples of z per epoch, so a resumed
+            run repeats the epochs an uninterrupted run would have made.
         clip_grad: clip the gradient norm to this value (``None``: no clipping).
-        run_dir: where to write ``checkpoint_last.pth`` (every epoch), ``checkpoint_best.pth`` (best
-            test ELBO, or train ELBO without test data) and ``history.csv``.
-        resume_from: a checkpoint to continue from: weights, optimizer state, history, epoch count;
-            ``lr`` replaces the saved learning rate (resume with a lower one to finish a run).
-            ``epochs`` is the total, so resuming a finished 10-epoch run with ``epochs=10`` does nothing.
-        collapse_threshold: warn (and save ``checkpoint_posterior_collapse.pth``) the first time the
-            mean KL per latent dimension on the test set falls below this many nats.
+        precision: ``"fp32"``, or ``"bf16"`` for bfloat16 autocast of the forward pass (faster on GPUs and
+            on CPUs with AMX/AVX-512-BF16; weights, optimizer and loss sums stay float32).
+        compile: run the ELBO through ``torch.compile`` (falls back to eager with a warning).
+        run_dir: write ``checkpoint_last.pth``, ``checkpoint_best.pth`` and ``history.csv`` there.
+        resume_from: a checkpoint to continue (``lr`` replaces its learning rate).
+        collapse_threshold: warn when the test KL per latent dimension falls below it (nats).
+        callbacks: more vaelib.callbacks (e.g. ``SampleGrid``, ``TensorBoard``).
         on_epoch_end: called as ``on_epoch_end(record, model)`` after each epoch.
-        precision: ``"fp32"``, or ``"bf16"`` to run the forward pass under bf16 autocast (matrix
-            products and convolutions in bfloat16, weights, optimizer and loss sums in float32): faster
-            on GPUs and on CPUs with AMX/AVX-512-BF16 (benchmarks/RESULTS.md), same ELBO within noise.
-        compile: run the ELBO through ``torch.compile`` (needs a C++ compiler on the CPU). Costs
-            10-60 s of compilation in the first epoch, then fuses the element-wise work; falls back
-            to eager with a warning when compilation fails.
-        iwae_k: with k > 1, maximize the importance-weighted bound L_k (Burda et al. 2015) instead
-            of the ELBO: k samples of z per image, k decoder passes per step, a tighter bound and
-            usually a better log-likelihood. Needs beta = 1; the ``train_elbo`` column then holds
-            L_k and ``train_reconstruction``/``train_kl`` are NaN. Not combined with ``compile``.
 
     Returns:
-        A :class:`History`, one dict per epoch: ``epoch``, ``step``, ``beta``, ``train_elbo``,
-        ``train_reconstruction``, ``train_kl``, ``test_elbo``, ``test_reconstruction``, ``test_kl``,
-        ``active_units``, ``seconds``. ELBOs are in nats per image (higher is better).
+        One dict per epoch: ``epoch``, ``step``, ``beta``, ``train_elbo``, ``train_reconstruction``,
+        ``train_kl`` (``train_iwae_bound`` with ``iwae_k > 1``), ``test_elbo``, ``test_reconstruction``,
+        ``test_kl``, ``active_units``, ``kl_per_dim``, ``seconds``. Nats per image, higher is better.
 
     Raises:
-        TrainingDiverged: the loss became NaN/inf; the model is restored to the last good epoch and
+        TrainingDiverged: the loss became NaN/inf; the model holds the last good epoch's weights and
             the checkpoints on disk are left as they were.
     """
-    epochs = whole_number("epochs", epochs, 0)
-    batch_size = whole_number("batch_size", batch_size)
-    eval_batch_size = whole_number("eval_batch_size", eval_batch_size)
+    train, test = as_data(train), None if test is None else as_data(test)
+    epochs, batch_size = whole_number("epochs", epochs, 0), whole_number("batch_size", batch_size)
     positive_number("lr", lr)
     if clip_grad is not None:
         positive_number("clip_grad", clip_grad)
-    train = as_data(train)
-    test = None if test is None else as_data(test)
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     if len(train) == 0:
         raise ValueError("the training data holds no images: check its subset or source")
     if test is not None and len(test) == 0:
         raise ValueError("the test data holds no images: pass test=None to train without a test set")
     if epochs == 0 and resume_from is None:
         raise ValueError("epochs=0 trains nothing: epochs is the total number of epochs (at least 1)")
-    iwae_k = whole_number("iwae_k", iwae_k)
-    if iwae_k > 1 and (beta.beta if isinstance(beta, Constant) else beta) != 1:
-        raise ValueError("IWAE training (iwae_k > 1) maximizes L_k, which has no beta: use beta = 1")
-    if iwae_k > 1 and compile:
-        raise ValueError("compile is not supported with iwae_k > 1 yet: drop one of them")
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    objective = objective or make_objective(beta, iwae_k, compile)
     device = pick_device(device)
     model.to(device)
-    schedule = beta if callable(beta) else Constant(beta)
-    optimizer = make_adam(model.parameters(), lr)
-    history, start_epoch, best = History(), 0, -math.inf
+    _fit_shapes(model, train)
+    run = Run(model, make_adam(model.parameters(), lr), epochs, History(), train=train, test=test,
+              train_args=train_args, steps_per_epoch=math.ceil(len(train) / batch_size))
     if resume_from is not None:
-        ckpt = load_checkpoint(resume_from, map_location=device)
-        mismatch = state_dict_mismatch(model, ckpt["state_dict"])
-        if mismatch:
-            raise CheckpointError(f"cannot resume from {resume_from}: its weights do not fit this model ({mismatch})")
-        model.load_state_dict(ckpt["state_dict"])
-        if ckpt.get("optimizer"):
-            optimizer.load_state_dict(ckpt["optimizer"])
-            for group in optimizer.param_groups:  # the saved lr would silently win: lowering it is why people resume
-                group["lr"] = lr
-        history = History(ckpt.get("history", []))
-        start_epoch = int(ckpt.get("epoch", len(history)))
-        if ckpt.get("best_test_elbo") is not None:
-            best = ckpt["best_test_elbo"]
-    if epochs <= start_epoch:
-        warnings.warn(f"nothing to train: the model has already trained {start_epoch} epochs and epochs={epochs} "
-                      f"is the total; raise epochs to continue", stacklevel=2)
-    run_dir = Path(run_dir) if run_dir is not None else None
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-
-    steps_per_epoch = math.ceil(len(train) / batch_size)
-    step = start_epoch * steps_per_epoch
-    good_state = _state_copy(model)
-    collapse_warned = False
-    terms_fn = _compiled_terms(model) if compile else None
-    bar = tqdm(total=(epochs - start_epoch) * steps_per_epoch, disable=not progress or epochs <= start_epoch,
-               desc="training", unit="step", dynamic_ncols=True)
-    for epoch in range(start_epoch, epochs):
-        model.train()
-        seed_everything(seed * 100003 + epoch)  # per-epoch seeds make resuming reproducible
-        g = torch.Generator(device=train.device).manual_seed(seed * 100003 + epoch)
-        sums = torch.zeros(3, device=device)
-        beta_sum, t0 = 0.0, time.perf_counter()
-        for i, (x, y) in enumerate(train.batches(batch_size, shuffle=True, generator=g)):
-            x = x.to(device, non_blocking=True)
-            y = None if y is None else y.to(device, non_blocking=True)
-            b = schedule(step)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                if iwae_k > 1:
-                    # L_k as the "reconstruction" of an ELBO with zero KL: terms.loss is then -mean L_k
-                    bound = iwae_bound(model, x, iwae_k, **model._cond(y))
-                    terms = ELBO(bound, torch.zeros_like(bound), 1.0)
-                elif terms_fn is not None:
-                    terms_fn, terms = _run_compiled(terms_fn, model, x, y, b)
-                else:
-                    terms = model.elbo(x, beta=b, y=y)
-            loss = terms.loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip_grad is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
-            optimizer.step()
-            sums += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum()]).detach()
-            beta_sum += b
-            step += 1
-            # Reading a value forces a GPU sync: check for NaN every 50 steps and at the end.
-            if i % 50 == 0 or i == steps_per_epoch - 1:
-                value = loss.item()
-                if not math.isfinite(value):
-                    model.load_state_dict(good_state)
-                    bar.close()
-                    saved = run_dir is not None and (run_dir / "checkpoint_last.pth").exists()
-                    where = f"; the checkpoints in {run_dir} are the last good ones" if saved else ""
-                    raise TrainingDiverged(
-                        f"loss became {value} at epoch {epoch + 1}, step {step}: weights restored to the end "
-                        f"of epoch {epoch}{where}. Try a lower learning rate or gradient clipping (--clip_grad 100)")
-                bar.set_postfix(epoch=epoch + 1, loss=f"{value:.2f}", beta=f"{b:.3g}", refresh=False)
-            bar.update(1)
-        n = len(train)
-        tr_elbo, tr_rec, tr_kl = (sums / n).tolist()
-        if iwae_k > 1:
-            tr_rec = tr_kl = math.nan
-        record = {"epoch": epoch + 1, "step": step, "beta": beta_sum / steps_per_epoch,
-                  "train_elbo": tr_elbo, "train_reconstruction": tr_rec, "train_kl": tr_kl}
-        if test is not None:
-            ev = evaluate_elbo(model, test, eval_batch_size, seed=seed)
-            record.update(test_elbo=ev["elbo"], test_reconstruction=ev["reconstruction"], test_kl=ev["kl"],
-                          active_units=ev["active_units"], kl_per_dim=ev["kl_per_dim"])
-        record["seconds"] = time.perf_counter() - t0
-        history.append(record)
-        good_state = _state_copy(model)
-        score = record.get("test_elbo", tr_elbo)
-        summary = (f"epoch {epoch + 1}/{epochs}  train ELBO {tr_elbo:.2f}  "
-                   + (f"test ELBO {record['test_elbo']:.2f}  KL {record['test_kl']:.2f}  "
-                      f"active units {record['active_units']}/{model.latent_dim}  " if test is not None else "")
-                   + f"beta {record['beta']:.3g}  {record['seconds']:.1f}s")
-        if progress:
-            bar.write(summary)
-        if run_dir is not None:
-            state = dict(optimizer=optimizer, epoch=epoch + 1, history=history, train_args=train_args)
-            if score > best:
-                best = score
-                save_checkpoint(run_dir / "checkpoint_best.pth", model, best_test_elbo=best, **state)
-            save_checkpoint(run_dir / "checkpoint_last.pth", model, best_test_elbo=best, **state)
-            history.to_csv(run_dir / "history.csv")
-        else:
-            best = max(best, score)
-        if collapse_threshold is not None and test is not None and not collapse_warned:
-            kl_per_dim = record["test_kl"] / model.latent_dim
-            if kl_per_dim < collapse_threshold:
-                collapse_warned = True
-                msg = (f"posterior collapse: mean KL per latent dimension {kl_per_dim:.4f} nats < "
-                       f"{collapse_threshold} at epoch {epoch + 1} (the decoder ignores z; try KL annealing)")
-                if run_dir is not None:
-                    save_checkpoint(run_dir / "checkpoint_posterior_collapse.pth", model, epoch=epoch + 1,
-                                    history=history, train_args=train_args, best_test_elbo=best)
-                    msg += f"; saved {run_dir / 'checkpoint_posterior_collapse.pth'}"
-                warnings.warn(msg, stacklevel=2)
-        if on_epoch_end is not None:
-            on_epoch_end(record, model)
-    bar.close()
-    return history
+        resume(run, resume_from, lr)
+        if epochs <= run.epoch:
+            warnings.warn(f"nothing to train: the model has already trained {run.epoch} epochs and epochs={epochs} "
+                          f"is the total; raise epochs to continue", stacklevel=2)
+    callbacks = [NaNGuard(run_dir=run_dir), ProgressBar(progress),
+                 *([Checkpoints(run_dir)] if run_dir is not None else []),
+                 *([CollapseWarning(collapse_threshold, run_dir)] if collapse_threshold is not None else []),
+                 *callbacks, *([EpochEnd(on_epoch_end)] if on_epoch_end is not None else [])]
+    for callback in callbacks:
+        callback.on_fit_start(run)
+    try:
+        for _ in range(run.epoch, epochs):
+            t0 = time.perf_counter()
+            record = train_epoch(run, objective, batch_size, seed, clip_grad, precision, callbacks)
+            if test is not None:
+                record.update(test_record(model, test, eval_batch_size, seed))
+            record["seconds"] = time.perf_counter() - t0
+            run.history.append(record)
+            run.epoch += 1
+            for callback in callbacks:
+                callback.on_epoch_end(run, record)
+    finally:
+        for callback in callbacks:
+            callback.on_fit_end(run)
+    return run.history

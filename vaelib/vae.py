@@ -1,83 +1,178 @@
 """The VAE: an encoder q(z|x), a decoder p(x|z), a prior p(z) and a likelihood, in one module.
 
-    model = build_vae(arch="mlp", latent_dim=20, likelihood="bernoulli")
-    terms = model.elbo(x)           # vaelib.elbo.ELBO: per-example reconstruction, KL, ELBO
-    terms.loss.backward()           # minus the ELBO, summed over pixels, averaged over the batch
-    images = model.sample(64)       # (64, 1, 28, 28) in [0, 1]
+    model = build_vae("conv", latent_dim=20, likelihood="bernoulli")        # MNIST-sized by default
+    model = build_vae("conv", latent_dim=16, likelihood="gaussian", image_shape=(3, 32, 32))
+    model = VAE(my_encoder, my_decoder, "bernoulli", latent_dim=8)          # your own networks
 
-``build_vae`` records its arguments in ``model.config``; a checkpoint stores that dict, and
-``build_vae(**config)`` rebuilds the same architecture (vaelib.checkpoints does exactly this).
+    terms = model.elbo_terms(x)     # vaelib.bounds.ELBOTerms: per-example reconstruction, KL, ELBO
+    terms.loss.backward()           # minus the ELBO, summed over pixels, averaged over the batch
+    images = model.sample(64)       # (64, C, H, W) in [0, 1]
+
+``build_vae`` records its arguments in a typed :class:`VAEConfig`, ``model.config``; a checkpoint
+stores it, and ``build_vae(config=...)`` rebuilds the same architecture (vaelib.checkpoints does
+exactly this). A hand-built ``VAE`` has ``config = None``: its checkpoint holds the weights, which
+``vaelib.load(path, model=...)`` puts back into the same architecture built by your code.
+
+Conditioning on labels (a conditional VAE, ``num_classes > 0``) is handled here and only here:
+every method takes ``y`` (an int, or labels ``(B,)``), :meth:`VAE.labels` checks and expands it,
+and an unconditional model ignores it.
 """
 from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from . import elbo as _elbo
+from . import bounds
 from .likelihoods import canonical_name, make_likelihood
-from .networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
+from .networks import MNIST_SHAPE, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, _shape
+from .posteriors import DiagonalGaussian
 from .priors import StandardNormalPrior
 from .validation import positive_number, whole_number
 
-__all__ = ["VAE", "build_vae", "ARCHITECTURES"]
+__all__ = ["VAE", "VAEConfig", "build_vae", "ARCHITECTURES"]
 
 ARCHITECTURES = ("mlp", "conv")
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """Everything that :func:`build_vae` needs to build one of vaelib's architectures.
+
+    ``config["arch"]`` works too (the dict access of vaelib 0.1).
+    """
+
+    arch: str = "conv"
+    latent_dim: int = 20
+    likelihood: str = "bernoulli"
+    hidden: int | None = None  # None: 400 for mlp, 256 for conv (build_vae fills it in)
+    channels: int = 32
+    sigma: float | None = None
+    num_classes: int = 0
+    image_shape: tuple = MNIST_SHAPE
+
+    def __getitem__(self, key: str):
+        try:
+            return getattr(self, key)
+        except AttributeError:
+            raise KeyError(key) from None
+
+    def get(self, key: str, default=None):
+        return getattr(self, key, default)
+
+    def to_dict(self) -> dict:
+        """Plain types only (a checkpoint is loaded with ``weights_only=True``)."""
+        values = dataclasses.asdict(self)
+        values["image_shape"] = list(self.image_shape)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "VAEConfig":
+        """From a checkpoint's dict; a version-1 checkpoint has no ``image_shape``: MNIST's."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys {', '.join(unknown)}")
+        values = dict(values)
+        values["image_shape"] = tuple(values.get("image_shape") or MNIST_SHAPE)
+        return cls(**values)
 
 
 class VAE(nn.Module):
     """A variational autoencoder.
 
     Args:
-        encoder: module, ``x (B,1,28,28) -> (mu, logvar)``, each ``(B, D)``.
-        decoder: module, ``z (B, D) -> params (B,1,28,28)``.
-        likelihood: module from vaelib.likelihoods, ``params -> p(x|z)``.
+        encoder: module ``x (B, C, H, W) -> (mu, logvar)``, each ``(B, D)`` (and ``y=`` if conditional).
+        decoder: module ``z (B, D) -> params`` as the likelihood reads them, e.g. ``(B, C, H, W)``.
+        likelihood: a name (``"bernoulli"``, ``"gaussian"``, ...; see vaelib.likelihoods) or a
+            likelihood module.
+        latent_dim: D (default: the encoder's ``latent_dim`` attribute, if it has one).
         prior: module returning p(z); N(0, I) by default.
-        latent_dim: D.
         num_classes: > 0 for a conditional VAE, whose methods then take labels ``y``.
+        image_shape: ``(C, H, W)`` of the images, if known (default: the encoder's ``image_shape``
+            attribute; ``vaelib.fit`` fills it in from the data otherwise).
     """
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood: nn.Module, latent_dim: int,
-                 prior: nn.Module | None = None, num_classes: int = 0):
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood="bernoulli", latent_dim: int | None = None,
+                 prior: nn.Module | None = None, num_classes: int = 0, image_shape=None):
         super().__init__()
-        self.encoder, self.decoder, self.likelihood = encoder, decoder, likelihood
-        self.prior = prior if prior is not None else StandardNormalPrior(latent_dim)
-        self.latent_dim, self.num_classes = latent_dim, num_classes
-        self.config: dict = {}
+        if latent_dim is None:
+            latent_dim = getattr(encoder, "latent_dim", None)
+        if latent_dim is None:
+            raise ValueError("pass latent_dim=D: the size of z that the encoder outputs and the decoder takes")
+        self.latent_dim = whole_number("latent_dim", latent_dim)
+        self.num_classes = whole_number("num_classes", num_classes, 0)
+        self.encoder, self.decoder = encoder, decoder
+        self.likelihood = make_likelihood(likelihood) if isinstance(likelihood, str) else likelihood
+        self.prior = prior if prior is not None else StandardNormalPrior(self.latent_dim)
+        image_shape = image_shape if image_shape is not None else getattr(encoder, "image_shape", None)
+        self.image_shape = None if image_shape is None else _shape(image_shape)
+        self.config: VAEConfig | None = None
 
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def _cond(self, y):
-        return {} if self.num_classes == 0 else {"y": y}
+    # --- conditioning, in one place ---------------------------------------------------------------
+    def labels(self, y, n: int) -> torch.Tensor | None:
+        """``y`` as ``n`` labels on the model's device (``None`` for an unconditional model).
 
-    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None):
-        """q(z|x): an ``Independent(Normal)`` with batch shape ``(B,)`` and event shape ``(D,)``."""
-        return _elbo.posterior(*self.encoder(x, **self._cond(y)))
+        ``y`` may be one int (repeated), a 1-element or ``(n,)`` tensor or sequence.
+        """
+        if not self.num_classes:
+            return None
+        if y is None:
+            raise ValueError(f"this VAE is conditional on {self.num_classes} classes: pass the labels as y=")
+        y = torch.as_tensor(y, device=self.device).long()
+        if y.dim() == 0 or y.numel() == 1:
+            y = y.reshape(1).expand(n)
+        if y.shape != (n,) or (y.numel() and (y.min() < 0 or y.max() >= self.num_classes)):
+            raise ValueError(f"y must hold {n} labels in 0..{self.num_classes - 1}, got shape {tuple(y.shape)}")
+        return y
 
-    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None):
-        """p(x|z): a distribution with batch shape ``(B,)`` over images ``(1, 28, 28)``."""
-        return self.likelihood(self.decoder(z, **self._cond(y)))
+    def _networks(self, y, n: int) -> dict:
+        return {} if not self.num_classes else {"y": self.labels(y, n)}
 
-    def elbo(self, x: torch.Tensor, beta: float = 1.0, y: torch.Tensor | None = None) -> _elbo.ELBO:
-        """One-sample ELBO and its parts, per example (see vaelib.elbo)."""
-        return _elbo.elbo(self, x, beta, **self._cond(y))
+    # --- the model ----------------------------------------------------------------------------------
+    def encode(self, x: torch.Tensor, y=None) -> DiagonalGaussian:
+        """q(z|x): a diagonal Gaussian with batch shape ``(B,)`` and event shape ``(D,)``."""
+        mu, logvar = self.encoder(x, **self._networks(y, len(x)))[:2]
+        # Under bf16 autocast the encoder's outputs are bfloat16; z and the KL are computed in float32.
+        return DiagonalGaussian(mu.float(), logvar.float())
 
-    def forward(self, x, beta: float = 1.0, y=None) -> _elbo.ELBO:
-        return self.elbo(x, beta, y)
+    def decode(self, z: torch.Tensor, y=None):
+        """p(x|z): a distribution with batch shape ``(B,)`` over images ``(C, H, W)``."""
+        return self.likelihood(self.decoder(z, **self._networks(y, len(z))))
+
+    def elbo_terms(self, x: torch.Tensor, beta: float = 1.0, y=None) -> bounds.ELBOTerms:
+        """One-sample ELBO and its parts, per example (see vaelib.bounds)."""
+        return bounds.elbo_terms(self, x, beta, y=self.labels(y, len(x)))
+
+    def elbo(self, x: torch.Tensor, beta: float = 1.0, y=None) -> bounds.ELBOTerms:
+        """The same as :meth:`elbo_terms` (its vaelib 0.1 name)."""
+        return self.elbo_terms(x, beta, y)
+
+    def forward(self, x, beta: float = 1.0, y=None) -> bounds.ELBOTerms:
+        return self.elbo_terms(x, beta, y)
 
     @torch.no_grad()
-    def decode_mean(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """The image to show for each latent: the likelihood's mean, ``(B, 1, 28, 28)`` in [0, 1].
+    def posterior_mean(self, x: torch.Tensor, y=None) -> torch.Tensor:
+        """E_q[z|x], ``(B, D)``: where each image lands in the latent space."""
+        return self.encode(x, y).mean
+
+    @torch.no_grad()
+    def decode_mean(self, z: torch.Tensor, y=None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The image to show for each latent: the likelihood's mean, ``(B, C, H, W)`` in [0, 1].
 
         (For the autoregressive ``pixelcnn`` likelihood: each pixel's probability along one image drawn
-        pixel by pixel, so it is random.)
+        pixel by pixel, so it is random; ``generator`` makes it reproducible.)
         """
-        return self.likelihood.mean(self.decoder(z, **self._cond(y)))
+        return self.likelihood.mean(self.decoder(z, **self._networks(y, len(z))), generator)
 
     @torch.no_grad()
-    def sample(self, n: int, temperature: float = 1.0, y: torch.Tensor | None = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int, temperature: float = 1.0, y=None, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` new images: z ~ N(0, temperature^2 I) from the prior, decoded to their mean image.
 
         A temperature below 1 trades variety for cleaner digits. The prior's own ``sample`` is used
@@ -89,13 +184,12 @@ class VAE(nn.Module):
             z = torch.randn(n, self.latent_dim, device=self.device, generator=generator) * temperature
         else:
             z = self.prior().sample((n,)) * temperature
-        return self.decode_mean(z, y)
+        return self.decode_mean(z, y, generator)
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Encode to the posterior mean and decode it: ``(B, 1, 28, 28)`` in [0, 1]."""
-        mu, _ = self.encoder(x, **self._cond(y))
-        return self.decode_mean(mu, y)
+    def reconstruct(self, x: torch.Tensor, y=None) -> torch.Tensor:
+        """Encode to the posterior mean and decode it: ``(B, C, H, W)`` in [0, 1]."""
+        return self.decode_mean(self.posterior_mean(x, y), y)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -103,39 +197,41 @@ class VAE(nn.Module):
 
 def build_vae(arch: str = "conv", latent_dim: int = 20, likelihood: str = "bernoulli",
               hidden: int | None = None, channels: int = 32, sigma: float | None = None,
-              num_classes: int = 0) -> VAE:
-    """Build a VAE from plain arguments, and remember them in ``model.config``.
+              num_classes: int = 0, image_shape=MNIST_SHAPE, *, config: VAEConfig | None = None) -> VAE:
+    """Build one of vaelib's VAEs from plain arguments (or a :class:`VAEConfig`); ``model.config`` records them.
 
     Args:
-        arch: ``"mlp"`` (784-hidden-D, the pytorch/examples model) or ``"conv"``.
+        arch: ``"mlp"`` (C*H*W-hidden-D, the pytorch/examples model) or ``"conv"``
+            (see vaelib.networks.conv_stages for the image sizes it takes).
         latent_dim: D, the size of z.
         likelihood: ``"bernoulli"``/``"bce"``, ``"continuous_bernoulli"``, ``"gaussian"``/``"mse"``,
-            ``"learned_gaussian"``, ``"pixelcnn"`` (autoregressive over pixels, vaelib.autoregressive).
+            ``"learned_gaussian"``, ``"pixelcnn"`` (autoregressive over pixels, one channel only).
         hidden: width of the dense layer (default 400 for mlp, 256 for conv).
         channels: width of the first convolution (conv only).
         sigma: the Gaussian likelihoods' fixed (or initial) standard deviation.
         num_classes: > 0 builds a conditional VAE.
+        image_shape: ``(C, H, W)`` of the images, MNIST's ``(1, 28, 28)`` by default.
     """
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHITECTURES)}")
-    latent_dim = whole_number("latent_dim", latent_dim)
-    hidden = None if hidden is None else whole_number("hidden", hidden)
-    channels = whole_number("channels", channels)
-    num_classes = whole_number("num_classes", num_classes, 0)
-    if sigma is not None:
-        sigma = positive_number("sigma", sigma)
-    likelihood = canonical_name(likelihood)
-    lik_kwargs = {"sigma": sigma} if sigma is not None and likelihood in ("gaussian", "learned_gaussian") else {}
-    lik = make_likelihood(likelihood, **lik_kwargs)
-    if arch == "mlp":
-        hidden = hidden or 400
-        encoder = MLPEncoder(latent_dim, hidden, num_classes)
-        decoder = MLPDecoder(latent_dim, hidden, num_classes, out_channels=lik.params_channels)
+    if config is None:
+        config = VAEConfig(arch, latent_dim, likelihood, hidden, channels, sigma, num_classes, tuple(image_shape))
+    if config.arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {config.arch!r}: choose one of {', '.join(ARCHITECTURES)}")
+    latent_dim = whole_number("latent_dim", config.latent_dim)
+    channels = whole_number("channels", config.channels)
+    num_classes = whole_number("num_classes", config.num_classes, 0)
+    hidden = whole_number("hidden", config.hidden) if config.hidden is not None else (400 if config.arch == "mlp" else 256)
+    sigma = positive_number("sigma", config.sigma) if config.sigma is not None else None
+    shape = _shape(config.image_shape)
+    name = canonical_name(config.likelihood)
+    lik = make_likelihood(name, **({"sigma": sigma} if sigma is not None and name in ("gaussian", "learned_gaussian") else {}))
+    out = lik.decoder_channels(shape[0])
+    if config.arch == "mlp":
+        encoder = MLPEncoder(latent_dim, hidden, num_classes, shape)
+        decoder = MLPDecoder(latent_dim, hidden, num_classes, out_channels=out, image_shape=shape)
     else:
-        hidden = hidden or 256
-        encoder = ConvEncoder(latent_dim, channels, hidden, num_classes)
-        decoder = ConvDecoder(latent_dim, channels, hidden, num_classes, out_channels=lik.params_channels)
-    model = VAE(encoder, decoder, lik, latent_dim, num_classes=num_classes)
-    model.config = dict(arch=arch, latent_dim=latent_dim, likelihood=likelihood, hidden=hidden,
-                        channels=channels, sigma=sigma, num_classes=num_classes)
+        encoder = ConvEncoder(latent_dim, channels, hidden, num_classes, shape)
+        decoder = ConvDecoder(latent_dim, channels, hidden, num_classes, out_channels=out, image_shape=shape)
+    model = VAE(encoder, decoder, lik, latent_dim, num_classes=num_classes, image_shape=shape)
+    model.config = dataclasses.replace(config, latent_dim=latent_dim, likelihood=name, hidden=hidden, channels=channels,
+                                       sigma=sigma, num_classes=num_classes, image_shape=shape)
     return model

@@ -25,73 +25,76 @@ import math
 
 import torch
 
-from .elbo import log_importance_weights
+from .bounds import log_importance_weights
+from .data import as_data
 from .plotting import image_grid, lerp, slerp
-from .reparameterization import reparameterize
 
 __all__ = ["decode_point", "interpolate_point", "reconstruction_panel", "beta_panel", "principal_directions",
            "to_png", "latent_explorer", "interpolation_slider", "reconstruction_viewer", "beta_explorer",
            "digit_selector", "importance_panel", "importance_explorer"]
 
-SCALE = 4  # 28x28 pixels shown as 112x112
+SCALE = 4  # each pixel shown as 4x4 screen pixels: 28x28 as 112x112
 
 
 def to_png(images: torch.Tensor, nrow: int = 8, scale: int = SCALE) -> bytes:
-    """PNG bytes of one image ``(1, 28, 28)`` or a grid of images ``(N, 1, 28, 28)``, values in [0, 1]."""
+    """PNG bytes of one image ``(C, H, W)`` or a grid of images ``(N, C, H, W)``, values in [0, 1],
+    greyscale or colour."""
     from PIL import Image
 
     if images.dim() == 3:
         images = images.unsqueeze(0)
     grid = image_grid(images, nrow=nrow, padding=2 if len(images) > 1 else 0)
     pixels = (grid.numpy() * 255).round().astype("uint8")
-    picture = Image.fromarray(pixels)  # 2-D uint8: greyscale
+    picture = Image.fromarray(pixels)  # (H, W) uint8: greyscale; (H, W, 3): RGB
     picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
-def _label(model, y, n=1):
-    if not model.num_classes:
-        return None
-    return torch.full((n,), int(y if y is not None else 0), dtype=torch.long, device=model.device)
-
-
 @torch.no_grad()
 def decode_point(model, z, y: int | None = None) -> torch.Tensor:
-    """Decode one latent point ``z`` (sequence or tensor of D numbers): image ``(1, 28, 28)`` in [0, 1]."""
+    """Decode one latent point ``z`` (sequence or tensor of D numbers): image ``(C, H, W)`` in [0, 1].
+
+    For a conditional model, ``y`` is the label (0 by default)."""
     z = torch.as_tensor(z, dtype=torch.float32, device=model.device).reshape(1, -1)
     if z.shape[1] != model.latent_dim:
         raise ValueError(f"z has {z.shape[1]} numbers, the model's latent space has {model.latent_dim}")
-    return model.decode_mean(z, _label(model, y))[0].cpu()
+    return model.decode_mean(z, 0 if y is None else y)[0].cpu()
 
 
 @torch.no_grad()
-def interpolate_point(model, z0: torch.Tensor, z1: torch.Tensor, t: float, method: str = "linear") -> torch.Tensor:
+def interpolate_point(model, z0: torch.Tensor, z1: torch.Tensor, t: float, method: str = "linear",
+                      y: int | None = None) -> torch.Tensor:
     """The image at fraction ``t`` of the way from ``z0`` to ``z1`` (``linear`` or ``spherical``)."""
     path = (lerp if method == "linear" else slerp)(z0.cpu(), z1.cpu(), torch.tensor([float(t)]))
-    return decode_point(model, path[0])
+    return decode_point(model, path[0], y)
 
 
 @torch.no_grad()
 def reconstruction_panel(model, data, index: int, n_samples: int = 6, seed: int = 0) -> torch.Tensor:
     """Test image ``index``, its reconstruction from the posterior mean, and ``n_samples`` decodes of
-    z ~ q(z|x): ``(2 + n_samples, 1, 28, 28)``. The spread of the samples shows how sure q is."""
+    z ~ q(z|x): ``(2 + n_samples, C, H, W)``. The spread of the samples shows how sure q is."""
+    x, y = _one_image(model, data, index, seed)
+    q = model.encode(x, y)
+    z = q.rsample((n_samples,), generator=torch.Generator(device=model.device).manual_seed(seed))[:, 0]
+    samples = model.decode_mean(z, y)
+    return torch.cat([x, model.reconstruct(x, y), samples]).cpu()
+
+
+def _one_image(model, data, index: int, seed: int):
+    """Image ``index`` of ``data`` binarized with ``seed``, and its label: ``(1, C, H, W)``, ``(1,)`` or None."""
+    data = as_data(data)
     g = torch.Generator(device=data.device).manual_seed(seed)
     x = data.prepare(data.images[index:index + 1], g).to(model.device)
-    y = data.labels[index:index + 1].to(model.device) if model.num_classes else None
-    mu, logvar = model.encoder(x, **({"y": y} if y is not None else {}))
-    eps = torch.randn(n_samples, model.latent_dim, device=model.device,
-                      generator=torch.Generator(device=model.device).manual_seed(seed))
-    z = reparameterize(mu, logvar, eps)
-    samples = model.decode_mean(z, None if y is None else y.expand(n_samples))
-    return torch.cat([x, model.reconstruct(x, y), samples]).cpu()
+    y = None if data.labels is None else data.labels[index:index + 1].to(model.device)
+    return x, y
 
 
 @torch.no_grad()
 def beta_panel(models: dict, beta, x: torch.Tensor, n_samples: int = 8, seed: int = 0) -> torch.Tensor:
-    """For the model trained with ``beta``: inputs ``x`` ``(n, 1, 28, 28)``, their reconstructions, and
-    ``n_samples`` samples, stacked as ``(2n + n_samples, 1, 28, 28)``."""
+    """For the model trained with ``beta``: inputs ``x`` ``(n, C, H, W)``, their reconstructions, and
+    ``n_samples`` samples, stacked as ``(2n + n_samples, C, H, W)``."""
     model = models[beta]
     g = torch.Generator(device=model.device).manual_seed(seed)
     x = x.to(model.device)
@@ -104,18 +107,16 @@ def importance_panel(model, data, index: int, k: int, n_show: int = 6, seed: int
 
     Returns ``elbo`` (the mean of the k log weights), ``bound`` (L_k, their log-mean-exp), ``ess``
     (the effective sample size (sum w)^2 / sum w^2, between 1 and k), ``weights`` ``(n_show,)``: the
-    normalized weights of the ``n_show`` heaviest samples, and ``images`` ``(1 + n_show, 1, 28, 28)``:
+    normalized weights of the ``n_show`` heaviest samples, and ``images`` ``(1 + n_show, C, H, W)``:
     the input, then the decoded means of those samples, heaviest first.
     """
-    g = torch.Generator(device=data.device).manual_seed(seed)
-    x = data.prepare(data.images[index:index + 1], g).to(model.device)
-    y = data.labels[index:index + 1].to(model.device) if model.num_classes else None
-    cond = {"y": y} if y is not None else {}
-    log_w, z = log_importance_weights(model, x, k, torch.Generator(device=model.device).manual_seed(seed), **cond)
+    x, y = _one_image(model, data, index, seed)
+    log_w, z = log_importance_weights(model, x, k, torch.Generator(device=model.device).manual_seed(seed),
+                                      y=model.labels(y, 1))
     log_w, z = log_w[:, 0], z[:, 0]  # one image: (k,) and (k, D)
     normalized = torch.softmax(log_w, 0)
     top = normalized.argsort(descending=True)[:n_show]
-    shown = model.decode_mean(z[top], None if y is None else y.expand(len(top)))
+    shown = model.decode_mean(z[top], y)
     return dict(elbo=log_w.mean().item(), bound=(torch.logsumexp(log_w, 0) - math.log(k)).item(),
                 ess=(1.0 / normalized.pow(2).sum()).item(), weights=normalized[top].cpu(),
                 images=torch.cat([x, shown]).cpu())
@@ -125,8 +126,8 @@ def importance_panel(model, data, index: int, k: int, n_show: int = 6, seed: int
 def principal_directions(model, data, k: int = 4, n: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
     """The mean and the ``k`` leading principal directions ``(k, D)`` (scaled by their standard deviation)
     of the posterior means of ``n`` images: where to put sliders when D is too large for one each."""
-    x, y = next(data.batches(n))
-    mu = model.encoder(x.to(model.device), **({"y": y.to(model.device)} if model.num_classes else {}))[0].cpu()
+    x, y = next(as_data(data).batches(n))
+    mu = model.posterior_mean(x.to(model.device), None if y is None else y.to(model.device)).cpu()
     center = mu.mean(0)
     _, s, v = torch.linalg.svd(mu - center, full_matrices=False)
     return center, v[:k] * (s[:k, None] / (len(mu) - 1) ** 0.5)
@@ -183,23 +184,27 @@ def latent_explorer(model, data=None, max_sliders: int = 8, extent: float = 3.0,
     return W.HBox([W.VBox(sliders + [W.HBox([reset, rand])]), image])
 
 
-def interpolation_slider(model, x0: torch.Tensor, x1: torch.Tensor):
-    """A slider t from 0 to 1 between the posterior means of two images ``(1, 28, 28)``."""
+def interpolation_slider(model, x0: torch.Tensor, x1: torch.Tensor, y: int | None = None):
+    """A slider t from 0 to 1 between the posterior means of two images ``(C, H, W)``.
+
+    For a conditional model, ``y`` is the label used to encode both images and decode the path
+    (0 by default): the path then changes the style, not the digit."""
     import ipywidgets as W
 
-    with torch.no_grad():
-        z0 = model.encoder(x0.reshape(1, 1, 28, 28).to(model.device))[0][0]
-        z1 = model.encoder(x1.reshape(1, 1, 28, 28).to(model.device))[0][0]
+    shape = tuple(model.image_shape or x0.shape[-3:])
+    x0, x1 = x0.reshape(1, *shape).to(model.device), x1.reshape(1, *shape).to(model.device)
+    label = 0 if y is None else y
+    z0, z1 = model.posterior_mean(x0, label)[0], model.posterior_mean(x1, label)[0]
     t = W.FloatSlider(0.0, min=0.0, max=1.0, step=0.02, description="t")
     method = W.ToggleButtons(options=["linear", "spherical"], description="path")
-    image = _image_widget(interpolate_point(model, z0, z1, 0.0))
+    image = _image_widget(interpolate_point(model, z0, z1, 0.0, y=label))
 
     def redraw(_=None):
-        image.value = to_png(interpolate_point(model, z0, z1, t.value, method.value))
+        image.value = to_png(interpolate_point(model, z0, z1, t.value, method.value, label))
 
     t.observe(redraw, names="value")
     method.observe(redraw, names="value")
-    ends = W.HBox([_image_widget(x0.reshape(1, 28, 28).cpu()), image, _image_widget(x1.reshape(1, 28, 28).cpu())])
+    ends = W.HBox([_image_widget(x0[0].cpu()), image, _image_widget(x1[0].cpu())])
     return W.VBox([W.HBox([t, method]), ends])
 
 
@@ -207,6 +212,7 @@ def reconstruction_viewer(model, data, n_samples: int = 6):
     """Pick a test image by index: the input, its reconstruction, and samples from q(z|x)."""
     import ipywidgets as W
 
+    data = as_data(data)
     index = W.IntSlider(0, min=0, max=len(data) - 1, description="index")
     image = W.Image(value=to_png(reconstruction_panel(model, data, 0, n_samples), nrow=2 + n_samples), format="png")
     caption = W.Label("input | reconstruction (posterior mean) | decodes of z ~ q(z|x)")
@@ -222,7 +228,7 @@ def beta_explorer(models: dict, data, n: int = 8):
     """Switch among models trained with different beta (``{beta: model}``): reconstructions and samples."""
     import ipywidgets as W
 
-    x, _ = data.sample(n)
+    x, _ = as_data(data).first(n)
     betas = sorted(models)
     choice = W.SelectionSlider(options=betas, value=betas[0], description="beta")
     image = W.Image(value=to_png(beta_panel(models, betas[0], x, n), nrow=n), format="png")
@@ -263,6 +269,7 @@ def importance_explorer(model, data, ks=(1, 3, 10, 30, 100, 300), n_show: int = 
     a redraw decodes k images, about 25 ms for the conv VAE on 2 CPU cores (k = 1000 takes 90 ms)."""
     import ipywidgets as W
 
+    data = as_data(data)
     index = W.IntSlider(0, min=0, max=len(data) - 1, description="index")
     k = W.SelectionSlider(options=list(ks), value=ks[len(ks) // 2], description="k")
     image = W.Image(format="png")

@@ -1,0 +1,302 @@
+"""The open library: any image data, any image shape, your own networks, training in readable parts."""
+import ast
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import vaelib
+from vaelib import ImageData, build_vae, fit, load, save
+from vaelib.checkpoints import CheckpointError
+from vaelib.data import DataError, as_data
+
+from .conftest import needs_mnist
+
+ROOT = Path(__file__).resolve().parent.parent
+FASHION = pytest.mark.skipif(not (Path(__import__("os").environ.get("VAELIB_DATA", "")) / "FashionMNIST" / "raw").is_dir(),
+                             reason="Fashion-MNIST not found: set VAELIB_DATA to a folder holding FashionMNIST/raw/")
+
+
+# The contract of issue 11, as written there (sizes as given; it takes about 20 s on 2 CPU cores) -----
+
+@FASHION
+def test_the_contract_runs_as_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    import torch, vaelib  # noqa: E401,F811
+    from torch import nn
+
+    x = torch.rand(512, 3, 32, 32)                                # any images, values in [0, 1]
+    model = vaelib.build_vae("conv", latent_dim=16, likelihood="gaussian", image_shape=(3, 32, 32))
+    history = vaelib.fit(model, x, epochs=1)                     # a tensor, or (images, labels)
+    vaelib.save(model, "my_vae.pth")
+    same = vaelib.load("my_vae.pth")                              # built-in architectures rebuild themselves
+
+    class MyDecoder(nn.Module):                                   # the user's own network
+        def __init__(self): super().__init__(); self.net = nn.Sequential(nn.Linear(8, 400), nn.ReLU(), nn.Linear(400, 784))  # noqa: E501,E704
+        def forward(self, z): return self.net(z).view(-1, 1, 28, 28)  # noqa: E704
+
+    def make(): return vaelib.VAE(vaelib.networks.MLPEncoder(latent_dim=8), MyDecoder(), "bernoulli", latent_dim=8)  # noqa: E704
+    custom = make()
+    vaelib.fit(custom, vaelib.FashionMNIST("train", binarize="dynamic", subset=2000), epochs=1)
+    vaelib.save(custom, "custom.pth")
+    again = vaelib.load("custom.pth", model=make())               # weights into the user's architecture
+    print(vaelib.evaluation.iwae_nll(again, vaelib.FashionMNIST("test", subset=200), k=10)["bits_per_dim"])
+
+    bits = float(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0 < bits < 1 and len(history) == 1 and history[0]["train_elbo"] < 0
+    for a, b in zip(model.state_dict().values(), same.state_dict().values()):
+        assert torch.equal(a, b)
+    for a, b in zip(custom.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a.cpu(), b)
+    assert same.image_shape == (3, 32, 32) and same.sample(2).shape == (2, 3, 32, 32)
+    assert same.checkpoint["data"] == {"dataset": "images", "image_shape": [3, 32, 32], "binarize": None}
+
+
+# Shapes everywhere -------------------------------------------------------------------------------
+
+SHAPES = [(1, 28, 28), (1, 64, 64), (3, 32, 32)]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_each_architecture_trains_samples_and_round_trips_on_each_shape(arch, shape, tmp_path):
+    torch.manual_seed(0)
+    likelihood = "bernoulli" if shape[0] == 1 else "continuous_bernoulli"
+    model = build_vae(arch, latent_dim=4, hidden=32, channels=4, likelihood=likelihood, image_shape=shape)
+    images = torch.rand(48, *shape)
+    history = fit(model, images, images[:16], epochs=1, batch_size=16, progress=False, device="cpu")
+    assert math.isfinite(history[0]["test_elbo"])
+    assert model.sample(3).shape == (3, *shape) and model.reconstruct(images[:2]).shape == (2, *shape)
+    path = save(model, tmp_path / "m.pth")
+    loaded = load(path)
+    assert loaded.config == model.config and loaded.image_shape == shape
+    z = torch.randn(2, 4)
+    torch.testing.assert_close(loaded.decode_mean(z), model.decode_mean(z))
+
+
+def test_conv_networks_name_the_sizes_they_cannot_take():
+    with pytest.raises(ValueError, match="divisible by 4 .* got 30x30.*mlp"):
+        build_vae("conv", image_shape=(1, 30, 30))
+    assert build_vae("conv", image_shape=(1, 64, 64), channels=4).encoder.fc.in_features == 8 * 8 * 8
+    assert len(build_vae("conv", channels=4).encoder.conv) == 4  # MNIST: the two stride-2 layers of 0.1
+
+
+def test_bits_per_dim_divide_by_the_images_dimensions(tmp_path):
+    torch.manual_seed(0)
+    model = build_vae("mlp", latent_dim=2, hidden=8, likelihood="gaussian", image_shape=(3, 8, 12))
+    result = vaelib.evaluation.iwae_nll(model, torch.rand(10, 3, 8, 12), k=4, progress=False)
+    assert result["bits_per_dim"] == pytest.approx(result["nll"] / (3 * 8 * 12 * math.log(2)))
+
+
+def test_the_pixelcnn_likelihood_takes_any_height_and_width_but_one_channel():
+    torch.manual_seed(0)
+    model = build_vae("conv", latent_dim=3, hidden=16, channels=4, likelihood="pixelcnn", image_shape=(1, 32, 20))
+    x = torch.bernoulli(torch.rand(4, 1, 32, 20))
+    assert model.elbo_terms(x).value.shape == (4,)
+    assert model.sample(2).shape == (2, 1, 32, 20)
+    with pytest.raises(ValueError, match="one-channel .* 3 channels"):
+        build_vae("conv", likelihood="pixelcnn", image_shape=(3, 32, 32))
+
+
+def test_a_model_and_data_of_different_shapes_are_refused_by_name():
+    with pytest.raises(ValueError, match=r"built for images \(1, 28, 28\), the data holds \(3, 32, 32\)"):
+        fit(build_vae("mlp", latent_dim=2, hidden=8), torch.rand(8, 3, 32, 32), epochs=1, progress=False)
+
+
+# Data -----------------------------------------------------------------------------------------------
+
+def test_image_data_takes_uint8_or_unit_floats_with_optional_labels():
+    grey = ImageData(torch.randint(0, 256, (10, 28, 28), dtype=torch.uint8), torch.arange(10))
+    assert grey.image_shape == (1, 28, 28) and grey.num_classes == 10
+    x, y = next(grey.batches(4))
+    assert x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1 and y.tolist() == [0, 1, 2, 3]
+    unlabelled = as_data(torch.rand(6, 3, 8, 8))
+    assert unlabelled.labels is None and next(unlabelled.batches(4))[1] is None
+    pair = as_data((torch.rand(6, 1, 8, 8), torch.zeros(6, dtype=torch.long)))
+    assert len(pair[2:5]) == 3 and pair[2:5].labels.shape == (3,)
+    with pytest.raises(DataError, match=r"float images must lie in \[0, 1\]"):
+        ImageData(torch.randn(4, 1, 8, 8) * 10)
+    with pytest.raises(DataError, match="labels must be integers of shape"):
+        ImageData(torch.rand(4, 1, 8, 8), torch.zeros(3))
+    binary = ImageData(torch.rand(50, 1, 8, 8), binarize="dynamic")
+    assert set(next(binary.batches(50))[0].unique().tolist()) <= {0.0, 1.0}
+
+
+@FASHION
+def test_fashion_mnist_loads_with_its_classes_and_resizes():
+    train = vaelib.FashionMNIST("train")
+    assert train.images.shape == (60000, 1, 28, 28) and torch.bincount(train.labels).tolist() == [6000] * 10
+    assert train.classes[0] == "T-shirt/top" and train.name == "fashion_mnist"
+    big = vaelib.load_dataset("fashion_mnist", "test", subset=5, image_size=64)
+    assert big.image_shape == (1, 64, 64) and big.images.dtype == torch.uint8
+    small = vaelib.FashionMNIST("test", subset=5)
+    # resizing keeps the picture: the mean grey level barely moves
+    assert abs(big.images.float().mean() - small.images.float().mean()) < 3
+
+
+@needs_mnist
+def test_first_returns_the_first_images_and_sample_is_its_old_name():
+    data = vaelib.MNIST("test", subset=20)
+    x, y = data.first(5)
+    assert torch.equal(y, data.labels[:5]) and torch.equal(data.sample(5)[0], x)
+
+
+# Your own networks ---------------------------------------------------------------------------------
+
+class TinyDecoder(nn.Module):
+    def __init__(self, width=32):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(3, width), nn.ReLU(), nn.Linear(width, 64))
+
+    def forward(self, z):
+        return self.net(z).view(-1, 1, 8, 8)
+
+
+def _custom(width=32):
+    torch.manual_seed(0)
+    return vaelib.VAE(vaelib.networks.MLPEncoder(latent_dim=3, hidden=16, image_shape=(1, 8, 8)), TinyDecoder(width),
+                      "bernoulli", latent_dim=3)
+
+
+def test_a_user_network_round_trips_and_a_mismatch_is_named(tmp_path):
+    model = _custom()
+    fit(model, torch.rand(32, 1, 8, 8), epochs=1, progress=False)
+    path = save(model, tmp_path / "custom.pth")
+    with pytest.raises(CheckpointError, match="your own architecture .*TinyDecoder.*model=your_vae"):
+        load(path)
+    again = load(path, model=_custom())
+    torch.testing.assert_close(again.decode_mean(torch.zeros(1, 3)), model.decode_mean(torch.zeros(1, 3)))
+    with pytest.raises(CheckpointError, match=r"custom.pth: its weights do not fit the model you passed .*"
+                                              r"wrong shape: decoder.net.0.weight \(32, 3\) in the file vs \(16, 3\)"):
+        load(path, model=_custom(width=16))
+
+
+def test_a_likelihood_may_be_an_object():
+    lik = vaelib.likelihoods.GaussianLikelihood(sigma=0.3)
+    model = vaelib.VAE(vaelib.networks.MLPEncoder(3, 8), vaelib.networks.MLPDecoder(3, 8), lik)
+    assert model.likelihood is lik and model.latent_dim == 3
+
+
+@needs_mnist
+def test_every_pretrained_checkpoint_of_format_1_loads_and_knows_its_data():
+    for path in sorted((ROOT / "pretrained").glob("*.pth")):
+        model = load(path)
+        assert model.config.image_shape == (1, 28, 28), path
+        assert model.checkpoint["data"]["dataset"] == "mnist", path
+
+
+# Conditioning in one place ------------------------------------------------------------------------
+
+def test_a_conditional_model_takes_labels_everywhere_and_asks_for_them():
+    torch.manual_seed(0)
+    model = build_vae("mlp", latent_dim=2, hidden=8, num_classes=10)
+    x = torch.rand(4, 1, 28, 28)
+    with pytest.raises(ValueError, match="conditional on 10 classes: pass the labels as y="):
+        model.elbo_terms(x)
+    assert model.elbo_terms(x, y=torch.tensor([0, 1, 2, 3])).value.shape == (4,)
+    assert model.sample(3, y=7).shape == (3, 1, 28, 28)
+    with pytest.raises(ValueError, match="labels in 0..9"):
+        model.sample(2, y=10)
+    from vaelib.widgets import interpolation_slider
+    assert interpolation_slider(model, x[0], x[1], y=3) is not None  # failed on conditional models in 0.1
+    with pytest.raises(ValueError, match="conditional on labels: pass data with labels"):
+        fit(model, x, epochs=1, progress=False)
+    history = fit(model, (x, torch.tensor([1, 2, 3, 4])), epochs=1, progress=False)
+    assert math.isfinite(history[0]["train_elbo"])
+
+
+# Training in readable parts ------------------------------------------------------------------------
+
+def test_fit_reads_in_one_screen():
+    tree = ast.parse((ROOT / "vaelib" / "training.py").read_text())
+    fit_def = next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "fit")
+    body = fit_def.body[1:]  # after the docstring
+    assert body[-1].end_lineno - body[0].lineno + 1 <= 45
+
+
+def test_callbacks_write_samples_and_see_every_epoch(tmp_path):
+    from vaelib.callbacks import Callback, SampleGrid
+
+    class Recorder(Callback):
+        def __init__(self):
+            self.events = []
+
+        def on_fit_start(self, run):
+            self.events.append("start")
+
+        def on_epoch_end(self, run, record):
+            self.events.append(record["epoch"])
+
+        def on_fit_end(self, run):
+            self.events.append("end")
+
+    recorder = Recorder()
+    model = build_vae("mlp", latent_dim=2, hidden=8, image_shape=(3, 8, 8), likelihood="gaussian")
+    fit(model, torch.rand(16, 3, 8, 8), epochs=2, progress=False,
+        callbacks=[SampleGrid(tmp_path / "s.png", n=4, nrow=2), recorder])
+    assert recorder.events == ["start", 1, 2, "end"]
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_old_names_keep_working():
+    from vaelib.elbo import ELBO, elbo, iwae_bound  # noqa: F401
+    model = build_vae("mlp", latent_dim=2, hidden=8)
+    x = torch.rand(3, 1, 28, 28)
+    torch.manual_seed(1)
+    a = model.elbo(x).elbo
+    torch.manual_seed(1)
+    b = elbo(model, x).value
+    assert torch.equal(a, b) and isinstance(model.elbo(x), ELBO)
+    assert model.config["arch"] == "mlp" and vaelib.save_checkpoint
+
+
+# Package hygiene ------------------------------------------------------------------------------------
+
+def test_import_vaelib_imports_no_widgets_plotting_checks_or_coursework():
+    code = ("import sys, vaelib; vaelib.build_vae; vaelib.fit; vaelib.MNIST; "
+            "print(sorted(m for m in ('ipywidgets', 'matplotlib', 'vaelib.checks', 'vaelib.coursework', "
+            "'vaelib.plotting', 'vaelib.widgets') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr
+
+
+# the package's layers, bottom first: a module may import only from its own layer or below
+LAYERS = [
+    {"version", "validation", "files"},
+    {"data", "kl", "reparameterization", "priors", "autoregressive", "schedules"},
+    {"likelihoods", "posteriors", "networks"},
+    {"bounds", "elbo"},
+    {"vae"},
+    {"checkpoints", "evaluation", "objectives", "plotting"},
+    {"callbacks"},
+    {"training"},
+    {"pretrained", "widgets", "coursework"},
+    {"checks"},
+    {"cli", "__main__"},
+]
+
+
+def _layer(name):
+    return next(i for i, layer in enumerate(LAYERS) if name in layer)
+
+
+def test_no_module_imports_the_package_root_or_a_higher_layer():
+    for path in sorted((ROOT / "vaelib").glob("*.py")):
+        if path.stem == "__init__":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                assert not any(a.name.split(".")[0] == "vaelib" for a in node.names), f"{path.name} imports vaelib"
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "vaelib":
+                raise AssertionError(f"{path.name} imports from the package root (use a relative import)")
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                # "from .x import y" takes from module x; "from . import x" must name a module, not the root's names
+                targets = [node.module.split(".")[0]] if node.module else [a.name for a in node.names]
+                for target in targets:
+                    assert (ROOT / "vaelib" / f"{target}.py").exists() or (ROOT / "vaelib" / target).is_dir(), \
+                        f"{path.name} imports {target} from the package root"
+                    assert _layer(target) <= _layer(path.stem), f"{path.name} imports {target}, a higher layer"

@@ -1,0 +1,148 @@
+"""Bounds on log p(x): the evidence lower bound (ELBO) and the importance-weighted bound (IWAE).
+
+For one image x, with encoder q(z|x), decoder p(x|z) and prior p(z):
+
+    ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) || p(z))  <=  log p(x)
+
+The first term (the *reconstruction* term) is estimated with one reparameterized sample; the KL is
+computed in closed form when q is a diagonal Gaussian and the prior is N(0, I), and by Monte Carlo
+otherwise. A beta-VAE trains on ``reconstruction - beta * KL`` instead; that objective is a bound
+on log p(x) only for beta = 1.
+
+Convention, everywhere in vaelib: **sum over pixels and latent dimensions, mean over the batch**.
+Every per-example quantity below has shape ``(B,)``; only ``ELBOTerms.loss`` averages over the batch.
+(Averaging over the 784 pixels as well, as ``F.mse_loss``'s default does, divides the
+reconstruction term by 784 while the KL stays summed: the same optimum as a beta of 784 that
+nobody asked for.)
+
+The importance-weighted bound with k samples z_i ~ q(z|x),
+
+    L_k(x) = log (1/k) sum_i p(x, z_i) / q(z_i|x),
+
+satisfies ELBO <= L_1 ... <= L_k <= log p(x) in expectation and tends to log p(x) as k grows
+(Burda et al. 2015). It is what papers report as the "NLL" of a VAE, with k = 5000.
+
+Names: :class:`ELBOTerms` (the parts of the ELBO of a batch) is also importable as ``ELBO``,
+:func:`elbo_terms` as ``elbo``, and this module as ``vaelib.elbo``: the names of vaelib 0.1.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .kl import gaussian_kl_per_dim, monte_carlo_kl
+from .posteriors import DiagonalGaussian
+from .validation import whole_number
+
+__all__ = ["ELBOTerms", "elbo_terms", "iwae_bound", "log_importance_weights", "posterior", "ELBO", "elbo"]
+
+
+@dataclass
+class ELBOTerms:
+    """The ELBO of a batch and its parts, one value per example.
+
+    Attributes:
+        reconstruction: ``(B,)`` log p(x|z) for one z ~ q(z|x), summed over pixels.
+        kl: ``(B,)`` KL(q(z|x) || p(z)), summed over latent dimensions.
+        beta: the weight on the KL in the training objective.
+        kl_per_dim: ``(B, D)`` the KL of each latent dimension (closed form only, else ``None``).
+    """
+
+    reconstruction: torch.Tensor
+    kl: torch.Tensor
+    beta: float = 1.0
+    kl_per_dim: torch.Tensor | None = None
+
+    @property
+    def value(self) -> torch.Tensor:
+        """``(B,)`` reconstruction - KL: the bound on log p(x), whatever beta is."""
+        return self.reconstruction - self.kl
+
+    @property
+    def elbo(self) -> torch.Tensor:
+        """The same as :attr:`value` (its vaelib 0.1 name)."""
+        return self.value
+
+    @property
+    def objective(self) -> torch.Tensor:
+        """``(B,)`` reconstruction - beta * KL: what training maximizes."""
+        return self.reconstruction - self.beta * self.kl
+
+    @property
+    def loss(self) -> torch.Tensor:
+        """Scalar to minimize: minus the objective, averaged over the batch."""
+        return -self.objective.mean()
+
+    def __repr__(self) -> str:
+        return (f"ELBOTerms(elbo={self.value.mean().item():.2f}, reconstruction={self.reconstruction.mean().item():.2f}, "
+                f"kl={self.kl.mean().item():.2f}, beta={self.beta:g}, batch={len(self.kl)})")
+
+
+def posterior(mu: torch.Tensor, logvar: torch.Tensor) -> DiagonalGaussian:
+    """q(z|x) = N(mu, diag(exp(logvar))) as a distribution over the latent vector (event dim D)."""
+    return DiagonalGaussian(mu, logvar)
+
+
+def elbo_terms(model, x: torch.Tensor, beta: float = 1.0, y: torch.Tensor | None = None) -> ELBOTerms:
+    """One-sample ELBO of ``model`` (a :class:`vaelib.VAE`) on images ``x`` ``(B, C, H, W)``.
+
+    ``y``: the labels ``(B,)`` of a conditional model (ignored by an unconditional one).
+    """
+    q = model.encode(x, y)
+    z = q.rsample()
+    reconstruction = model.decode(z, y).log_prob(x)
+    prior = model.prior()
+    if isinstance(q, DiagonalGaussian) and getattr(model.prior, "analytic_kl", False):
+        kl_per_dim = gaussian_kl_per_dim(q.mu, q.logvar)
+        kl = kl_per_dim.sum(-1)
+    else:
+        kl_per_dim = None
+        kl = monte_carlo_kl(q, prior, z=z)
+    return ELBOTerms(reconstruction, kl, float(beta), kl_per_dim)
+
+
+def log_importance_weights(model, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
+                           y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log_w, z)``: samples z_i ~ q(z|x), ``(k, B, D)``, and their log weights ``(k, B)``,
+    log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x).
+
+    The log-mean-exp of the weights over the k samples is L_k; their plain mean is a k-sample ELBO estimate.
+    """
+    q = model.encode(x, y)
+    z = q.rsample((k,), generator=generator) if isinstance(q, DiagonalGaussian) else q.rsample((k,))
+    batch = x.shape[0]
+    y_rep = None if y is None else y.repeat(k)
+    x_rep = x.expand(k, *x.shape).reshape(k * batch, *x.shape[1:])
+    log_px = model.decode(z.reshape(k * batch, -1), y_rep).log_prob(x_rep).view(k, batch)
+    return log_px + model.prior().log_prob(z) - q.log_prob(z), z
+
+
+def iwae_bound(model, x: torch.Tensor, k: int, chunk_size: int | None = None,
+               generator: torch.Generator | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
+    """Importance-weighted bound L_k(x), ``(B,)`` in nats, with ``k`` samples per image.
+
+    The k samples are drawn ``chunk_size`` at a time and combined with a running log-sum-exp, so
+    memory grows with ``chunk_size * B`` decoded images, never with ``k``: k = 5000 on a GPU and
+    k = 100 on a CPU both fit. By default a chunk decodes about 16,384 MNIST-sized outputs at once
+    (fewer for larger images, or when the decoder outputs several channels per pixel, as the
+    ``pixelcnn`` likelihood's does). Wrap the call in ``torch.no_grad()`` for evaluation; with
+    gradients it is the IWAE objective.
+    """
+    k = whole_number("k", k)
+    if chunk_size is None:
+        # the decoder's output per image, relative to one 28x28 map: a chunk holds ~16,384 of those
+        channels = model.likelihood.decoder_channels(x.shape[1]) if hasattr(model.likelihood, "decoder_channels") else 1
+        size = channels * x.shape[-2] * x.shape[-1] / 784
+        chunk_size = max(1, int(16384 // (x.shape[0] * size)))
+    total = None
+    for start in range(0, k, chunk_size):
+        log_w, _ = log_importance_weights(model, x, min(chunk_size, k - start), generator, y=y)
+        chunk_lse = torch.logsumexp(log_w, dim=0)
+        total = chunk_lse if total is None else torch.logaddexp(total, chunk_lse)
+    return total - math.log(k)
+
+
+ELBO = ELBOTerms  # the names of vaelib 0.1
+elbo = elbo_terms

@@ -1,0 +1,100 @@
+"""Training objectives: what each optimizer step of ``vaelib.fit`` maximizes.
+
+An objective is called on one batch, ``objective(model, x, y, step)``, and returns an
+:class:`Estimate`: the scalar ``loss`` to minimize (minus the objective, averaged over the batch)
+and ``sums``, the batch's sums of the numbers an epoch reports (fit divides them by the number of
+images and records them as ``train_<name>``).
+
+* :class:`ELBOObjective`: the ELBO, reconstruction - KL; with ``beta`` (a number, or a schedule
+  ``beta(step)`` from vaelib.schedules) the beta-ELBO, reconstruction - beta * KL (notebook 06).
+  Reports ``elbo`` (always the true bound, beta = 1), ``reconstruction`` and ``kl``.
+* :class:`IWAEObjective`: the importance-weighted bound L_k with k samples per image (Burda et al.
+  2015): a tighter bound than the ELBO, k decoder passes per image. Reports ``iwae_bound``.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+
+from .bounds import iwae_bound
+from .schedules import Constant
+from .validation import whole_number
+
+__all__ = ["Estimate", "ELBOObjective", "IWAEObjective", "make_objective"]
+
+
+@dataclass
+class Estimate:
+    """What an objective returns for one batch: ``loss`` (scalar) and ``sums`` (name -> scalar tensor)."""
+
+    loss: torch.Tensor
+    sums: dict = field(default_factory=dict)
+    beta: float | None = None
+
+
+class ELBOObjective:
+    """The ELBO (``beta = 1``) or the beta-ELBO; ``compile=True`` runs it through ``torch.compile``."""
+
+    def __init__(self, beta=1.0, compile: bool = False):
+        self.schedule = beta if callable(beta) else Constant(beta)
+        self.compile = compile
+        self._compiled = None
+
+    def __call__(self, model, x, y, step: int) -> Estimate:
+        beta = self.schedule(step)
+        if self.compile:
+            reconstruction, kl = self._compiled_terms(model, x, y)
+            loss = -(reconstruction - beta * kl).mean()
+        else:
+            terms = model.elbo_terms(x, beta=beta, y=y)
+            reconstruction, kl, loss = terms.reconstruction, terms.kl, terms.loss
+        sums = {"elbo": (reconstruction - kl).sum(), "reconstruction": reconstruction.sum(), "kl": kl.sum()}
+        return Estimate(loss, sums, beta)
+
+    def _compiled_terms(self, model, x, y):
+        # beta stays outside the compiled graph: a schedule changes it every step, and a Python float
+        # inside would make torch.compile recompile each time.
+        if self._compiled is None:
+            def terms(x, y):
+                t = model.elbo_terms(x, y=y)
+                return t.reconstruction, t.kl
+            self._compiled = torch.compile(terms)
+        try:
+            return self._compiled(x, y)
+        except Exception as err:  # no C++ compiler, an unsupported op, ...: train anyway, eagerly
+            warnings.warn(f"torch.compile failed ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+                          "training without it", stacklevel=4)
+            self.compile = False
+            terms = model.elbo_terms(x, y=y)
+            return terms.reconstruction, terms.kl
+
+    def __repr__(self) -> str:
+        return f"ELBOObjective(beta={self.schedule!r}{', compiled' if self.compile else ''})"
+
+
+class IWAEObjective:
+    """Maximize L_k: ``k`` samples of z per image, weighted by p(x, z) / q(z|x)."""
+
+    def __init__(self, k: int):
+        self.k = whole_number("k", k)
+
+    def __call__(self, model, x, y, step: int) -> Estimate:
+        bound = iwae_bound(model, x, self.k, y=model.labels(y, len(x)))
+        return Estimate(-bound.mean(), {"iwae_bound": bound.sum()})
+
+    def __repr__(self) -> str:
+        return f"IWAEObjective(k={self.k})"
+
+
+def make_objective(beta=1.0, iwae_k: int = 1, compile: bool = False):
+    """The objective that ``fit``'s ``beta``, ``iwae_k`` and ``compile`` arguments describe."""
+    iwae_k = whole_number("iwae_k", iwae_k)
+    if iwae_k == 1:
+        return ELBOObjective(beta, compile)
+    if (beta.beta if isinstance(beta, Constant) else beta) != 1:
+        raise ValueError("IWAE training (iwae_k > 1) maximizes L_k, which has no beta: use beta = 1")
+    if compile:
+        raise ValueError("compile is not supported with iwae_k > 1 yet: drop one of them")
+    return IWAEObjective(iwae_k)
