@@ -52,3 +52,29 @@ def test_conditional_models_take_labels():
     cvae = build_vae("mlp", latent_dim=2, hidden=16, num_classes=10).eval()
     plot_manifold(cvae, n=3, y=4)
     plot_interpolation(cvae, torch.zeros(2), torch.ones(2), steps=3, y=torch.tensor([1, 2, 3]))
+
+
+def test_colour_images_show_in_colour(tmp_path):
+    from PIL import Image
+
+    from vaelib.widgets import to_png
+    red = torch.zeros(4, 3, 8, 8)
+    red[:, 0] = 1.0
+    grid = image_grid(red, nrow=2, padding=2)
+    assert grid.shape == (2 * 10 + 2, 2 * 10 + 2, 3) and grid[5, 5].tolist() == [1.0, 0.0, 0.0]
+    fig = show_images(red, nrow=2)
+    assert fig.axes[0].images[0].get_array().shape == (22, 22, 3)
+    pixels = Image.open(save_image_grid(red, tmp_path / "red.png", nrow=2)).convert("RGB")
+    assert pixels.getpixel((20, 20)) == (255, 0, 0)
+    import io
+    assert Image.open(io.BytesIO(to_png(red[0]))).convert("RGB").getpixel((3, 3)) == (255, 0, 0)
+
+
+def test_the_manifold_axes_label_each_tile_with_its_z_value():
+    # tiles are evenly spaced in probability, not in z: tick labels must give the tile's own z value
+    model = build_vae("mlp", latent_dim=2, hidden=8).eval()
+    ax = plot_manifold(model, n=5).axes[0]
+    centres = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.1, 0.9, 5))
+    labels = [float(t.get_text().replace("\u2212", "-")) for t in ax.get_xticklabels()]
+    assert labels == pytest.approx(centres[::2].tolist(), abs=0.01)
+    assert [t for t in ax.get_xticks()] == [0.5, 2.5, 4.5]

@@ -169,8 +169,8 @@ def plot_manifold(model, n: int = 15, extent: float = 2.5, use_quantiles: bool =
     if use_quantiles:  # tile i spans [i, i+1] on the axes; label tile centres with their z value
         ax.imshow(image_grid(images, n, padding=0).numpy(), cmap="gray", vmin=0, vmax=1, extent=[0, n, 0, n])
         ticks = list(range(0, n, 2))
-        ax.set_xticks([i + 0.5 for i in ticks], [f"{axis[i].item():.2g}" for i in ticks])
-        ax.set_yticks([i + 0.5 for i in ticks], [f"{axis[i].item():.2g}" for i in ticks])
+        ax.set_xticks([i + 0.5 for i in ticks], [f"{axis[i].item():.2f}" for i in ticks])
+        ax.set_yticks([i + 0.5 for i in ticks], [f"{axis[i].item():.2f}" for i in ticks])
     else:
         half = (axis[1] - axis[0]).item() / 2  # tiles are centred on the grid points
         ax.imshow(image_grid(images, n, padding=0).numpy(), cmap="gray", vmin=0, vmax=1,
