@@ -7,9 +7,9 @@
 - API reference: ``docs/api.rst`` gets one ``automodule`` section per public vaelib module, found
   by walking the package, in the order vaelib's own docstring lists them.
 - Widgets: an output holding an ipywidgets view cannot run without a kernel. It is replaced by a
-  static picture of the widget state stored in the notebook (sliders, buttons, images, HTML) and a
-  note saying how to run it in JupyterLab. The text/plain repr is the fallback when no state was
-  stored.
+  static picture of the widget state stored in the notebook (sliders, buttons, images, HTML) and,
+  when it has controls, a note saying how to run it in JupyterLab (a progress bar gets no note).
+  The text/plain repr, with the note, is the fallback when no state was stored.
 - Notebook Markdown as Jupyter shows it: nbgrader's ``### BEGIN SOLUTION`` / ``### END SOLUTION``
   lines would render as headings, so each model answer is folded under "Model answer"; a
   formula spanning lines is joined into one line (see ``_prepare_notebook``).
@@ -195,8 +195,14 @@ def _widget_state(notebook: Path) -> dict:
 class _StaticWidget:
     """HTML for the stored state of one widget tree (no JavaScript, every control disabled)."""
 
+    CONTROLS = {"FloatSlider", "IntSlider", "FloatLogSlider", "SelectionSlider", "FloatRangeSlider",
+                "IntRangeSlider", "ToggleButtons", "Dropdown", "RadioButtons", "Select", "Button",
+                "ToggleButton", "Play", "Checkbox", "Text", "Textarea", "IntText", "FloatText",
+                "BoundedIntText", "BoundedFloatText"}
+
     def __init__(self, state: dict):
         self.state = state
+        self.interactive = False   # has a control (a progress bar alone has none)
 
     def model(self, ref) -> dict | None:
         if isinstance(ref, str) and ref.startswith("IPY_MODEL_"):
@@ -222,6 +228,7 @@ class _StaticWidget:
         desc = s.get("description") or ""
         label = f'<span class="vw-desc">{esc(desc)}</span>' if desc else ""
         kind = name[:-len("Model")] if name.endswith("Model") else name
+        self.interactive |= kind in self.CONTROLS
 
         if kind in ("HBox", "VBox", "Box", "GridBox", "Accordion", "Tab", "Stack"):
             inner = "".join(self.render(child) or "" for child in s.get("children", []))
@@ -334,21 +341,21 @@ class StoredWidgetView(SphinxPostTransform):
             if view is None:
                 continue
             found = re.search(r'"model_id"\s*:\s*"([^"]+)"', view.astext())
-            stored = None
-            if found:
-                stored = _StaticWidget(_widget_state(source)).render(found.group(1))
+            widget = _StaticWidget(_widget_state(source))
+            stored = widget.render(found.group(1)) if found else None
             try:
                 path = source.resolve().relative_to(Path(self.env.srcdir).resolve()).as_posix()
             except ValueError:
                 path = source.name
-            note = (f'<p class="vaelib-widget-note"><strong>Interactive widget:</strong> run this '
-                    f'notebook in JupyterLab to use it (<code>jupyter lab {html.escape(path)}</code>, '
-                    "then run the cells down to this one). "
-                    + ("Below is its view as stored when the notebook was last run.</p>" if stored
-                       else "Below is its text summary.</p>"))
             count += 1
             box = nodes.container(classes=["vaelib-widget"], ids=[f"stored-widget-{count}"])
-            box += nodes.raw("", note, format="html")
+            if widget.interactive or not stored:
+                note = (f'<p class="vaelib-widget-note"><strong>Interactive widget:</strong> run '
+                        f'this notebook in JupyterLab to use it (<code>jupyter lab {html.escape(path)}'
+                        "</code>, then run the cells down to this one). "
+                        + ("Below is its view as stored when the notebook was last run.</p>" if stored
+                           else "Below is its text summary.</p>"))
+                box += nodes.raw("", note, format="html")
             if stored:
                 box += nodes.raw("", f'<div class="vaelib-widget-view">{stored}</div>', format="html")
             elif "text/plain" in by_type:
