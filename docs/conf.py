@@ -68,6 +68,7 @@ mathjax_path = "mathjax/tex-chtml.js"   # under _static/
 autodoc_default_options = {"members": True, "show-inheritance": True}
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
+maximum_signature_line_length = 88   # long signatures: one parameter a line
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 autosummary_generate = False
