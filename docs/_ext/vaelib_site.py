@@ -41,7 +41,6 @@ logger = logging.getLogger(__name__)
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
-WIDGET_NOTE = "Interactive widget: run this notebook in JupyterLab to use it."
 
 
 # -- navigation --------------------------------------------------------------------------------
