@@ -12,7 +12,8 @@ Modules, in the order the course teaches them (each is imported when first used,
 - ``vaelib.bounds``: the ELBO and the importance-weighted bound (old name: ``vaelib.elbo``)
 - ``vaelib.networks`` and ``vaelib.vae``: encoders, decoders, the VAE, ``VAEConfig``
 - ``vaelib.schedules``: beta / KL annealing schedules; ``vaelib.objectives``: ELBO, beta-ELBO, IWAE
-- ``vaelib.training``: ``fit``; ``vaelib.callbacks``: checkpoints, samples, TensorBoard, guards
+- ``vaelib.training``: ``fit``; ``vaelib.callbacks``: checkpoints, samples, TensorBoard, guards;
+  ``vaelib.distributed``: several GPUs or processes with ``torchrun``
 - ``vaelib.checkpoints``: saving and loading (``vaelib.save``, ``vaelib.load``)
 - ``vaelib.evaluation``: test ELBO, IWAE log-likelihood, bits/dim
 - ``vaelib.plotting``: sample grids, reconstructions, latent plots
@@ -37,7 +38,7 @@ _EXPORTS = {
     "save": "checkpoints", "load": "checkpoints", "load_checkpoint": "checkpoints",
     "save_checkpoint": "checkpoints", "CheckpointError": "checkpoints",
 }
-_MODULES = {"autoregressive", "bounds", "callbacks", "checks", "checkpoints", "coursework", "data", "elbo",
+_MODULES = {"autoregressive", "bounds", "callbacks", "checks", "checkpoints", "coursework", "data", "distributed", "elbo",
             "evaluation", "files", "kl", "likelihoods", "networks", "objectives", "plotting", "posteriors",
             "pretrained", "priors", "reparameterization", "schedules", "training", "vae", "validation", "widgets"}
 

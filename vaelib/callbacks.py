@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from .checkpoints import save
+from .distributed import all_sum
 
 __all__ = ["Run", "Callback", "NaNGuard", "ProgressBar", "Checkpoints", "CollapseWarning", "SampleGrid",
            "TensorBoard", "EpochEnd", "TrainingDiverged"]
@@ -92,7 +93,7 @@ class NaNGuard(Callback):
     def on_batch_end(self, run, estimate):
         if run.batch % self.every and not run.last_batch:
             return
-        value = estimate.loss.item()
+        value = all_sum(estimate.loss.detach()).item()  # NaN on any process stops every process
         if not math.isfinite(value):
             run.model.load_state_dict(self.good)
             saved = self.run_dir is not None and (Path(self.run_dir) / "checkpoint_last.pth").exists()

@@ -288,6 +288,22 @@ def _stored_data(ckpt: dict) -> dict:
 
 
 def _train(args, explicit: set) -> int:
+    from . import distributed
+    try:
+        return _train_run(args, explicit)
+    finally:
+        distributed.stop()
+
+
+def _say(*args, **kwargs) -> None:
+    """print, on one process only (rank 0) when torchrun started several."""
+    from .distributed import is_main
+    if is_main():
+        print(*args, **kwargs)
+
+
+def _train_run(args, explicit: set) -> int:
+    from . import distributed
     from .callbacks import SampleGrid, TensorBoard
     from .checkpoints import load, load_checkpoint, model_from_checkpoint
     from .data import load_dataset
@@ -299,7 +315,9 @@ def _train(args, explicit: set) -> int:
         run_dir = run_folder(args.runs_dir, args.run_name)
     except ValueError as err:
         raise UsageError(str(err)) from None
+    device = distributed.start(args.device) or pick_device(args.device)
     resume = _existing_run(run_dir, args)
+    distributed.barrier()  # every process has looked at the run folder before rank 0 writes in it
     if resume is not None and args.initial_checkpoint_path:
         raise UsageError("--initial_checkpoint_path and an existing run to resume: use one or the other")
     callbacks = []
@@ -309,10 +327,10 @@ def _train(args, explicit: set) -> int:
         except ImportError:
             raise UsageError("--tensorboard needs the tensorboard package: pip install tensorboard "
                              "(or pip install -e '.[tensorboard]')") from None
-    device = pick_device(args.device)
     seed_everything(args.seed)  # before the model is built: its initial weights are drawn from the seed
 
     train_args = {k: v for k, v in vars(args).items() if k not in ("command", "debug")}
+    train_args.update(world_size=distributed.world_size(), effective_batch_size=args.batch_size * distributed.world_size())
     done, binarize = 0, None
     if resume is not None:
         ckpt = load_checkpoint(resume)
@@ -335,39 +353,43 @@ def _train(args, explicit: set) -> int:
         train_args = {**train_args, **(ckpt.get("train_args") or {}),
                       **{k: v for k, v in train_args.items() if k in explicit}}
         if done >= args.num_epochs:
-            print(f"nothing trained: run {args.run_name!r} has already trained {done} epochs and --num_epochs "
+            _say(f"nothing trained: run {args.run_name!r} has already trained {done} epochs and --num_epochs "
                   f"{args.num_epochs} is the total; raise --num_epochs to continue it", file=sys.stderr)
             return 0 if done == args.num_epochs else 2
-        print(f"resuming {resume} after epoch {done}")
+        _say(f"resuming {resume} after epoch {done}")
     elif args.initial_checkpoint_path:
         model = load(args.initial_checkpoint_path).train()
         if model.config is None:
             raise UsageError(f"{args.initial_checkpoint_path} holds a hand-built architecture: fine-tune it from "
                              f"Python with vaelib.load(path, model=...) and vaelib.fit")
         _contradictions(args, explicit, model.config, f"--initial_checkpoint_path {args.initial_checkpoint_path}")
-        print(f"starting from the weights of {args.initial_checkpoint_path} ({model.config.arch}, "
+        _say(f"starting from the weights of {args.initial_checkpoint_path} ({model.config.arch}, "
               f"latent {model.latent_dim}); architecture flags are taken from it")
     else:
         model = None
     likelihood = model.config.likelihood if model is not None else args.likelihood_type
     if resume is None:
         binarize = _binarization(likelihood, args.binarize)
-    train = load_dataset(args.dataset, "train", binarize, args.subset, device, args.data_root, image_size=args.image_size)
+    # loaded on the CPU: fit moves the data (in a distributed run, each process's shard) to the device once
+    train = load_dataset(args.dataset, "train", binarize, args.subset, "cpu", args.data_root, image_size=args.image_size)
     test = load_dataset(args.dataset, "test", binarize, None if args.subset is None else min(args.subset, 10000),
-                        device, args.data_root, image_size=args.image_size)
+                        "cpu", args.data_root, image_size=args.image_size)
     if model is None:
         model = build_vae(arch=args.arch, latent_dim=args.hidden_dim, likelihood=args.likelihood_type,
                           hidden=args.hidden_units, channels=args.channels, sigma=args.sigma,
                           num_classes=train.num_classes if args.conditional else 0, image_shape=train.image_shape)
     train_args.update({flag: _flag_value(flag, model.config) for flag in MODEL_FLAGS})  # what was built
     train_args.update(binarize=binarize or "none", dataset=train.name, image_size=train.image_shape[-1])
-    schedule = _schedule(args, math.ceil(len(train) / args.batch_size))
+    schedule = _schedule(args, math.ceil(len(train) // distributed.world_size() / args.batch_size))
     if args.iwae_k > 1 and (args.beta != 1 or args.beta_annealing_period or args.beta_max is not None):
         raise UsageError("--iwae_k trains on L_k, which has no beta: drop --beta, --beta_max and --beta_annealing_period")
     if args.iwae_k > 1 and args.compile:
         raise UsageError("--compile is not supported with --iwae_k > 1 yet: drop one of them")
-    created = _check_writable(run_dir)  # before training: a read-only runs folder fails now, not after an epoch
-    print(f"training {model.config.arch} VAE ({model.num_parameters():,} parameters, latent {model.latent_dim}, "
+    created = _check_writable(run_dir) if distributed.is_main() else []  # a read-only runs folder fails now
+    if distributed.active():
+        _say(f"{distributed.world_size()} processes x batch {args.batch_size} = effective batch "
+             f"{train_args['effective_batch_size']}, {len(train) // distributed.world_size():,} images per process")
+    _say(f"training {model.config.arch} VAE ({model.num_parameters():,} parameters, latent {model.latent_dim}, "
           f"{model.config.likelihood} likelihood) on {len(train):,} {train.name} images {train.image_shape}, "
           f"{device}, {'IWAE k=' + str(args.iwae_k) if args.iwae_k > 1 else 'beta ' + repr(schedule)}")
     callbacks.insert(0, SampleGrid(run_dir / "samples.png", seed=args.seed))
@@ -381,7 +403,7 @@ def _train(args, explicit: set) -> int:
         _remove_empty(created)  # a run that wrote nothing leaves no folder behind
         raise
     best = max(row["test_elbo"] for row in history)
-    print(f"done: {args.num_epochs - done} epoch(s) trained, best test ELBO {best:.2f} nats; checkpoints, "
+    _say(f"done: {args.num_epochs - done} epoch(s) trained, best test ELBO {best:.2f} nats; checkpoints, "
           f"history.csv and samples.png in {run_dir}")
     return 0
 

@@ -57,33 +57,39 @@ def _checked(data, batch_size):
 
 
 @torch.no_grad()
-def evaluate_elbo(model, data, batch_size: int = 1000, seed: int = 0) -> dict:
+def evaluate_elbo(model, data, batch_size: int = 1000, seed: int = 0, sharded: bool = False) -> dict:
     """Mean ELBO and its parts over ``data``.
 
     Returns a dict: ``elbo``, ``reconstruction``, ``kl`` (nats per image), ``kl_per_dim`` (list of D
     floats: the average KL of each latent dimension), ``active_units`` (dimensions whose posterior
     mean varies across images, Cov_x(E_q[z_j]) > 0.01, Burda et al. 2015) and ``n``.
+    With ``sharded=True`` (a distributed run), ``data`` is this process's shard and the numbers are
+    summed over all processes.
     """
     data, batch_size = _checked(data, batch_size)
     was_training = model.training
     model.eval()
     device = model.device
-    sums = torch.zeros(3, device=device)
-    kl_dims = torch.zeros(model.latent_dim, device=device)
-    mus = []
+    d = model.latent_dim
+    # one vector of sums: ELBO, reconstruction, KL, then per dimension the KL, sum mu and sum mu^2
+    sums = torch.zeros(3 + 3 * d, device=device, dtype=torch.float64)
     with _seeded(seed + 1, device):
         for x, y in fixed_batches(data, batch_size, seed, device):
             terms = model.elbo_terms(x, y=y)
-            sums += torch.stack([terms.value.sum(), terms.reconstruction.sum(), terms.kl.sum()])
-            if terms.kl_per_dim is not None:
-                kl_dims += terms.kl_per_dim.sum(0)
-            mus.append(model.posterior_mean(x, y))
+            mu = model.posterior_mean(x, y).double()
+            kl_dims = terms.kl_per_dim.sum(0) if terms.kl_per_dim is not None else torch.zeros(d, device=device)
+            sums += torch.cat([torch.stack([terms.value.sum(), terms.reconstruction.sum(), terms.kl.sum()]).double(),
+                               kl_dims.double(), mu.sum(0), mu.pow(2).sum(0)])
     model.train(was_training)
     n = len(data)
-    elbo_, rec, kl = (sums / n).tolist()
-    mu = torch.cat(mus)
-    return {"elbo": elbo_, "reconstruction": rec, "kl": kl, "kl_per_dim": (kl_dims / n).tolist(),
-            "active_units": int((mu.var(0) > 0.01).sum()), "n": n}
+    if sharded:
+        from .distributed import all_sum, world_size
+        sums, n = all_sum(sums), n * world_size()
+    elbo_, rec, kl = (sums[:3] / n).tolist()
+    mu_sum, mu_sq = sums[3 + d:3 + 2 * d], sums[3 + 2 * d:]
+    variance = (mu_sq - mu_sum.pow(2) / n) / max(n - 1, 1)
+    return {"elbo": elbo_, "reconstruction": rec, "kl": kl, "kl_per_dim": (sums[3:3 + d] / n).tolist(),
+            "active_units": int((variance > 0.01).sum()), "n": n}
 
 
 @torch.no_grad()

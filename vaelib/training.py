@@ -19,6 +19,7 @@ import warnings
 
 import torch
 
+from . import distributed
 from .callbacks import (Checkpoints, CollapseWarning, EpochEnd, NaNGuard, ProgressBar, Run,  # noqa: F401
                         TrainingDiverged)
 from .checkpoints import CheckpointError, data_info, load_checkpoint, state_dict_mismatch
@@ -100,10 +101,11 @@ def train_epoch(run: Run, objective, batch_size: int, seed: int = 0, clip_grad: 
 
     The epoch's seed (``seed`` and the epoch number) fixes the shuffling, the dynamic binarization
     and every sample of z, so a resumed run repeats exactly the epochs an uninterrupted one makes.
+    (Each process of a distributed run draws its own numbers: the rank is part of the seed.)
     """
     model, optimizer, data, device = run.model, run.optimizer, run.train, run.model.device
     model.train()
-    epoch_seed = seed * 100003 + run.epoch
+    epoch_seed = seed * 100003 + run.epoch + 1_000_003 * distributed.rank()
     seed_everything(epoch_seed)
     g = torch.Generator(device=data.device).manual_seed(epoch_seed)
     sums, betas = {}, []
@@ -126,14 +128,15 @@ def train_epoch(run: Run, objective, batch_size: int, seed: int = 0, clip_grad: 
     record = {"epoch": run.epoch + 1, "step": run.step}
     if betas:
         record["beta"] = sum(betas) / len(betas)
-    values = torch.stack(list(sums.values())).div(len(data)).tolist()
+    values = distributed.all_sum(torch.stack(list(sums.values()))).div(len(data) * distributed.world_size()).tolist()
     record.update({f"train_{name}": value for name, value in zip(sums, values)})
     return record
 
 
 def test_record(model, test, batch_size: int = 1000, seed: int = 0) -> dict:
-    """The test ELBO, its parts and the active units, as ``test_*`` entries of a history row."""
-    ev = evaluate_elbo(model, test, batch_size, seed=seed)
+    """The test ELBO, its parts and the active units, as ``test_*`` entries of a history row
+    (summed over the processes' shards of ``test`` in a distributed run)."""
+    ev = evaluate_elbo(model, test, batch_size, seed=seed, sharded=distributed.active())
     return dict(test_elbo=ev["elbo"], test_reconstruction=ev["reconstruction"], test_kl=ev["kl"],
                 active_units=ev["active_units"], kl_per_dim=ev["kl_per_dim"])
 
@@ -186,6 +189,8 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
         iwae_k: with k > 1, maximize the importance-weighted bound L_k instead (needs beta = 1).
         objective: any objective (vaelib.objectives) instead of the one ``beta``/``iwae_k`` describe.
         device: ``None`` picks CUDA, then MPS, then CPU (the data's tensors move there once).
+            Started by ``torchrun`` (vaelib.distributed), each process trains on its shard of the data
+            with DistributedDataParallel, and the callbacks run on rank 0.
         seed: seeds the shuffling, dynamic binarization and samples of z per epoch, so a resumed
             run repeats the epochs an uninterrupted run would have made.
         clip_grad: clip the gradient norm to this value (``None``: no clipping).
@@ -224,6 +229,9 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
     device = pick_device(device)
     model.to(device)
     _fit_shapes(model, train)
+    if distributed.active():  # each process trains on its shard; DDP averages the gradients
+        train, test = distributed.shard(train), None if test is None else distributed.shard(test)
+    train, test = train.to(device), None if test is None else test.to(device)  # moved once, batches by indexing
     run = Run(model, make_adam(model.parameters(), lr), epochs, History(), train=train, test=test,
               train_args=train_args, steps_per_epoch=math.ceil(len(train) / batch_size))
     if resume_from is not None:
@@ -231,10 +239,13 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
         if epochs <= run.epoch:
             warnings.warn(f"nothing to train: the model has already trained {run.epoch} epochs and epochs={epochs} "
                           f"is the total; raise epochs to continue", stacklevel=2)
-    callbacks = [NaNGuard(run_dir=run_dir), ProgressBar(progress),
+    if distributed.active():
+        objective = distributed.DistributedObjective(model, objective)
+    callbacks = [NaNGuard(run_dir=run_dir), *([ProgressBar(progress),  # all but the guard run on rank 0 only
                  *([Checkpoints(run_dir)] if run_dir is not None else []),
                  *([CollapseWarning(collapse_threshold, run_dir)] if collapse_threshold is not None else []),
                  *callbacks, *([EpochEnd(on_epoch_end)] if on_epoch_end is not None else [])]
+                 if distributed.is_main() else [])]
     for callback in callbacks:
         callback.on_fit_start(run)
     try:
