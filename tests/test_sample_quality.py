@@ -104,8 +104,17 @@ def test_a_missing_classifier_is_one_clear_error(tmp_path, monkeypatch):
     assert isinstance(err.value, sq.CheckpointError)  # so the CLI reports it as one line
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "bit flip", "other pth", "unsafe pickle"])
-def test_a_corrupt_classifier_is_one_clear_error(tmp_path, damage):
+@pytest.mark.parametrize("damage, why", [
+    ("truncated", "truncated"), ("garbage", "truncated or not a torch.save file"),
+    ("bit flip", "fails its checksum"), ("zip, not torch", "cannot be read"),
+    ("other pth", "not a vaelib MNIST classifier"), ("a VAE checkpoint", "not a vaelib MNIST classifier"),
+    ("unsafe pickle", "refuses"), ("wrong shapes", "does not fit"), ("NaN weights", "non-finite"),
+])
+def test_a_corrupt_classifier_is_one_clear_error(tmp_path, damage, why):
+    import zipfile
+
+    import vaelib
+
     path = tmp_path / sq.CLASSIFIER_FILE
     sq.save_classifier(sq.MNISTClassifier(), path)
     data = path.read_bytes()
@@ -116,14 +125,29 @@ def test_a_corrupt_classifier_is_one_clear_error(tmp_path, damage):
     elif damage == "bit flip":  # inside the stored weights: only the archive's CRC can see it
         middle = len(data) // 2
         path.write_bytes(data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:])
+    elif damage == "zip, not torch":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("notes.txt", "a zip file, but no torch.save inside")
     elif damage == "other pth":
         torch.save({"state_dict": {}}, path)
-    else:
+    elif damage == "a VAE checkpoint":
+        vaelib.save_checkpoint(path, vaelib.build_vae("mlp", latent_dim=2, hidden=8))
+    elif damage == "unsafe pickle":
         torch.save({"format": sq.FORMAT, "payload": Path("x")}, path)
+    else:
+        model = sq.MNISTClassifier(feature_dim=64) if damage == "wrong shapes" else sq.MNISTClassifier()
+        if damage == "NaN weights":
+            with torch.no_grad():
+                model.head.bias[0] = float("nan")
+        sq.save_classifier(model, path)
+        if damage == "wrong shapes":  # a 64-feature file that claims the 128-feature config
+            ckpt = torch.load(path, weights_only=True)
+            ckpt["config"]["feature_dim"] = 128
+            torch.save(ckpt, path)
     with pytest.raises(sq.ClassifierError) as err:
         sq.load_classifier(path)
     message = str(err.value)
-    assert "\n" not in message and str(path) in message and sq.TRAIN_COMMAND in message
+    assert "\n" not in message and str(path) in message and sq.TRAIN_COMMAND in message and why in message
 
 
 def test_save_and_load_round_trip(tmp_path):
