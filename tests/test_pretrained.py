@@ -35,7 +35,8 @@ EXPECTED = {
 
 
 def test_every_shipped_checkpoint_has_an_expected_score():
-    assert sorted(p.stem for p in PRETRAINED.glob("*.pth")) == sorted(EXPECTED)
+    vaes = [p.stem for p in PRETRAINED.glob("*.pth") if p.name != "mnist_classifier.pth"]  # vaelib.sample_quality's
+    assert sorted(vaes) == sorted(EXPECTED)
 
 
 @pytest.fixture(scope="module")
