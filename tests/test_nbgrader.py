@@ -3,6 +3,7 @@
 The unit tests run everywhere; the two that run nbgrader are skipped when it is not installed
 (``pip install -e '.[grading]'``; CI installs it).
 """
+import csv
 import importlib.util
 import json
 import re
@@ -90,6 +91,8 @@ def test_an_exercise_cell_becomes_an_answer_and_one_locked_test_per_check():
      "only blank lines"),
     ("### BEGIN SOLUTION\nf = 1\n### END SOLUTION\ncheck_gaussian_kl(f)  # ok\n# done", "a comment follows"),
     ("### BEGIN SOLUTION\nf = 1\n", "never closed"),
+    ("x = 1  # see ### BEGIN SOLUTION below", "nbgrader would read"),
+    ("# ### BEGIN HIDDEN TESTS", "nbgrader would read"),
 ])
 def test_ungradable_cells_are_refused_with_the_place_to_fix(source, message):
     with pytest.raises(CourseworkError, match=message):
@@ -202,6 +205,7 @@ def test_nbgrader_autograde_full_marks_for_the_reference_and_a_wrong_answer_lose
         (folder / f"{name}.ipynb").write_text(json.dumps(_submission(release, source, wrong)))
     _nbgrader(course, "autograde", name)
     _nbgrader(course, "generate_feedback", name)
+    _nbgrader(course, "export")
 
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         grades = {student: {g.name: (g.auto_score, g.max_score, g.needs_manual_grade)
@@ -210,6 +214,10 @@ def test_nbgrader_autograde_full_marks_for_the_reference_and_a_wrong_answer_lose
     checks = {"check_kl_diag", "check_best_reverse_fit", "check_gaussian_kl"}
     assert grades["alice"] == {**{c: (1.0, 1.0, False) for c in checks}, "written-1": (None, 1.0, True)}
     assert grades["bob"] == {**grades["alice"], "check_gaussian_kl": (0.0, 1.0, False)}
+
+    with open(course / "grades.csv", newline="") as f:
+        rows = [(row["student_id"], row["score"], row["max_score"]) for row in csv.DictReader(f)]
+    assert sorted(rows) == [("alice", "3.0", "4.0"), ("bob", "2.0", "4.0")]  # until the written answer is graded
 
     feedback = {student: (course / "feedback" / student / name / f"{name}.html").read_text(encoding="utf-8")
                 for student in ("alice", "bob")}

@@ -318,6 +318,11 @@ def make_nbgrader_notebook(notebook: dict, name: str = "notebook", points: float
         source = cell.get("source", "")
         text = "".join(source) if isinstance(source, list) else source
         where = f"{name}, cell {index + 1}"
+        for number, line in enumerate(text.splitlines(), 1):  # nbgrader takes any such line for a marker
+            if ("BEGIN SOLUTION" in line or "END SOLUTION" in line) and not _MARKER.match(line) \
+                    or "HIDDEN TESTS" in line:
+                raise CourseworkError(f"{where}, line {number}: nbgrader would read {line.strip()!r} as one of "
+                                      f"its markers: reword it, or make it a '{BEGIN}' or '{END}' line")
         solved = BEGIN in text or END in text
         if solved:
             strip_solutions(text, cell.get("cell_type", "code"), where)  # refuses unbalanced markers
