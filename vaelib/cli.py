@@ -10,6 +10,7 @@ The flags of ``train`` and ``generate`` are those of the original project's ``tr
     python -m vaelib evaluate --checkpoint_path runs/my_run/checkpoint_best.pth --k 5000
     python -m vaelib export runs/my_run/checkpoint_best.pth pretrained/my_model.pth
     python -m vaelib coursework notebooks/ --out student/
+    python -m vaelib coursework notebooks/ --nbgrader course/
 
 Bad input ends with one line on stderr that says what is wrong and how to fix it, and exit code 2
 (arguments) or 1 (data, checkpoints, a diverged run); never a traceback.
@@ -179,9 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("coursework", help="write student versions of the notebooks (solutions removed)",
                        description="Write student versions of the numbered notebooks: each region between "
                                    "'### BEGIN SOLUTION' and '### END SOLUTION' becomes a stub, solved cells "
-                                   "lose their outputs, everything else is kept; the .py twins are written too.")
+                                   "lose their outputs, everything else is kept; the .py twins are written too. "
+                                   "With --nbgrader, write an nbgrader course instead (source/ notebooks with "
+                                   "nbgrader's cell metadata, and nbgrader_config.py) for nbgrader's own "
+                                   "generate_assignment and autograde.")
     c.add_argument("source", help="folder of solved notebooks (e.g. notebooks/)")
-    _add(c, "out", required=True, help="folder for the student versions, outside SOURCE (e.g. student/)")
+    target = c.add_mutually_exclusive_group(required=True)
+    _add(target, "out", help="folder for the student versions, outside SOURCE (e.g. student/)")
+    _add(target, "nbgrader", metavar="COURSE_DIR",
+         help="nbgrader course folder, outside SOURCE (e.g. course/): writes COURSE_DIR/source/NN_name/NN_name.ipynb, "
+              "one assignment per notebook, and COURSE_DIR/nbgrader_config.py if there is none")
     for sub_parser in (t, g, e, x, c):
         sub_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                                 help="show the full traceback of an unexpected error (also VAELIB_DEBUG=1)")
@@ -542,8 +550,16 @@ def _export(args) -> int:
 
 
 def _coursework(args) -> int:
-    from .coursework import make_student_versions
+    from .coursework import make_nbgrader_course, make_student_versions
 
+    if args.nbgrader is not None:
+        written = make_nbgrader_course(args.source, args.nbgrader)
+        for path, counts in written:
+            print(f"{path}: {counts['tests']} autograded checks, {counts['written']} written answers, "
+                  f"{counts['answers']} code answers")
+        print(f"wrote {len(written)} nbgrader source notebooks to {Path(args.nbgrader) / 'source'}; next, in "
+              f"{args.nbgrader}: nbgrader generate_assignment NN_name (see notebooks/README.md)")
+        return 0
     written = make_student_versions(args.source, args.out)
     for path, regions in written:
         print(f"{path}: {regions} solution region{'s' if regions != 1 else ''} removed")
