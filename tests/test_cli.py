@@ -143,3 +143,22 @@ def test_train_on_another_dataset_or_size_then_generate_and_evaluate(flags, shap
     assert main(["train", "r", "--num_epochs", "2", "--runs_dir", str(runs), "--resume_if_exists", "--quiet",
                  "--subset", "200", "--dataset", "kmnist"]) == 2
     assert "--dataset kmnist" in capsys.readouterr().err
+
+
+@needs_mnist
+def test_evaluate_scores_samples_with_the_mnist_classifier(tmp_path, capsys):
+    from pathlib import Path
+    pretrained = Path(__file__).resolve().parent.parent / "pretrained"
+    assert main(["evaluate", "--checkpoint_path", str(pretrained / "mlp_vae.pth"), "--k", "2", "--subset", "20",
+                 "--samples", "500"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("sample quality (500 binary samples vs the 10,000 binarized test images")
+    fd = float(line.split("Frechet distance ")[1].split(",")[0])
+    assert 60 < fd < 300  # mlp_vae: about 110 at 2,000 samples; noise scores about 530-745
+    from vaelib import build_vae, save
+    other = save(build_vae("mlp", latent_dim=2, hidden=8, likelihood="gaussian", image_shape=(3, 8, 8)),
+                 tmp_path / "colour.pth", data={"dataset": "images", "image_shape": [3, 8, 8], "binarize": None})
+    assert main(["evaluate", "--checkpoint_path", str(other), "--k", "2", "--samples", "100"]) == 2
+    assert "needs a model trained on MNIST" in capsys.readouterr().err
+    assert main(["evaluate", "--checkpoint_path", str(other), "--k", "2"]) == 2
+    assert "trained on your own images ('images')" in capsys.readouterr().err

@@ -100,6 +100,10 @@ class PixelCNNBernoulliLikelihood(nn.Module):
         the mean of an autoregressive model has no closed form)."""
         return self.sample(params, generator)[1]
 
+    def draw(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Images drawn pixel by pixel: ``(B, 1, H, W)`` of 0/1."""
+        return self.sample(params, generator)[0]
+
     def extra_repr(self) -> str:
         return f"features={self.params_channels}, window={self.window.kernel_size[0]}x{self.window.kernel_size[0]}"
 

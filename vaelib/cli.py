@@ -164,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
          help="test-set binarization (default: as in training; dynamic for binary likelihoods, the protocol of "
               "Burda et al. 2015)")
     _add(e, "dataset", type=dataset_name, default=None, help="test data (default: the checkpoint's)")
+    _add(e, "samples", type=positive_int, default=None,
+         help="also score N samples with the MNIST classifier (vaelib.sample_quality): Frechet distance to the "
+              "test set, confidence, label entropy; 10000 recommended, at least 2000 (MNIST models only)")
     _add(e, "seed", type=nonneg_int, default=0, help="random seed (default: 0)")
     _add(e, "subset", type=positive_int, default=None, help="evaluate on the first N test images only")
     _add(e, "batch_size", type=positive_int, default=None, help="images per IWAE batch (default: automatic)")
@@ -510,7 +513,7 @@ def _evaluate(args) -> int:
     import torch
 
     from .checkpoints import load
-    from .data import load_dataset
+    from .data import DATASETS, load_dataset
     from .evaluation import evaluate_elbo, iwae_nll
     from .training import pick_device
 
@@ -521,6 +524,11 @@ def _evaluate(args) -> int:
     if device.type == "cpu":
         model.to(memory_format=torch.channels_last)
     stored = _stored_data(model.checkpoint)
+    if args.samples and (tuple(model.image_shape or ()) != (1, 28, 28) or stored["dataset"] != "mnist"):
+        raise UsageError("--samples scores digits with an MNIST classifier: it needs a model trained on MNIST (1x28x28)")
+    if args.dataset is None and stored["dataset"] not in DATASETS:
+        raise UsageError(f"this model was trained on your own images ({stored['dataset']!r}), which the command line "
+                         f"cannot load: pass --dataset NAME, or evaluate it from Python with vaelib.evaluation")
     binarize = stored["binarize"] if args.binarize is None else (None if args.binarize == "none" else args.binarize)
     test = load_dataset(args.dataset or stored["dataset"], "test", binarize, args.subset, device, args.data_root,
                         image_size=stored["image_shape"][-1])
@@ -532,7 +540,28 @@ def _evaluate(args) -> int:
           f"KL {ev['kl']:.2f}, active units {ev['active_units']}/{model.latent_dim})")
     print(f"test NLL (IWAE, k={args.k}): {nll['nll']:.2f} nats (standard error {nll['std_error']:.2f} over "
           f"{nll['n']:,} images) = {nll['bits_per_dim']:.4f} bits/dim")
+    if args.samples:
+        _sample_scores(model, args, binary=binarize is not None)
     return 0
+
+
+def _sample_scores(model, args, binary: bool) -> None:
+    """Score ``args.samples`` samples with the MNIST classifier, against the whole test set."""
+    import torch
+
+    from .sample_quality import load_classifier, mnist_test_reference, sample_scores
+    classifier = load_classifier(device=model.device)
+    # the model's own samples: 0/1 pixels for a binary likelihood (drawn pixel by pixel for pixelcnn),
+    # scored against the test set binarized the same way; grey means against grey test images otherwise
+    samples = torch.cat([model.sample(min(1000, args.samples - i), draw=True,
+                                      generator=torch.Generator(model.device).manual_seed(args.seed + i)).cpu()
+                         for i in range(0, args.samples, 1000)])
+    reference = mnist_test_reference(binarized=binary, seed=args.seed, root=args.data_root)
+    scores = sample_scores(samples, reference, classifier)
+    print(f"sample quality ({args.samples:,} {'binary' if binary else 'mean'} samples vs the 10,000 "
+          f"{'binarized' if binary else 'grey'} test images, MNIST classifier): Frechet distance {scores['fd']:.2f}, "
+          f"confidence {scores['confidence']:.3f}, label entropy {scores['label_entropy']:.3f} nats (max 2.303), "
+          f"classifier score {scores['classifier_score']:.2f} (max 10)")
 
 
 def _export(args) -> int:

@@ -56,6 +56,12 @@ class Likelihood(nn.Module):
     def mean(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.sigmoid(params)
 
+    def draw(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Images drawn from p(x|z): 0/1 pixels for a binary likelihood, the mean image otherwise
+        (the pixel noise of a continuous likelihood is not part of what one shows)."""
+        mean = self.mean(params, generator)
+        return torch.bernoulli(mean, generator=generator) if self.binary else mean
+
     def extra_repr(self) -> str:
         return ""
 

@@ -172,8 +172,10 @@ class VAE(nn.Module):
         return self.likelihood.mean(self.decoder(z, **self._networks(y, len(z))), generator)
 
     @torch.no_grad()
-    def sample(self, n: int, temperature: float = 1.0, y=None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` new images: z ~ N(0, temperature^2 I) from the prior, decoded to their mean image.
+    def sample(self, n: int, temperature: float = 1.0, y=None, generator: torch.Generator | None = None,
+               draw: bool = False) -> torch.Tensor:
+        """``n`` new images: z ~ N(0, temperature^2 I) from the prior, decoded to their mean image
+        (``draw=True``: drawn from p(x|z), 0/1 pixels for a binary likelihood).
 
         A temperature below 1 trades variety for cleaner digits. The prior's own ``sample`` is used
         when it is not the standard normal.
@@ -184,6 +186,8 @@ class VAE(nn.Module):
             z = torch.randn(n, self.latent_dim, device=self.device, generator=generator) * temperature
         else:
             z = self.prior().sample((n,)) * temperature
+        if draw:
+            return self.likelihood.draw(self.decoder(z, **self._networks(y, n)), generator)
         return self.decode_mean(z, y, generator)
 
     @torch.no_grad()
