@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from .kl import gaussian_kl_per_dim, monte_carlo_kl
-from .posteriors import DiagonalGaussian
+from .posteriors import DiagonalGaussian, FlowPosterior
 from .validation import whole_number
 
 __all__ = ["ELBOTerms", "elbo_terms", "iwae_bound", "log_importance_weights", "posterior", "ELBO", "elbo"]
@@ -111,7 +111,7 @@ def log_importance_weights(model, x: torch.Tensor, k: int, generator: torch.Gene
     The log-mean-exp of the weights over the k samples is L_k; their plain mean is a k-sample ELBO estimate.
     """
     q = model.encode(x, y)
-    z = q.rsample((k,), generator=generator) if isinstance(q, DiagonalGaussian) else q.rsample((k,))
+    z = q.rsample((k,), generator=generator) if isinstance(q, (DiagonalGaussian, FlowPosterior)) else q.rsample((k,))
     batch = x.shape[0]
     y_rep = None if y is None else y.repeat(k)
     x_rep = x.expand(k, *x.shape).reshape(k * batch, *x.shape[1:])

@@ -107,6 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
          help="width of the dense hidden layer (default: 400 for mlp, 256 for conv)")
     _add(t, "channels", type=positive_int, default=32, help="channels of the first convolution, conv only (default: 32)")
     _add(t, "conditional", action="store_true", help="condition encoder and decoder on the label (a CVAE)")
+    _add(t, "posterior", choices=["gaussian", "iaf"], default="gaussian",
+         help="q(z|x): a diagonal Gaussian, or one pushed through an inverse autoregressive flow (default: gaussian)")
+    _add(t, "iaf_steps", type=positive_int, default=2, help="with --posterior iaf: the number of flow steps (default: 2)")
+    _add(t, "iaf_hidden", type=positive_int, default=320,
+         help="with --posterior iaf: the width of each step's masked network and of the context (default: 320)")
+    _add(t, "prior", choices=["standard", "mog", "vamp"], default="standard",
+         help="p(z): N(0, I), a learned mixture of Gaussians (mog) or the VampPrior (vamp) (default: standard)")
+    _add(t, "prior_components", type=positive_int, default=None,
+         help="components of the mog prior (default 10) or pseudo-inputs of the VampPrior (default 500)")
+    _add(t, "free_bits", type=nonneg_float, default=0.0,
+         help="count each latent dimension's KL as at least this many nats (Kingma et al. 2016): keeps a strong "
+              "decoder from ignoring z (default: 0, off)")
     _add(t, "dataset", type=dataset_name, default="mnist",
          help="mnist, fashion_mnist, kmnist, cifar10, cifar100, svhn, or another torchvision image data set "
               "by name (downloaded when online) (default: mnist)")
@@ -201,7 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 # train flags that describe the model, and the config keys they set (vaelib.vae.build_vae)
 MODEL_FLAGS = {"arch": "arch", "hidden_dim": "latent_dim", "likelihood_type": "likelihood",
-               "hidden_units": "hidden", "channels": "channels", "sigma": "sigma", "conditional": "num_classes"}
+               "hidden_units": "hidden", "channels": "channels", "sigma": "sigma", "conditional": "num_classes",
+               "posterior": "posterior", "iaf_steps": "iaf_steps", "iaf_hidden": "iaf_hidden", "prior": "prior",
+               "prior_components": "prior_components"}
 
 
 def _binarization(likelihood: str, binarize: str) -> str | None:
@@ -320,7 +334,7 @@ def _train_run(args, explicit: set) -> int:
     from .data import load_dataset
     from .files import run_folder
     from .training import fit, pick_device, seed_everything
-    from .vae import build_vae
+    from .vae import VAEConfig, build_vae
 
     try:
         run_dir = run_folder(args.runs_dir, args.run_name)
@@ -345,9 +359,9 @@ def _train_run(args, explicit: set) -> int:
     done, binarize = 0, None
     if resume is not None:
         ckpt = load_checkpoint(resume)
-        _contradictions(args, explicit, ckpt["config"] or {}, f"the run being resumed ({resume})")
         stored = _stored_data(ckpt)
         model = model_from_checkpoint(ckpt, resume)
+        _contradictions(args, explicit, model.config, f"the run being resumed ({resume})")
         done = int(ckpt.get("epoch", 0))
         # the run keeps its data as it was; flags that say otherwise are refused
         wanted = {"dataset": args.dataset, "image_size": args.image_size,
@@ -386,9 +400,15 @@ def _train_run(args, explicit: set) -> int:
     test = load_dataset(args.dataset, "test", binarize, None if args.subset is None else min(args.subset, 10000),
                         "cpu", args.data_root, image_size=args.image_size)
     if model is None:
-        model = build_vae(arch=args.arch, latent_dim=args.hidden_dim, likelihood=args.likelihood_type,
-                          hidden=args.hidden_units, channels=args.channels, sigma=args.sigma,
-                          num_classes=train.num_classes if args.conditional else 0, image_shape=train.image_shape)
+        if args.posterior != "iaf" and ({"iaf_steps", "iaf_hidden"} & explicit):
+            raise UsageError("--iaf_steps and --iaf_hidden shape the IAF posterior: add --posterior iaf, or drop them")
+        if args.prior == "standard" and "prior_components" in explicit:
+            raise UsageError("--prior_components counts the components of a learned prior: add --prior mog or vamp")
+        model = build_vae(config=VAEConfig(
+            arch=args.arch, latent_dim=args.hidden_dim, likelihood=args.likelihood_type, hidden=args.hidden_units,
+            channels=args.channels, sigma=args.sigma, num_classes=train.num_classes if args.conditional else 0,
+            image_shape=train.image_shape, posterior=args.posterior, iaf_steps=args.iaf_steps,
+            iaf_hidden=args.iaf_hidden, prior=args.prior, prior_components=args.prior_components or 0))
     train_args.update({flag: _flag_value(flag, model.config) for flag in MODEL_FLAGS})  # what was built
     train_args.update(binarize=binarize or "none", dataset=train.name, image_size=train.image_shape[-1])
     schedule = _schedule(args, math.ceil(len(train) // distributed.world_size() / args.batch_size))
@@ -396,6 +416,8 @@ def _train_run(args, explicit: set) -> int:
         raise UsageError("--iwae_k trains on L_k, which has no beta: drop --beta, --beta_max and --beta_annealing_period")
     if args.iwae_k > 1 and args.compile:
         raise UsageError("--compile is not supported with --iwae_k > 1 yet: drop one of them")
+    if args.free_bits and (args.iwae_k > 1 or args.compile):
+        raise UsageError("--free_bits changes the ELBO's KL term: it does not combine with --iwae_k or --compile")
     created = _check_writable(run_dir) if distributed.is_main() else []  # a read-only runs folder fails now
     if distributed.active():
         _say(f"{distributed.world_size()} processes x batch {args.batch_size} = effective batch "
@@ -406,7 +428,7 @@ def _train_run(args, explicit: set) -> int:
     callbacks.insert(0, SampleGrid(run_dir / "samples.png", seed=args.seed))
     try:
         history = fit(model, train, test, epochs=args.num_epochs, lr=args.learning_rate, batch_size=args.batch_size,
-                      beta=schedule, iwae_k=args.iwae_k, device=device, seed=args.seed, clip_grad=args.clip_grad,
+                      beta=schedule, iwae_k=args.iwae_k, free_bits=args.free_bits, device=device, seed=args.seed, clip_grad=args.clip_grad,
                       precision=args.precision, compile=args.compile, run_dir=run_dir, resume_from=resume,
                       train_args=train_args, callbacks=callbacks, progress=not args.quiet,
                       collapse_threshold=args.collapse_threshold if args.detect_posterior_collapse else None)
@@ -425,7 +447,7 @@ def _describe(model, path) -> str:
     lines = [f"checkpoint: {path}",
              f"vaelib version: {ckpt.get('vaelib_version')} (format {ckpt.get('format_version')})",
              f"architecture: {model.config.arch}, latent size {model.latent_dim}, "
-             f"likelihood {model.config.likelihood}"
+             f"likelihood {model.config.likelihood}, posterior {model.config.posterior}, prior {model.config.prior}"
              + (f", conditional on {model.num_classes} classes" if model.num_classes else ""),
              f"trained on: {data['dataset']}, images {tuple(data['image_shape'])}, "
              f"binarization {data['binarize'] or 'none'}",
@@ -502,6 +524,9 @@ def _generate(args) -> int:
              else torch.arange(args.num_samples) // args.grid_size % model.num_classes).to(model.device)
     elif args.digit is not None:
         raise UsageError("--digit needs a conditional model; this checkpoint is unconditional")
+    if args.temperature != 1 and model.config.prior != "standard":
+        raise UsageError(f"--temperature scales samples of N(0, I); this model's prior is learned "
+                         f"({model.config.prior}): drop --temperature")
     g = torch.Generator(device=model.device).manual_seed(args.seed)
     images = model.sample(args.num_samples, temperature=args.temperature, y=y, generator=g)
     out = save_image_grid(images, args.output_path, nrow=args.grid_size)

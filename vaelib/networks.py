@@ -1,7 +1,8 @@
 """Encoder and decoder networks for images of a given shape ``(C, H, W)`` (default MNIST's ``(1, 28, 28)``).
 
 An encoder maps images ``x`` ``(B, C, H, W)`` to the parameters of q(z|x) = N(mu, diag(exp(logvar))):
-two tensors ``(B, D)``. It outputs a log-variance, not a variance, because any real number is a
+two tensors ``(B, D)`` (and, with ``context_dim``, a third, the context ``(B, context_dim)`` that an
+IAF posterior reads). It outputs a log-variance, not a variance, because any real number is a
 valid log-variance: no positivity constraint for the optimizer to break.
 
 A decoder maps latents ``z`` ``(B, D)`` to ``out_channels`` real numbers per pixel,
@@ -48,19 +49,34 @@ def _with_label(h: torch.Tensor, y: torch.Tensor | None, num_classes: int) -> to
     return torch.cat([h, F.one_hot(y, num_classes).to(h.dtype)], dim=-1)
 
 
-class MLPEncoder(nn.Module):
+class _Heads(nn.Module):
+    """The encoders' last layers: (mu, logvar), and with ``context_dim`` a context vector h for a
+    flow posterior (vaelib.posteriors.IAFPosterior) too."""
+
+    def _heads(self, hidden: int, latent_dim: int, context_dim: int):
+        self.mu = nn.Linear(hidden, latent_dim)
+        self.logvar = nn.Linear(hidden, latent_dim)
+        self.context = nn.Linear(hidden, context_dim) if context_dim else None
+
+    def _outputs(self, h):
+        if self.context is None:
+            return self.mu(h), self.logvar(h)
+        return self.mu(h), self.logvar(h), F.elu(self.context(h))
+
+
+class MLPEncoder(_Heads):
     """C*H*W -> ``hidden`` -> (mu, logvar) of size ``latent_dim``: the pytorch/examples encoder."""
 
-    def __init__(self, latent_dim: int = 20, hidden: int = 400, num_classes: int = 0, image_shape=MNIST_SHAPE):
+    def __init__(self, latent_dim: int = 20, hidden: int = 400, num_classes: int = 0, image_shape=MNIST_SHAPE,
+                 context_dim: int = 0):
         super().__init__()
         self.num_classes, self.latent_dim, self.image_shape = num_classes, latent_dim, _shape(image_shape)
         self.fc = nn.Linear(math.prod(self.image_shape) + num_classes, hidden)
-        self.mu = nn.Linear(hidden, latent_dim)
-        self.logvar = nn.Linear(hidden, latent_dim)
+        self._heads(hidden, latent_dim, context_dim)
 
     def forward(self, x, y=None):
         h = F.relu(self.fc(_with_label(x.flatten(1), y, self.num_classes)))
-        return self.mu(h), self.logvar(h)
+        return self._outputs(h)
 
 
 class MLPDecoder(nn.Module):
@@ -98,7 +114,7 @@ def conv_stages(height: int, width: int) -> int:
     return stages
 
 
-class ConvEncoder(nn.Module):
+class ConvEncoder(_Heads):
     """Stride-2 convolutions (28 -> 14 -> 7 for MNIST; see :func:`conv_stages`), a dense layer of
     ``hidden`` units, then (mu, logvar).
 
@@ -106,7 +122,7 @@ class ConvEncoder(nn.Module):
     """
 
     def __init__(self, latent_dim: int = 16, channels: int = 32, hidden: int = 256, num_classes: int = 0,
-                 image_shape=MNIST_SHAPE):
+                 image_shape=MNIST_SHAPE, context_dim: int = 0):
         super().__init__()
         self.num_classes, self.latent_dim, self.image_shape = num_classes, latent_dim, _shape(image_shape)
         in_channels, height, width = self.image_shape
@@ -117,13 +133,12 @@ class ConvEncoder(nn.Module):
             layers += [nn.Conv2d(2 * c, 2 * c, 4, stride=2, padding=1), nn.ReLU()]
         self.conv = nn.Sequential(*layers)
         self.fc = nn.Linear(2 * c * (height >> stages) * (width >> stages) + num_classes, hidden)
-        self.mu = nn.Linear(hidden, latent_dim)
-        self.logvar = nn.Linear(hidden, latent_dim)
+        self._heads(hidden, latent_dim, context_dim)
 
     def forward(self, x, y=None):
         h = self.conv(x).flatten(1)
         h = F.relu(self.fc(_with_label(h, y, self.num_classes)))
-        return self.mu(h), self.logvar(h)
+        return self._outputs(h)
 
 
 class ConvDecoder(nn.Module):

@@ -7,7 +7,10 @@ images and records them as ``train_<name>``).
 
 * :class:`ELBOObjective`: the ELBO, reconstruction - KL; with ``beta`` (a number, or a schedule
   ``beta(step)`` from vaelib.schedules) the beta-ELBO, reconstruction - beta * KL (notebook 06).
-  Reports ``elbo`` (always the true bound, beta = 1), ``reconstruction`` and ``kl``.
+  Reports ``elbo`` (always the true bound, beta = 1), ``reconstruction`` and ``kl``. With
+  ``free_bits`` lambda > 0 (Kingma et al. 2016), the KL of each latent dimension, averaged over the
+  batch, counts as at least lambda nats: a dimension below that is not pushed further towards the
+  prior, which keeps a strong decoder (``pixelcnn``) from switching z off (posterior collapse).
 * :class:`IWAEObjective`: the importance-weighted bound L_k with k samples per image (Burda et al.
   2015): a tighter bound than the ELBO, k decoder passes per image. Reports ``iwae_bound``.
 """
@@ -35,11 +38,16 @@ class Estimate:
 
 
 class ELBOObjective:
-    """The ELBO (``beta = 1``) or the beta-ELBO; ``compile=True`` runs it through ``torch.compile``."""
+    """The ELBO (``beta = 1``) or the beta-ELBO, optionally with free bits; ``compile=True`` runs it
+    through ``torch.compile``."""
 
-    def __init__(self, beta=1.0, compile: bool = False):
+    def __init__(self, beta=1.0, compile: bool = False, free_bits: float = 0.0):
         self.schedule = beta if callable(beta) else Constant(beta)
-        self.compile = compile
+        self.compile, self.free_bits = compile, float(free_bits)
+        if self.free_bits < 0:
+            raise ValueError(f"free_bits must be >= 0 nats, got {free_bits}")
+        if self.free_bits and compile:
+            raise ValueError("compile is not supported with free_bits yet: drop one of them")
         self._compiled = None
 
     def __call__(self, model, x, y, step: int) -> Estimate:
@@ -50,8 +58,17 @@ class ELBOObjective:
         else:
             terms = model.elbo_terms(x, beta=beta, y=y)
             reconstruction, kl, loss = terms.reconstruction, terms.kl, terms.loss
+            if self.free_bits:
+                loss = -(reconstruction.mean() - beta * self._free_bits_kl(terms, model.latent_dim))
         sums = {"elbo": (reconstruction - kl).sum(), "reconstruction": reconstruction.sum(), "kl": kl.sum()}
         return Estimate(loss, sums, beta)
+
+    def _free_bits_kl(self, terms, latent_dim: int) -> torch.Tensor:
+        """sum_j max(lambda, mean_batch KL_j); without per-dimension KLs (a learned prior or a flow
+        posterior), the whole KL counts as at least lambda * D."""
+        if terms.kl_per_dim is not None:
+            return terms.kl_per_dim.mean(0).clamp(min=self.free_bits).sum()
+        return terms.kl.mean().clamp(min=self.free_bits * latent_dim)
 
     def _compiled_terms(self, model, x, y):
         # beta stays outside the compiled graph: a schedule changes it every step, and a Python float
@@ -71,7 +88,8 @@ class ELBOObjective:
             return terms.reconstruction, terms.kl
 
     def __repr__(self) -> str:
-        return f"ELBOObjective(beta={self.schedule!r}{', compiled' if self.compile else ''})"
+        extras = (", compiled" if self.compile else "") + (f", free_bits={self.free_bits:g}" if self.free_bits else "")
+        return f"ELBOObjective(beta={self.schedule!r}{extras})"
 
 
 class IWAEObjective:
@@ -88,11 +106,13 @@ class IWAEObjective:
         return f"IWAEObjective(k={self.k})"
 
 
-def make_objective(beta=1.0, iwae_k: int = 1, compile: bool = False):
-    """The objective that ``fit``'s ``beta``, ``iwae_k`` and ``compile`` arguments describe."""
+def make_objective(beta=1.0, iwae_k: int = 1, compile: bool = False, free_bits: float = 0.0):
+    """The objective that ``fit``'s ``beta``, ``iwae_k``, ``compile`` and ``free_bits`` arguments describe."""
     iwae_k = whole_number("iwae_k", iwae_k)
     if iwae_k == 1:
-        return ELBOObjective(beta, compile)
+        return ELBOObjective(beta, compile, free_bits)
+    if free_bits:
+        raise ValueError("free bits change the ELBO's KL term; IWAE training (iwae_k > 1) has none: drop one of them")
     if (beta.beta if isinstance(beta, Constant) else beta) != 1:
         raise ValueError("IWAE training (iwae_k > 1) maximizes L_k, which has no beta: use beta = 1")
     if compile:

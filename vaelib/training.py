@@ -175,7 +175,7 @@ def _fit_shapes(model, data) -> None:
 
 
 def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_size: int = 128, beta=1.0,
-        iwae_k: int = 1, objective=None, device=None, seed: int = 0, clip_grad: float | None = None,
+        iwae_k: int = 1, free_bits: float = 0.0, objective=None, device=None, seed: int = 0, clip_grad: float | None = None,
         precision: str = "fp32", compile: bool = False, run_dir=None, resume_from=None,
         train_args: dict | None = None, collapse_threshold: float | None = None, callbacks=(),
         eval_batch_size: int = 1000, progress: bool = True, on_epoch_end=None) -> History:
@@ -187,6 +187,7 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
         epochs: the total number of epochs, counting those of a resumed run.
         beta: a number, or a schedule ``beta(step)`` from vaelib.schedules (step = optimizer steps).
         iwae_k: with k > 1, maximize the importance-weighted bound L_k instead (needs beta = 1).
+        free_bits: count each latent dimension's KL (batch mean) as at least this many nats.
         objective: any objective (vaelib.objectives) instead of the one ``beta``/``iwae_k`` describe.
         device: ``None`` picks CUDA, then MPS, then CPU (the data's tensors move there once).
             Started by ``torchrun`` (vaelib.distributed), each process trains on its shard of the data
@@ -225,7 +226,7 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
         raise ValueError("the test data holds no images: pass test=None to train without a test set")
     if epochs == 0 and resume_from is None:
         raise ValueError("epochs=0 trains nothing: epochs is the total number of epochs (at least 1)")
-    objective = objective or make_objective(beta, iwae_k, compile)
+    objective = objective or make_objective(beta, iwae_k, compile, free_bits)
     device = pick_device(device)
     model.to(device)
     _fit_shapes(model, train)

@@ -28,8 +28,8 @@ from torch import nn
 from . import bounds
 from .likelihoods import canonical_name, make_likelihood
 from .networks import MNIST_SHAPE, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, _shape
-from .posteriors import DiagonalGaussian
-from .priors import StandardNormalPrior
+from .posteriors import POSTERIORS, DiagonalGaussian, IAFPosterior
+from .priors import PRIORS, MixtureOfGaussiansPrior, StandardNormalPrior, VampPrior
 from .validation import positive_number, whole_number
 
 __all__ = ["VAE", "VAEConfig", "build_vae", "ARCHITECTURES"]
@@ -52,6 +52,11 @@ class VAEConfig:
     sigma: float | None = None
     num_classes: int = 0
     image_shape: tuple = MNIST_SHAPE
+    posterior: str = "gaussian"  # or "iaf": a diagonal Gaussian pushed through iaf_steps IAF steps
+    iaf_steps: int = 2
+    iaf_hidden: int = 320
+    prior: str = "standard"      # or "mog" (a learned mixture of Gaussians), "vamp" (the VampPrior)
+    prior_components: int = 0    # 0: 10 for mog, 500 for vamp (build_vae fills it in)
 
     def __getitem__(self, key: str):
         try:
@@ -89,14 +94,17 @@ class VAE(nn.Module):
         likelihood: a name (``"bernoulli"``, ``"gaussian"``, ...; see vaelib.likelihoods) or a
             likelihood module.
         latent_dim: D (default: the encoder's ``latent_dim`` attribute, if it has one).
-        prior: module returning p(z); N(0, I) by default.
+        prior: module returning p(z); N(0, I) by default (vaelib.priors).
         num_classes: > 0 for a conditional VAE, whose methods then take labels ``y``.
         image_shape: ``(C, H, W)`` of the images, if known (default: the encoder's ``image_shape``
             attribute; ``vaelib.fit`` fills it in from the data otherwise).
+        posterior: module ``(mu, logvar, context) -> q(z|x)`` (vaelib.posteriors.IAFPosterior); by
+            default q is the diagonal Gaussian N(mu, diag(exp(logvar))).
     """
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood="bernoulli", latent_dim: int | None = None,
-                 prior: nn.Module | None = None, num_classes: int = 0, image_shape=None):
+                 prior: nn.Module | None = None, num_classes: int = 0, image_shape=None,
+                 posterior: nn.Module | None = None):
         super().__init__()
         if latent_dim is None:
             latent_dim = getattr(encoder, "latent_dim", None)
@@ -107,6 +115,7 @@ class VAE(nn.Module):
         self.encoder, self.decoder = encoder, decoder
         self.likelihood = make_likelihood(likelihood) if isinstance(likelihood, str) else likelihood
         self.prior = prior if prior is not None else StandardNormalPrior(self.latent_dim)
+        self.posterior = posterior
         image_shape = image_shape if image_shape is not None else getattr(encoder, "image_shape", None)
         self.image_shape = None if image_shape is None else _shape(image_shape)
         self.config: VAEConfig | None = None
@@ -136,11 +145,15 @@ class VAE(nn.Module):
         return {} if not self.num_classes else {"y": self.labels(y, n)}
 
     # --- the model ----------------------------------------------------------------------------------
-    def encode(self, x: torch.Tensor, y=None) -> DiagonalGaussian:
-        """q(z|x): a diagonal Gaussian with batch shape ``(B,)`` and event shape ``(D,)``."""
-        mu, logvar = self.encoder(x, **self._networks(y, len(x)))[:2]
+    def encode(self, x: torch.Tensor, y=None):
+        """q(z|x): a distribution with batch shape ``(B,)`` and event shape ``(D,)`` (a diagonal
+        Gaussian, or the flow of ``self.posterior``)."""
+        out = self.encoder(x, **self._networks(y, len(x)))
         # Under bf16 autocast the encoder's outputs are bfloat16; z and the KL are computed in float32.
-        return DiagonalGaussian(mu.float(), logvar.float())
+        mu, logvar = out[0].float(), out[1].float()
+        if self.posterior is None:
+            return DiagonalGaussian(mu, logvar)
+        return self.posterior(mu, logvar, out[2] if len(out) > 2 else None)
 
     def decode(self, z: torch.Tensor, y=None):
         """p(x|z): a distribution with batch shape ``(B,)`` over images ``(C, H, W)``."""
@@ -184,8 +197,10 @@ class VAE(nn.Module):
         temperature = positive_number("temperature", temperature, allow_zero=True)
         if isinstance(self.prior, StandardNormalPrior):
             z = torch.randn(n, self.latent_dim, device=self.device, generator=generator) * temperature
+        elif temperature != 1:
+            raise ValueError("temperature scales samples of N(0, I); this model's prior is learned: use temperature=1")
         else:
-            z = self.prior().sample((n,)) * temperature
+            z = self.prior.sample(n, generator)
         if draw:
             return self.likelihood.draw(self.decoder(z, **self._networks(y, n)), generator)
         return self.decode_mean(z, y, generator)
@@ -215,6 +230,9 @@ def build_vae(arch: str = "conv", latent_dim: int = 20, likelihood: str = "berno
         sigma: the Gaussian likelihoods' fixed (or initial) standard deviation.
         num_classes: > 0 builds a conditional VAE.
         image_shape: ``(C, H, W)`` of the images, MNIST's ``(1, 28, 28)`` by default.
+        config: a :class:`VAEConfig` instead of the arguments; its other fields choose the posterior
+            (``"gaussian"``, or ``"iaf"`` with ``iaf_steps`` steps of width ``iaf_hidden``) and the
+            prior (``"standard"``, ``"mog"`` or ``"vamp"`` with ``prior_components`` components).
     """
     if config is None:
         config = VAEConfig(arch, latent_dim, likelihood, hidden, channels, sigma, num_classes, tuple(image_shape))
@@ -229,13 +247,33 @@ def build_vae(arch: str = "conv", latent_dim: int = 20, likelihood: str = "berno
     name = canonical_name(config.likelihood)
     lik = make_likelihood(name, **({"sigma": sigma} if sigma is not None and name in ("gaussian", "learned_gaussian") else {}))
     out = lik.decoder_channels(shape[0])
+    if config.posterior not in POSTERIORS:
+        raise ValueError(f"unknown posterior {config.posterior!r}: choose one of {', '.join(POSTERIORS)}")
+    if config.prior not in PRIORS:
+        raise ValueError(f"unknown prior {config.prior!r}: choose one of {', '.join(PRIORS)}")
+    iaf = config.posterior == "iaf"
+    iaf_steps = whole_number("iaf_steps", config.iaf_steps)
+    iaf_hidden = whole_number("iaf_hidden", config.iaf_hidden)
+    context = iaf_hidden if iaf else 0
     if config.arch == "mlp":
-        encoder = MLPEncoder(latent_dim, hidden, num_classes, shape)
+        encoder = MLPEncoder(latent_dim, hidden, num_classes, shape, context_dim=context)
         decoder = MLPDecoder(latent_dim, hidden, num_classes, out_channels=out, image_shape=shape)
     else:
-        encoder = ConvEncoder(latent_dim, channels, hidden, num_classes, shape)
+        encoder = ConvEncoder(latent_dim, channels, hidden, num_classes, shape, context_dim=context)
         decoder = ConvDecoder(latent_dim, channels, hidden, num_classes, out_channels=out, image_shape=shape)
-    model = VAE(encoder, decoder, lik, latent_dim, num_classes=num_classes, image_shape=shape)
+    components = whole_number("prior_components", config.prior_components, 0) or {"mog": 10, "vamp": 500}.get(config.prior, 0)
+    if config.prior == "mog":
+        prior = MixtureOfGaussiansPrior(latent_dim, components)
+    elif config.prior == "vamp":
+        if num_classes:
+            raise ValueError("the VampPrior encodes pseudo-images without labels: it does not combine with a "
+                             "conditional model; use the mog or standard prior")
+        prior = VampPrior(latent_dim, encoder, shape, components)
+    else:
+        prior = None
+    posterior = IAFPosterior(latent_dim, iaf_steps, iaf_hidden, context) if iaf else None
+    model = VAE(encoder, decoder, lik, latent_dim, prior, num_classes=num_classes, image_shape=shape, posterior=posterior)
     model.config = dataclasses.replace(config, latent_dim=latent_dim, likelihood=name, hidden=hidden, channels=channels,
-                                       sigma=sigma, num_classes=num_classes, image_shape=shape)
+                                       sigma=sigma, num_classes=num_classes, image_shape=shape,
+                                       prior_components=components)
     return model
