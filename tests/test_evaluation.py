@@ -1,4 +1,5 @@
 import math
+from pathlib import Path
 
 import torch
 
@@ -53,3 +54,43 @@ def test_the_evaluated_images_do_not_depend_on_k_or_batch_size(trained_mlp, smal
     assert abs(a["nll"] - a["per_image"].double().mean().item()) < 1e-3
     # same images, other draws of z: the estimates agree far within their standard error
     assert abs(a["nll"] - b["nll"]) < a["std_error"]
+
+
+@needs_mnist
+def test_a_resumed_or_sharded_evaluation_gives_the_same_bounds(tmp_path, capsys, monkeypatch):
+    import json
+
+    import vaelib.evaluation
+    from vaelib.cli import main
+    model = str(Path(__file__).resolve().parent.parent / "pretrained" / "mlp_vae.pth")
+    common = ["evaluate", "--checkpoint_path", model, "--k", "20", "--subset", "40", "--batch_size", "8"]
+    assert main(common) == 0
+    whole = capsys.readouterr().out.strip().splitlines()[-1]
+    # interrupted after two batches: exit 130, the bounds so far kept; the same command continues
+    real = vaelib.evaluation.iwae_bounds
+
+    def stops(*args, **kwargs):
+        for n, batch in enumerate(real(*args, **kwargs)):
+            if n == 2:
+                raise KeyboardInterrupt
+            yield batch
+    monkeypatch.setattr(vaelib.evaluation, "iwae_bounds", stops)
+    bounds = tmp_path / "b.json"
+    assert main(common + ["--bounds", str(bounds)]) == 130
+    assert len(json.loads(bounds.read_text())["bounds"]) == 16
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(common + ["--bounds", str(bounds)]) == 0
+    out = capsys.readouterr().out
+    assert "16 of 40 images already done" in out and out.strip().splitlines()[-1] == whole
+    # two shards, then combined
+    for i in (0, 1):
+        assert main(common + ["--shard", f"{i}/2", "--bounds", str(tmp_path / f"s{i}.json")]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--combine", str(tmp_path / "s0.json"), str(tmp_path / "s1.json")]) == 0
+    combined = capsys.readouterr().out.strip()
+    assert combined.split(" over ")[0] == whole.split(" over ")[0]  # the same NLL and standard error
+    assert main(["evaluate", "--combine", str(tmp_path / "s0.json")]) == 2
+    assert "cover 20 of 40 images" in capsys.readouterr().err
+    assert main(common[:3] + ["--k", "30", "--subset", "40", "--bounds", str(bounds)]) == 1
+    assert "holds bounds of another evaluation (k 20 in the file vs 30 now)" in capsys.readouterr().err

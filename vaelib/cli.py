@@ -68,6 +68,13 @@ def device_name(text: str) -> str:
     return text
 
 
+def shard_spec(text: str) -> tuple[int, int]:
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit()) or int(count) < 1 or int(index) >= int(count):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a shard: use I/N with 0 <= I < N, e.g. 0/4")
+    return int(index), int(count)
+
+
 def dataset_name(text: str) -> str:
     from .data import DataError, canonical_dataset
     try:
@@ -170,12 +177,23 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="test ELBO and importance-weighted NLL of a checkpoint",
                        description="Evaluate a checkpoint on the test set of the data it was trained on: negative "
                                    "ELBO and the IWAE estimate of the negative log-likelihood (nats and bits/dim).")
-    _add(e, "checkpoint_path", required=True, help="a checkpoint written by 'vaelib train'")
+    _add(e, "checkpoint_path", help="a checkpoint written by 'vaelib train' (required unless --combine)")
     _add(e, "k", type=positive_int, default=5000, help="importance samples per image (default: 5000)")
     _add(e, "binarize", choices=["dynamic", "static", "none"], default=None,
          help="test-set binarization (default: as in training; dynamic for binary likelihoods, the protocol of "
               "Burda et al. 2015)")
     _add(e, "dataset", type=dataset_name, default=None, help="test data (default: the checkpoint's)")
+    _add(e, "bounds", default=None, metavar="FILE.json",
+         help="keep each image's bound in this file as it is computed: a run that stops continues where it "
+              "stopped when started again with the same file")
+    _add(e, "shard", type=shard_spec, default=None, metavar="I/N",
+         help="evaluate only the images whose index is I mod N (with --bounds: run the N shards anywhere, then "
+              "--combine their files)")
+    _add(e, "combine", nargs="+", default=None, metavar="FILE.json",
+         help="combine the --bounds files of the shards of one evaluation and print its NLL")
+    _add(e, "precision", choices=["fp32", "bf16"], default="fp32",
+         help="bf16: bfloat16 autocast for the networks (faster on GPUs and AMX CPUs; benchmarks/RESULTS.md "
+              "shows how much it moves the NLL) (default: fp32)")
     _add(e, "samples", type=positive_int, default=None,
          help="also score N samples with the MNIST classifier (vaelib.sample_quality): Frechet distance to the "
               "test set, confidence, label entropy; 10000 recommended, at least 2000 (MNIST models only)")
@@ -539,9 +557,13 @@ def _evaluate(args) -> int:
 
     from .checkpoints import load
     from .data import DATASETS, load_dataset
-    from .evaluation import evaluate_elbo, iwae_nll
+    from .evaluation import BoundsRecord, evaluate_elbo, file_sha256, iwae_bounds, summarize_bounds
     from .training import pick_device
 
+    if args.combine:
+        return _combine(args)
+    if args.checkpoint_path is None:
+        raise UsageError("--checkpoint_path is required (or --combine FILES to combine the shards of an evaluation)")
     device = pick_device(args.device)
     model = load(_checkpoint_path(args.checkpoint_path), device=device)
     # Channels-last lets oneDNN run the convolutions 1.3-1.6x faster on CPUs (measured at k=5000);
@@ -557,16 +579,75 @@ def _evaluate(args) -> int:
     binarize = stored["binarize"] if args.binarize is None else (None if args.binarize == "none" else args.binarize)
     test = load_dataset(args.dataset or stored["dataset"], "test", binarize, args.subset, device, args.data_root,
                         image_size=stored["image_shape"][-1])
-    print(f"evaluating {args.checkpoint_path} on {len(test):,} {test.name} test images ({binarize or 'no'} "
-          f"binarization), k={args.k}, seed={args.seed}, {device}")
-    ev = evaluate_elbo(model, test, seed=args.seed)
-    nll = iwae_nll(model, test, k=args.k, batch_size=args.batch_size, seed=args.seed)
-    print(f"test negative ELBO: {-ev['elbo']:.2f} nats (reconstruction {-ev['reconstruction']:.2f}, "
-          f"KL {ev['kl']:.2f}, active units {ev['active_units']}/{model.latent_dim})")
+    indices = list(range(len(test)))
+    if args.shard is not None:
+        indices = indices[args.shard[0]::args.shard[1]]
+    record = None
+    if args.bounds:
+        _check_output_file(args.bounds, image=False)
+        record = BoundsRecord(args.bounds, {
+            "checkpoint_sha256": file_sha256(args.checkpoint_path), "k": args.k, "seed": args.seed,
+            "binarize": binarize, "dataset": test.name, "n_images": len(test), "precision": args.precision,
+            "image_shape": list(test.image_shape), "shard": None if args.shard is None else list(args.shard)})
+        done = [i for i in indices if i in record.bounds]
+        if done:
+            print(f"resuming {args.bounds}: {len(done):,} of {len(indices):,} images already done")
+        indices = [i for i in indices if i not in record.bounds]
+    shard = "" if args.shard is None else f" (shard {args.shard[0]}/{args.shard[1]}: {len(indices):,} to do)"
+    print(f"evaluating {args.checkpoint_path} on {len(test):,} {test.name} test images{shard} ({binarize or 'no'} "
+          f"binarization), k={args.k}, seed={args.seed}, {device}, {args.precision}")
+    if args.shard is None:
+        ev = evaluate_elbo(model, test, seed=args.seed)
+        print(f"test negative ELBO: {-ev['elbo']:.2f} nats (reconstruction {-ev['reconstruction']:.2f}, "
+              f"KL {ev['kl']:.2f}, active units {ev['active_units']}/{model.latent_dim})")
+    bounds = {} if record is None else record.bounds
+    _run_bounds(iwae_bounds(model, test, args.k, args.seed, args.batch_size, indices, args.precision), bounds,
+                len(indices), args.k, record)
+    mine = torch.tensor([bounds[i] for i in (range(len(test)) if args.shard is None else
+                                             range(args.shard[0], len(test), args.shard[1]))])
+    nll = summarize_bounds(mine, test.image_shape, args.k, args.seed)
     print(f"test NLL (IWAE, k={args.k}): {nll['nll']:.2f} nats (standard error {nll['std_error']:.2f} over "
-          f"{nll['n']:,} images) = {nll['bits_per_dim']:.4f} bits/dim")
+          f"{nll['n']:,} images{' of this shard' if args.shard else ''}) = {nll['bits_per_dim']:.4f} bits/dim")
     if args.samples:
         _sample_scores(model, args, binary=binarize is not None)
+    return 0
+
+
+def _run_bounds(batches, bounds: dict, total: int, k: int, record, every: float = 10.0) -> None:
+    """Collect per-image bounds into ``bounds``, saving ``record`` at least every ``every`` seconds."""
+    import time
+
+    from tqdm.auto import tqdm
+    last = time.monotonic()
+    try:
+        with tqdm(total=total, desc=f"IWAE k={k}", unit="img", leave=False) as bar:
+            for idx, bound in batches:
+                bounds.update({int(i): float(b) for i, b in zip(idx, bound)})
+                bar.update(len(idx))
+                if record is not None and time.monotonic() - last > every:
+                    record.save()
+                    last = time.monotonic()
+    finally:  # also when interrupted: what was computed is kept, and the next run starts from there
+        if record is not None:
+            record.save()
+
+
+def _combine(args) -> int:
+    import torch
+
+    from .evaluation import BoundsRecord, summarize_bounds
+    try:
+        meta, bounds = BoundsRecord.combine(args.combine)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    missing = [i for i in range(meta["n_images"]) if i not in bounds]
+    if missing:
+        raise UsageError(f"the files cover {len(bounds):,} of {meta['n_images']:,} images ({len(missing):,} missing, "
+                         f"e.g. image {missing[0]}): run the missing shards with --bounds, then combine again")
+    nll = summarize_bounds(torch.tensor([bounds[i] for i in range(meta["n_images"])]), meta["image_shape"],
+                           meta["k"], meta["seed"])
+    print(f"test NLL (IWAE, k={meta['k']}): {nll['nll']:.2f} nats (standard error {nll['std_error']:.2f} over "
+          f"{nll['n']:,} images, {len(args.combine)} files) = {nll['bits_per_dim']:.4f} bits/dim")
     return 0
 
 
@@ -664,6 +745,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         where = (" (checkpoint_last.pth holds the last finished epoch: --resume_if_exists continues the run)"
                  if args.command == "train" else "")
+        if args.command == "evaluate" and getattr(args, "bounds", None):
+            where = f" (the bounds computed so far are in {args.bounds}: run the same command to continue)"
         print(f"vaelib {args.command}: interrupted{where}", file=sys.stderr)
         return 130
     except Exception as err:  # not an expected failure: a bug, reported without a raw dump

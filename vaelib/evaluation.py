@@ -8,16 +8,20 @@ and the samples of z. Data may be vaelib.ImageData, a tensor of images, or ``(im
 """
 from __future__ import annotations
 
+import json
 import math
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
 from .bounds import iwae_bound
 from .data import as_data
+from .files import atomic_write
 from .validation import whole_number
 
-__all__ = ["evaluate_elbo", "iwae_nll", "bits_per_dim", "reconstruction_error", "active_units", "fixed_batches"]
+__all__ = ["evaluate_elbo", "iwae_nll", "iwae_bounds", "summarize_bounds", "image_generator", "bits_per_dim",
+           "reconstruction_error", "active_units", "fixed_batches", "BoundsRecord", "file_sha256"]
 
 PIXELS = 784  # MNIST's C*H*W
 
@@ -101,41 +105,144 @@ def active_units(model, data, threshold: float = 0.01, batch_size: int = 1000) -
     return int((torch.cat(mus).var(0) > threshold).sum())
 
 
+def image_generator(seed: int, index: int, device) -> torch.Generator:
+    """The generator of image ``index``'s samples of z: its bound depends on (seed, index) alone, not
+    on the batch, the shard or the run it was computed in."""
+    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + 1 + index)
+
+
+@torch.no_grad()
+def iwae_bounds(model, data, k: int, seed: int = 0, batch_size: int | None = None, indices=None,
+                precision: str = "fp32"):
+    """Yield ``(indices, bounds)`` batch by batch: L_k of each image (nats, ``(B,)`` on the CPU).
+
+    The test set's binarization is drawn once from ``seed``; image i's samples of z come from their
+    own generator (:func:`image_generator`), so L_k of image i is the same number whichever images
+    are evaluated with it, in what order, on which process: an evaluation can stop, resume, or be
+    split into shards and combined. ``indices`` (default: all) selects the images to evaluate.
+    ``precision="bf16"`` runs the networks under bfloat16 autocast (log weights stay float32).
+    """
+    k = whole_number("k", k)
+    data, batch_size = _checked(data, batch_size)
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    model.eval()
+    device = model.device
+    if batch_size is None:
+        batch_size = max(1, 16384 // min(k, 16384))
+    x_all = data.prepare(data.images, torch.Generator(device=data.device).manual_seed(seed))
+    indices = torch.arange(len(data)) if indices is None else torch.as_tensor(indices, dtype=torch.long)
+    for start in range(0, len(indices), batch_size):
+        idx = indices[start:start + batch_size]
+        x = x_all[idx.to(x_all.device)].to(device)
+        y = None if data.labels is None else data.labels[idx.to(data.labels.device)].to(device)
+        generators = [image_generator(seed, int(i), device) for i in idx]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            bound = iwae_bound(model, x, k, generator=generators, y=model.labels(y, len(x)))
+        yield idx, bound.float().cpu()
+
+
+def summarize_bounds(bounds: torch.Tensor, image_shape, k: int, seed: int) -> dict:
+    """NLL (nats, -mean L_k), bits/dim and the standard error of the mean over the given per-image bounds."""
+    bounds = torch.as_tensor(bounds).double()
+    nll = -bounds.mean().item()
+    std_error = bounds.std().item() / math.sqrt(len(bounds)) if len(bounds) > 1 else float("nan")
+    return {"nll": nll, "bits_per_dim": bits_per_dim(nll, math.prod(image_shape)), "std_error": std_error,
+            "k": k, "seed": seed, "n": len(bounds)}
+
+
 @torch.no_grad()
 def iwae_nll(model, data, k: int = 5000, batch_size: int | None = None, seed: int = 0,
-             progress: bool = True, per_image: bool = False) -> dict:
+             progress: bool = True, per_image: bool = False, precision: str = "fp32") -> dict:
     """Estimate the test negative log-likelihood with the importance-weighted bound L_k.
 
     Returns a dict: ``nll`` (nats, -mean L_k), ``bits_per_dim`` (nats / (C*H*W ln 2)), ``std_error``
     (of the mean over images, nats), ``k``, ``seed``, ``n``; with ``per_image=True`` also
     ``per_image``, the ``(n,)`` negative bounds. The seed fixes the test set's binarization (the
-    same for every k and batch size) and, separately, the samples of z. ``batch_size`` images are
-    processed at a time (default: enough that a chunk of samples decodes about 16,384 images);
-    memory does not grow with ``k``.
+    same for every k and batch size) and, separately, each image's samples of z (the same for every
+    batch size: see :func:`iwae_bounds`). ``batch_size`` images are processed at a time (default:
+    enough that a chunk of samples decodes about 16,384 images); memory does not grow with ``k``.
     """
     from tqdm.auto import tqdm
 
-    k = whole_number("k", k)
-    data, batch_size = _checked(data, batch_size)
-    model.eval()
-    device = model.device
-    if batch_size is None:
-        batch_size = max(1, 16384 // min(k, 16384))
+    data, _ = _checked(data, batch_size)
     bounds = []
-    with _seeded(seed + 1, device) as g:
-        bar = tqdm(total=len(data), desc=f"IWAE k={k}", unit="img", disable=not progress, leave=False)
-        for x, y in fixed_batches(data, batch_size, seed, device):
-            bounds.append(iwae_bound(model, x, k, generator=g, y=model.labels(y, len(x))).cpu())
-            bar.update(len(x))
-        bar.close()
-    bounds = torch.cat(bounds).double()
-    nll = -bounds.mean().item()
-    std_error = bounds.std().item() / math.sqrt(len(bounds)) if len(bounds) > 1 else float("nan")
-    result = {"nll": nll, "bits_per_dim": bits_per_dim(nll, math.prod(data.image_shape)), "std_error": std_error,
-              "k": k, "seed": seed, "n": len(data)}
+    with tqdm(total=len(data), desc=f"IWAE k={k}", unit="img", disable=not progress, leave=False) as bar:
+        for idx, bound in iwae_bounds(model, data, k, seed, batch_size, precision=precision):
+            bounds.append(bound)
+            bar.update(len(idx))
+    bounds = torch.cat(bounds)
+    result = summarize_bounds(bounds, data.image_shape, k, seed)
     if per_image:
-        result["per_image"] = (-bounds).float()
+        result["per_image"] = (-bounds.double()).float()
     return result
+
+
+class BoundsRecord:
+    """Per-image bounds of one evaluation, kept in a JSON file as they are computed.
+
+    The file names what was evaluated (the checkpoint's SHA-256, k, seed, binarization, data set,
+    precision, number of test images): a run that stops continues where it stopped, shards of one
+    evaluation (``shard=(i, n)``: the images whose index is i mod n) run separately, even on
+    different machines, and :meth:`combine` merges their files, refusing any that measured something
+    else.
+    """
+
+    FORMAT = "vaelib-iwae-bounds"
+
+    def __init__(self, path, meta: dict):
+        self.path, self.meta, self.bounds = Path(path), dict(meta), {}
+        if self.path.exists():
+            stored = self._read(self.path)
+            different = [f"{key} {stored['meta'].get(key)!r} in the file vs {value!r} now"
+                         for key, value in self.meta.items() if key != "shard" and stored["meta"].get(key) != value]
+            if different:
+                raise ValueError(f"{self.path} holds bounds of another evaluation ({'; '.join(different)}): "
+                                 f"choose another --bounds file")
+            self.bounds = stored["bounds"]
+
+    @classmethod
+    def _read(cls, path) -> dict:
+        try:
+            stored = json.loads(Path(path).read_text())
+            stored["bounds"] = {int(i): float(v) for i, v in stored["bounds"].items()}
+            if stored.get("format") != cls.FORMAT:
+                raise ValueError
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            raise ValueError(f"{path} is not a readable bounds file of 'vaelib evaluate --bounds'") from None
+        return stored
+
+    def save(self) -> None:
+        with atomic_write(self.path, "w") as f:
+            json.dump({"format": self.FORMAT, "meta": self.meta,
+                       "bounds": {str(i): v for i, v in sorted(self.bounds.items())}}, f)
+
+    def add(self, indices, bounds) -> None:
+        self.bounds.update({int(i): float(b) for i, b in zip(indices, bounds)})
+
+    @classmethod
+    def combine(cls, paths) -> tuple[dict, dict]:
+        """``(meta, bounds)`` of several files of one evaluation; ``ValueError`` if they disagree."""
+        stored = [cls._read(p) for p in paths]
+        meta = {k: v for k, v in stored[0]["meta"].items() if k != "shard"}
+        for path, other in zip(paths[1:], stored[1:]):
+            different = [key for key in meta if other["meta"].get(key) != meta[key]]
+            if different:
+                raise ValueError(f"{path} measured something else than {paths[0]} ({', '.join(different)} differ): "
+                                 f"combine only the shards of one evaluation")
+        bounds = {}
+        for other in stored:
+            bounds.update(other["bounds"])
+        return meta, bounds
+
+
+def file_sha256(path) -> str:
+    import hashlib
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @torch.no_grad()

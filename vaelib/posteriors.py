@@ -39,7 +39,8 @@ class DiagonalGaussian(Independent):
     """N(mu, diag(exp(logvar))) over vectors of ``D`` numbers: batch shape ``mu.shape[:-1]``, event ``(D,)``.
 
     ``rsample`` is the reparameterization z = mu + exp(logvar / 2) * eps and takes an optional
-    ``generator`` (for reproducible importance sampling).
+    ``generator`` (for reproducible importance sampling), or a list of generators, one per image of
+    a ``(B, D)`` batch, so that each image's samples do not depend on the others in its batch.
     """
 
     def __init__(self, mu: torch.Tensor, logvar: torch.Tensor):
@@ -50,6 +51,10 @@ class DiagonalGaussian(Independent):
         shape = torch.Size(sample_shape) + self.mu.shape
         if generator is None and not sample_shape:
             eps = torch.randn_like(self.mu)
+        elif isinstance(generator, (list, tuple)):  # one generator per image: eps[..., b, :] from generator[b]
+            each = torch.Size(sample_shape) + self.mu.shape[1:]
+            eps = torch.stack([torch.randn(each, device=self.mu.device, dtype=self.mu.dtype, generator=g)
+                               for g in generator], dim=len(sample_shape))
         else:
             eps = torch.randn(shape, device=self.mu.device, dtype=self.mu.dtype, generator=generator)
         return reparameterize(self.mu, self.logvar, eps)
