@@ -10,8 +10,8 @@ computed in closed form when the prior is N(0, I) and by Monte Carlo otherwise. 
 
 Convention, everywhere in vaelib: **sum over pixels and latent dimensions, mean over the batch**.
 Every per-example quantity below has shape ``(B,)``; only ``ELBO.loss`` averages over the batch.
-(Averaging over pixels as well, as ``F.mse_loss``'s default does, silently rescales the KL term by
-784: a beta of 1/784 that nobody asked for.)
+(Averaging over pixels as well, as ``F.mse_loss``'s default does, divides the reconstruction term by
+784 and so weighs the KL 784 times more: a beta of 784 that nobody asked for.)
 
 The importance-weighted bound with k samples z_i ~ q(z|x),
 
