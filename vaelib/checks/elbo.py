@@ -122,18 +122,26 @@ def _log_normal(z, m, log_std):
     return -0.5 * ((z - m) / torch.exp(log_std)) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
 
 
+def _f64(value):
+    return torch.tensor(value, dtype=torch.float64)
+
+
+def _gaussian_log_joint(z):
+    """A log-joint that is a Gaussian bump in z (times e^-3): the ELBO's integrand is smooth and unimodal."""
+    return _log_normal(z, _f64(1.0), _f64(-0.5)) - 3.0
+
+
+def _bimodal_log_joint(z):
+    """log p(x0 = 1, z) for z ~ N(0, 1), x | z ~ N(z^2, 0.3^2): two bumps, at z = -1 and z = 1."""
+    return _log_normal(_f64(1.0), z ** 2, _f64(math.log(0.3))) + _log_normal(z, _f64(0.0), _f64(0.0))
+
+
 def _elbo_cases():
-    """Two log-joints of a 1-D latent (float64, any shape of z): a Gaussian one, and a bimodal one
-    (z ~ N(0, 1), x0 = 1 | z ~ N(z^2, 0.3^2)); each with a q = N(m, e^(2 log_std)) and fixed noise."""
+    """Three (log_joint, m, log_std, eps) cases, float64, each with its own fixed noise."""
     g = torch.Generator().manual_seed(14)
-    gaussian = lambda z: _log_normal(z, torch.tensor(1.0, dtype=torch.float64), torch.tensor(-0.5, dtype=torch.float64)) - 3.0  # noqa: E731
-    bimodal = lambda z: (_log_normal(torch.tensor(1.0, dtype=torch.float64), z ** 2, torch.tensor(math.log(0.3), dtype=torch.float64))  # noqa: E731
-                         + _log_normal(z, torch.tensor(0.0, dtype=torch.float64), torch.tensor(0.0, dtype=torch.float64)))
-    cases = []
-    for log_joint, m, log_std in ((gaussian, 0.3, -0.2), (bimodal, 0.9, -1.5), (bimodal, -0.2, 0.4)):
-        eps = torch.randn(500, generator=g, dtype=torch.float64)
-        cases.append((log_joint, torch.tensor(m, dtype=torch.float64), torch.tensor(log_std, dtype=torch.float64), eps))
-    return cases
+    return [(log_joint, _f64(m), _f64(log_std), torch.randn(500, generator=g, dtype=torch.float64))
+            for log_joint, m, log_std in ((_gaussian_log_joint, 0.3, -0.2), (_bimodal_log_joint, 0.9, -1.5),
+                                          (_bimodal_log_joint, -0.2, 0.4))]
 
 
 def check_elbo_mc(fn) -> bool:
