@@ -660,6 +660,7 @@ plt.show()
 # (the cell prints it for $\lambda = 0.9$), so images of the mean would look much greyer:
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 cb_model = grey_models["continuous_bernoulli"]
 with torch.no_grad():
     cb_params = cb_model.decoder(cb_model.encoder(x_grey_show)[0])            # decode the posterior means
