@@ -86,8 +86,9 @@
 # ## 3. Setup
 #
 # `FAST` is true when the environment variable `VAELIB_FAST=1` is set: the smoke-test mode of the
-# continuous integration, in which notebooks train briefly. Nothing is trained in this notebook, so both
-# switches below change nothing here; they are in every notebook of the series.
+# continuous integration, in which notebooks train briefly. This notebook trains nothing: section 6 loads one
+# pretrained model, which `TRAIN_FROM_SCRATCH = True` would retrain instead. Both switches are in every
+# notebook of the series.
 
 # %%
 # %matplotlib inline
@@ -99,6 +100,7 @@ import torch.nn.functional as F
 
 import vaelib
 from vaelib.plotting import show_images
+from vaelib.pretrained import load_or_train
 
 FAST = vaelib.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
 TRAIN_FROM_SCRATCH = False     # set True to retrain instead of loading pretrained/ checkpoints
@@ -286,10 +288,10 @@ print(f"integral over [0, 1] of pi^x (1-pi)^(1-x) for pi = {pi}: {integral:.4f} 
 dynamic = vaelib.MNIST("train", binarize="dynamic", subset=1000)
 static = vaelib.MNIST("train", binarize="static", subset=1000)
 
-d0, _ = dynamic.sample(8, seed=0)     # a fixed batch: the first 8 images, binarized with seed 0
-d1, _ = dynamic.sample(8, seed=1)     # the same 8 images, a different draw
-s0, _ = static.sample(8, seed=0)
-s1, _ = static.sample(8, seed=1)
+d0, _ = dynamic.first(8, seed=0)      # a fixed batch: the first 8 images, binarized with seed 0
+d1, _ = dynamic.first(8, seed=1)      # the same 8 images, a different draw
+s0, _ = static.first(8, seed=0)
+s1, _ = static.first(8, seed=1)
 g8 = dynamic.images[:8].float() / 255
 
 print("values after binarization:", torch.unique(d0).tolist())
@@ -340,7 +342,8 @@ def bernoulli_log_likelihood(x, logits):
 
 pi = mean_image.clamp(1e-3, 1 - 1e-3)          # (28, 28): P(pixel on), from the grey training images
 logits = torch.log(pi) - torch.log1p(-pi)       # the inverse of the sigmoid
-x_test, _ = vaelib.MNIST("test", binarize="static").sample(10_000)
+static_test = vaelib.MNIST("test", binarize="static")
+x_test, _ = static_test.first(10_000)           # the 10,000 test images, statically binarized
 mine = bernoulli_log_likelihood(x_test, logits.expand(len(x_test), 1, 28, 28))
 theirs = vaelib.likelihoods.BernoulliLikelihood()(logits.expand(len(x_test), 1, 28, 28)).log_prob(x_test)
 ok = torch.allclose(mine, theirs, atol=1e-3)
@@ -351,10 +354,27 @@ print(f"independent-pixel model, mean test log-likelihood: {mine.mean():.1f} nat
 
 # %% [markdown]
 # From now on the series uses `vaelib.likelihoods.BernoulliLikelihood` (what `build_vae(likelihood="bernoulli")`
-# puts on top of its decoder). For scale: the 2-D VAE in `pretrained/vae_2d.pth` reaches a test ELBO of
-# about $-152$ nats (a *lower bound* on its log-likelihood), 54 nats better than this model: each test
-# image is on average at least $e^{54} \approx 10^{23}$ times more probable under it. Where does the
-# independent-pixel model go wrong? Sample from it:
+# puts on top of its decoder). For scale, score a real VAE on the *same* 10,000 statically binarized test
+# images: the 2-D VAE of `pretrained/vae_2d.pth`, which notebooks 01 and 02 take apart. `load_or_train` loads
+# it from `pretrained/` (or trains it, with `TRAIN_FROM_SCRATCH = True`), and
+# `vaelib.evaluation.evaluate_elbo` returns its average ELBO, a *lower bound* on its log-likelihood (notebook 02).
+# Comparing numbers measured on different binarizations would mix two protocols, the mistake that notebook 08
+# warns against; here both models see the same binary images.
+
+# %%
+vae_2d, _ = load_or_train("vae_2d", lambda: vaelib.build_vae("mlp", latent_dim=2, likelihood="bernoulli"),
+                          vaelib.MNIST("train", binarize="dynamic", subset=10_000 if FAST else None),
+                          train_from_scratch=TRAIN_FROM_SCRATCH, epochs=3 if FAST else 30, progress=False)
+vae_elbo = vaelib.evaluation.evaluate_elbo(vae_2d, static_test, seed=0)["elbo"]
+gain = vae_elbo - mine.mean().item()
+print(f"same static test images: 2-D VAE ELBO {vae_elbo:.1f}, independent pixels {mine.mean():.1f} nats per image")
+print(f"the VAE's bound is {gain:.0f} nats higher: a factor of at least e^{gain:.0f} = 10^{gain / math.log(10):.0f} "
+      "in probability, per image (a geometric mean over the test images)")
+
+# %% [markdown]
+# Even a lower bound on the VAE's log-likelihood beats the independent-pixel model by tens of nats per image
+# (the margin printed above), and a nat is a factor of $e$ in probability. Where does the independent-pixel
+# model go wrong? Sample from it:
 
 # %%
 torch.manual_seed(0)
@@ -388,7 +408,10 @@ plt.show()
 # %% [markdown]
 # ## Exercises
 #
-# **Exercise 1.** Write `class_means(images, labels)`: the mean image of each digit class, shape `(10, 1, 28, 28)`
+# Each exercise names its tier: *warm-up* (apply what a section showed), *core* (the notebook's main idea in a
+# new setting), *stretch* (goes beyond the notebook; optional).
+#
+# **Exercise 1 (warm-up): class means.** Write `class_means(images, labels)`: the mean image of each digit class, shape `(10, 1, 28, 28)`
 # (row `c` is the average of the images whose label is `c`), and `closest_pair(means)`: the two *different* classes
 # whose mean images are closest in Euclidean distance, as a pair `(a, b)`. Check them with `check_class_means` and
 # `check_closest_pair`; then, in the next cell, apply them to the grey training images (`grey`, `train.labels`),
@@ -425,7 +448,7 @@ print(f"closest class means: {a} and {b} (distance {(means[a] - means[b]).norm()
 ### END SOLUTION
 
 # %% [markdown]
-# **Exercise 2.** Under dynamic binarization the model sees a random binary image $x^\text{bin}$ each
+# **Exercise 2 (core): the expected log-likelihood.** Under dynamic binarization the model sees a random binary image $x^\text{bin}$ each
 # time. Show that the *expected* Bernoulli log-likelihood is the binary cross-entropy with the grey
 # levels as targets, $\mathbb{E}\big[\log p(x^\text{bin})\big] = \sum_j \big[g_j \log \pi_j + (1-g_j)\log(1-\pi_j)\big]$
 # (it follows from $\mathbb{E}[x^\text{bin}_j] = g_j$ and linearity), and check it by Monte Carlo. Write
@@ -457,7 +480,7 @@ assert abs(mc - exact) < 1.0
 ### END SOLUTION
 
 # %% [markdown]
-# **Exercise 3 (written).** A VAE trained on statically binarized MNIST usually reaches a *better* training
+# **Exercise 3 (core, written): static or dynamic?** A VAE trained on statically binarized MNIST usually reaches a *better* training
 # ELBO but a *worse* test ELBO than the same VAE trained with dynamic binarization. Explain why.
 
 # %% [markdown]
@@ -475,20 +498,66 @@ assert abs(mc - exact) < 1.0
 
 
 # %% [markdown]
-# **Exercise 4 (check yourself).** Write `my_bernoulli_log_likelihood(logits, x)`: the log-likelihood
-# $\log p(x\mid \text{logits})$ of binary images `x` of shape `(B, 1, 28, 28)` under one Bernoulli per pixel,
-# returned as one number per image, shape `(B,)`. Then call `check_bernoulli_log_likelihood` on it: it
-# tries your function on random batches and, if something is off, says what (a flipped sign, an
-# average where a sum belongs, ...) without giving the answer away.
+# **Exercise 4 (stretch): a mixture ties the pixels together.** The independent-pixel model cannot switch the
+# pixels of a stroke on together. A *mixture* can: first draw a component $k$ with probability $w_k$, then
+# every pixel independently with component $k$'s probabilities $\pi_{kj} = \sigma(\ell_{kj})$:
+#
+# $$p(x) = \sum_{k=1}^{K} w_k \prod_{j=1}^{784} \pi_{kj}^{\,x_j}(1 - \pi_{kj})^{1 - x_j}.$$
+#
+# This is a latent-variable model with a *discrete* latent $k$, the simplest ancestor of the VAE. Write
+# `mixture_log_likelihood(x, logits, weights)`: for binary images `x` of shape `(B, 1, 28, 28)`, component logits
+# `logits` of shape `(K, 1, 28, 28)` and weights `weights` of shape `(K,)` (summing to 1), return $\log p(x)$,
+# one number per image, shape `(B,)`. Each component gives an image a probability of about $e^{-200}$ or far
+# less, which underflows, so stay in log space. Check it with `check_mixture_log_likelihood`. Then, in the next
+# cell, build a mixture of $K = 10$ components from the class means of exercise 1 (clamped as in section 6, with
+# the training set's class frequencies as weights), score the first 2,000 static test images `x_test[:2000]`,
+# print its mean log-likelihood next to the independent-pixel model's on the same images, and show 16 samples
+# (draw $k$, then the pixels). How much does knowing *which digit* buy, and do the samples look like digits?
 
 # %%
-from vaelib.checks import check_bernoulli_log_likelihood
+from vaelib.checks import check_mixture_log_likelihood
 
 
-def my_bernoulli_log_likelihood(logits, x):
+def mixture_log_likelihood(x, logits, weights):
     ### BEGIN SOLUTION
-    return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=(1, 2, 3))
+    per_component = (x[:, None] * logits[None] - F.softplus(logits)[None]).sum(dim=(2, 3, 4))   # (B, K)
+    return torch.logsumexp(per_component + weights.log(), dim=1)    # log sum_k w_k p_k(x), without leaving logs
     ### END SOLUTION
 
 
-check_bernoulli_log_likelihood(my_bernoulli_log_likelihood)
+check_mixture_log_likelihood(mixture_log_likelihood)
+
+# %%
+### BEGIN SOLUTION
+pi_k = class_means(grey, train.labels)[:, 0].clamp(1e-3, 1 - 1e-3)     # (10, 28, 28): one component per digit
+mix_logits = (torch.log(pi_k) - torch.log1p(-pi_k))[:, None]            # (10, 1, 28, 28)
+mix_weights = train_counts / train_counts.sum()
+mix_ll = mixture_log_likelihood(x_test[:2000], mix_logits, mix_weights)
+print(f"first 2,000 static test images: mixture of the 10 class means {mix_ll.mean():.1f}, "
+      f"independent pixels {mine[:2000].mean():.1f} nats per image")
+g = torch.Generator().manual_seed(0)
+k = torch.multinomial(mix_weights, 16, replacement=True, generator=g)   # a component for each sample
+show_images(torch.bernoulli(pi_k[k, None], generator=g), nrow=16, title="samples from the 10-component mixture")
+plt.show()
+# Knowing the digit is worth tens of nats per image: a component switches on the pixels of its class together.
+# The samples are still speckled blobs, each shaped like one class mean: within a component the pixels are
+# independent again, and ten components cannot hold the styles of 60,000 digits. The VAE keeps the idea and
+# replaces the ten discrete choices by a continuous code z, and the ten mean images by a decoder network.
+### END SOLUTION
+
+# %% [markdown]
+# ## References
+#
+# - Burda, Y., Grosse, R. and Salakhutdinov, R. (2015). Importance weighted autoencoders. *International
+#   Conference on Learning Representations (ICLR) 2016*. [arXiv:1509.00519](https://arxiv.org/abs/1509.00519)
+# - Kingma, D. P. and Welling, M. (2014). Auto-encoding variational Bayes. *International Conference on Learning
+#   Representations (ICLR) 2014*. [arXiv:1312.6114](https://arxiv.org/abs/1312.6114)
+# - Larochelle, H. and Murray, I. (2011). The neural autoregressive distribution estimator. *Proceedings of the
+#   14th International Conference on Artificial Intelligence and Statistics (AISTATS)*, PMLR 15:29-37.
+#   [proceedings.mlr.press/v15/larochelle11a](https://proceedings.mlr.press/v15/larochelle11a.html)
+# - Loaiza-Ganem, G. and Cunningham, J. P. (2019). The continuous Bernoulli: fixing a pervasive error in
+#   variational autoencoders. *Advances in Neural Information Processing Systems 32 (NeurIPS 2019)*.
+#   [arXiv:1907.06845](https://arxiv.org/abs/1907.06845)
+# - Rezende, D. J., Mohamed, S. and Wierstra, D. (2014). Stochastic backpropagation and approximate inference in
+#   deep generative models. *Proceedings of the 31st International Conference on Machine Learning (ICML 2014)*,
+#   PMLR 32. [arXiv:1401.4082](https://arxiv.org/abs/1401.4082)

@@ -74,7 +74,7 @@ device = "cpu"
 
 train = vaelib.MNIST("train", binarize="dynamic", subset=20_000 if FAST else None)
 test = vaelib.MNIST("test", binarize="dynamic")
-x_test, y_test = test.sample(5000, seed=0)     # a fixed set of 5000 binarized test images, for every figure
+x_test, y_test = test.first(5000, seed=0)      # a fixed set of 5000 binarized test images, for every figure
 print(test)
 print("fixed test batch:", tuple(x_test.shape), "labels:", tuple(y_test.shape))
 
@@ -279,7 +279,8 @@ plt.show()
 # 3. **No smoothness.** Nothing penalizes two nearby codes decoding to very different images, or an
 #    image's code being far from all others.
 #
-# The **variational autoencoder** changes two things, which notebook 02 derives from first principles:
+# The **variational autoencoder** (Kingma and Welling 2014; Rezende et al. 2014) changes two things, which
+# notebook 02 derives from first principles:
 #
 # - The encoder outputs a *distribution* over codes, $q_\phi(z\mid x) = \mathcal{N}\big(\mu_\phi(x), \operatorname{diag}\sigma^2_\phi(x)\big)$,
 #   and the decoder is trained on *samples* $z \sim q_\phi(z\mid x)$. Every image now covers a small
@@ -295,7 +296,23 @@ plt.show()
 # ## 9. The 2-D VAE: codes that fill a Gaussian blob
 #
 # `pretrained/vae_2d.pth` is a VAE with exactly this autoencoder's layer sizes (784-400-2 and back),
-# trained for 30 epochs on all of MNIST with dynamic binarization.
+# trained for 30 epochs on all of MNIST with dynamic binarization. The next cells use a few tools of `vaelib`
+# that later notebooks take apart; for now, what each one does:
+#
+# - `vaelib.build_vae("mlp", latent_dim=2, likelihood="bernoulli")` builds an (untrained) VAE from plain
+#   arguments: an MLP encoder and decoder, a 2-D code, a Bernoulli likelihood on the pixels (notebook 05).
+# - `load_or_train(name, make_model, train, test, ...)` loads `pretrained/name.pth` if the file is there, and
+#   otherwise (or with `TRAIN_FROM_SCRATCH = True`) builds the model with `make_model()` and trains it with
+#   `vaelib.fit` (notebook 05).
+# - `vae.encoder(x)` returns, per image, the mean $\mu(x)$ and the log-variance $\log\sigma^2(x)$ of its code
+#   distribution; `vae.decode(z)` returns the distribution $p(x\mid z)$ over images, whose `log_prob(x)` is the
+#   Bernoulli log-likelihood of notebook 00; `vae.decode_mean(z)` returns its mean image, the pixel probabilities
+#   $\sigma(\text{logits})$, as `torch.sigmoid(ae.decoder(z))` does for the autoencoder.
+# - `vae.sample(n)` draws $n$ codes from $\mathcal{N}(0, I)$ and decodes them with `decode_mean`;
+#   `vae.reconstruct(x)` decodes each image's mean code $\mu(x)$.
+# - `vaelib.plotting.plot_latent_scatter(vae, data)` draws the mean codes of test images coloured by label, and
+#   `plot_manifold(vae, n)` decodes an $n \times n$ grid of codes and shows each image in its place (notebook 07
+#   explains how the grid is spaced).
 
 # %%
 vae, vae_history = load_or_train(
@@ -382,12 +399,15 @@ plt.show()
 # %% [markdown]
 # ## Exercises
 #
-# **Exercise 1.** Write `interpolate_codes(z0, z1, n)`: `n` evenly spaced points on the straight line from the code
+# Each exercise names its tier: *warm-up* (apply what a section showed), *core* (the notebook's main idea in a
+# new setting), *stretch* (goes beyond the notebook; optional).
+#
+# **Exercise 1 (warm-up): interpolating codes.** Write `interpolate_codes(z0, z1, n)`: `n` evenly spaced points on the straight line from the code
 # `z0` to the code `z1`, both ends included, shape `(n, D)`, and check it with `check_interpolate_codes`. Then, in
 # the next cell, pick the first test image of a 1 and the first test image of a 0, print their labels, and decode
 # 10 points between their codes, for the autoencoder (`ae`, codes from `ae.encoder`) and for the VAE (`vae`,
-# posterior means from `vae.encoder(x)[0]`, decode with `vae.decode_mean`). Show both rows of images and describe
-# what happens in between.
+# posterior means from `vae.encoder(x)[0]`, decode with `vae.decode_mean`, section 9). Show both rows of images
+# and describe what happens in between.
 
 # %%
 from vaelib.checks import check_interpolate_codes
@@ -418,7 +438,7 @@ plt.show()
 ### END SOLUTION
 
 # %% [markdown]
-# **Exercise 2.** A bigger bottleneck reconstructs better. Train `ae16 = Autoencoder(code_dim=16)` for one
+# **Exercise 2 (core): a 16-D code.** A bigger bottleneck reconstructs better. Train `ae16 = Autoencoder(code_dim=16)` for one
 # epoch on `train` (same loss and optimizer settings), compute its test reconstruction loss `loss16` on `x_test`
 # and print it next to the 2-D autoencoder's (`ae_test_loss`), then decode 16 codes drawn from $\mathcal{N}(0, I)$
 # and show them. Does the better autoencoder generate better? `check_autoencoder_16d(ae16, loss16, x_test)`
@@ -449,7 +469,7 @@ plt.show()
 check_autoencoder_16d(ae16, loss16, x_test)
 
 # %% [markdown]
-# **Exercise 3 (written).** A first idea to make the autoencoder generative: add a penalty
+# **Exercise 3 (stretch, written): a penalty on the codes.** A first idea to make the autoencoder generative: add a penalty
 # $\lambda \lVert z \rVert^2$ to the loss, so the codes stay near the origin, then sample
 # $z \sim \mathcal{N}(0, I)$. Why does this not work, and what does the VAE's KL term do differently?
 
@@ -466,3 +486,13 @@ check_autoencoder_16d(ae16, loss16, x_test)
 # costs KL. The KL fixes the scale of the code space to the prior's, and the noise fills the holes.
 #
 # ### END SOLUTION
+
+
+# %% [markdown]
+# ## References
+#
+# - Kingma, D. P. and Welling, M. (2014). Auto-encoding variational Bayes. *International Conference on Learning
+#   Representations (ICLR) 2014*. [arXiv:1312.6114](https://arxiv.org/abs/1312.6114)
+# - Rezende, D. J., Mohamed, S. and Wierstra, D. (2014). Stochastic backpropagation and approximate inference in
+#   deep generative models. *Proceedings of the 31st International Conference on Machine Learning (ICML 2014)*,
+#   PMLR 32. [arXiv:1401.4082](https://arxiv.org/abs/1401.4082)

@@ -272,7 +272,7 @@ test = vaelib.MNIST("test", binarize="dynamic")
 vae, _ = load_or_train("vae_2d", lambda: vaelib.build_vae("mlp", latent_dim=2, likelihood="bernoulli"), train, test,
                        train_from_scratch=TRAIN_FROM_SCRATCH, epochs=3 if FAST else 30, progress=False)
 vae.eval()
-x_batch, y_batch = test.sample(64, seed=0)    # 64 fixed binarized test images
+x_batch, y_batch = test.first(64, seed=0)     # 64 fixed binarized test images
 x1 = x_batch[:1]                              # the first one, a 7
 print("image label:", y_batch[0].item(), "| latent dim:", vae.latent_dim)
 
@@ -461,9 +461,14 @@ plt.show()
 # **Left:** the gap between $\log p(x)$ and the ELBO for every Gaussian $q$, on a log colour scale
 # (contours at 0.01, 0.03, 0.1, ... nats). It is never negative, and it falls to 0 at exactly one point,
 # the true posterior (red star); for $q$ = the prior (white dot) the gap is about 59 nats. The valley is narrow along
-# the mean axis: a mean off by one posterior standard deviation (0.2) already costs half a nat. It is
-# steep toward small $\lambda$ (a $q$ too narrow gets penalized by the $\log$ of the ratio of the widths)
-# and toward large $\lambda$ (a $q$ too wide puts mass where the posterior has none).
+# the mean axis: a mean off by one posterior standard deviation (0.2) already costs half a nat. Along
+# $\lambda$ it is lopsided. At the posterior mean the gap is the KL between two Gaussians with the same mean,
+# $(\lambda_\star - \lambda) + \tfrac12 e^{2(\lambda - \lambda_\star)} - \tfrac12$ with $\lambda_\star = \log\sigma_\star$
+# (notebook 03 derives the formula). Toward small $\lambda$, a $q$ too narrow, it grows only linearly, one nat
+# per unit of $\lambda$ (the log of the ratio of the widths); toward large $\lambda$, a $q$ too wide that puts
+# mass where the posterior has almost none, it grows like $e^{2\lambda}$. The ELBO forgives a $q$ that is too
+# narrow far more readily than one that is too wide, which is why variational posteriors tend to come out too
+# narrow (notebook 03, section 5).
 # **Right:** two slices through the star. The lines are $\log p(x) - \mathrm{ELBO}$ computed from the
 # ELBO's formula; the markers are $\mathrm{KL}(q\,\|\,p(z\mid x))$ computed from the two Gaussians; they coincide,
 # as the boxed identity says. (Saved as `figures/elbo_gap.png`.)
@@ -595,6 +600,7 @@ with torch.no_grad():
         bounds.append(vaelib.iwae_bound(vae, x_batch, kk, generator=torch.Generator().manual_seed(1)).mean().item())
 for kk, value in zip(ks, bounds):
     print(f"k = {kk:4d}: L_k = {value:.1f} nats (mean over 64 test images)")
+print(f"L_1000 - ELBO: {bounds[-1] - vaelib_mean.item():.1f} nats, a lower bound on the average gap KL(q || p(z|x))")
 
 # %%
 fig, ax = plt.subplots(figsize=(5.5, 3.4))
@@ -607,11 +613,14 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
-# The bound rises with $k$, quickly at first and then flattening: from the ELBO (dashed line; $\mathcal{L}_1$
-# is a one-sample estimate of it) by about 3 nats at $k = 1000$. (Each point is itself a random estimate
-# from 64 images, so the curve is a little bumpy; the increase holds in expectation.) It levels off at the
-# model's log-likelihood, so the gap $\mathrm{KL}(q_\phi(z\mid x)\,\|\,p_\theta(z\mid x))$ of this VAE is about
-# 3 nats per image on average: its encoder is a decent, not perfect, posterior. Notebook 08 uses $\mathcal{L}_{5000}$ to evaluate models.
+# The bound rises with $k$, quickly at first and then more slowly: from the ELBO (dashed line; $\mathcal{L}_1$
+# is a one-sample estimate of it) by the amount printed above at $k = 1000$. (Each point is itself a random
+# estimate from 64 images, so the curve is a little bumpy; the increase holds in expectation.) It has not
+# levelled off: the last points still rise, and $\mathcal{L}_k$ reaches $\log p(x)$ only as $k \to \infty$.
+# Since $\mathcal{L}_{1000} \le \log p(x)$, the printed $\mathcal{L}_{1000} - \mathrm{ELBO}$ is a *lower bound* on the
+# average gap $\mathrm{KL}(q_\phi(z\mid x)\,\|\,p_\theta(z\mid x))$ of this VAE, not its value: the encoder is a
+# decent, not perfect, posterior, off by at least that many nats per image. Notebook 08 uses $\mathcal{L}_{5000}$
+# to evaluate models.
 
 # %% [markdown]
 # ## Key takeaways
@@ -631,7 +640,10 @@ plt.show()
 # %% [markdown]
 # ## Exercises
 #
-# **Exercise 1.** On the toy model, restrict $q$ to a standard deviation of 1 ($\lambda = 0$). Using
+# Each exercise names its tier: *warm-up* (apply what a section showed), *core* (the notebook's main idea in a
+# new setting), *stretch* (goes beyond the notebook; optional).
+#
+# **Exercise 1 (warm-up): a $q$ of fixed width.** On the toy model, restrict $q$ to a standard deviation of 1 ($\lambda = 0$). Using
 # `toy_elbo` on a grid of means, find the best mean `best_m` and the smallest gap `smallest_gap`
 # $= \log p(x) - \mathrm{ELBO}$ you can reach, and run `check_fixed_std_q(best_m, smallest_gap)`. Check the
 # smallest gap against `kl_divergence(Normal(m, 1), posterior)`. Why can it not reach 0?
@@ -654,7 +666,7 @@ print(f"KL(N(m*, 1) || p(z|x)) = {kl_best:.3f}")
 check_fixed_std_q(best_m, smallest_gap)
 
 # %% [markdown]
-# **Exercise 2.** On the toy model, compute the importance-weighted bound $\mathcal{L}_k$ with the *prior* as
+# **Exercise 2 (core): the prior as proposal.** On the toy model, compute the importance-weighted bound $\mathcal{L}_k$ with the *prior* as
 # proposal, $q = p(z)$. Write `toy_iwae_prior(z)`: given `z` of shape `(R, k)`, R independent sets of k draws
 # from the prior, return $\log \frac1k\sum_i p(x\mid z_i)$ for each set, shape `(R,)`, and check it with
 # `check_toy_iwae_prior`. Then, in the next cell, average it over 2000 repetitions for $k = 1, 10, 100, 1000$.
@@ -687,7 +699,7 @@ assert abs(values[0] - toy_elbo(torch.tensor(0.0), torch.tensor(0.0))) < 1.5
 ### END SOLUTION
 
 # %% [markdown]
-# **Exercise 3 (written).** Suppose a decoder so powerful that it ignores $z$: $p_\theta(x\mid z) = p_\theta(x)$ for
+# **Exercise 3 (core, written): a decoder that ignores $z$.** Suppose a decoder so powerful that it ignores $z$: $p_\theta(x\mid z) = p_\theta(x)$ for
 # every $z$. What are the posterior $p_\theta(z\mid x)$, the $q$ that maximizes the ELBO, the KL term
 # $\mathrm{KL}(q\,\|\,p(z))$ and the gap? What does the encoder learn?
 
@@ -706,20 +718,71 @@ assert abs(values[0] - toy_elbo(torch.tensor(0.0), torch.tensor(0.0))) < 1.5
 
 
 # %% [markdown]
-# **Exercise 4 (check yourself).** Write `my_iwae(log_w)`: given log importance weights
-# $\log w_i = \log p(x, z_i) - \log q(z_i\mid x)$ as a tensor of shape `(k, B)`, return the
-# importance-weighted bound $\mathcal{L}_k = \log \frac1k \sum_i w_i$ for each of the `B` images, shape `(B,)`.
-# Realistic log weights are around $-100$ to $-500$ nats, so $e^{\log w}$ underflows: compute it stably.
-# `check_iwae_from_log_weights` tests it and names the usual mistakes.
+# **Exercise 4 (stretch): a posterior that no Gaussian fits.** Replace the toy model's linear decoder by a
+# square: $z \sim \mathcal{N}(0, 1)$, $x \mid z \sim \mathcal{N}(z^2,\, 0.2^2)$, and observe $x = 2$. Now $z \approx \sqrt 2$
+# and $z \approx -\sqrt 2$ explain $x$ equally well, the posterior has two separate bumps, and the ELBO has no closed
+# form. (a) Write `elbo_mc(log_joint, m, log_std, eps)`: the Monte-Carlo ELBO of $q = \mathcal{N}(m, e^{2\,\text{log\_std}})$
+# for *any* model with a one-dimensional latent whose $\log p(x, z)$ is the function `log_joint`, built from the
+# given standard-normal noise `eps` of shape `(n,)`: with $z_i = m + e^{\text{log\_std}}\varepsilon_i$, the average
+# over the samples (the last dimension) of $\log p(x, z_i) - \log q(z_i)$. Check it with `check_elbo_mc`.
+# (b) In the next cell, write the log-joint of the squared model, compute $\log p(x)$ by numerical integration on
+# a fine grid of $z$ (as in section 2), evaluate your ELBO with 1,000 fixed noise draws on a grid of means and
+# log-stds, and print the smallest gap $\log p(x) - \mathrm{ELBO}$ and the $q$ that reaches it. Compare the gap
+# with $\log 2$ and explain the number. (c) Use that best $q$ as the proposal of the importance-weighted bound
+# $\mathcal{L}_k$ (section 7) for $k = 10$ and $1000$: does a larger $k$ close the gap here?
 
 # %%
-from vaelib.checks import check_iwae_from_log_weights
+from vaelib.checks import check_elbo_mc
 
 
-def my_iwae(log_w):
+def elbo_mc(log_joint, m, log_std, eps):
     ### BEGIN SOLUTION
-    return torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])
+    z = m + torch.exp(log_std) * eps                                  # samples of q, built from the given noise
+    log_q = -0.5 * eps**2 - log_std - 0.5 * math.log(2 * math.pi)     # log N(z; m, e^(2 log_std)), as (z - m)/std = eps
+    return (log_joint(z) - log_q).mean(-1)
     ### END SOLUTION
 
 
-check_iwae_from_log_weights(my_iwae)
+check_elbo_mc(elbo_mc)
+
+# %%
+### BEGIN SOLUTION
+x_sq = torch.tensor(2.0, dtype=torch.float64)
+
+
+def log_joint_sq(z):
+    """log p(x = 2, z) for z ~ N(0, 1), x | z ~ N(z^2, 0.2^2)."""
+    return Normal(z**2, 0.2).log_prob(x_sq) + Normal(0.0, 1.0).log_prob(z)
+
+
+z_fine = torch.linspace(-6, 6, 600_001, dtype=torch.float64)
+log_px_sq = torch.trapezoid(log_joint_sq(z_fine).exp(), z_fine).log()
+eps_sq = torch.randn(1000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+m_grid = torch.linspace(-2.5, 2.5, 101, dtype=torch.float64)
+log_std_grid = torch.linspace(-4, 1, 51, dtype=torch.float64)
+elbos = torch.stack([elbo_mc(log_joint_sq, m_grid[:, None], ls, eps_sq) for ls in log_std_grid])  # (51, 101)
+gaps_sq = log_px_sq - elbos
+row, col = divmod(int(gaps_sq.argmin()), len(m_grid))
+best_q = (m_grid[col], log_std_grid[row])
+print(f"log p(x) = {log_px_sq:.3f}; smallest gap {gaps_sq.min():.3f} nats (log 2 = {math.log(2):.3f}) "
+      f"at m = {best_q[0]:.2f}, std = {best_q[1].exp():.3f}")
+print(f"smallest gap of a q centred at 0: {gaps_sq[:, (m_grid.abs() < 1e-9).nonzero()[0, 0]].min():.1f} nats")
+g = torch.Generator().manual_seed(1)
+for k in (10, 1000):
+    e = torch.randn(200, k, generator=g, dtype=torch.float64)
+    log_w = log_joint_sq(best_q[0] + best_q[1].exp() * e) - (-0.5 * e**2 - best_q[1] - 0.5 * math.log(2 * math.pi))
+    print(f"k = {k:4d}: log p(x) - L_k = {log_px_sq - (torch.logsumexp(log_w, 1) - math.log(k)).mean():.3f} nats")
+# The best Gaussian sits on one bump (m close to +-sqrt(2), a width like the bump's) and misses the other. The
+# posterior puts mass 1/2 on each bump, so on its bump p(z|x) is about q(z)/2, and the gap KL(q || p(z|x)) =
+# E_q[log q - log p(z|x)] is about log 2. A q centred at 0 that straddles both bumps puts its mass where the
+# posterior has none and does far worse. More samples do not help: a draw from the narrow q essentially never
+# lands on the other bump, so every weight is about p(x)/2 and L_k stays log 2 below log p(x) for any practical k.
+### END SOLUTION
+
+# %% [markdown]
+# ## References
+#
+# - Burda, Y., Grosse, R. and Salakhutdinov, R. (2015). Importance weighted autoencoders. *International
+#   Conference on Learning Representations (ICLR) 2016*. [arXiv:1509.00519](https://arxiv.org/abs/1509.00519)
+# - Chatterjee, S. and Diaconis, P. (2018). The sample size required in importance sampling. *The Annals of
+#   Applied Probability* 28(2):1099-1135. [arXiv:1511.01437](https://arxiv.org/abs/1511.01437)

@@ -119,7 +119,8 @@ print("matches torch.distributions.kl_divergence:",
 # $$\boxed{\mathrm{KL}\big(\mathcal N(\mu,\sigma^2)\,\|\,\mathcal N(0,1)\big) = \tfrac12\big(\mu^2 + \sigma^2 - \log\sigma^2 - 1\big)}$$
 #
 # Each piece has a meaning: $\mu^2$ pulls the mean to 0; $\sigma^2 - \log\sigma^2 - 1 \ge 0$ is zero only at
-# $\sigma^2 = 1$, grows linearly for a wide $q$ and like $-\log\sigma^2$ (without bound) for a narrow one.
+# $\sigma^2 = 1$, grows like $\sigma^2$ for a wide $q$ (linearly in the variance, so quadratically in $\sigma$,
+# the axis of the plot below) and like $-\log\sigma^2$ for a narrow one (without bound, but only logarithmically).
 # In plain torch, checked against torch's own table of closed forms:
 
 # %%
@@ -163,8 +164,10 @@ plt.show()
 
 # %% [markdown]
 # The left curve is a parabola: moving the mean away from the prior's costs $\mu^2/2$ nats. The right one is
-# zero at $\sigma = 1$ and shoots up as $\sigma \to 0$: a very *precise* posterior (small $\sigma$) is expensive,
-# which is what stops a VAE's encoder from collapsing each $q(z|x)$ onto a single point.
+# zero at $\sigma = 1$ and rises on both sides: like $\sigma^2/2$ for a wide $q$, and without bound as
+# $\sigma \to 0$ (like $-\log\sigma$, slowly, yet every halving of $\sigma$ costs another $\log 2$ nats): a very *precise*
+# posterior (small $\sigma$) is expensive, which is what stops a VAE's encoder from collapsing each $q(z|x)$ onto
+# a single point.
 #
 # ## 3. Many dimensions: a sum over dimensions
 #
@@ -220,7 +223,8 @@ print("sum of the per-dimension KLs:",
 # Each term has expectation $\mathrm{KL}(q\,\|\,p)$, so the estimate is **unbiased**. The terms are independent with
 # some variance $s^2$, so $\operatorname{Var}\widehat{\mathrm{KL}}_n = s^2/n$ and the typical error (the standard
 # deviation) is $s/\sqrt n$: to get one more correct digit you need 100 times more samples.
-# A single term can even be negative; only the average is guaranteed to be $\ge 0$.
+# A single term can be negative, and so can the average of finitely many (when the KL is small, it sometimes
+# is); only the expectation, the KL itself, is guaranteed to be $\ge 0$.
 #
 # We write the estimator in plain torch, with the log-density of a diagonal Gaussian spelled out
 # ($\log \mathcal N(z;\mu,\operatorname{diag}\sigma^2) = -\frac12\sum_j\big[(z_j-\mu_j)^2/\sigma_j^2 + \log\sigma_j^2 + \log 2\pi\big]$),
@@ -356,8 +360,10 @@ print(f"reverse KL(q||p) fit: m = {m_rev:.2f}, s = {s_rev:.2f}   (one bump: m = 
 print(f"reverse KL at its minimum: {kl_rev:.3f} nats  (log 2 = {math.log(2):.3f})")
 
 # %% [markdown]
-# Started at $m = 2.5$, the two fits land where the reasoning said. The reverse KL at its minimum is $\log 2$: $q$ covers
-# one of the two equally likely bumps, and "forgetting" half of $p$ costs exactly one bit.
+# Started at $m = 2.5$, the two fits land where the reasoning said. The reverse KL at its minimum is close to $\log 2$,
+# just below it (the two numbers printed above): $q$ covers one of the two equally likely bumps, where
+# $p \approx q/2$, so "forgetting" half of $p$ costs about $\log 2$ nats, one bit. It is a little less because the
+# bumps overlap slightly: under $q$, the tail of the other bump adds a little to $p$.
 #
 # The reverse objective has a catch, though. Started at $m = 0.5$ instead, gradient descent stops somewhere else:
 
@@ -397,8 +403,9 @@ plt.show()
 
 # %% [markdown]
 # Left: the forward fit (blue) is a wide Gaussian centred between the bumps, with its peak where the target has almost
-# no mass; the reverse fit (orange) ignores the left bump and matches the right one exactly; the dotted orange curve is
-# the reverse KL's local minimum. Right: the forward objective has a single minimum at $m = 0$, while the reverse objective
+# no mass; the reverse fit (orange) ignores the left bump and sits on the right one, with (nearly) that bump's mean
+# and width, as printed above, but twice its height: $q$ is a whole distribution, while the bump holds only half of
+# the target's mass. The dotted orange curve is the reverse KL's local minimum. Right: the forward objective has a single minimum at $m = 0$, while the reverse objective
 # has its two best minima on the bumps, at $\log 2$ (dashed line), plus a shallower one at $m = 0$, separated from them by
 # barriers near $m = \pm 2$. Reverse-KL fits depend on where they start; the VAE's encoder, which is fitted by the reverse
 # KL, inherits this.
@@ -493,7 +500,10 @@ print("smallest KL among the active ones (nats):", round(kl_per_dim[activity > 0
 #
 # ## Exercises
 #
-# **Exercise 1.** Write `kl_diag(mu_q, logvar_q, mu_p, logvar_p)`: the KL between two diagonal Gaussians with *any*
+# Each exercise names its tier: *warm-up* (apply what a section showed), *core* (the notebook's main idea in a
+# new setting), *stretch* (goes beyond the notebook; optional).
+#
+# **Exercise 1 (warm-up): two diagonal Gaussians.** Write `kl_diag(mu_q, logvar_q, mu_p, logvar_p)`: the KL between two diagonal Gaussians with *any*
 # means and variances, summed over the last dimension, from the general one-dimensional formula of section 2, and
 # run `check_kl_diag` on it. Then, in the next cell, check it yourself against `torch.distributions.kl_divergence`
 # on random inputs of shape `(8, 5)`, and check that with `mu_p = 0, logvar_p = 0` it reduces to
@@ -525,7 +535,7 @@ print("kl_diag matches torch and reduces to vaelib.kl.gaussian_kl: True")
 ### END SOLUTION
 
 # %% [markdown]
-# **Exercise 2.** When does mode-seeking start? Replace the target of section 5 by an equal mixture of
+# **Exercise 2 (core): when does mode-seeking start?** Replace the target of section 5 by an equal mixture of
 # $\mathcal N(-a, 1)$ and $\mathcal N(a, 1)$ and find the *global* minimum of the reverse KL by brute force on a grid of
 # $(m, s)$ values (no gradient descent, so no local minima to fall into). Write `best_reverse_fit(a, m_grid, log_s_grid)`:
 # the reverse KL for every pair of a mean in `m_grid` and a log-std in `log_s_grid` (integrated on `grid`, as in
@@ -565,7 +575,7 @@ for a in [1.0, 2.0, 2.5, 3.0, 4.0]:
 ### END SOLUTION
 
 # %% [markdown]
-# **Exercise 3 (written).** The VAE's encoder is trained by minimizing $\mathrm{KL}(q(z|x)\,\|\,p(z|x))$ (through the ELBO).
+# **Exercise 3 (core, written): which KL does the encoder minimize?** The VAE's encoder is trained by minimizing $\mathrm{KL}(q(z|x)\,\|\,p(z|x))$ (through the ELBO).
 # Using section 5, say what this direction implies for the approximate posterior $q(z|x)$ when the true posterior
 # $p(z|x)$ has several modes, and whether the posterior variances a VAE reports tend to be too small or too large.
 # Why can a VAE not simply minimize the forward direction instead?
@@ -580,19 +590,56 @@ for a in [1.0, 2.0, 2.5, 3.0, 4.0]:
 
 
 # %% [markdown]
-# **Exercise 4 (check yourself).** Without looking back at section 3, write `my_gaussian_kl(mu, logvar)`:
-# $\mathrm{KL}\big(\mathcal N(\mu, \operatorname{diag} e^{\text{logvar}})\,\|\,\mathcal N(0, I)\big)$ for a batch, inputs of
-# shape `(B, D)`, one KL per example, shape `(B,)`. `check_gaussian_kl` tries it on random batches and
-# recognizes the usual slips (a flipped sign, a mean where the sum belongs, logvar used as the variance).
+# **Exercise 4 (stretch): a KL with no closed form.** Learned priors are often mixtures, such as the VampPrior
+# (Tomczak and Welling 2018): $p(z) = \sum_{k=1}^K w_k\,\mathcal N\big(z;\, m_k, \operatorname{diag} e^{v_k}\big)$. The KL
+# from the encoder's Gaussian to such a prior has no closed form, so it is estimated by Monte Carlo (section 4).
+# Write `kl_to_mixture_mc(mu, logvar, eps, weights, means, logvars)`: for $B$ examples with
+# $q = \mathcal N(\mu, \operatorname{diag} e^{\text{logvar}})$ (`mu`, `logvar` of shape `(B, D)`) and the mixture prior
+# (`weights` of shape `(K,)`, `means` and `logvars` of shape `(K, D)`), draw $z = \mu + e^{\text{logvar}/2}\,\varepsilon$
+# from the given noise `eps` of shape `(S, B, D)` and return the average over the $S$ samples of
+# $\log q(z) - \log p(z)$, shape `(B,)`. Check it with `check_kl_to_mixture_mc`. Then, in the next cell: (i) with a
+# single standard-normal component ($K = 1$), compare your estimate from 10,000 samples with
+# `vaelib.kl.gaussian_kl`; (ii) for an equal mixture of four components in $D = 2$, with means $(\pm 3, \pm 3)$ and
+# unit variances, and $q$ equal to one of the components, estimate the KL and compare it with $\log 4$. Why that
+# number?
 
 # %%
-from vaelib.checks import check_gaussian_kl
+from vaelib.checks import check_kl_to_mixture_mc
 
 
-def my_gaussian_kl(mu, logvar):
+def kl_to_mixture_mc(mu, logvar, eps, weights, means, logvars):
     ### BEGIN SOLUTION
-    return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum(dim=-1)
+    z = mu + torch.exp(0.5 * logvar) * eps                                     # (S, B, D): samples of q
+    log_q = log_normal_diag(z, mu, logvar)                                     # (S, B)
+    log_components = log_normal_diag(z[..., None, :], means, logvars)          # (S, B, K): each summed over D first
+    log_p = torch.logsumexp(log_components + weights.log(), dim=-1)            # log sum_k w_k N_k(z), in log space
+    return (log_q - log_p).mean(0)
     ### END SOLUTION
 
 
-check_gaussian_kl(my_gaussian_kl)
+check_kl_to_mixture_mc(kl_to_mixture_mc)
+
+# %%
+### BEGIN SOLUTION
+g = torch.Generator().manual_seed(0)
+mu_t, logvar_t = torch.randn(3, 5, generator=g), torch.randn(3, 5, generator=g)
+one = kl_to_mixture_mc(mu_t, logvar_t, torch.randn(10_000, 3, 5, generator=g), torch.ones(1), torch.zeros(1, 5),
+                       torch.zeros(1, 5))
+print("K = 1, N(0, I): Monte Carlo", [round(v, 2) for v in one.tolist()],
+      "closed form", [round(v, 2) for v in vaelib.kl.gaussian_kl(mu_t, logvar_t).tolist()])
+corners = torch.tensor([[3.0, 3.0], [3.0, -3.0], [-3.0, 3.0], [-3.0, -3.0]])
+kl_corner = kl_to_mixture_mc(corners[:1], torch.zeros(1, 2), torch.randn(10_000, 1, 2, generator=g),
+                             torch.full((4,), 0.25), corners, torch.zeros(4, 2))
+print(f"q = one of four equal components: {kl_corner.item():.3f} nats, log 4 = {math.log(4):.3f}")
+# Under q the other three components are far away, so p(z) is about q(z) / 4 wherever q has its samples, and
+# log q - log p is about log 4 at every sample: the two-dimensional version of section 5's log 2. The KL to a
+# mixture measures which share of the prior's mass the posterior occupies, not only how far apart they are.
+### END SOLUTION
+
+# %% [markdown]
+# ## References
+#
+# - Burda, Y., Grosse, R. and Salakhutdinov, R. (2015). Importance weighted autoencoders. *International
+#   Conference on Learning Representations (ICLR) 2016*. [arXiv:1509.00519](https://arxiv.org/abs/1509.00519)
+# - Tomczak, J. M. and Welling, M. (2018). VAE with a VampPrior. *Proceedings of the 21st International Conference
+#   on Artificial Intelligence and Statistics (AISTATS)*, PMLR 84. [arXiv:1705.07120](https://arxiv.org/abs/1705.07120)

@@ -222,8 +222,31 @@ plt.show()
 # the gap is usually much larger. The score multiplies $f$, here $\log p(x|z)$, a sum over 784 pixels of order $-100$
 # nats, by a random factor of either sign, in every one of the $D$ latent dimensions; the pathwise estimator instead
 # follows the decoder's own gradient $\nabla_z \log p(x|z)$. This is why Kingma and Welling's VAE uses
-# reparameterization, and why the score function is kept for discrete latents, where no pathwise estimator exists (often
-# with a *baseline*, exercise 1).
+# reparameterization, and why the score function (Williams 1992 called it REINFORCE) is kept for discrete latents, where
+# no pathwise estimator exists (often with a *baseline*, exercise 1).
+#
+# **When the pathwise estimator loses.** It is not better everywhere. The pathwise estimator averages $f'(z)$, the score
+# function averages $f(z)$ times the score: a function that wiggles fast has a large derivative while its values stay
+# bounded. Take $f(z) = \sin(\omega z)$. Its exact gradient, $\partial_\mu\,\mathbb E[\sin(\omega z)] = \omega\cos(\omega\mu)\,e^{-\omega^2\sigma^2/2}$,
+# is tiny for large $\omega$ (the oscillations average out), yet the pathwise term $\omega\cos(\omega z)$ has a variance
+# that grows like $\omega^2/2$, while the score-function term $\sin(\omega z)\,(z-\mu)/\sigma^2$ never has a variance above
+# $\mathbb E[(z-\mu)^2]/\sigma^4 = 1/\sigma^2$, whatever $\omega$ (Mohamed et al. 2020 discuss this and other cases). Per
+# sample, at $\mu = 2$, $\sigma = 1$:
+
+# %%
+torch.manual_seed(0)
+z = Normal(mu0, sigma0).sample((100_000,))
+print("omega | exact gradient | variance per sample: pathwise, score function")
+for omega in (1.0, 3.0, 10.0, 30.0):
+    exact_omega = omega * math.cos(omega * mu0) * math.exp(-(omega * sigma0) ** 2 / 2)
+    pathwise_terms = omega * torch.cos(omega * z)                  # f'(z) for f(z) = sin(omega z)
+    score_terms = torch.sin(omega * z) * (z - mu0) / sigma0**2     # f(z) times the score (z - mu) / sigma^2
+    print(f"{omega:5.0f} | {exact_omega:14.2g} | {pathwise_terms.var():8.2f}, {score_terms.var():.2f}")
+
+# %% [markdown]
+# The score function wins already at $\omega = 1$, narrowly, and by a factor of about $\omega^2$ beyond: at $\omega = 10$
+# the pathwise variance is about 50, the score function's stays near $1/2$. A VAE's decoder is a smooth function of
+# $z$ on the scale of the posterior's width, the opposite case, and there the pathwise estimator is far better.
 #
 # ## 5. In torch: `rsample`, and vaelib's `reparameterize`
 #
@@ -360,7 +383,7 @@ model, _ = vaelib.pretrained.load_or_train(
     train_from_scratch=TRAIN_FROM_SCRATCH, epochs=2 if FAST else 30, device=device, progress=False)
 model = model.to(device).eval()
 print("log-variance head:", model.encoder.logvar)
-x, _ = test.sample(1000, seed=0)
+x, _ = test.first(1000, seed=0)
 with torch.no_grad():
     _, logvar_x = model.encoder(x)                       # (1000, 20)
 print("log-variances:", tuple(logvar_x.shape))
@@ -394,13 +417,17 @@ print(f"smallest and largest variance: {math.exp(lo):.0e} and {math.exp(hi):.0e}
 #   works for discrete $z$, but has high variance.
 # - Pathwise (reparameterization): $z = \mu + \sigma\varepsilon$ makes the sample a differentiable function of $(\mu, \sigma)$, so
 #   $\nabla\,\mathbb E_q[f] = \mathbb E_\varepsilon[\nabla f(\mu+\sigma\varepsilon)]$. Unbiased and, here, about 20 times less variance per sample.
+#   Not always: it differentiates $f$, so a rapidly oscillating $f$ (large $f'$, bounded $f$) favours the score function.
 # - In torch it is `rsample()`; in vaelib `vaelib.reparameterization.reparameterize(mu, logvar)`.
 # - The encoder outputs $\log\sigma^2$: any real number is valid, gradient steps change the variance multiplicatively
 #   and never make it negative, tiny variances do not underflow, and the KL uses $\log\sigma^2$ directly.
 #
 # ## Exercises
 #
-# **Exercise 1 (a baseline for REINFORCE).** Because $\mathbb E_q[\nabla_\mu\log q(z)] = 0$, subtracting any constant $b$
+# Each exercise names its tier: *warm-up* (apply what a section showed), *core* (the notebook's main idea in a
+# new setting), *stretch* (goes beyond the notebook; optional).
+#
+# **Exercise 1 (core): a baseline for REINFORCE.** Because $\mathbb E_q[\nabla_\mu\log q(z)] = 0$, subtracting any constant $b$
 # from $f$ leaves the score-function estimator unbiased: $\mathbb E_q[(f(z) - b)\,\nabla_\mu\log q(z)] = \nabla_\mu\,\mathbb E_q[f]$.
 # Write `reinforce_terms(f, z, mu, sigma, b)`: the one-sample estimates $(f(z_i) - b)\,\nabla_\mu\log q(z_i)$ for
 # $q = \mathcal N(\mu, \sigma^2)$, one per sample (shape `(n,)`, like `z`), and run `check_reinforce_baseline(reinforce_terms)`.
@@ -432,7 +459,7 @@ for b in (0.0, mu0**2 + sigma0**2):
 ### END SOLUTION
 
 # %% [markdown]
-# **Exercise 2 (the other parameter).** The exact gradient with respect to $\sigma$ is $\partial_\sigma\,\mathbb E[z^2] = 2\sigma = 2$.
+# **Exercise 2 (core): the other parameter.** The exact gradient with respect to $\sigma$ is $\partial_\sigma\,\mathbb E[z^2] = 2\sigma = 2$.
 # Write both estimators of $\partial_\sigma\,\mathbb E_q[f(z)]$ as functions that return one number, computed by autograd
 # with `sigma` made a tensor with `requires_grad=True`:
 # `pathwise_grad_sigma(f, mu, sigma, eps)` through $z = \mu + \sigma\varepsilon$ for the given standard-normal noise `eps`
@@ -479,7 +506,7 @@ print(f"score function: {score_grad_sigma(f, mu0, sigma0, z).item():.2f}  (per-s
 ### END SOLUTION
 
 # %% [markdown]
-# **Exercise 3 (reparameterizing another distribution).** An exponential variable with rate $\lambda$ can be written as
+# **Exercise 3 (warm-up): reparameterizing another distribution.** An exponential variable with rate $\lambda$ can be written as
 # $z = -\log(u)/\lambda$ with $u \sim \text{Uniform}(0, 1)$ (the inverse of its CDF). Its mean is $1/\lambda$, so
 # $\partial_\lambda\,\mathbb E[z] = -1/\lambda^2$. Write the reparameterized sample in plain torch as
 # `exponential_rsample(rate, u)`, differentiable in `rate` (a tensor with `requires_grad=True`), and run
@@ -519,19 +546,62 @@ print(f"Exponential.rsample gives {grad_torch.item():.3f}")
 
 
 # %% [markdown]
-# **Exercise 4 (check yourself).** Write `my_reparameterize(mu, logvar, eps)`, the sample
-# $z = \mu + \sigma\,\varepsilon$ of $\mathcal N(\mu, e^{\text{logvar}})$ built from the given noise `eps`, so that
-# gradients reach `mu` and `logvar`. `check_reparameterize` compares it with the reference and checks
-# that the gradients flow.
+# **Exercise 4 (stretch): a full-covariance Gaussian.** A diagonal $q(z|x)$ cannot express correlations between latent
+# coordinates; a full-covariance Gaussian $\mathcal N(\mu, \Sigma)$ can, and it is reparameterized the same way: for any
+# matrix $L$ with $LL^\top = \Sigma$, the sample $z = \mu + L\varepsilon$, $\varepsilon \sim \mathcal N(0, I)$, has mean $\mu$ and covariance
+# $\mathbb E[L\varepsilon\varepsilon^\top L^\top] = LL^\top$. An encoder outputs an unconstrained $D\times D$ matrix `raw_scale`, and $L$ is built
+# from it the way section 6 builds a variance from a log-variance: lower triangular, with the entries of `raw_scale`
+# below the diagonal, $\exp$ of its diagonal on the diagonal (so that it is positive), and zeros above (the Cholesky
+# factor of $\Sigma$). Write `full_covariance_rsample(mu, raw_scale, eps)` for a batch, `mu` of shape `(B, D)`,
+# `raw_scale` of shape `(B, D, D)` and `eps` of shape `(B, D)`, returning $z$ of shape `(B, D)` with gradients that
+# reach `mu` and `raw_scale`, and run `check_full_covariance_rsample` on it. Then, in the next cell, for $D = 2$,
+# $\mu = (1, -1)$ and a `raw_scale` of your choice: (i) draw $10^5$ samples and compare their covariance with
+# $LL^\top$ and with the covariance of `torch.distributions.MultivariateNormal(mu, scale_tril=L)`; (ii) estimate the
+# gradient of $\mathbb E\lVert z\rVert^2$ with respect to `raw_scale` by autograd through your samples, and compare it
+# with the exact one: $\mathbb E\lVert z\rVert^2 = \lVert\mu\rVert^2 + \operatorname{tr}(LL^\top) = \lVert\mu\rVert^2 + \sum_{ij} L_{ij}^2$, so its
+# derivative is $2L_{ij}$ below the diagonal, $2L_{ii}^2$ on it (the chain rule through $\exp$) and 0 above.
 
 # %%
-from vaelib.checks import check_reparameterize
+from vaelib.checks import check_full_covariance_rsample
 
 
-def my_reparameterize(mu, logvar, eps):
+def full_covariance_rsample(mu, raw_scale, eps):
     ### BEGIN SOLUTION
-    return mu + torch.exp(0.5 * logvar) * eps
+    diagonal = torch.diagonal(raw_scale, dim1=-2, dim2=-1).exp()                 # positive, like exp(logvar / 2)
+    L = torch.tril(raw_scale, diagonal=-1) + torch.diag_embed(diagonal)           # (B, D, D), lower triangular
+    return mu + (L @ eps.unsqueeze(-1)).squeeze(-1)                               # z = mu + L eps, per example
     ### END SOLUTION
 
 
-check_reparameterize(my_reparameterize)
+check_full_covariance_rsample(full_covariance_rsample)
+
+# %%
+### BEGIN SOLUTION
+n = 100_000
+mu2 = torch.tensor([1.0, -1.0])
+raw = torch.tensor([[0.3, 0.7], [0.8, -0.5]], requires_grad=True)     # the 0.7 above the diagonal is not used
+torch.manual_seed(0)
+z = full_covariance_rsample(mu2.expand(n, 2), raw.expand(n, 2, 2), torch.randn(n, 2))
+L = torch.tril(raw.detach(), -1) + torch.diag(raw.detach().diagonal().exp())
+mvn = torch.distributions.MultivariateNormal(mu2, scale_tril=L)
+print("covariance of the samples:", [[round(v, 2) for v in row] for row in torch.cov(z.detach().T).tolist()])
+print("L L^T:                    ", [[round(v, 2) for v in row] for row in (L @ L.T).tolist()])
+print("MultivariateNormal's covariance equals L L^T:", torch.allclose(mvn.covariance_matrix, L @ L.T))
+grad = torch.autograd.grad(z.pow(2).sum(1).mean(), raw)[0]                # pathwise, through the samples
+exact = 2 * torch.tril(L, -1) + torch.diag(2 * L.diagonal() ** 2)
+print("pathwise gradient of E|z|^2:", [[round(v, 2) for v in row] for row in grad.tolist()])
+print("exact gradient:             ", [[round(v, 2) for v in row] for row in exact.tolist()])
+# The covariances agree to Monte-Carlo precision, and so do the gradients; the unused entry above the diagonal
+# gets exactly 0. Full-covariance posteriors (and normalizing flows) are trained this way: any sample that is a
+# differentiable function of the parameters and of fixed noise has a pathwise gradient.
+### END SOLUTION
+
+# %% [markdown]
+# ## References
+#
+# - Kingma, D. P. and Welling, M. (2014). Auto-encoding variational Bayes. *International Conference on Learning
+#   Representations (ICLR) 2014*. [arXiv:1312.6114](https://arxiv.org/abs/1312.6114)
+# - Mohamed, S., Rosca, M., Figurnov, M. and Mnih, A. (2020). Monte Carlo gradient estimation in machine learning.
+#   *Journal of Machine Learning Research* 21(132):1-62. [arXiv:1906.10652](https://arxiv.org/abs/1906.10652)
+# - Williams, R. J. (1992). Simple statistical gradient-following algorithms for connectionist reinforcement learning.
+#   *Machine Learning* 8(3-4):229-256. [doi:10.1007/BF00992696](https://doi.org/10.1007/BF00992696)

@@ -134,7 +134,7 @@ plt.show()
 # %% [markdown]
 # ## 3. The loss of one batch, in plain torch
 #
-# We write the pytorch/examples VAE: an MLP with one hidden layer of 400 units, a latent vector of
+# We write the VAE of the pytorch/examples repository (its `vae` example): an MLP with one hidden layer of 400 units, a latent vector of
 # $D = 20$ dimensions, and a Bernoulli decoder on dynamically binarized MNIST (notebook 00).
 # For a batch of $B$ images, with one sample $z^{(b)} = \mu^{(b)} + \sigma^{(b)} \odot \varepsilon^{(b)}$ per image,
 #
@@ -197,7 +197,7 @@ def negative_elbo(encoder, decoder, x):
 # %%
 train = vaelib.MNIST("train", binarize="dynamic", subset=10000 if FAST else None)
 test = vaelib.MNIST("test", binarize="dynamic", subset=1000 if FAST else None)
-x_fixed, _ = test.sample(128, seed=0)       # 128 test images, binarized once with seed 0
+x_fixed, _ = test.first(128, seed=0)        # 128 test images, binarized once with seed 0
 print(train)
 print(test)
 print("fixed batch:", tuple(x_fixed.shape), "values", sorted(x_fixed.unique().tolist()))
@@ -399,7 +399,7 @@ plt.show()
 # probabilities $\lambda(\mu)$: what the model "thinks" the image is.
 
 # %%
-x_show, _ = test.sample(10, seed=0)
+x_show, _ = test.first(10, seed=0)
 show_reconstructions(x_show, conv_vae.reconstruct(x_show), title="pretrained conv VAE",
                      save="../figures/reconstructions.png")
 plt.show()
@@ -457,9 +457,11 @@ plt.show()
 
 # %% [markdown]
 # 64 digits that are in no data set: each is the decoding of a random 20-dimensional Gaussian vector.
-# Most are clean digits of all ten classes in varied styles; a few are ambiguous (between a 4 and a 9,
-# say): those $z$ fell between regions the decoder associates with different classes. The grid is
-# saved as `figures/samples.png`.
+# Look at three things. How many can you read as a digit, and do all ten classes appear (the prior does not
+# choose the class; the model's samples should have MNIST's proportions)? Which ones sit between two classes,
+# a 4 that could be a 9, say: those $z$ fell between regions the decoder associates with different classes.
+# And the blur: each image is a mean of pixel probabilities, so strokes the model is unsure of come out grey.
+# The grid is saved as `figures/samples.png`.
 #
 # A sample *of the model* $p_\theta(x)$ is one step further: draw each pixel from its Bernoulli. Those
 # are binary images with speckle, like the binarized training data; that is why the mean is shown:
@@ -625,7 +627,7 @@ print(f"learned sigma: {grey_models['learned_gaussian'].likelihood.sigma:.3f}; "
 # $\sigma$-VAE paper sets $\sigma$ to $\sigma^\star$ in closed form instead (exercise 2).
 
 # %%
-x_grey_show, _ = grey_test.sample(8)
+x_grey_show, _ = grey_test.first(8)
 titles = {"bernoulli": "Bernoulli (BCE)", "gaussian": "Gaussian, $\\sigma$ = 0.71 (summed MSE)",
           "continuous_bernoulli": "continuous Bernoulli", "learned_gaussian": "Gaussian, learned $\\sigma$"}
 fig, axes = plt.subplots(2, 4, figsize=(16, 3.5))
@@ -651,6 +653,27 @@ plt.show()
 # high-contrast, thin-stroked images. (In FAST mode these models have trained for about 600 steps, so
 # all samples are rough; the differences between the columns are already there.)
 #
+# One caveat about that last column: what it shows is not the continuous Bernoulli's mean. `model.sample` and
+# `model.reconstruct` draw the likelihood's `mean`, which for the continuous Bernoulli is its parameter
+# $\lambda = \operatorname{sigmoid}(\text{decoder}(z))$, as Loaiza-Ganem and Cunningham show it. The distribution's
+# actual mean, $\frac{\lambda}{2\lambda - 1} + \frac{1}{2\operatorname{artanh}(1 - 2\lambda)}$, is pulled towards $\frac12$
+# (the cell prints it for $\lambda = 0.9$), so images of the mean would look much greyer:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+cb_model = grey_models["continuous_bernoulli"]
+with torch.no_grad():
+    cb_params = cb_model.decoder(cb_model.encoder(x_grey_show)[0])            # decode the posterior means
+cb_lambda = torch.sigmoid(cb_params)                                          # what the figure shows
+cb_mean = torch.distributions.ContinuousBernoulli(logits=cb_params).mean      # the distribution's mean
+print(f"one pixel with lambda = 0.9 has mean {torch.distributions.ContinuousBernoulli(probs=torch.tensor(0.9)).mean:.2f}")
+print(f"eight reconstructions: pixels above 0.9 in lambda {(cb_lambda > 0.9).float().mean():.1%}, "
+      f"in the mean {(cb_mean > 0.9).float().mean():.1%}; largest gap |lambda - mean| {(cb_lambda - cb_mean).abs().max():.2f}")
+
+# %% [markdown]
+# The printed numbers make the point: the sharp, high-contrast look of the continuous Bernoulli column belongs to
+# $\lambda$; the images of its mean have far fewer pixels near 1.
+#
 # ## 9. Sum or mean? A $\beta$ of 784 in disguise
 #
 # A frequent bug in VAE code on the web:
@@ -674,7 +697,7 @@ plt.show()
 
 # %%
 gauss_model = grey_models["gaussian"]
-x_batch, _ = grey_test.sample(64)
+x_batch, _ = grey_test.first(64)
 with torch.no_grad():
     torch.manual_seed(2)
     mu, logvar = gauss_model.encoder(x_batch)
@@ -735,7 +758,10 @@ plt.show()
 # %% [markdown]
 # ## Exercises
 #
-# **Exercise 1 ($\sigma$ is $\beta$).** Write `gaussian_vae_loss(x, mean, mu, logvar, sigma, beta)`: the loss of a VAE
+# Each exercise names its tier: *warm-up* (apply what a section showed), *core* (the notebook's main idea in a
+# new setting), *stretch* (goes beyond the notebook; optional).
+#
+# **Exercise 1 (stretch): $\sigma$ is $\beta$.** Write `gaussian_vae_loss(x, mean, mu, logvar, sigma, beta)`: the loss of a VAE
 # whose decoder has a Gaussian likelihood $\mathcal{N}(x_j;\ m_j, \sigma^2)$ per pixel and a weight $\beta$ on the KL,
 # that is the mean over the batch of $-\log p(x\mid z)$ (summed over the 784 pixels, normalizing constant included)
 # plus $\beta$ times the KL (summed over the latent dimensions). `x` and the decoder means `mean` have shape
@@ -785,7 +811,7 @@ print("sigma = 0.1 is summed MSE with beta = 0.02:", ok)
 ### END SOLUTION
 
 # %% [markdown]
-# **Exercise 2 (the optimal $\sigma$).** Write `optimal_sigma(x, mean)`: the closed-form optimum
+# **Exercise 2 (warm-up): the optimal $\sigma$.** Write `optimal_sigma(x, mean)`: the closed-form optimum
 # $\sigma^\star = \sqrt{\frac{1}{784 B}\sum_{b,j}(x^{(b)}_j - m^{(b)}_j)^2}$ for a batch of images `x` and reconstruction
 # means `mean`, both of shape `(B, 1, 28, 28)`: one $\sigma$ shared by the batch, returned as one number. Run
 # `check_optimal_sigma(optimal_sigma)`. Then, for the fixed-$\sigma$ Gaussian model `grey_models["gaussian"]` and
@@ -825,7 +851,7 @@ print("the closed-form sigma* beats 0.9 sigma* and 1.1 sigma*:", True)
 ### END SOLUTION
 
 # %% [markdown]
-# **Exercise 3 (temperature).** `model.sample(n, temperature=t)` draws $z \sim \mathcal{N}(0, t^2 I)$.
+# **Exercise 3 (core): temperature.** `model.sample(n, temperature=t)` draws $z \sim \mathcal{N}(0, t^2 I)$.
 # Write `diversity(images)`: for a batch of images of shape `(n, 1, 28, 28)`, the mean over the $n$ images of their
 # squared distance (summed over pixels) to the batch's own average image, one number; run `check_diversity(diversity)`.
 # Then draw 16 samples from the pretrained `conv_vae` at $t = 0.5, 1, 1.5$ (same generator seed each time),
@@ -862,22 +888,71 @@ print("diversity grows with the temperature:", diversities[0] < diversities[1] <
 
 
 # %% [markdown]
-# **Exercise 4 (check yourself).** Write the loss of section 2 as a function
-# `my_vae_loss(logits, x, mu, logvar)`: minus the ELBO with a Bernoulli decoder (`logits` and binary
-# images `x` of shape `(B, 1, 28, 28)`) and the closed-form Gaussian KL (`mu`, `logvar` of shape `(B, D)`),
-# summed over pixels and latent dimensions and averaged over the batch: one number.
-# `check_vae_loss` recognizes the classic slips (a mean over pixels, a missing or flipped KL).
+# **Exercise 4 (core): hidden betas.** Section 9 found a $\beta$ of 784 hidden in a `reduction` argument. Every way of
+# reducing the two terms hides some weight between them. Below, `logits` and binary images `x` have shape
+# `(B, 1, 28, 28)`, and `kl = 0.5 * (mu**2 + logvar.exp() - logvar - 1)` has shape `(B, 20)`: one KL per example and
+# latent dimension, not yet summed. For each loss, find the $\beta$ it trains with: write it as a positive constant
+# times the batch mean of $\big[-\log p(x\mid z) + \beta\,\mathrm{KL}\big]$, plus a constant, with $-\log p(x\mid z)$
+# summed over the pixels and the KL over the 20 dimensions.
+#
+# - (a) `F.binary_cross_entropy_with_logits(logits, x, reduction="sum") + kl.sum()`
+# - (b) `F.binary_cross_entropy_with_logits(logits, x) + kl.sum(1).mean()`
+# - (c) `F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / len(x) + kl.mean()`
+# - (d) `F.binary_cross_entropy_with_logits(logits, x) + kl.mean()`
+# - (e) `F.mse_loss(torch.sigmoid(logits), x, reduction="sum") / len(x) + kl.sum(1).mean()`, read as a Gaussian
+#   likelihood with $\sigma = 0.1$ (section 8).
+#
+# Put your five answers in a list `betas` and run `check_effective_betas(betas)`. Then, in the next cell, confirm
+# each answer numerically on random tensors: compute the loss as written and your constant times
+# $\frac1B\sum_b\big[-\log p(x_b\mid z) + \beta\,\mathrm{KL}_b\big]$ plus your constant, and check that they agree.
 
 # %%
-from vaelib.checks import check_vae_loss
+from vaelib.checks import check_effective_betas
 
+### BEGIN SOLUTION
+# (a) sums over the batch too: both terms grow by B, the ratio does not.     beta = 1 (constant B)
+# (b) BCE averaged over B * 784 numbers, KL only over B:                       beta = 784 (constant 1/784)
+# (c) KL averaged over B * 20 numbers, BCE only over B:                        beta = 1/20 (constant 1)
+# (d) both averaged over all their numbers:                                    beta = 784/20 (constant 1/784)
+# (e) -log N(x; m, s^2) = SSE / (2 s^2) + const, so SSE + KL = 2 s^2 [SSE / (2 s^2) + KL / (2 s^2)]: beta = 1/(2 s^2)
+betas = [1.0, 784.0, 1 / 20, 784 / 20, 1 / (2 * 0.1**2)]
+### END SOLUTION
+check_effective_betas(betas)
 
-def my_vae_loss(logits, x, mu, logvar):
-    ### BEGIN SOLUTION
-    reconstruction = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=(1, 2, 3))
-    kl = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum(dim=1)
-    return (reconstruction + kl).mean()
-    ### END SOLUTION
+# %%
+### BEGIN SOLUTION
+g = torch.Generator().manual_seed(0)
+B, s = 8, 0.1
+logits = torch.randn(B, 1, 28, 28, generator=g)
+x = torch.bernoulli(torch.rand(B, 1, 28, 28, generator=g), generator=g)
+mu, logvar = torch.randn(B, LATENT, generator=g), torch.randn(B, LATENT, generator=g)
+kl = 0.5 * (mu**2 + logvar.exp() - logvar - 1)                                            # (B, 20)
+nll_bernoulli = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=(1, 2, 3))
+m = torch.sigmoid(logits)
+nll_gauss = ((x - m) ** 2 / (2 * s**2) + 0.5 * math.log(2 * math.pi * s**2)).sum(dim=(1, 2, 3))
+losses = {  # name: (the loss as written, constant c, -log p(x|z) per image, additive constant)
+    "a": (F.binary_cross_entropy_with_logits(logits, x, reduction="sum") + kl.sum(), B, nll_bernoulli, 0.0),
+    "b": (F.binary_cross_entropy_with_logits(logits, x) + kl.sum(1).mean(), 1 / 784, nll_bernoulli, 0.0),
+    "c": (F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / B + kl.mean(), 1.0, nll_bernoulli, 0.0),
+    "d": (F.binary_cross_entropy_with_logits(logits, x) + kl.mean(), 1 / 784, nll_bernoulli, 0.0),
+    "e": (F.mse_loss(m, x, reduction="sum") / B + kl.sum(1).mean(), 2 * s**2, nll_gauss,
+          -2 * s**2 * 392 * math.log(2 * math.pi * s**2)),
+}
+for (name, (loss, c, nll, const)), beta in zip(losses.items(), betas):
+    ok = torch.allclose(loss, c * (nll + beta * kl.sum(1)).mean() + const, rtol=1e-5)
+    assert ok
+    print(f"({name}) beta = {beta:g}, times {c:g}: {ok}")
+# The constant c rescales the gradient (with Adam, nearly harmless); beta changes what the model learns.
+### END SOLUTION
 
-
-check_vae_loss(my_vae_loss)
+# %% [markdown]
+# ## References
+#
+# - Loaiza-Ganem, G. and Cunningham, J. P. (2019). The continuous Bernoulli: fixing a pervasive error in
+#   variational autoencoders. *Advances in Neural Information Processing Systems 32 (NeurIPS 2019)*.
+#   [arXiv:1907.06845](https://arxiv.org/abs/1907.06845)
+# - PyTorch examples: the variational autoencoder example, `vae/main.py` of
+#   [github.com/pytorch/examples](https://github.com/pytorch/examples/tree/main/vae) (software).
+# - Rybkin, O., Daniilidis, K. and Levine, S. (2021). Simple and effective VAE training with calibrated decoders.
+#   *Proceedings of the 38th International Conference on Machine Learning (ICML)*, PMLR 139.
+#   [arXiv:2006.13202](https://arxiv.org/abs/2006.13202)

@@ -104,7 +104,7 @@ model_2d, _ = vaelib.pretrained.load_or_train(
     "vae_2d", lambda: vaelib.build_vae("mlp", latent_dim=2), train, test,
     train_from_scratch=TRAIN_FROM_SCRATCH, epochs=5 if FAST else 30, device=device, progress=False)
 model_2d = model_2d.to(device).eval()
-x, _ = test.sample(256, seed=0)
+x, _ = test.first(256, seed=0)
 
 
 def my_beta_loss(reconstruction, kl, beta):
@@ -197,7 +197,7 @@ print(f"best test ELBO in the sweep: beta = {best} ({sweep[best]['elbo']:.1f} na
 # %%
 from vaelib.widgets import beta_explorer, beta_panel
 
-x_eight, _ = test.sample(8)
+x_eight, _ = test.first(8)
 print("panel for beta = 1:", tuple(beta_panel(models_by_beta, 1.0, x_eight).shape),
       "= 8 inputs, 8 reconstructions, 8 samples")
 
@@ -396,7 +396,10 @@ for name, history in runs.items():
 #
 # ## Exercises
 #
-# **Exercise 1 (free bits).** Kingma et al. (2016) give each latent dimension $\lambda$ nats for free: the KL part of the
+# Each exercise names its tier: *warm-up* (apply what a section showed), *core* (the notebook's main idea in a
+# new setting), *stretch* (goes beyond the notebook; optional).
+#
+# **Exercise 1 (core): free bits.** Kingma et al. (2016) give each latent dimension $\lambda$ nats for free: the KL part of the
 # loss becomes $\beta\sum_j \max\big(\lambda,\ \overline{\mathrm{KL}}_j\big)$, where $\overline{\mathrm{KL}}_j$ is the KL of dimension $j$
 # averaged over the batch. Below $\lambda$ a dimension's KL costs nothing, so the encoder has no reason to shut it off.
 # First write `free_bits_kl(kl_per_dim, free_nats)`: from the KL of each example and dimension, shape `(B, D)` as
@@ -447,7 +450,7 @@ print(f"collapsed:  test KL {ev_collapsed['kl']:.2f} nats, active units {ev_coll
 ### END SOLUTION
 
 # %% [markdown]
-# **Exercise 2 (a smooth schedule).** `vaelib.schedules.Sigmoid(beta_max, midpoint, width)` is
+# **Exercise 2 (warm-up): a smooth schedule.** `vaelib.schedules.Sigmoid(beta_max, midpoint, width)` is
 # $\beta(t) = \beta_\text{max} / \big(1 + e^{-(t - \text{midpoint})/\text{width}}\big)$. Write it in plain Python as
 # `my_sigmoid(step, beta_max, midpoint, width)` and run `check_sigmoid_schedule(my_sigmoid)`. Then check it against
 # vaelib's for $\beta_\text{max} = 1$, midpoint 500, width 50 over steps 0 to 1999, print its repr, and find the first step at
@@ -477,7 +480,7 @@ print(f"by the formula: {500 + 50 * math.log(99):.1f}")
 ### END SOLUTION
 
 # %% [markdown]
-# **Exercise 3 (written).** In section 5 all three schedules end at the same $\beta = 10$. (a) Why do the annealed runs end
+# **Exercise 3 (core, written): reading the annealing runs.** In section 5 all three schedules end at the same $\beta = 10$. (a) Why do the annealed runs end
 # with a higher KL than the constant one, if they optimize the same objective at the end? (b) If you anneal to
 # $\beta_\text{max} = 30$ instead, what do you expect at the end of training, and why? (c) The sweep of section 2 is a
 # way to pick $\beta$; which $\beta$ would you pick to compare against published test log-likelihoods, and which to get a
@@ -496,18 +499,83 @@ print(f"by the formula: {500 + 50 * math.log(99):.1f}")
 
 
 # %% [markdown]
-# **Exercise 4 (check yourself).** Write `my_linear_warmup(step, beta_max, warmup_steps)`: the linear KL
-# warm-up of section 4, which starts at 0, grows by `beta_max / warmup_steps` per step and stays at
-# `beta_max` afterwards. `check_linear_warmup` tests it before, during and after the warm-up.
+# **Exercise 4 (stretch): let the rate choose β.** Section 1 read $\beta$ as the Lagrange multiplier of the constraint
+# $\mathrm{KL} \le C$. Instead of fixing $\beta$ and taking whatever rate comes out, fix the budget $C$ and let $\beta$ find
+# itself, by *dual ascent* on the multiplier: after every optimizer step, raise $\beta$ when the batch's KL is above
+# $C$ and lower it when below, $\beta \leftarrow \max\big(0,\ \beta + \eta\,(\mathrm{KL} - C)\big)$ (Rezende and Viola 2018
+# adapt a multiplier in this spirit, for a constraint on the reconstruction). Write `update_beta(beta, kl, target, lr)`,
+# returning the new $\beta$ as a plain number (the controller sets $\beta$; it is not learned by backpropagation), and run
+# `check_beta_update`. Then train `make_model()` for 10 epochs on `train` in plain torch (Adam, learning rate
+# $10^{-3}$, batches of 128, loss $= -$reconstruction $+\ \beta\,$KL with batch means), starting from $\beta = 1$ with the
+# target $C = 5$ nats and $\eta = 0.02$, updating $\beta$ after every step. Plot $\beta$ and the batch KL against the
+# step, and print the test KL (`evaluate_elbo`) and the final $\beta$. Is the rate on target? Which $\beta$ of the sweep
+# in section 2 gave a rate near 5 nats, and why may the controller's $\beta$ differ from it?
 
 # %%
-from vaelib.checks import check_linear_warmup
+from vaelib.checks import check_beta_update
 
 
-def my_linear_warmup(step, beta_max, warmup_steps):
+def update_beta(beta, kl, target, lr):
     ### BEGIN SOLUTION
-    return min(beta_max, beta_max * step / warmup_steps)
+    kl = kl.item() if isinstance(kl, torch.Tensor) else kl          # a number: no gradient flows into beta
+    return max(0.0, beta + lr * (kl - target))                        # dual ascent, clipped: a multiplier stays >= 0
     ### END SOLUTION
 
 
-check_linear_warmup(my_linear_warmup)
+check_beta_update(update_beta)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+### BEGIN SOLUTION
+model_c = make_model()
+optimizer = torch.optim.Adam(model_c.parameters(), lr=1e-3)
+beta_c, target_rate = 1.0, 5.0
+beta_trace, kl_trace = [], []
+for epoch in range(10):
+    g = torch.Generator().manual_seed(epoch)
+    for x, _ in train.batches(128, shuffle=True, generator=g):
+        mu, logvar = model_c.encoder(x)
+        z = vaelib.reparameterization.reparameterize(mu, logvar)
+        kl = vaelib.kl.gaussian_kl(mu, logvar).mean()
+        loss = -model_c.decode(z).log_prob(x).mean() + beta_c * kl
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        beta_c = update_beta(beta_c, kl, target_rate, 0.02)
+        beta_trace.append(beta_c)
+        kl_trace.append(kl.item())
+ev_c = vaelib.evaluation.evaluate_elbo(model_c.eval(), test)
+fig, ax = plt.subplots(figsize=(7, 3))
+ax.plot(kl_trace, lw=0.8, label="batch KL (nats)")
+ax.plot(beta_trace, lw=2, label="β")
+ax.axhline(target_rate, color="0.4", ls=":", lw=1)
+ax.set(xlabel="optimizer step", title="dual ascent on β for a rate of 5 nats")
+ax.legend(fontsize=8)
+plt.show()
+print(f"controller: test KL {ev_c['kl']:.2f} nats (target {target_rate}), final beta {beta_c:.2f}")
+# The rate ends near the target, but beta is still moving: dual ascent follows the constraint while the model
+# trains instead of settling at once (in a short run it can overshoot and swing back). In the
+# sweep, a rate near 5 nats took a larger beta than the controller ends with: those models trained for 30 epochs on
+# all of MNIST, and a well-trained decoder saves more distortion per nat of rate, so it takes a higher price per
+# nat to hold the rate at 5. The beta that meets a budget depends on the model and on how far training has got;
+# the budget is what you chose, and what you can report.
+### END SOLUTION
+
+# %% [markdown]
+# ## References
+#
+# - Alemi, A. A., Poole, B., Fischer, I., Dillon, J. V., Saurous, R. A. and Murphy, K. (2018). Fixing a broken ELBO.
+#   *Proceedings of the 35th International Conference on Machine Learning (ICML)*, PMLR 80.
+#   [arXiv:1711.00464](https://arxiv.org/abs/1711.00464)
+# - Bowman, S. R., Vilnis, L., Vinyals, O., Dai, A. M., Jozefowicz, R. and Bengio, S. (2016). Generating sentences
+#   from a continuous space. *Proceedings of the 20th SIGNLL Conference on Computational Natural Language Learning
+#   (CoNLL)*. [arXiv:1511.06349](https://arxiv.org/abs/1511.06349)
+# - Fu, H., Li, C., Liu, X., Gao, J., Celikyilmaz, A. and Carin, L. (2019). Cyclical annealing schedule: a simple
+#   approach to mitigating KL vanishing. *Proceedings of NAACL-HLT 2019*. [arXiv:1903.10145](https://arxiv.org/abs/1903.10145)
+# - Higgins, I., Matthey, L., Pal, A., Burgess, C., Glorot, X., Botvinick, M., Mohamed, S. and Lerchner, A. (2017).
+#   beta-VAE: learning basic visual concepts with a constrained variational framework. *International Conference on
+#   Learning Representations (ICLR) 2017*. [openreview.net/forum?id=Sy2fzU9gl](https://openreview.net/forum?id=Sy2fzU9gl)
+# - Kingma, D. P., Salimans, T., Jozefowicz, R., Chen, X., Sutskever, I. and Welling, M. (2016). Improved variational
+#   inference with inverse autoregressive flow. *Advances in Neural Information Processing Systems 29 (NIPS 2016)*.
+#   [arXiv:1606.04934](https://arxiv.org/abs/1606.04934)
+# - Rezende, D. J. and Viola, F. (2018). Taming VAEs. [arXiv:1810.00597](https://arxiv.org/abs/1810.00597)

@@ -119,7 +119,7 @@ plt.show()
 # Under the prior these would be 1 and 0.
 
 # %%
-x_test, y_test = test.sample(10000, seed=0)   # a fixed binarization of the 10,000 test images
+x_test, y_test = test.first(10000, seed=0)    # a fixed binarization of the 10,000 test images
 with torch.no_grad():
     mu, logvar = model.encoder(x_test)
 var_of_means = mu.var(0, unbiased=False)
@@ -143,7 +143,7 @@ print("total variance of q(z):         ", [round(v, 2) for v in (var_of_means + 
 #
 # The reverse picture: lay a regular grid over the latent plane and decode every point to its mean
 # image $\mathbb E[x\mid z]=\operatorname{sigmoid}(\text{logits}(z))$.
-# `vaelib.plotting.plot_manifold` follows Kingma and Welling's figure and spaces the grid evenly in
+# `vaelib.plotting.plot_manifold` follows Kingma and Welling's (2014) figure and spaces the grid evenly in
 # *probability*, not in $z$: with $\Phi$ the standard normal CDF, the $i$-th of $n$ grid values is
 # $$z^{(i)} = \Phi^{-1}\!\left(\frac{i - 1/2}{n}\right), \qquad i = 1, \dots, n,$$
 # so each column (and row) of tiles covers the same prior mass, $1/n$, and the grid is dense near
@@ -512,7 +512,10 @@ interpolation_slider(conv, x_test[first_4], x_test[first_7])
 # %% [markdown]
 # ## Exercises
 #
-# **Exercise 1: class centroids.** Write `class_centroids(codes, labels)`: for each digit $k$, the
+# Each exercise names its tier: *warm-up* (apply what a section showed), *core* (the notebook's main idea in a
+# new setting), *stretch* (goes beyond the notebook; optional).
+#
+# **Exercise 1 (warm-up): class centroids.** Write `class_centroids(codes, labels)`: for each digit $k$, the
 # average of the codes (rows of `codes`, shape `(N, D)`) whose label is $k$, returned as a `(10, D)`
 # tensor whose row $k$ belongs to the digit $k$; `check_class_centroids` tries it on random codes.
 # Then apply it to the 2-D posterior means `mu` of the test images (computed above, with labels
@@ -549,7 +552,7 @@ print("closest to the origin:", radii.argsort()[:3].tolist())
 # on tiles that the decoder draws as a 9 and a 0. The digits nearest the origin (0, 3, 8) are the
 # round, "average-looking" ones that share strokes with many others.
 #
-# **Exercise 2: the shell in more dimensions.** Write `p_below_midpoint(D)`: the probability that a
+# **Exercise 2 (core): the shell in more dimensions.** Write `p_below_midpoint(D)`: the probability that a
 # prior sample $z\sim\mathcal N(0, I_D)$ has a norm below the lerp midpoint norm $\sqrt{D/2}$, computed
 # exactly with `torch.distributions.Chi2`, and run `check_shell_probability` on it. Then, for
 # $D = 2, 20, 100, 1000$, print that probability and the ratio of the standard deviation of
@@ -583,7 +586,7 @@ for d in (2, 20, 100, 1000):
 # to the origin as the midpoint of a straight line, and the relative thickness of the shell shrinks
 # like $1/\sqrt{2D}$.
 #
-# **Exercise 3: interpolating between real digits.** Write `midpoint_norms(z0, z1)`: the norms of the
+# **Exercise 3 (core): interpolating between real digits.** Write `midpoint_norms(z0, z1)`: the norms of the
 # midpoints ($t=\tfrac12$) of the linear and of the spherical path from `z0` to `z1`, two numbers, lerp
 # first, and run `check_midpoint_norms` on it. Then take the first test image of a 4 and the first
 # of a 7 (`x_test`, `y_test`), encode them with the conv VAE to their posterior means, and plot the
@@ -623,15 +626,17 @@ print("angle between them:", round(torch.rad2deg(omega).item(), 1), "degrees")
 print("lerp midpoint norm:", round(lin_mid, 1),
       " r cos(omega/2):", round((r.mean() * torch.cos(omega / 2)).item(), 1),
       " slerp midpoint norm:", round(sph_mid, 1))
+print("share of the norm kept at the lerp midpoint, cos(omega/2):", round(torch.cos(omega / 2).item(), 2))
 ### END SOLUTION
 
 # %% [markdown]
-# Two different digits are nearly orthogonal in a 20-D latent space (random directions in many
-# dimensions almost always are), so the lerp midpoint loses about 30% of the norm,
-# $\cos 45^\circ\approx 0.71$: the same sag as between two prior samples. Lerp and slerp differ little
-# only for endpoints with a small angle between them, such as two similar images of one digit.
+# The means of two different digits are far from parallel: the angle printed above is about 83 degrees
+# (independent random directions in 20 dimensions would be close to 90). With endpoints of similar norm, the
+# lerp midpoint keeps $\cos(\Omega/2)$ of it (printed: about 0.75), a loss of about 25%: almost the
+# sag between two independent prior samples, $\cos 45^\circ \approx 0.71$, a loss of 29%. Lerp and slerp differ
+# little only for endpoints with a small angle between them, such as two similar images of one digit.
 #
-# **Exercise 4: retrain the 2-D model.** Train a fresh 2-D MLP VAE, `fresh`, for 2 epochs on `train`
+# **Exercise 4 (stretch): retrain the 2-D model.** Train a fresh 2-D MLP VAE, `fresh`, for 2 epochs on `train`
 # (5,000 images in FAST mode) with `vaelib.fit(fresh, train, epochs=2, progress=False)`, then draw its
 # latent scatter and recompute the total variance of its aggregate posterior per dimension on
 # `x_test`, as a tensor `total` of shape `(2,)`. `check_aggregate_posterior(total, fresh, x_test,
@@ -663,3 +668,9 @@ check_aggregate_posterior(total, fresh, x_test, pretrained=model)
 # After a short run the classes are already separated, but the blob is less round and its variance
 # further from 1 in at least one dimension: the KL term keeps pulling $q(z)$ toward the prior as
 # training goes on.
+
+# %% [markdown]
+# ## References
+#
+# - Kingma, D. P. and Welling, M. (2014). Auto-encoding variational Bayes. *International Conference on Learning
+#   Representations (ICLR) 2014*. [arXiv:1312.6114](https://arxiv.org/abs/1312.6114)

@@ -61,7 +61,7 @@ device = "cpu"
 
 test = vaelib.MNIST("test", binarize="dynamic")
 train = vaelib.MNIST("train", binarize="dynamic", subset=5000 if FAST else None)  # only used to (re)train
-x_test, y_test = test.sample(10000, seed=0)   # one fixed binarization of the test set
+x_test, y_test = test.first(10000, seed=0)    # one fixed binarization of the test set
 print(x_test.shape, y_test.shape, y_test[:10].tolist())
 
 # %% [markdown]
@@ -281,7 +281,8 @@ print("decode_point(cvae, z, y=d) for d = 0..9 gives row 0 of the grid:", tuple(
 # %%
 # NBVAL_IGNORE_OUTPUT
 digit_selector(cvae)
-#
+
+# %% [markdown]
 # ### Style transfer from real digits
 #
 # The encoder gives the style of a real image: encode a test digit with its own label, keep the
@@ -297,9 +298,11 @@ fig = show_images(rows.flatten(0, 1), nrow=11, title="real digit, then its style
 plt.show()
 
 # %% [markdown]
-# The slanted 9 in the last row produces slanted, narrow digits of every class; the upright 0 and 4
-# produce upright ones. Two numbers cannot hold every detail (the bold stroke of the 0 is lost), but
-# the slant and the width transfer.
+# Each row starts from the first test image of its class (0, 2, 4, 7 and 9, as the cell selects them) and
+# carries that digit's style to all ten classes: compare each row with its first column. The coarse style
+# travels, the slant (upright digits give upright rows, slanted ones slanted rows) and the width; two numbers
+# cannot hold every detail, so finer features of the real digit, such as a stroke's thickness or an unusual
+# loop, may not survive.
 #
 # ## The 2-D style manifold of one digit
 #
@@ -429,7 +432,10 @@ plt.show()
 # %% [markdown]
 # ## Exercises
 #
-# **Exercise 1: same grid, another digit.** First a helper for small grids of decoded digits, one row
+# Each exercise names its tier: *warm-up* (apply what a section showed), *core* (the notebook's main idea in a
+# new setting), *stretch* (goes beyond the notebook; optional).
+#
+# **Exercise 1 (warm-up): same grid, another digit.** First a helper for small grids of decoded digits, one row
 # per latent code and one column per digit: write `style_grid(z_rows, digits)`, which returns the batch
 # `(z, y)` to decode for such a grid, row by row (image $rC + c$ pairs `z_rows[r]` with `digits[c]`, for
 # $C$ digits), and run `check_style_grid` on it. Then draw the style manifold of the digit 2 on the same
@@ -468,7 +474,7 @@ plt.show()
 # to the right the 2 grows a loop at its base. In the small grid the three digits of one row share
 # their corner's style: upright in the first two rows, slanted in the last two.
 #
-# **Exercise 2: a CVAE is also a classifier.** Bayes' rule gives $p(y\mid x)\propto p(x\mid y)\,p(y)$,
+# **Exercise 2 (stretch): a CVAE is also a classifier.** Bayes' rule gives $p(y\mid x)\propto p(x\mid y)\,p(y)$,
 # and with a uniform $p(y)$ the most likely label is $\arg\max_y \log p(x\mid y)$. Approximate
 # $\log p(x\mid y)$ by the conditional ELBO, averaged over `n_samples` samples of $z$: write
 # `elbo_scores(model, x, n_samples)`, returning the `(B, 10)` matrix whose column $k$ holds this score of
@@ -508,11 +514,11 @@ assert accuracy > 0.5
 # decoder draws the wrong digit and the reconstruction term collapses. (It is below a real
 # classifier's accuracy: the ELBO is only a bound, and its gap differs from label to label.)
 #
-# **Exercise 3: can you read the digit from the code?** If $z$ carried the class, a simple classifier
+# **Exercise 3 (core): can you read the digit from the code?** If $z$ carried the class, a simple classifier
 # on $z$ would find it. Write `nearest_centroid_accuracy(z_train, y_train, z_test, y_test)`: compute the
 # ten class centroids of the training codes, classify every test code by its nearest centroid
 # (`torch.cdist`), and return the fraction classified correctly; run `check_nearest_centroid_accuracy` on
-# it. Then encode the training images (`train.sample(len(train), seed=0)`) and the test images with each
+# it. Then encode the training images (`train.first(len(train), seed=0)`) and the test images with each
 # model (the CVAE's encoder with the true labels), and print the accuracy for the VAE and for the CVAE,
 # rounded to 2 decimals.
 
@@ -533,7 +539,7 @@ check_nearest_centroid_accuracy(nearest_centroid_accuracy)
 
 # %%
 ### BEGIN SOLUTION
-x_tr, y_tr = train.sample(len(train), seed=0)
+x_tr, y_tr = train.first(len(train), seed=0)
 with torch.no_grad():
     codes = {"VAE": (vae.encoder(x_tr)[0], vae.encoder(x_test)[0]),
              "CVAE": (cvae.encoder(x_tr, y_tr)[0], cvae.encoder(x_test, y_test)[0])}
@@ -546,3 +552,10 @@ for name, (z_tr, z_te) in codes.items():
 # From the VAE's two numbers the digit can be read most of the time; from the CVAE's, barely more
 # often than by guessing (0.1), although its encoder was *given* the label. The KL term made it
 # throw that information away, because the decoder gets the label anyway.
+
+# %% [markdown]
+# ## References
+#
+# - Sohn, K., Lee, H. and Yan, X. (2015). Learning structured output representation using deep conditional
+#   generative models. *Advances in Neural Information Processing Systems 28 (NIPS 2015)*.
+#   [papers.nips.cc/paper/5775](https://papers.nips.cc/paper/5775-learning-structured-output-representation-using-deep-conditional-generative-models)

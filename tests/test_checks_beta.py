@@ -62,3 +62,30 @@ def test_unsolved_stubs_stop_the_notebook():
     for check in (checks.check_free_bits_kl, checks.check_sigmoid_schedule):
         with pytest.raises(NotImplementedError):
             check(todo)
+
+
+def _num(kl):
+    """The KL as a float: the check passes a tensor that requires grad once."""
+    return float(kl.detach()) if isinstance(kl, torch.Tensor) else float(kl)
+
+
+def right_update(beta, kl, target, lr):
+    return max(0.0, beta + lr * (_num(kl) - target))
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda b, k, t, lr: b + lr * (_num(k) - t), "is negative"),
+    (lambda b, k, t, lr: max(0.0, b - lr * (_num(k) - t)), "sign is flipped"),
+    (lambda b, k, t, lr: max(0.0, b + (_num(k) - t)), "step size lr is missing"),
+    (lambda b, k, t, lr: b * math.exp(lr * (_num(k) - t)), "multiplicative update"),
+    (lambda b, k, t, lr: torch.clamp(torch.as_tensor(b, dtype=torch.float32) + lr * (k - t), min=0.0),
+     "carries a gradient"),
+    (lambda b, k, t, lr: min(b, b + lr * (_num(k) - t)), "beta = "),
+])
+def test_beta_update(fn, hint, capsys):
+    assert _run(checks.check_beta_update, right_update, capsys) == (
+        True, "✓ check_beta_update: correct above, at and below the target, and clipped at 0")
+    detached = lambda b, k, t, lr: torch.clamp(torch.as_tensor(b + lr * (k - t)).detach(), min=0.0)  # noqa: E731
+    assert _run(checks.check_beta_update, detached, capsys)[0]
+    ok, out = _run(checks.check_beta_update, fn, capsys)
+    assert not ok and out.startswith("✗") and hint in out

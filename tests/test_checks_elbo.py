@@ -71,3 +71,43 @@ def test_an_unsolved_exercise_stops_the_notebook():
         raise NotImplementedError()
     with pytest.raises(NotImplementedError):
         checks.check_toy_iwae_prior(todo)
+
+
+def _log_normal(z, m, log_std):
+    return -0.5 * ((z - m) / torch.exp(log_std)) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
+
+
+def right_elbo_mc(log_joint, m, log_std, eps):
+    z = m + torch.exp(log_std) * eps
+    return (log_joint(z) - _log_normal(z, m, log_std)).mean()
+
+
+def _with_z(f):
+    """A wrong answer built from the right samples z = m + exp(log_std) eps."""
+    return lambda lj, m, ls, eps: f(lj, m, ls, m + torch.exp(ls) * eps)
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (_with_z(lambda lj, m, ls, z: lj(z).mean()), "log p(x0, z) alone"),
+    (_with_z(lambda lj, m, ls, z: (lj(z) + _log_normal(z, m, ls)).mean()), "you added log q(z)"),
+    (_with_z(lambda lj, m, ls, z: (lj(z) - _log_normal(z, 0 * m, 0 * ls)).mean()), "the prior's log-density"),
+    (_with_z(lambda lj, m, ls, z: torch.logsumexp(lj(z) - _log_normal(z, m, ls), 0) - math.log(len(z))),
+     "log of the average weight"),
+    (_with_z(lambda lj, m, ls, z: lj(z) - _log_normal(z, m, ls)), "one per sample"),
+    (lambda lj, m, ls, eps: right_elbo_mc(lj, m, ls, torch.randn_like(eps)), "not computed from the noise"),
+    (lambda lj, m, ls, eps: (lj(m + ls * eps) - _log_normal(m + ls * eps, m, ls)).mean(), "log_std itself"),
+    (lambda lj, m, ls, eps: (lj(m + (2 * ls).exp() * eps) - _log_normal(m + (2 * ls).exp() * eps, m, 2 * ls)).mean(),
+     "the variance"),
+])
+def test_elbo_mc(fn, hint, capsys):
+    assert _run(checks.check_elbo_mc, right_elbo_mc, capsys=capsys) == (
+        True, "✓ check_elbo_mc: correct on 3 cases (a Gaussian and a bimodal log-joint)")
+    ok, out = _run(checks.check_elbo_mc, fn, capsys=capsys)
+    assert not ok and out.startswith("✗") and hint in out
+
+
+def test_an_unsolved_elbo_mc_stops_the_notebook():
+    def todo(*args):
+        raise NotImplementedError()
+    with pytest.raises(NotImplementedError):
+        checks.check_elbo_mc(todo)

@@ -117,3 +117,27 @@ def test_effective_sample_size(fn, hint, capsys):
     assert _run(checks.check_effective_sample_size, shifted, capsys)[0]
     ok, out = _run(checks.check_effective_sample_size, fn, capsys)
     assert not ok and hint in out
+
+
+def right_paired(a, b):
+    d = a - b
+    return d.mean().item(), d.std().item() / math.sqrt(len(d))
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda a, b: right_paired(b, a), "wrong sign"),
+    (lambda a, b: ((a - b).mean().item(), math.sqrt(a.var().item() / len(a) + b.var().item() / len(b))),
+     "two independent samples"),
+    (lambda a, b: ((a - b).mean().item(), (a - b).std().item() / len(a)), "divided by n"),
+    (lambda a, b: ((a - b).mean().item(), (a - b).std().item()), "standard deviation of the differences"),
+    (lambda a, b: ((a - b).mean().item(), (a - b).var().item() / math.sqrt(len(a))), "the variance"),
+    (lambda a, b: ((a - b).abs().mean().item(), (a - b).std().item() / math.sqrt(len(a))), "wrong mean difference"),
+    (lambda a, b: (a - b).mean(), "two numbers"),
+])
+def test_paired_difference(fn, hint, capsys):
+    assert _run(checks.check_paired_difference, right_paired, capsys) == (
+        True, "✓ check_paired_difference: correct on 3 paired samples")
+    population = lambda a, b: ((a - b).mean(), (a - b).std(unbiased=False) / math.sqrt(len(a)))  # noqa: E731
+    assert _run(checks.check_paired_difference, population, capsys)[0]
+    ok, out = _run(checks.check_paired_difference, fn, capsys)
+    assert not ok and out.startswith("✗") and hint in out

@@ -102,3 +102,36 @@ def test_an_unsolved_exercise_stops_the_notebook():
     for check in (checks.check_class_means, checks.check_closest_pair, checks.check_expected_log_likelihood_mc):
         with pytest.raises(NotImplementedError):
             check(todo)
+
+
+def _component_log_lik(x, logits):
+    return (x[:, None] * logits[None] - F.softplus(logits)[None]).sum((2, 3, 4))        # (B, K)
+
+
+def right_mixture(x, logits, weights):
+    return torch.logsumexp(_component_log_lik(x, logits) + weights.log(), 1)
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda x, l, w: torch.log((_component_log_lik(x, l).exp() * w).sum(1)), "underflows"),
+    (lambda x, l, w: (_component_log_lik(x, l) * w).sum(1), "averaged the components' log-likelihoods"),
+    (lambda x, l, w: torch.logsumexp(_component_log_lik(x, l), 1), "mixture weights are missing"),
+    (lambda x, l, w: torch.logsumexp(_component_log_lik(x, l) + w, 1), "added the weights themselves"),
+    (lambda x, l, w: (_component_log_lik(x, l) + w.log()).amax(1), "only the most likely component"),
+    (lambda x, l, w: -right_mixture(x, l, w), "sign is flipped"),
+    (lambda x, l, w: _component_log_lik(x, l) + w.log(), "one value per image and component"),
+    (lambda x, l, w: torch.logsumexp((x[:, None] * l[None] - F.softplus(l)[None]).mean((2, 3, 4)) + w.log(), 1),
+     "averaged over pixels"),
+])
+def test_mixture_log_likelihood(fn, hint, capsys):
+    assert _run(checks.check_mixture_log_likelihood, right_mixture, capsys) == (
+        True, "✓ check_mixture_log_likelihood: correct on 3 mixtures, and stable where the probabilities underflow")
+    ok, out = _run(checks.check_mixture_log_likelihood, fn, capsys)
+    assert not ok and out.startswith("✗") and hint in out
+
+
+def test_an_unsolved_mixture_exercise_stops_the_notebook():
+    def todo(*args):
+        raise NotImplementedError()
+    with pytest.raises(NotImplementedError):
+        checks.check_mixture_log_likelihood(todo)

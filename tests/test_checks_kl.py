@@ -96,3 +96,51 @@ def test_an_unsolved_exercise_stops_the_notebook():
     for check in (checks.check_kl_diag, checks.check_best_reverse_fit):
         with pytest.raises(NotImplementedError):
             check(todo)
+
+
+def _lnd(z, mu, logvar):
+    return -0.5 * ((z - mu) ** 2 / logvar.exp() + logvar + math.log(2 * math.pi)).sum(-1)
+
+
+def _mixture_kl(log_prior):
+    """An estimator from the samples of q, with ``log_prior(z, weights, means, logvars)`` as log p(z)."""
+    def fn(mu, logvar, eps, weights, means, logvars):
+        z = mu + torch.exp(0.5 * logvar) * eps
+        return (_lnd(z, mu, logvar) - log_prior(z, weights, means, logvars)).mean(0)
+    return fn
+
+
+right_mixture_kl = _mixture_kl(lambda z, w, m, lv: torch.logsumexp(_lnd(z[..., None, :], m, lv) + w.log(), -1))
+
+
+def _per_coordinate(z, w, m, lv):
+    per_coord = -0.5 * ((z[..., None, :] - m) ** 2 / lv.exp() + lv + math.log(2 * math.pi))    # (S, B, K, D)
+    return torch.logsumexp(per_coord + w.log()[:, None], -2).sum(-1)
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda *args: -right_mixture_kl(*args), "sign is flipped"),
+    (_mixture_kl(lambda z, w, m, lv: (_lnd(z[..., None, :], m, lv) * w).sum(-1)), "the mixture of the logs"),
+    (_mixture_kl(lambda z, w, m, lv: torch.logsumexp(_lnd(z[..., None, :], m, lv), -1)), "weights are missing"),
+    (_mixture_kl(_per_coordinate), "mixed every coordinate separately"),
+    (lambda mu, lv, eps, w, m, lvs: (_lnd(eps, mu, lv) - torch.logsumexp(_lnd(eps[..., None, :], m, lvs)
+                                                                          + w.log(), -1)).mean(0), "samples are eps"),
+    (lambda *args: right_mixture_kl(*args) / args[0].shape[-1], "divided by the number of latent dimensions"),
+    (lambda mu, lv, eps, w, m, lvs: right_mixture_kl(mu, lv, eps, w, m, lvs)[None].expand(eps.shape[0], -1),
+     "one value per sample"),
+])
+def test_kl_to_mixture_mc(fn, hint, capsys):
+    assert _run(checks.check_kl_to_mixture_mc, right_mixture_kl, capsys) == (
+        True, "✓ check_kl_to_mixture_mc: correct on 3 random batches and mixture priors")
+    ok, out = _run(checks.check_kl_to_mixture_mc, fn, capsys)
+    assert not ok and out.startswith("✗") and hint in out
+
+
+def test_kl_to_mixture_mc_with_one_standard_component_is_the_gaussian_kl():
+    """With a single N(0, I) component the estimate averages to the closed form: the check's reference agrees."""
+    g = torch.Generator().manual_seed(0)
+    mu, logvar = torch.randn(3, 4, generator=g), torch.randn(3, 4, generator=g)
+    eps = torch.randn(200_000, 3, 4, generator=g)
+    estimate = right_mixture_kl(mu, logvar, eps, torch.ones(1), torch.zeros(1, 4), torch.zeros(1, 4))
+    closed = 0.5 * (mu ** 2 + logvar.exp() - logvar - 1).sum(-1)
+    assert torch.allclose(estimate, closed, atol=0.05)

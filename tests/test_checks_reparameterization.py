@@ -93,3 +93,32 @@ def test_unsolved_stubs_stop_the_notebook():
                        (checks.check_exponential_rsample, (todo,))):
         with pytest.raises(NotImplementedError):
             check(*fns)
+
+
+def _tril_scale(raw):
+    return torch.tril(raw, -1) + torch.diag_embed(torch.diagonal(raw, dim1=-2, dim2=-1).exp())
+
+
+def right_full_cov(mu, raw, eps):
+    return mu + (_tril_scale(raw) @ eps[..., None])[..., 0]
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda mu, raw, eps: right_full_cov(mu, raw, eps).detach(), "no gradient flows"),
+    (lambda mu, raw, eps: mu + (raw @ eps[..., None])[..., 0], "raw_scale itself as L"),
+    (lambda mu, raw, eps: mu + (eps[:, None, :] @ _tril_scale(raw))[:, 0], "transpose of L"),
+    (lambda mu, raw, eps: mu + (torch.tril(raw) @ eps[..., None])[..., 0], "can be negative"),
+    (lambda mu, raw, eps: mu + (torch.tril(raw.exp()) @ eps[..., None])[..., 0], "whole lower triangle"),
+    (lambda mu, raw, eps: mu + torch.diagonal(raw, dim1=-2, dim2=-1).exp() * eps, "only the diagonal"),
+    (lambda mu, raw, eps: (_tril_scale(raw) @ eps[..., None])[..., 0], "mean is missing"),
+    (lambda mu, raw, eps: mu + (_tril_scale(raw) @ _tril_scale(raw).transpose(-1, -2) @ eps[..., None])[..., 0],
+     "by the covariance"),
+])
+def test_full_covariance_rsample(fn, hint, capsys):
+    expected = "✓ check_full_covariance_rsample: correct on 3 random batches, and gradients reach mu and raw_scale"
+    assert _run(checks.check_full_covariance_rsample, right_full_cov, capsys=capsys) == (True, expected)
+    # einsum, or a torch MultivariateNormal built on the same scale, are right too
+    einsum = lambda mu, raw, eps: mu + torch.einsum("bij,bj->bi", _tril_scale(raw), eps)  # noqa: E731
+    assert _run(checks.check_full_covariance_rsample, einsum, capsys=capsys)[0]
+    ok, out = _run(checks.check_full_covariance_rsample, fn, capsys=capsys)
+    assert not ok and out.startswith("✗") and hint in out

@@ -93,3 +93,58 @@ def test_unsolved_stubs_stop_the_notebook():
     for check in (checks.check_gaussian_vae_loss, checks.check_optimal_sigma, checks.check_diversity):
         with pytest.raises(NotImplementedError):
             check(todo)
+
+
+RIGHT_BETAS = [1.0, 784.0, 1 / 20, 784 / 20, 50.0]
+
+
+def _replace(position, value):
+    betas = list(RIGHT_BETAS)
+    betas[position] = value
+    return betas
+
+
+@pytest.mark.parametrize("betas, hint", [
+    (_replace(0, 128.0), "(a): a sum over the batch"),
+    (_replace(1, 1 / 784), "(b): inverted"),
+    (_replace(1, 1.0), "(b): F.binary_cross_entropy_with_logits averages"),
+    (_replace(2, 20.0), "(c): inverted"),
+    (_replace(2, 1.0), "(c): kl has one column per latent dimension"),
+    (_replace(3, 784 * 20), "(d): you multiplied"),
+    (_replace(3, 20 / 784), "(d): inverted"),
+    (_replace(3, 784.0), "(d): both terms are averaged"),
+    (_replace(4, 0.02), "(e): inverted"),
+    (_replace(4, 1.0), "(e): summed MSE is the Gaussian with sigma^2 = 1/2"),
+    (_replace(4, 7.0), "(e): 7 is not the beta"),
+    ([1.0, 784.0], "expected five"),
+])
+def test_effective_betas(betas, hint, capsys):
+    assert _run(checks.check_effective_betas, RIGHT_BETAS, capsys) == (
+        True, "✓ check_effective_betas: all five right: every reduction is a hidden weight between the two terms")
+    assert _run(checks.check_effective_betas, dict(zip("abcde", RIGHT_BETAS)), capsys)[0]
+    ok, out = _run(checks.check_effective_betas, betas, capsys)
+    assert not ok and out.startswith("✗") and hint in out
+
+
+def test_the_effective_betas_are_the_losses_weights():
+    """Each loss (a)-(e) of the exercise is c * batch mean of [-log p(x|z) + beta KL] + const, with the checked beta."""
+    import torch
+    import torch.nn.functional as F
+    g = torch.Generator().manual_seed(0)
+    B, D, sigma = 6, 20, 0.1
+    logits, x = torch.randn(B, 1, 28, 28, generator=g), torch.bernoulli(torch.rand(B, 1, 28, 28, generator=g))
+    mu, logvar = torch.randn(B, D, generator=g), torch.randn(B, D, generator=g)
+    kl = 0.5 * (mu ** 2 + logvar.exp() - logvar - 1)                                   # (B, D)
+    bce = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum((1, 2, 3))   # -log p(x|z), (B,)
+    m = torch.sigmoid(logits)
+    gauss = (-Normal(m, sigma).log_prob(x)).sum((1, 2, 3))                             # -log N(x; m, sigma^2)
+    losses = [
+        (F.binary_cross_entropy_with_logits(logits, x, reduction="sum") + kl.sum(), B, bce, 0.0),
+        (F.binary_cross_entropy_with_logits(logits, x) + kl.sum(1).mean(), 1 / 784, bce, 0.0),
+        (F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / B + kl.mean(), 1.0, bce, 0.0),
+        (F.binary_cross_entropy_with_logits(logits, x) + kl.mean(), 1 / 784, bce, 0.0),
+        (F.mse_loss(m, x, reduction="sum") / B + kl.sum(1).mean(), 2 * sigma ** 2, gauss,
+         -2 * sigma ** 2 * 392 * math.log(2 * math.pi * sigma ** 2)),
+    ]
+    for (loss, c, nll, const), beta in zip(losses, RIGHT_BETAS):
+        assert torch.allclose(loss, c * (nll + beta * kl.sum(1)).mean() + const, rtol=1e-5)

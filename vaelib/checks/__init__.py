@@ -13,11 +13,12 @@ notebook run under nbval (``pytest --nbval-lax student/``) fails where a check f
 """
 from __future__ import annotations
 
-# One module per notebook, in course order; each lists its checks in __all__.
+# One module per notebook, in course order, then the capstone projects; each lists its checks in __all__.
 from . import (introduction, autoencoders, elbo, kl, reparameterization,
-               training, beta, latent_space, evaluation, conditional)
+               training, beta, latent_space, evaluation, conditional, capstone)
 from .autoencoders import *  # noqa: F401,F403
 from .beta import *  # noqa: F401,F403
+from .capstone import *  # noqa: F401,F403
 from .conditional import *  # noqa: F401,F403
 from .elbo import *  # noqa: F401,F403
 from .evaluation import *  # noqa: F401,F403
@@ -28,5 +29,5 @@ from .reparameterization import *  # noqa: F401,F403
 from .training import *  # noqa: F401,F403
 
 __all__ = [name for module in (introduction, autoencoders, elbo, kl, reparameterization,
-                                  training, beta, latent_space, evaluation, conditional)
+                                  training, beta, latent_space, evaluation, conditional, capstone)
            for name in module.__all__]

@@ -7,7 +7,7 @@ import torch
 
 from ._feedback import _report, _call, _as_tensor
 
-__all__ = ['check_linear_warmup', 'check_free_bits_kl', 'check_sigmoid_schedule']
+__all__ = ['check_linear_warmup', 'check_free_bits_kl', 'check_sigmoid_schedule', 'check_beta_update']
 
 
 def check_linear_warmup(fn) -> bool:
@@ -130,3 +130,42 @@ def check_sigmoid_schedule(fn) -> bool:
         return _report(name, False, f"for beta_max={beta_max:g}, midpoint={midpoint}, width={width:g}: {table}. "
                                     "Hint: beta_max / (1 + exp(-(step - midpoint) / width))")
     return _report(name, True, "matches vaelib.schedules.Sigmoid before, at and after the midpoint")
+
+
+def check_beta_update(fn) -> bool:
+    """``fn(beta, kl, target, lr)``: one step of the beta controller, dual ascent on the constraint KL <= target:
+    beta + lr * (kl - target), but never below 0. ``kl`` is the batch's mean KL (a float or a 0-d tensor);
+    returns the new beta, a number that carries no gradient."""
+    name = "check_beta_update"
+    cases = [(1.0, 12.0, 5.0, 0.1), (2.0, 3.0, 5.0, 0.1), (0.1, 1.0, 5.0, 0.1), (0.5, 5.0, 5.0, 0.2),
+             (3.0, torch.tensor(9.0, requires_grad=True), 4.0, 0.05)]
+    for beta, kl, target, lr in cases:
+        out, error = _call(name, fn, beta, kl, target, lr)
+        if error:
+            return _report(name, False, error)
+        if isinstance(out, torch.Tensor) and out.requires_grad:
+            return _report(name, False, "your beta carries a gradient from the KL. Hint: beta is a multiplier that the "
+                                        "controller sets, not part of the loss to differentiate: use kl.item() or "
+                                        "kl.detach()")
+        try:
+            value = float(out)
+        except (TypeError, ValueError, RuntimeError):
+            return _report(name, False, f"you returned {out!r}. Hint: return the new beta, one number")
+        k = float(kl.detach()) if isinstance(kl, torch.Tensor) else float(kl)
+        expected = max(0.0, beta + lr * (k - target))
+        if abs(value - expected) < 1e-6:
+            continue
+        if abs(value - (beta + lr * (k - target))) < 1e-6:
+            return _report(name, False, f"beta = {value:g} is negative. Hint: a multiplier of an inequality "
+                                        "constraint stays >= 0: clip at 0 (a negative beta would *reward* KL)")
+        if abs(value - max(0.0, beta - lr * (k - target))) < 1e-6 or abs(value - (beta - lr * (k - target))) < 1e-6:
+            return _report(name, False, "the sign is flipped: your beta falls when the KL is above the target. "
+                                        "Hint: too much KL calls for a larger beta, a stronger pull on the KL")
+        if abs(value - max(0.0, beta + (k - target))) < 1e-6:
+            return _report(name, False, "the step size lr is missing. Hint: move beta by lr times the violation")
+        if abs(value - beta * math.exp(lr * (k - target))) < 1e-6:
+            return _report(name, False, "that is a multiplicative update. It is a sound controller too, but this "
+                                        "exercise asks for the additive step of dual ascent, clipped at 0")
+        return _report(name, False, f"beta = {value:g} for beta = {beta}, kl = {k}, target = {target}, lr = {lr}. "
+                                    "Hint: move beta by lr times (kl - target), and keep it >= 0")
+    return _report(name, True, "correct above, at and below the target, and clipped at 0")

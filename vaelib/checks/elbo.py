@@ -7,7 +7,7 @@ import torch
 
 from ._feedback import _report, _call, _close, _as_tensor
 
-__all__ = ['check_iwae_from_log_weights', 'check_fixed_std_q', 'check_toy_iwae_prior']
+__all__ = ['check_iwae_from_log_weights', 'check_fixed_std_q', 'check_toy_iwae_prior', 'check_elbo_mc']
 
 
 def check_iwae_from_log_weights(fn) -> bool:
@@ -116,3 +116,79 @@ def check_toy_iwae_prior(fn) -> bool:
         return _report(name, False, f"wrong values for k={k}. Hint: for each row, log (1/k) sum_i p(x0 | z_i), "
                                     "computed in log space")
     return _report(name, True, "correct for k = 1, 10 and 100")
+
+
+def _log_normal(z, m, log_std):
+    return -0.5 * ((z - m) / torch.exp(log_std)) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
+
+
+def _f64(value):
+    return torch.tensor(value, dtype=torch.float64)
+
+
+def _gaussian_log_joint(z):
+    """A log-joint that is a Gaussian bump in z (times e^-3): the ELBO's integrand is smooth and unimodal."""
+    return _log_normal(z, _f64(1.0), _f64(-0.5)) - 3.0
+
+
+def _bimodal_log_joint(z):
+    """log p(x0 = 1, z) for z ~ N(0, 1), x | z ~ N(z^2, 0.3^2): two bumps, at z = -1 and z = 1."""
+    return _log_normal(_f64(1.0), z ** 2, _f64(math.log(0.3))) + _log_normal(z, _f64(0.0), _f64(0.0))
+
+
+def _elbo_cases():
+    """Three (log_joint, m, log_std, eps) cases, float64, each with its own fixed noise."""
+    g = torch.Generator().manual_seed(14)
+    return [(log_joint, _f64(m), _f64(log_std), torch.randn(500, generator=g, dtype=torch.float64))
+            for log_joint, m, log_std in ((_gaussian_log_joint, 0.3, -0.2), (_bimodal_log_joint, 0.9, -1.5),
+                                          (_bimodal_log_joint, -0.2, 0.4))]
+
+
+def check_elbo_mc(fn) -> bool:
+    """``fn(log_joint, m, log_std, eps)``: the Monte-Carlo ELBO of q = N(m, exp(log_std)^2) for a model with a
+    1-D latent, whose log p(x0, z) is the callable ``log_joint``: with z_i = m + exp(log_std) eps_i for the given
+    standard-normal noise ``eps`` (n,), the average over the samples of log p(x0, z_i) - log q(z_i). One number."""
+    name = "check_elbo_mc"
+    for log_joint, m, log_std, eps in _elbo_cases():
+        out, error = _call(name, fn, log_joint, m.clone(), log_std.clone(), eps.clone())
+        if error:
+            return _report(name, False, error)
+        out = _as_tensor(out).detach().double()
+        std = torch.exp(log_std)
+        z = m + std * eps
+        log_q = _log_normal(z, m, log_std)
+        expected = (log_joint(z) - log_q).mean()
+        if out.numel() == 1 and abs(out.item() - expected.item()) < 1e-6 * max(1.0, abs(expected.item())):
+            continue
+        if out.shape == eps.shape:
+            return _report(name, False, f"{len(eps)} values, one per sample. Hint: the ELBO is their average")
+        if out.numel() != 1:
+            return _report(name, False, f"shape {tuple(out.shape)}; expected one number")
+        value = out.item()
+        near = lambda a: abs(value - float(a)) < 1e-6 * max(1.0, abs(float(a)))  # noqa: E731
+        if near(log_joint(z).mean()):
+            return _report(name, False, "you averaged log p(x0, z) alone. Hint: the ELBO also subtracts log q(z), "
+                                        "so that a q spread over unlikely z is not rewarded for free")
+        if near((log_joint(z) + log_q).mean()):
+            return _report(name, False, "you added log q(z); the ELBO subtracts it. Hint: E_q[log p(x0, z) - log q(z)]")
+        if near((log_joint(z) - _log_normal(z, torch.zeros_like(m), torch.zeros_like(log_std))).mean()):
+            return _report(name, False, "you subtracted the prior's log-density, which leaves E_q[log p(x0 | z)], "
+                                        "the reconstruction term. Hint: subtract log q(z), the density of the "
+                                        "distribution you sampled from")
+        if near(torch.logsumexp(log_joint(z) - log_q, 0) - math.log(len(eps))):
+            return _report(name, False, "that is the log of the average weight, the importance-weighted bound "
+                                        "L_n (an estimate of log p(x0)), not the ELBO. Hint: average the log "
+                                        "weights instead")
+        for wrong_std, what in ((log_std, "log_std itself"), (torch.exp(2 * log_std), "the variance")):
+            z_wrong = m + wrong_std * eps
+            if any(near((log_joint(z_wrong) - lq).mean())
+                   for lq in (_log_normal(z_wrong, m, log_std), _log_normal(z_wrong, m, torch.log(wrong_std.abs())))):
+                return _report(name, False, f"your samples use {what} as the standard deviation. Hint: "
+                                            "z = m + exp(log_std) * eps")
+        if abs(value - expected.item()) < 5 * ((log_joint(z) - log_q).std() / math.sqrt(len(eps))).item():
+            return _report(name, False, "close, but not computed from the noise you were given. Hint: build the "
+                                        "samples from eps, z = m + exp(log_std) * eps, so that the answer is "
+                                        "reproducible")
+        return _report(name, False, "wrong value. Hint: z_i = m + exp(log_std) eps_i, then the average of "
+                                    "log_joint(z_i) - log N(z_i; m, exp(log_std)^2)")
+    return _report(name, True, "correct on 3 cases (a Gaussian and a bimodal log-joint)")

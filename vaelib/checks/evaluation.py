@@ -7,7 +7,8 @@ import torch
 
 from ._feedback import _report, _call, _number
 
-__all__ = ['check_bits_per_dim', 'check_images_needed', 'check_protocol_elbos', 'check_effective_sample_size']
+__all__ = ['check_bits_per_dim', 'check_images_needed', 'check_protocol_elbos', 'check_effective_sample_size',
+           'check_paired_difference']
 
 
 def check_bits_per_dim(fn) -> bool:
@@ -180,3 +181,49 @@ def check_effective_sample_size(fn) -> bool:
         return _report(name, False, "wrong value. Hint: ESS = (sum_i w_i)^2 / sum_i w_i^2 with w_i = exp(log_w_i), "
                                     "between 1 and k")
     return _report(name, True, "correct on 3 sets of log-weights, including some that underflow")
+
+
+def check_paired_difference(fn) -> bool:
+    """``fn(a, b)``: the paired comparison of two models scored on the same images, ``a`` and ``b`` of shape
+    ``(N,)`` (one value per image, image i in both): the mean difference mean(a - b) and its standard error
+    s / sqrt(N), with s the standard deviation of the per-image differences. Returns two numbers."""
+    name = "check_paired_difference"
+    g = torch.Generator().manual_seed(17)
+    for n, shift in ((64, 1.5), (300, -0.7), (20, 0.2)):
+        difficulty = 25 * torch.randn(n, generator=g, dtype=torch.float64)      # what both models share
+        a = -90 + difficulty + 0.8 * torch.randn(n, generator=g, dtype=torch.float64)
+        b = -90 - shift + difficulty + 0.8 * torch.randn(n, generator=g, dtype=torch.float64)
+        out, error = _call(name, fn, a.clone(), b.clone())
+        if error:
+            return _report(name, False, error)
+        try:
+            mean, se = (float(v) for v in out)
+        except (TypeError, ValueError, RuntimeError):
+            return _report(name, False, f"you returned {out!r}. Hint: two numbers, (mean difference, its standard "
+                                        "error)")
+        d = a - b
+        right_mean = d.mean().item()
+        ses = [d.std(unbiased=u).item() / math.sqrt(n) for u in (True, False)]   # either estimate of s is fine
+        near = lambda x, y: abs(x - y) <= 1e-6 * max(1.0, abs(y))  # noqa: E731
+        if near(mean, right_mean) and any(near(se, s) for s in ses):
+            continue
+        if near(mean, -right_mean):
+            return _report(name, False, "the difference has the wrong sign. Hint: a minus b, image by image")
+        if not near(mean, right_mean):
+            return _report(name, False, "wrong mean difference. Hint: the average over images of a_i - b_i")
+        unpaired = [math.sqrt(a.var(unbiased=u).item() / n + b.var(unbiased=u).item() / n) for u in (True, False)]
+        if any(near(se, s) for s in unpaired):
+            return _report(name, False, "that is the standard error for two independent samples. Both models saw the "
+                                        "same images, and most of the spread (easy and hard digits) is shared. "
+                                        "Hint: take the per-image differences first, then their standard error")
+        if any(near(se, s * math.sqrt(n) / n) for s in ses):
+            return _report(name, False, "you divided by n. Hint: the standard error of a mean is s / sqrt(n)")
+        if any(near(se, s * math.sqrt(n)) for s in ses):
+            return _report(name, False, "that is the standard deviation of the differences. Hint: divide by sqrt(n) "
+                                        "for the standard error of their mean")
+        if any(near(se, (s * math.sqrt(n)) ** 2 / math.sqrt(n)) for s in ses):
+            return _report(name, False, "you used the variance where the standard deviation belongs. Hint: s is the "
+                                        "standard deviation of the differences")
+        return _report(name, False, "wrong standard error. Hint: s / sqrt(n), with s the standard deviation of the "
+                                    "per-image differences a_i - b_i")
+    return _report(name, True, "correct on 3 paired samples")

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from ._feedback import _report, _call, _close, _as_tensor
 
 __all__ = ['check_bernoulli_log_likelihood', 'check_class_means', 'check_closest_pair',
-           'check_expected_log_likelihood_mc']
+           'check_expected_log_likelihood_mc', 'check_mixture_log_likelihood']
 
 
 def check_bernoulli_log_likelihood(fn) -> bool:
@@ -199,3 +199,73 @@ def check_expected_log_likelihood_mc(fn) -> bool:
                                     "logits. Hint: the notebook's bernoulli_log_likelihood takes (x, logits)")
     return _report(name, False, "wrong value. Hint: the average over the n draws of "
                                 "sum_j [x_j log pi_j + (1 - x_j) log(1 - pi_j)], with pi = sigmoid(logits)")
+
+
+def _near(a, b, atol=1e-2):
+    """Equal up to ``atol`` nats: log-likelihoods near -1000 need an absolute, not a relative, tolerance."""
+    return a.shape == b.shape and torch.allclose(a.double(), b.double(), rtol=0, atol=atol)
+
+
+def _components_log_lik(x, logits):
+    """log p_k(x) of every image under every component: x (B, 1, 28, 28), logits (K, 1, 28, 28) -> (B, K)."""
+    return (x[:, None] * logits[None] - F.softplus(logits)[None]).sum((2, 3, 4))
+
+
+def _mixture_cases(g):
+    """Three mixtures: random components; four copies of one component (the mixture *is* that component);
+    two near-identical components with unequal weights. The last two catch 'keep only the best component'."""
+    x = torch.bernoulli(torch.rand(4, 1, 28, 28, generator=g), generator=g)
+    random = 3 * torch.randn(3, 1, 28, 28, generator=g)
+    copies = (3 * torch.randn(1, 1, 28, 28, generator=g)).expand(4, 1, 28, 28).clone()
+    near = 3 * torch.randn(1, 1, 28, 28, generator=g) + 0.01 * torch.randn(2, 1, 28, 28, generator=g)
+    return [(x, random, torch.tensor([0.2, 0.5, 0.3])), (x, copies, torch.full((4,), 0.25)),
+            (x, near, torch.tensor([0.3, 0.7]))]
+
+
+def check_mixture_log_likelihood(fn) -> bool:
+    """``fn(x, logits, weights)``: the log-likelihood of binary images ``x`` (B, 1, 28, 28) under a mixture of K
+    independent-pixel Bernoulli models: component k has pixel logits ``logits[k]`` ((K, 1, 28, 28)) and weight
+    ``weights[k]`` ((K,), summing to 1). One number per image, ``(B,)``: log sum_k w_k p_k(x)."""
+    name = "check_mixture_log_likelihood"
+    for x, logits, weights in _mixture_cases(torch.Generator().manual_seed(12)):
+        out, error = _call(name, fn, x.clone(), logits.clone(), weights.clone())
+        if error:
+            return _report(name, False, error)
+        out = _as_tensor(out).detach().float()
+        per_component = _components_log_lik(x, logits)                            # (B, K), around -1000 nats
+        expected = torch.logsumexp(per_component + weights.log(), 1)
+        if _near(out, expected):
+            continue
+        if out.shape == per_component.shape:
+            return _report(name, False, f"shape {tuple(out.shape)}: one value per image and component. Hint: "
+                                        "combine the components into one log-likelihood per image")
+        if out.shape != expected.shape:
+            return _report(name, False, f"shape {tuple(out.shape)}; expected one value per image, "
+                                        f"{tuple(expected.shape)}")
+        if not torch.isfinite(out).all():
+            return _report(name, False, "you get -inf or NaN: each component's probability of an image is about "
+                                        "e^-1000, which underflows to 0. Hint: stay in log space and combine the "
+                                        "components with torch.logsumexp")
+        if _near(out, -expected):
+            return _report(name, False, "the sign is flipped. Hint: a log-probability of binary images is <= 0")
+        if _near(out, (per_component * weights).sum(1)):
+            return _report(name, False, "you averaged the components' log-likelihoods, sum_k w_k log p_k(x). By "
+                                        "Jensen that is below log sum_k w_k p_k(x). Hint: a mixture adds "
+                                        "probabilities, not log-probabilities")
+        if _near(out, torch.logsumexp(per_component, 1)):
+            return _report(name, False, "the mixture weights are missing. Hint: add log w_k to each component's "
+                                        "log-likelihood before combining")
+        if _near(out, torch.logsumexp(per_component + weights, 1)):
+            return _report(name, False, "you added the weights themselves. Hint: in log space a product "
+                                        "w_k p_k(x) becomes log w_k + log p_k(x)")
+        if _near(out, (per_component + weights.log()).amax(1)):
+            return _report(name, False, "you kept only the most likely component (right when one component "
+                                        "dominates, wrong when several explain the image equally well). Hint: sum "
+                                        "over all components, with torch.logsumexp")
+        per_pixel = (x[:, None] * logits[None] - F.softplus(logits)[None]).mean((2, 3, 4))
+        if _near(out, torch.logsumexp(per_pixel + weights.log(), 1)):
+            return _report(name, False, "you averaged over pixels. Hint: given the component, the pixels are "
+                                        "independent, so their log-probabilities add up")
+        return _report(name, False, "wrong values. Hint: log p_k(x) = sum_j [x_j l_kj - softplus(l_kj)] for each "
+                                    "component, then log sum_k exp(log w_k + log p_k(x))")
+    return _report(name, True, "correct on 3 mixtures, and stable where the probabilities underflow")

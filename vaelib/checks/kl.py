@@ -7,7 +7,7 @@ import torch
 
 from ._feedback import _report, _call, _close, _as_tensor, _cases
 
-__all__ = ['check_gaussian_kl', 'check_kl_diag', 'check_best_reverse_fit']
+__all__ = ['check_gaussian_kl', 'check_kl_diag', 'check_best_reverse_fit', 'check_kl_to_mixture_mc']
 
 
 def check_gaussian_kl(fn) -> bool:
@@ -167,3 +167,72 @@ def check_best_reverse_fit(fn) -> bool:
                                     "evaluate KL(q || p) for every (m, log s) pair of the two grids and take the "
                                     "smallest")
     return _report(name, True, "the global minimum for a = 1, 3 and 4")
+
+
+def _log_normal_diag(z, mu, logvar):
+    """log N(z; mu, diag exp(logvar)), summed over the last dimension."""
+    return -0.5 * ((z - mu) ** 2 / logvar.exp() + logvar + math.log(2 * math.pi)).sum(-1)
+
+
+def _mixture_prior_case(g, batch=5, dims=3, k=4, samples=7):
+    mu, logvar = torch.randn(batch, dims, generator=g), 0.5 * torch.randn(batch, dims, generator=g) - 0.5
+    eps = torch.randn(samples, batch, dims, generator=g)
+    weights = torch.softmax(torch.randn(k, generator=g), 0)
+    means, logvars = 2 * torch.randn(k, dims, generator=g), 0.3 * torch.randn(k, dims, generator=g)
+    return mu, logvar, eps, weights, means, logvars
+
+
+def check_kl_to_mixture_mc(fn) -> bool:
+    """``fn(mu, logvar, eps, weights, means, logvars)``: the Monte-Carlo estimate of KL(q || p) per example, with
+    q = N(mu, diag exp(logvar)) ((B, D) each) and the mixture prior p(z) = sum_k weights[k] N(z; means[k],
+    diag exp(logvars[k])) (weights (K,), means and logvars (K, D)). The samples are z = mu + exp(logvar / 2) * eps,
+    with ``eps`` (S, B, D) given; return the average over the S samples of log q(z) - log p(z): shape (B,)."""
+    name = "check_kl_to_mixture_mc"
+    g = torch.Generator().manual_seed(15)
+    for _ in range(3):
+        mu, logvar, eps, weights, means, logvars = _mixture_prior_case(g)
+        out, error = _call(name, fn, mu.clone(), logvar.clone(), eps.clone(), weights.clone(), means.clone(),
+                           logvars.clone())
+        if error:
+            return _report(name, False, error)
+        out = _as_tensor(out).detach().float()
+        z = mu + torch.exp(0.5 * logvar) * eps                                        # (S, B, D)
+        log_q = _log_normal_diag(z, mu, logvar)                                       # (S, B)
+        log_comp = _log_normal_diag(z[:, :, None, :], means, logvars)                 # (S, B, K)
+        log_p = torch.logsumexp(log_comp + weights.log(), -1)
+        expected = (log_q - log_p).mean(0)
+        if _close(out, expected, 1e-3):
+            continue
+        if out.shape == log_q.shape:
+            return _report(name, False, f"shape {tuple(out.shape)}: one value per sample and example. Hint: "
+                                        "average over the samples (dim 0)")
+        if out.shape != expected.shape:
+            return _report(name, False, f"shape {tuple(out.shape)}; expected one KL per example, {tuple(expected.shape)}")
+        if _close(out, -expected, 1e-3):
+            return _report(name, False, "the sign is flipped: that is the average of log p(z) - log q(z). Hint: "
+                                        "KL(q || p) = E_q[log q(z) - log p(z)]")
+        if _close(out, (log_q - (log_comp * weights).sum(-1)).mean(0), 1e-3):
+            return _report(name, False, "you used sum_k w_k log N_k(z) for log p(z): the mixture of the logs, which "
+                                        "by Jensen is below the log of the mixture, so your KL is too large. Hint: "
+                                        "log p(z) = log sum_k w_k N_k(z), computed with torch.logsumexp")
+        if _close(out, (log_q - torch.logsumexp(log_comp, -1)).mean(0), 1e-3):
+            return _report(name, False, "the mixture weights are missing. Hint: add log w_k to each component's "
+                                        "log-density before the logsumexp")
+        per_coord = torch.logsumexp(-0.5 * ((z[:, :, None, :] - means) ** 2 / logvars.exp() + logvars
+                                            + math.log(2 * math.pi)) + weights.log()[:, None], -2).sum(-1)
+        if _close(out, (log_q - per_coord).mean(0), 1e-3):
+            return _report(name, False, "you mixed every coordinate separately. Hint: the components are "
+                                        "D-dimensional Gaussians: sum each component's log-density over the "
+                                        "dimensions first, then mix the K components")
+        z_prior_like = eps
+        if _close(out, (_log_normal_diag(z_prior_like, mu, logvar) - torch.logsumexp(
+                _log_normal_diag(z_prior_like[:, :, None, :], means, logvars) + weights.log(), -1)).mean(0), 1e-3):
+            return _report(name, False, "your samples are eps itself, not samples of q. Hint: z = mu + "
+                                        "exp(logvar / 2) * eps")
+        if _close(out, (log_q - log_p).mean(0) / mu.shape[-1], 1e-3):
+            return _report(name, False, "you divided by the number of latent dimensions. Hint: the KL of the whole "
+                                        "latent vector is a sum over dimensions")
+        return _report(name, False, "wrong values. Hint: z = mu + exp(logvar / 2) * eps; log q(z) and each "
+                                    "component's log N_k(z) sum over dimensions; log p(z) = logsumexp_k(log w_k + "
+                                    "log N_k(z)); average log q - log p over the samples")
+    return _report(name, True, "correct on 3 random batches and mixture priors")

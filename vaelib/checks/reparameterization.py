@@ -5,7 +5,8 @@ import torch
 
 from ._feedback import _report, _call, _close, _as_tensor, _cases
 
-__all__ = ['check_reparameterize', 'check_reinforce_baseline', 'check_sigma_gradients', 'check_exponential_rsample']
+__all__ = ['check_reparameterize', 'check_reinforce_baseline', 'check_sigma_gradients', 'check_exponential_rsample',
+           'check_full_covariance_rsample']
 
 
 def check_reparameterize(fn) -> bool:
@@ -175,3 +176,72 @@ def check_exponential_rsample(fn) -> bool:
                                         "z = -log(u) / rate so that the check can compare values")
         return _report(name, False, "wrong values. Hint: z = -log(u) / rate, with the u you are given")
     return _report(name, True, "correct, and gradients reach the rate")
+
+
+def _scale_tril(raw):
+    """The lower-triangular scale matrix of the exercise: raw entries below the diagonal, exp of the raw diagonal."""
+    return torch.tril(raw, -1) + torch.diag_embed(torch.exp(torch.diagonal(raw, dim1=-2, dim2=-1)))
+
+
+def check_full_covariance_rsample(fn) -> bool:
+    """``fn(mu, raw_scale, eps)``: a reparameterized sample of a full-covariance Gaussian, z = mu + L eps, with
+    ``mu`` (B, D), ``raw_scale`` (B, D, D) unconstrained, ``eps`` (B, D) standard normal, and L lower triangular:
+    the entries of raw_scale below the diagonal, exp of its diagonal, zeros above. Returns z, (B, D), with
+    gradients reaching mu and raw_scale."""
+    name = "check_full_covariance_rsample"
+    g = torch.Generator().manual_seed(16)
+    for _ in range(3):
+        mu = torch.randn(4, 3, generator=g)
+        raw = torch.randn(4, 3, 3, generator=g)
+        eps = torch.randn(4, 3, generator=g)
+        weights = torch.randn(4, 3, generator=g)                       # a random linear function of z, for gradients
+        mu_, raw_ = mu.clone().requires_grad_(), raw.clone().requires_grad_()
+        out, error = _call(name, fn, mu_, raw_, eps.clone())
+        if error:
+            return _report(name, False, error)
+        out = _as_tensor(out)
+        L = _scale_tril(raw)
+        expected = mu + (L @ eps[..., None])[..., 0]
+        value = out.detach()
+        if _close(value, expected):
+            if not out.requires_grad:
+                return _report(name, False, "the values are right but no gradient flows. Hint: build z from mu and "
+                                            "raw_scale with torch operations, no .detach()/.item()/.numpy()")
+            grads = torch.autograd.grad((out * weights).sum(), (mu_, raw_), allow_unused=True)
+            ref_mu, ref_raw = mu.clone().requires_grad_(), raw.clone().requires_grad_()
+            ref = ref_mu + (_scale_tril(ref_raw) @ eps[..., None])[..., 0]
+            ref_grads = torch.autograd.grad((ref * weights).sum(), (ref_mu, ref_raw))
+            if any(gr is None or not _close(gr, rg) for gr, rg in zip(grads, ref_grads)):
+                return _report(name, False, "right values, wrong gradients. Hint: compute L from raw_scale with "
+                                            "differentiable operations (torch.tril, torch.diagonal, torch.exp, "
+                                            "torch.diag_embed), not by writing into a tensor in place")
+            continue
+        if out.shape != expected.shape:
+            return _report(name, False, f"shape {tuple(out.shape)}; expected one sample per row of mu, "
+                                        f"{tuple(expected.shape)}")
+        if _close(value, mu + (raw @ eps[..., None])[..., 0]):
+            return _report(name, False, "you used raw_scale itself as L. Hint: keep only its lower triangle, and "
+                                        "take exp of the diagonal so that it is positive, as a log-variance is")
+        if _close(value, mu + (L.transpose(-1, -2) @ eps[..., None])[..., 0]):
+            return _report(name, False, "you multiplied by the transpose of L (eps @ L is L^T eps): the covariance "
+                                        "would be L^T L, not L L^T. Hint: z = mu + L @ eps, one matrix-vector "
+                                        "product per example")
+        if _close(value, mu + (torch.tril(raw) @ eps[..., None])[..., 0]):
+            return _report(name, False, "the diagonal of L is raw_scale's diagonal, which can be negative. Hint: "
+                                        "exponentiate the diagonal (and only the diagonal)")
+        if _close(value, mu + (torch.tril(torch.exp(raw)) @ eps[..., None])[..., 0]):
+            return _report(name, False, "you exponentiated the whole lower triangle. Hint: only the diagonal must be "
+                                        "positive; the entries below it stay as they are, of either sign")
+        if _close(value, mu + torch.exp(torch.diagonal(raw, dim1=-2, dim2=-1)) * eps):
+            return _report(name, False, "you used only the diagonal: that is the diagonal Gaussian of section 5, "
+                                        "with independent coordinates. Hint: the entries below the diagonal of L "
+                                        "correlate them")
+        if _close(value, (L @ eps[..., None])[..., 0]):
+            return _report(name, False, "the mean is missing. Hint: shift L eps by mu")
+        cov = L @ L.transpose(-1, -2)
+        if _close(value, mu + (cov @ eps[..., None])[..., 0]):
+            return _report(name, False, "you multiplied eps by the covariance L L^T. Hint: a sample needs a "
+                                        "square root of the covariance, the scale L itself")
+        return _report(name, False, "wrong values. Hint: build L as defined (raw_scale's entries below the "
+                                    "diagonal, exp of its diagonal, zeros above), then z = mu + L eps per example")
+    return _report(name, True, "correct on 3 random batches, and gradients reach mu and raw_scale")

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from ._feedback import _report, _call, _as_tensor
 
-__all__ = ['check_vae_loss', 'check_gaussian_vae_loss', 'check_optimal_sigma', 'check_diversity']
+__all__ = ['check_vae_loss', 'check_gaussian_vae_loss', 'check_optimal_sigma', 'check_diversity',
+           'check_effective_betas']
 
 
 def check_vae_loss(fn) -> bool:
@@ -191,3 +192,64 @@ def check_diversity(fn) -> bool:
         return _report(name, False, "wrong value. Hint: mean over images of the sum over pixels of "
                                     "(image - average image)^2")
     return _report(name, True, "correct on 2 random batches")
+
+
+# The five losses of notebook 05's exercise 4 (D = 20 latent dimensions, 784 pixels): the beta each one trains
+# with, and the answers that the usual slips give, with what to say about them.
+_BETA_ANSWERS = [
+    (1.0, [(lambda v: v > 1.5 or v < 0.67,
+            "(a): a sum over the batch multiplies both terms by the batch size B; their ratio, and so beta, does not "
+            "change (only the size of the gradient steps does)")]),
+    (784.0, [(lambda v: abs(v - 1 / 784) < 1e-4,
+              "(b): inverted. Averaging over the pixels shrinks the reconstruction term next to the KL: does that "
+              "make the KL's relative weight smaller or larger?"),
+             (lambda v: abs(v - 1) < 1e-6,
+              "(b): F.binary_cross_entropy_with_logits averages over every element by default, the batch *and* "
+              "the 784 pixels")]),
+    (1 / 20, [(lambda v: abs(v - 20) < 1e-6,
+               "(c): inverted. kl.mean() shrinks the KL term next to the reconstruction term: does its relative "
+               "weight go up or down?"),
+              (lambda v: abs(v - 1) < 1e-6,
+               "(c): kl has one column per latent dimension; .mean() averages over them as well as over the batch")]),
+    (784 / 20, [(lambda v: abs(v - 784 * 20) < 1e-3,
+                 "(d): you multiplied the two factors. One mean divides the reconstruction term, the other divides "
+                 "the KL: what is left of the KL's weight relative to the reconstruction's?"),
+                (lambda v: abs(v - 20 / 784) < 1e-6, "(d): inverted: which of the two terms ends up with the larger "
+                                                     "weight?"),
+                (lambda v: abs(v - 784) < 1e-3 or abs(v - 1 / 20) < 1e-6,
+                 "(d): both terms are averaged, the reconstruction over 784 pixels and the KL over 20 dimensions: "
+                 "combine the two factors")]),
+    (50.0, [(lambda v: abs(v - 0.02) < 1e-6,
+             "(e): inverted. 2 sigma^2 is the beta of a Gaussian with sigma written as summed MSE; here it goes the "
+             "other way: the loss is summed MSE, and you read it as a Gaussian with sigma = 0.1. Which factor turns "
+             "the summed MSE into -log N(x; m, 0.1^2) (up to a constant)?"),
+            (lambda v: abs(v - 1) < 1e-6,
+             "(e): summed MSE is the Gaussian with sigma^2 = 1/2, not sigma = 0.1. Write -log N(x; m, 0.1^2) per "
+             "pixel and compare")]),
+]
+
+
+def check_effective_betas(betas) -> bool:
+    """``betas``: the beta that each of the five losses (a)-(e) of notebook 05's exercise 4 trains with, in order
+    (a list of five numbers, or a dict with keys "a" to "e"). beta is the weight of the KL once the loss is
+    written as a positive constant times the batch mean of [-log p(x|z) + beta KL], plus a constant."""
+    name = "check_effective_betas"
+    if isinstance(betas, dict):
+        betas = [betas.get(key) for key in "abcde"]
+    try:
+        values = [float(v) for v in betas]
+    except (TypeError, ValueError):
+        return _report(name, False, f"you gave {betas!r}. Hint: five numbers, one beta per loss, (a) to (e)")
+    if len(values) != 5:
+        return _report(name, False, f"{len(values)} numbers; expected five, one per loss (a) to (e)")
+    for label, value, (right, slips) in zip("abcde", values, _BETA_ANSWERS):
+        if abs(value - right) <= 1e-3 * right:
+            continue
+        for matches, message in slips:
+            if matches(value):
+                return _report(name, False, message)
+        return _report(name, False, f"({label}): {value:g} is not the beta of that loss. Hint: write the loss as "
+                                    "c * mean over the batch of [sum over pixels of the per-pixel term + beta * sum "
+                                    "over latent dimensions of the per-dimension KL]: which factor does each "
+                                    "reduction put in front of each term?")
+    return _report(name, True, "all five right: every reduction is a hidden weight between the two terms")
