@@ -33,14 +33,16 @@ _EXPORTS = {
     "ImageData": "data", "MNIST": "data", "FashionMNIST": "data", "load_dataset": "data", "DataError": "data",
     "VAE": "vae", "VAEConfig": "vae", "build_vae": "vae",
     "ELBOTerms": "bounds", "ELBO": "bounds", "iwae_bound": "bounds",
-    "fit": "training", "History": "training", "TrainingDiverged": "training", "fast_mode": "training",
+    "fit": "training", "History": "training", "TrainingDiverged": "training", "fast_mode": "settings",
+    "mode_name": "settings",
     "pick_device": "training",
     "save": "checkpoints", "load": "checkpoints", "load_checkpoint": "checkpoints",
     "save_checkpoint": "checkpoints", "CheckpointError": "checkpoints",
 }
 _MODULES = {"autoregressive", "bounds", "callbacks", "checks", "checkpoints", "coursework", "data", "distributed", "elbo",
             "evaluation", "files", "kl", "likelihoods", "networks", "objectives", "plotting", "posteriors",
-            "pretrained", "priors", "reparameterization", "schedules", "training", "vae", "validation", "widgets"}
+            "pretrained", "priors", "reparameterization", "sample_quality", "schedules", "settings", "training", "vae",
+            "validation", "widgets"}
 
 __all__ = ["__version__", *_EXPORTS]
 

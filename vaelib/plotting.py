@@ -15,9 +15,10 @@ from torchvision.utils import make_grid
 
 from .data import as_data
 from .files import atomic_write
+from .settings import fast_mode, figures_dir
 
 __all__ = ["image_grid", "show_images", "show_reconstructions", "plot_history", "plot_latent_scatter",
-           "plot_manifold", "plot_interpolation", "save_image_grid", "image_format", "slerp", "lerp"]
+           "plot_manifold", "plot_interpolation", "save_image_grid", "save_figure", "image_format", "slerp", "lerp"]
 
 
 def _save(fig, save):
@@ -44,6 +45,22 @@ def image_format(path) -> str:
         what = "has no extension" if not suffix else f"has the unknown image extension .{suffix}"
         raise ValueError(f"output path {path} {what}: end it with .png (or .{', .'.join(IMAGE_FORMATS[1:])})")
     return suffix
+
+
+def save_figure(figure_or_images, name: str, nrow: int = 8) -> Path | None:
+    """Save a notebook's figure (a matplotlib Figure, or images as a grid) as ``figures/<name>``,
+    in learner mode only (vaelib.settings): a smoke run never overwrites the committed figures.
+    Returns the path, or ``None`` in fast mode."""
+    if fast_mode():
+        return None
+    path = figures_dir() / name
+    if isinstance(figure_or_images, torch.Tensor):
+        return save_image_grid(figure_or_images, path, nrow=nrow)
+    image_format(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as f:
+        figure_or_images.savefig(f, dpi=120, bbox_inches="tight", format=image_format(path))
+    return path
 
 
 def save_image_grid(images: torch.Tensor, path, nrow: int = 8) -> Path:

@@ -27,15 +27,11 @@ from .data import as_data
 from .evaluation import evaluate_elbo
 from .files import atomic_write
 from .objectives import make_objective
+from .settings import fast_mode  # noqa: F401  (vaelib.fast_mode)
 from .validation import positive_number, whole_number
 
 __all__ = ["fit", "train_epoch", "test_record", "resume", "make_adam", "History", "TrainingDiverged",
            "pick_device", "seed_everything", "fast_mode"]
-
-
-def fast_mode() -> bool:
-    """True when ``VAELIB_FAST`` is set to a true value: notebooks and tests then train briefly."""
-    return os.environ.get("VAELIB_FAST", "").strip().lower() not in ("", "0", "false", "no")
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
