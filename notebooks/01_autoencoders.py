@@ -56,6 +56,7 @@
 # otherwise. The 2-D VAE at the end is loaded from `pretrained/vae_2d.pth` unless `TRAIN_FROM_SCRATCH`.
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 # %matplotlib inline
 import matplotlib.pyplot as plt
 import torch
@@ -68,6 +69,7 @@ from vaelib.plotting import image_grid, plot_latent_scatter, plot_manifold, show
 from vaelib.pretrained import load_or_train
 
 FAST = vaelib.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
+print(vaelib.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
 TRAIN_FROM_SCRATCH = False     # set True to retrain instead of loading pretrained/ checkpoints
 torch.manual_seed(0)
 device = "cpu"

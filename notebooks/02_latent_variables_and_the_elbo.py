@@ -58,6 +58,7 @@
 # model small enough that everything *is* computable, so every approximation can be checked.
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 # %matplotlib inline
 import math
 
@@ -67,9 +68,11 @@ import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 
 import vaelib
+from vaelib.plotting import save_figure
 from vaelib.pretrained import load_or_train
 
 FAST = vaelib.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
+print(vaelib.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
 TRAIN_FROM_SCRATCH = False     # set True to retrain instead of loading pretrained/ checkpoints
 torch.manual_seed(0)
 device = "cpu"
@@ -454,7 +457,7 @@ axes[1].set_ylabel("nats (log scale)")
 axes[1].set_title("two slices: the gap (lines) is the KL (markers)")
 axes[1].legend(fontsize=8, ncol=2, loc="upper center")
 fig.tight_layout()
-fig.savefig("../figures/elbo_gap.png", dpi=120, bbox_inches="tight")
+save_figure(fig, "elbo_gap.png")
 plt.show()
 
 # %% [markdown]

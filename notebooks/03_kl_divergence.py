@@ -33,6 +33,7 @@
 #   $z \sim \mathcal N(\mu, \sigma^2)$, logarithms, Jensen's inequality (recalled below).
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 # %matplotlib inline
 import math
 
@@ -46,6 +47,7 @@ import vaelib.kl
 import vaelib.pretrained
 
 FAST = vaelib.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
+print(vaelib.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
 TRAIN_FROM_SCRATCH = False     # set True to retrain instead of loading pretrained/ checkpoints
 torch.manual_seed(0)
 device = "cpu"

@@ -32,6 +32,7 @@
 # - PyTorch: autograd (`requires_grad`, `backward`, `.grad`).
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 # %matplotlib inline
 import math
 
@@ -44,6 +45,7 @@ import vaelib.pretrained
 import vaelib.reparameterization
 
 FAST = vaelib.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
+print(vaelib.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
 TRAIN_FROM_SCRATCH = False     # set True to retrain instead of loading pretrained/ checkpoints
 torch.manual_seed(0)
 device = "cpu"

@@ -36,6 +36,7 @@
 # ## 1. Setup
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 # %matplotlib inline
 import math
 
@@ -46,10 +47,11 @@ from matplotlib.patches import FancyBboxPatch
 from torch import nn
 
 import vaelib
-from vaelib.plotting import plot_history, save_image_grid, show_images, show_reconstructions
+from vaelib.plotting import figure_path, plot_history, save_figure, save_image_grid, show_images, show_reconstructions
 from vaelib.pretrained import load_or_train
 
 FAST = vaelib.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
+print(vaelib.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
 TRAIN_FROM_SCRATCH = False     # set True to retrain instead of loading pretrained/ checkpoints
 torch.manual_seed(0)
 device = "cpu"
@@ -120,7 +122,7 @@ def draw_vae_architecture():
 
 
 fig = draw_vae_architecture()
-fig.savefig("../figures/vae_architecture.png", dpi=120, bbox_inches="tight")
+save_figure(fig, "vae_architecture.png")
 plt.show()
 
 # %% [markdown]
@@ -401,7 +403,7 @@ plt.show()
 # %%
 x_show, _ = test.first(10, seed=0)
 show_reconstructions(x_show, conv_vae.reconstruct(x_show), title="pretrained conv VAE",
-                     save="../figures/reconstructions.png")
+                     save=figure_path("reconstructions.png"))
 plt.show()
 show_reconstructions(x_show, model.reconstruct(x_show), title=f"plain-loop MLP after {NUM_STEPS} steps")
 plt.show()
@@ -450,7 +452,7 @@ reconstruction_viewer(conv_vae, test)
 # %%
 g = torch.Generator().manual_seed(0)
 samples = conv_vae.sample(64, generator=g)
-_ = save_image_grid(samples, "../figures/samples.png", nrow=8)
+_ = save_figure(samples, "samples.png")
 print("samples:", tuple(samples.shape), f"values in [{samples.min().item():.2f}, {samples.max().item():.2f}]")
 show_images(samples, nrow=8, title="64 new digits: $z \\sim \\mathcal{N}(0, I)$, decoded")
 plt.show()

@@ -31,6 +31,7 @@
 #   multiplier helps for one paragraph but is not needed.
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 # %matplotlib inline
 import math
 import warnings
@@ -43,10 +44,11 @@ import vaelib.evaluation
 import vaelib.kl
 import vaelib.pretrained
 import vaelib.reparameterization
-from vaelib.plotting import show_images
+from vaelib.plotting import save_figure, show_images
 from vaelib.schedules import Constant, Cyclical, LinearWarmup, Sigmoid
 
 FAST = vaelib.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
+print(vaelib.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
 TRAIN_FROM_SCRATCH = False     # set True to retrain instead of loading pretrained/ checkpoints
 torch.manual_seed(0)
 device = "cpu"
@@ -172,7 +174,7 @@ ax.set(xlabel="rate R = KL (nats)", ylabel="distortion D = -reconstruction (nats
        title="rate-distortion trade-off of the β-VAE", ylim=(min(distortions) - 5, max(distortions) + 5))
 ax.grid(alpha=0.3)
 ax.legend(fontsize=8)
-fig.savefig("../figures/rate_distortion.png", dpi=120, bbox_inches="tight")
+save_figure(fig, "rate_distortion.png")
 plt.show()
 
 # %% [markdown]

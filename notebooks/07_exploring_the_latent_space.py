@@ -44,6 +44,7 @@
 #   trigonometry ($\sin(a-b)$).
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 # %matplotlib inline
 import io
 import math
@@ -56,9 +57,10 @@ from PIL import Image as PILImage
 import vaelib
 import vaelib.pretrained
 import vaelib.reparameterization
-from vaelib.plotting import lerp, plot_interpolation, plot_latent_scatter, plot_manifold, show_images, slerp
+from vaelib.plotting import figure_path, lerp, plot_interpolation, plot_latent_scatter, plot_manifold, show_images, slerp
 
 FAST = vaelib.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
+print(vaelib.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
 TRAIN_FROM_SCRATCH = False     # set True to retrain instead of loading pretrained/ checkpoints
 torch.manual_seed(0)
 device = "cpu"
@@ -92,7 +94,7 @@ print(f"best test ELBO: {max(history['test_elbo']):.1f} nats per image")
 # the encoder has organised the data.
 
 # %%
-fig = plot_latent_scatter(model, test, n=5000, save="../figures/latent_scatter.png")
+fig = plot_latent_scatter(model, test, n=5000, save=figure_path("latent_scatter.png"))
 plt.show()
 
 # %% [markdown]
@@ -156,7 +158,7 @@ axis = torch.distributions.Normal(0.0, 1.0).icdf(p)
 print("grid values of z[0] (and z[1]):", [round(v, 2) for v in axis.tolist()])
 
 # %%
-fig = plot_manifold(model, n=n_grid, save="../figures/latent_manifold.png")
+fig = plot_manifold(model, n=n_grid, save=figure_path("latent_manifold.png"))
 plt.show()
 
 # %% [markdown]

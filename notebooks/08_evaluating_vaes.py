@@ -35,6 +35,7 @@
 # ## 1. Setup
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 # %matplotlib inline
 import math
 
@@ -43,10 +44,12 @@ import torch
 import torch.nn.functional as F
 
 import vaelib
+from vaelib.plotting import save_figure
 from vaelib.evaluation import bits_per_dim, evaluate_elbo, iwae_nll
 from vaelib.pretrained import load_or_train
 
 FAST = vaelib.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
+print(vaelib.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
 TRAIN_FROM_SCRATCH = False     # set True to retrain instead of loading pretrained/ checkpoints
 torch.manual_seed(0)
 device = "cpu"
@@ -404,7 +407,7 @@ for r, (label, imgs, dists) in enumerate(panels):
             ax.set_ylabel(label, fontsize=8)
 fig.suptitle("generated digits (row 1) and real test digits (row 3) above their nearest training images", fontsize=10)
 fig.tight_layout()
-fig.savefig("../figures/nearest_neighbours.png", dpi=120, bbox_inches="tight")
+save_figure(fig, "nearest_neighbours.png")
 plt.show()
 
 # %% [markdown]

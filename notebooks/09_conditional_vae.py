@@ -41,6 +41,7 @@
 # - Maths: conditional probability and Bayes' rule, one-hot vectors, matrix-vector products.
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 # %matplotlib inline
 import os
 import tempfile
@@ -52,9 +53,10 @@ import torch.nn.functional as F
 import vaelib
 import vaelib.cli
 import vaelib.pretrained
-from vaelib.plotting import plot_latent_scatter, plot_manifold, show_images
+from vaelib.plotting import figure_path, plot_latent_scatter, plot_manifold, show_images
 
 FAST = vaelib.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
+print(vaelib.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
 TRAIN_FROM_SCRATCH = False     # set True to retrain instead of loading pretrained/ checkpoints
 torch.manual_seed(0)
 device = "cpu"
@@ -259,7 +261,7 @@ y_grid = torch.arange(10).repeat(n_styles)              # 0..9 for every z:  (80
 print("z for row 0:", [round(v, 2) for v in z_grid[0].tolist()], "labels of row 0:", y_grid[:10].tolist())
 images = cvae.decode_mean(z_grid, y_grid)
 fig = show_images(images, nrow=10, title="rows: one z each; columns: y = 0 ... 9",
-                  save="../figures/cvae_styles.png")
+                  save=figure_path("cvae_styles.png"))
 plt.show()
 
 # %% [markdown]

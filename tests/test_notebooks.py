@@ -12,8 +12,14 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
-def test_the_series_is_there():
-    assert len(NOTEBOOKS) >= 1
+def test_the_series_is_there_numbered_without_gaps_and_in_the_learning_path():
+    numbers = [int(p.name[:2]) for p in NOTEBOOKS]
+    assert numbers == list(range(len(NOTEBOOKS))) and len(NOTEBOOKS) >= 10
+    guide = (NOTEBOOKS[0].parent / "README.md").read_text()
+    readme = (NOTEBOOKS[0].parent.parent / "README.md").read_text()
+    for path in NOTEBOOKS:
+        assert f"]({path.name})" in guide, f"{path.name} is missing from the learning path of notebooks/README.md"
+        assert f"](notebooks/{path.name})" in readme, f"{path.name} is missing from README.md's course table"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

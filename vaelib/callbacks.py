@@ -5,7 +5,8 @@ the history so far, the epoch and step counters):
 
     on_fit_start(run)              before the first epoch (after resuming)
     on_batch_end(run, estimate)    after each optimizer step (estimate: vaelib.objectives.Estimate)
-    on_epoch_end(run, record)      after each epoch and its test evaluation (record: one history row)
+    on_epoch_end(run, record)      after each epoch and its test evaluation (record: one history row);
+                                   setting ``run.stop = True`` ends training after this epoch
     on_fit_end(run)                after the last epoch, also when training stops with an error
 
 ``fit`` adds :class:`NaNGuard` and :class:`ProgressBar` itself, and :class:`Checkpoints` and
@@ -48,6 +49,7 @@ class Run:
     train: object = None            # the data (vaelib.ImageData)
     test: object = None
     train_args: dict | None = None  # recorded in checkpoints (the command line's flags)
+    stop: bool = False              # a callback sets it to end training after this epoch
 
     @property
     def last_batch(self) -> bool:

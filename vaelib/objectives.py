@@ -39,7 +39,7 @@ class Estimate:
 
 class ELBOObjective:
     """The ELBO (``beta = 1``) or the beta-ELBO, optionally with free bits; ``compile=True`` runs it
-    through ``torch.compile``."""
+    through ``torch.compile`` (or a compile mode such as ``"reduce-overhead"``: CUDA graphs on a GPU)."""
 
     def __init__(self, beta=1.0, compile: bool = False, free_bits: float = 0.0):
         self.schedule = beta if callable(beta) else Constant(beta)
@@ -77,7 +77,8 @@ class ELBOObjective:
             def terms(x, y):
                 t = model.elbo_terms(x, y=y)
                 return t.reconstruction, t.kl
-            self._compiled = torch.compile(terms)
+            mode = self.compile if isinstance(self.compile, str) else None
+            self._compiled = torch.compile(terms, mode=mode)
         try:
             return self._compiled(x, y)
         except Exception as err:  # no C++ compiler, an unsupported op, ...: train anyway, eagerly

@@ -18,7 +18,7 @@ from .files import atomic_write
 from .settings import fast_mode, figures_dir
 
 __all__ = ["image_grid", "show_images", "show_reconstructions", "plot_history", "plot_latent_scatter",
-           "plot_manifold", "plot_interpolation", "save_image_grid", "save_figure", "image_format", "slerp", "lerp"]
+           "plot_manifold", "plot_interpolation", "save_image_grid", "save_figure", "figure_path", "image_format", "slerp", "lerp"]
 
 
 def _save(fig, save):
@@ -47,13 +47,19 @@ def image_format(path) -> str:
     return suffix
 
 
+def figure_path(name: str) -> Path | None:
+    """``figures/<name>`` in learner mode, ``None`` in fast mode: for the ``save=`` argument of the
+    plotting functions, so that a smoke run never overwrites the committed figures."""
+    return None if fast_mode() else figures_dir() / name
+
+
 def save_figure(figure_or_images, name: str, nrow: int = 8) -> Path | None:
     """Save a notebook's figure (a matplotlib Figure, or images as a grid) as ``figures/<name>``,
     in learner mode only (vaelib.settings): a smoke run never overwrites the committed figures.
     Returns the path, or ``None`` in fast mode."""
-    if fast_mode():
+    path = figure_path(name)
+    if path is None:
         return None
-    path = figures_dir() / name
     if isinstance(figure_or_images, torch.Tensor):
         return save_image_grid(figure_or_images, path, nrow=nrow)
     image_format(path)

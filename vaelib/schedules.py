@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["Constant", "LinearWarmup", "Cyclical", "Sigmoid", "make_schedule", "SCHEDULES"]
+__all__ = ["Constant", "LinearWarmup", "Cyclical", "Sigmoid", "WarmupCosine", "make_schedule", "SCHEDULES"]
 
 
 class Constant:
@@ -73,6 +73,26 @@ class Sigmoid:
 
     def __repr__(self):
         return f"Sigmoid(beta_max={self.beta_max:g}, midpoint={self.midpoint}, width={self.width:g})"
+
+
+class WarmupCosine:
+    """A learning-rate factor: rises linearly from 0 to 1 over ``warmup_steps``, then follows a cosine
+    down to ``final`` at ``total_steps`` (and stays there). ``fit(lr_schedule=...)`` multiplies the
+    learning rate by it each step: a larger batch can take a larger learning rate this way."""
+
+    def __init__(self, total_steps: int, warmup_steps: int = 0, final: float = 0.0):
+        if total_steps <= 0 or not 0 <= warmup_steps < total_steps:
+            raise ValueError(f"need 0 <= warmup_steps < total_steps, got {warmup_steps} and {total_steps}")
+        self.total_steps, self.warmup_steps, self.final = int(total_steps), int(warmup_steps), float(final)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        t = min(1.0, (step - self.warmup_steps) / (self.total_steps - self.warmup_steps))
+        return self.final + (1 - self.final) * 0.5 * (1 + math.cos(math.pi * t))
+
+    def __repr__(self):
+        return f"WarmupCosine(total_steps={self.total_steps}, warmup_steps={self.warmup_steps}, final={self.final:g})"
 
 
 SCHEDULES = {"constant": Constant, "linear": LinearWarmup, "cyclical": Cyclical, "sigmoid": Sigmoid}

@@ -92,7 +92,7 @@ class History(list):
 
 
 def train_epoch(run: Run, objective, batch_size: int, seed: int = 0, clip_grad: float | None = None,
-                precision: str = "fp32", callbacks=()) -> dict:
+                precision: str = "fp32", callbacks=(), lr_schedule=None) -> dict:
     """One pass over ``run.train`` with shuffled batches; returns the epoch's ``train_*`` averages.
 
     The epoch's seed (``seed`` and the epoch number) fixes the shuffling, the dynamic binarization
@@ -113,6 +113,9 @@ def train_epoch(run: Run, objective, batch_size: int, seed: int = 0, clip_grad: 
         estimate.loss.backward()
         if clip_grad is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+        if lr_schedule is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = group["initial_lr"] * lr_schedule(run.step)
         optimizer.step()
         for name, value in estimate.sums.items():
             sums[name] = sums.get(name, 0) + value.detach().float()
@@ -150,7 +153,7 @@ def resume(run: Run, path, lr: float) -> None:
     if ckpt.get("optimizer"):
         run.optimizer.load_state_dict(ckpt["optimizer"])
         for group in run.optimizer.param_groups:  # the saved lr would silently win
-            group["lr"] = lr
+            group["lr"] = group["initial_lr"] = lr
     run.history = History(ckpt.get("history", []))
     run.epoch = int(ckpt.get("epoch", len(run.history)))
     run.step = run.epoch * run.steps_per_epoch
@@ -172,7 +175,7 @@ def _fit_shapes(model, data) -> None:
 
 def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_size: int = 128, beta=1.0,
         iwae_k: int = 1, free_bits: float = 0.0, objective=None, device=None, seed: int = 0, clip_grad: float | None = None,
-        precision: str = "fp32", compile: bool = False, run_dir=None, resume_from=None,
+        precision: str = "fp32", compile: bool = False, lr_schedule=None, run_dir=None, resume_from=None,
         train_args: dict | None = None, collapse_threshold: float | None = None, callbacks=(),
         eval_batch_size: int = 1000, progress: bool = True, on_epoch_end=None) -> History:
     """Train ``model`` on ``train`` for ``epochs`` epochs with Adam; return the :class:`History`.
@@ -193,7 +196,10 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
         clip_grad: clip the gradient norm to this value (``None``: no clipping).
         precision: ``"fp32"``, or ``"bf16"`` for bfloat16 autocast of the forward pass (faster on GPUs and
             on CPUs with AMX/AVX-512-BF16; weights, optimizer and loss sums stay float32).
-        compile: run the ELBO through ``torch.compile`` (falls back to eager with a warning).
+        lr_schedule: a factor ``f(step)`` the learning rate is multiplied by at each step
+            (e.g. vaelib.schedules.WarmupCosine).
+        compile: run the ELBO through ``torch.compile`` (falls back to eager with a warning); a string
+            is the compile mode (``"reduce-overhead"``: CUDA graphs).
         run_dir: write ``checkpoint_last.pth``, ``checkpoint_best.pth`` and ``history.csv`` there.
         resume_from: a checkpoint to continue (``lr`` replaces its learning rate).
         collapse_threshold: warn when the test KL per latent dimension falls below it (nats).
@@ -229,7 +235,10 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
     if distributed.active():  # each process trains on its shard; DDP averages the gradients
         train, test = distributed.shard(train), None if test is None else distributed.shard(test)
     train, test = train.to(device), None if test is None else test.to(device)  # moved once, batches by indexing
-    run = Run(model, make_adam(model.parameters(), lr), epochs, History(), train=train, test=test,
+    optimizer = make_adam(model.parameters(), lr)
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", lr)  # what lr_schedule's factor multiplies
+    run = Run(model, optimizer, epochs, History(), train=train, test=test,
               train_args=train_args, steps_per_epoch=math.ceil(len(train) / batch_size))
     if resume_from is not None:
         resume(run, resume_from, lr)
@@ -248,7 +257,7 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
     try:
         for _ in range(run.epoch, epochs):
             t0 = time.perf_counter()
-            record = train_epoch(run, objective, batch_size, seed, clip_grad, precision, callbacks)
+            record = train_epoch(run, objective, batch_size, seed, clip_grad, precision, callbacks, lr_schedule)
             if test is not None:
                 record.update(test_record(model, test, eval_batch_size, seed))
             record["seconds"] = time.perf_counter() - t0
@@ -256,6 +265,8 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
             run.epoch += 1
             for callback in callbacks:
                 callback.on_epoch_end(run, record)
+            if run.stop:  # a callback ended training early
+                break
     finally:
         for callback in callbacks:
             callback.on_fit_end(run)
