@@ -15,7 +15,7 @@ from __future__ import annotations
 
 # One module per notebook, in course order; each lists its checks in __all__.
 from . import (introduction, autoencoders, elbo, kl, reparameterization,
-               training, beta, latent_space, evaluation, conditional)
+               training, beta, latent_space, evaluation, conditional, your_own_data)
 from .autoencoders import *  # noqa: F401,F403
 from .beta import *  # noqa: F401,F403
 from .conditional import *  # noqa: F401,F403
@@ -26,7 +26,8 @@ from .kl import *  # noqa: F401,F403
 from .latent_space import *  # noqa: F401,F403
 from .reparameterization import *  # noqa: F401,F403
 from .training import *  # noqa: F401,F403
+from .your_own_data import *  # noqa: F401,F403
 
 __all__ = [name for module in (introduction, autoencoders, elbo, kl, reparameterization,
-                                  training, beta, latent_space, evaluation, conditional)
+                                  training, beta, latent_space, evaluation, conditional, your_own_data)
            for name in module.__all__]
