@@ -15,8 +15,9 @@ from __future__ import annotations
 
 # One module per notebook, in course order, then the capstone projects; each lists its checks in __all__.
 from . import (introduction, autoencoders, elbo, kl, reparameterization,
-               training, beta, latent_space, evaluation, conditional, capstone)
+               training, beta, latent_space, evaluation, conditional, autoregressive, capstone)
 from .autoencoders import *  # noqa: F401,F403
+from .autoregressive import *  # noqa: F401,F403
 from .beta import *  # noqa: F401,F403
 from .capstone import *  # noqa: F401,F403
 from .conditional import *  # noqa: F401,F403
@@ -29,5 +30,5 @@ from .reparameterization import *  # noqa: F401,F403
 from .training import *  # noqa: F401,F403
 
 __all__ = [name for module in (introduction, autoencoders, elbo, kl, reparameterization,
-                                  training, beta, latent_space, evaluation, conditional, capstone)
+                                  training, beta, latent_space, evaluation, conditional, autoregressive, capstone)
            for name in module.__all__]
