@@ -590,8 +590,8 @@ plt.show()
 # Same data (grey levels, no binarization: the Gaussian and continuous Bernoulli are densities on
 # $[0, 1]$), same MLP as above (784-400-20), same seed, same recipe; only the likelihood differs. A few hundred
 # steps are not enough to compare likelihoods fairly (every model is still blurry then), so the four models
-# below were trained to convergence beforehand, 30 epochs on all 60,000 images each (about 90 seconds per
-# model on a laptop CPU; the commands are in `pretrained/README.md`), and `load_or_train` loads them. Set
+# below were trained much longer beforehand, 20 epochs on all 60,000 images each (a minute or two per model on a
+# laptop CPU; the commands are in `pretrained/README.md`), and `load_or_train` loads them. Set
 # `TRAIN_FROM_SCRATCH = True` to train them here instead (briefly). The learned $\sigma$ started at 1.
 
 # %%
