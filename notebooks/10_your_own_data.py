@@ -473,9 +473,9 @@ print(f"learned sigma: {models['learned_gaussian'].likelihood.sigma:.3f}; root-m
 # its BCE-based $-\mathcal L_k$ at the grey levels $k/255$ in bits per pixel, with no dequantization.
 #
 # First, once by hand: the importance-weighted bound of notebook 08 in plain torch, from the networks
-# up, for the learned-$\sigma$ Gaussian, must give `iwae_nll`'s bits/dim for the same noise (`iwae_nll`
-# seeds its generator with `seed + 1`, takes $16384/k$ images at a time and draws all $k$ samples of
-# a batch at once).
+# up, for the learned-$\sigma$ Gaussian, must give `iwae_nll`'s bits/dim for the same noise: `iwae_nll`
+# gives image $i$ its own generator, `vaelib.evaluation.image_generator(seed, i, device)`, so that an
+# image's bound does not depend on the batch it was computed in, and draws its $k$ samples from it.
 
 # %%
 k_eval = test.images[:N_EVAL]                 # uint8 (N_EVAL, 1, 28, 28)
@@ -485,19 +485,19 @@ D = 784
 
 
 @torch.no_grad()
-def my_bits_per_dim(model, y, k, log_density, seed=1):
+def my_bits_per_dim(model, y, k, log_density, seed=0):
     """8 + (-mean L_k) / (D ln 2), in plain torch; log_density(y, decoder_output) is per pixel."""
-    generator, bounds = torch.Generator().manual_seed(seed), []
-    batch = 16384 // k                                   # iwae_nll's batches: the same draws of eps
-    for y_batch in y.split(batch):
-        mu, logvar = model.encoder(y_batch)                                        # (B, LATENT) each
-        eps = torch.randn(k, *mu.shape, generator=generator)                       # (k, B, LATENT)
+    bounds = []
+    for i, y_i in enumerate(y.split(1)):                                           # one image at a time
+        generator = vaelib.evaluation.image_generator(seed, i, "cpu")              # image i's draws of eps
+        mu, logvar = model.encoder(y_i)                                            # (1, LATENT) each
+        eps = torch.randn(k, *mu.shape, generator=generator)                       # (k, 1, LATENT)
         z = mu + torch.exp(0.5 * logvar) * eps
-        out = model.decoder(z.flatten(0, 1)).view(k, *y_batch.shape)              # (k, B, 1, 28, 28)
-        log_px = log_density(y_batch, out).sum(dim=(2, 3, 4))                      # (k, B)
+        out = model.decoder(z.flatten(0, 1)).view(k, *y_i.shape)                   # (k, 1, 1, 28, 28)
+        log_px = log_density(y_i, out).sum(dim=(2, 3, 4))                          # (k, 1)
         log_pz = (-0.5 * z**2 - 0.5 * math.log(2 * math.pi)).sum(-1)               # N(0, I)
         log_qz = (-0.5 * eps**2 - 0.5 * logvar - 0.5 * math.log(2 * math.pi)).sum(-1)
-        bounds.append(torch.logsumexp(log_px + log_pz - log_qz, dim=0) - math.log(k))   # L_k per image
+        bounds.append(torch.logsumexp(log_px + log_pz - log_qz, dim=0) - math.log(k))   # L_k, (1,)
     return 8 - torch.cat(bounds).mean().item() / (D * math.log(2))
 
 
