@@ -27,10 +27,11 @@ from . import (  # noqa: E402
     conditional,
     your_own_data,
     autoregressive,
+    posteriors,
     capstone,
 )
 
 _MODULES = (introduction, autoencoders, elbo, kl, reparameterization, training, beta, latent_space, evaluation,
-            conditional, your_own_data, autoregressive, capstone)
+            conditional, your_own_data, autoregressive, posteriors, capstone)
 __all__ = [name for module in _MODULES for name in module.__all__]
 globals().update({name: getattr(module, name) for module in _MODULES for name in module.__all__})

@@ -1,0 +1,121 @@
+"""The checks of notebook 12 accept a right answer and reject known wrong ones with the intended hint."""
+import pytest
+import torch
+from torch.distributions import MultivariateNormal, Normal
+
+from vaelib import checks
+
+
+def _run(check, fn, capsys):
+    ok = check(fn)
+    return ok, capsys.readouterr().out.strip()
+
+
+def _log_n(v):
+    return Normal(0.0, 1.0).log_prob(v).sum(-1)
+
+
+def _eps(z, L, b):
+    return torch.linalg.solve_triangular(L, (z - b).T, upper=False).T
+
+
+def right_affine(z, L, b):
+    return _log_n(_eps(z, L, b)) - torch.log(torch.diagonal(L).abs()).sum()
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda z, L, b: _log_n(_eps(z, L, b)) + torch.log(torch.diagonal(L).abs()).sum(), "wrong sign"),
+    (lambda z, L, b: _log_n(_eps(z, L, b)) - torch.log(torch.diagonal(L)).sum(), "absolute value"),
+    (lambda z, L, b: _log_n(_eps(z, L, b)), "volume change is missing"),
+    (lambda z, L, b: _log_n((z - b) @ L.T) - torch.log(torch.diagonal(L).abs()).sum(), "instead of undoing it"),
+    (lambda z, L, b: _log_n(torch.linalg.solve_triangular(L.T, (z - b).T, upper=True).T)
+     - torch.log(torch.diagonal(L).abs()).sum(), "transposed"),
+    (lambda z, L, b: _log_n(z - b) - torch.log(torch.diagonal(L).abs()).sum(), "without undoing L"),
+    (lambda z, L, b: _log_n(z) - torch.log(torch.diagonal(L).abs()).sum(), "at z itself"),
+    (lambda z, L, b: Normal(0.0, 1.0).log_prob(_eps(z, L, b)) - torch.log(torch.diagonal(L).abs()), "sum over the latent"),
+])
+def test_affine_flow_log_prob(fn, hint, capsys):
+    assert _run(checks.check_affine_flow_log_prob, right_affine, capsys) == (
+        True, "✓ check_affine_flow_log_prob: correct on 3 affine flows, including ones that flip an axis")
+    ok, out = _run(checks.check_affine_flow_log_prob, fn, capsys)
+    assert not ok and out.startswith("✗") and hint in out
+
+
+def test_affine_flow_log_prob_accepts_other_right_answers(capsys):
+    def with_inverse(z, L, b):                      # the explicit inverse is fine too
+        return _log_n((z - b) @ torch.linalg.inv(L).T) - torch.linalg.slogdet(L)[1]
+
+    assert _run(checks.check_affine_flow_log_prob, with_inverse, capsys)[0]
+
+
+def _psi(z, w, b, derivative=lambda a: 1 - torch.tanh(a) ** 2):
+    return derivative(z @ w + b)[:, None] * w
+
+
+def right_planar(z, u, w, b):
+    return torch.log(torch.abs(1 + _psi(z, w, b) @ u))
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda z, u, w, b: -right_planar(z, u, w, b), "sign is flipped"),
+    (lambda z, u, w, b: torch.abs(1 + _psi(z, w, b) @ u), "det J itself"),
+    (lambda z, u, w, b: torch.log(torch.abs(1 + _psi(z, w, b, torch.tanh) @ u)), "derivative belongs"),
+    (lambda z, u, w, b: torch.log(torch.abs(1 + w.expand_as(z) @ u)), "chain rule"),
+    (lambda z, u, w, b: torch.log(torch.abs(1 + _psi(z, w, b, lambda a: 1 - torch.tanh(a)) @ u)), "square the tanh"),
+    (lambda z, u, w, b: torch.log(torch.abs(_psi(z, w, b) @ u)), "add the 1"),
+    (lambda z, u, w, b: torch.log(torch.abs(1 + _psi(z, w, b) @ u)).sum(), "expected shape"),
+])
+def test_planar_log_det(fn, hint, capsys):
+    assert _run(checks.check_planar_log_det, right_planar, capsys) == (
+        True, "✓ check_planar_log_det: correct on 3 planar flows (D = 2, 3, 5), against autograd's Jacobian")
+    ok, out = _run(checks.check_planar_log_det, fn, capsys)
+    assert not ok and out.startswith("✗") and hint in out
+
+
+def test_planar_log_det_accepts_the_full_determinant(capsys):
+    def brute_force(z, u, w, b):
+        J = torch.eye(len(u)) + u[None, :, None] * _psi(z, w, b)[:, None, :]   # I + u psi^T, row by row
+        return torch.linalg.slogdet(J)[1]
+
+    assert _run(checks.check_planar_log_det, brute_force, capsys)[0]
+
+
+def right_elbo(log_joint, mu, L, eps):
+    z = mu + eps @ L.T
+    return (log_joint(z) - (_log_n(eps) - torch.log(torch.diagonal(L)).sum())).mean()
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda lj, mu, L, eps: lj(mu + eps @ L.T) - (_log_n(eps) - torch.log(torch.diagonal(L)).sum()), "one value per sample"),
+    (lambda lj, mu, L, eps: (lj(mu + eps @ L.T) - (_log_n(eps) - torch.log(torch.diagonal(L)).sum())).sum(),
+     "sum over samples"),
+    (lambda lj, mu, L, eps: (lj(mu + eps @ L.T) - _log_n(eps)).mean(), "volume term"),
+    (lambda lj, mu, L, eps: (lj(mu + eps @ L.T) - _log_n(eps) - torch.log(torch.diagonal(L)).sum()).mean(),
+     "wrong sign"),
+    (lambda lj, mu, L, eps: (lj(mu + eps @ L) - (_log_n(eps) - torch.log(torch.diagonal(L)).sum())).mean(),
+     "covariance L^T L"),
+    (lambda lj, mu, L, eps: (lj(mu + eps @ L.T) - (_log_n(mu + eps @ L.T) - torch.log(torch.diagonal(L)).sum())).mean(),
+     "standard normal at z"),
+    (lambda lj, mu, L, eps: lj(mu + eps @ L.T).mean(), "every sample gives log Z"),
+])
+def test_full_gaussian_elbo(fn, hint, capsys):
+    assert _run(checks.check_full_gaussian_elbo, right_elbo, capsys) == (
+        True, "✓ check_full_gaussian_elbo: correct on 3 cases; with q equal to a Gaussian posterior it returns log Z exactly")
+    ok, out = _run(checks.check_full_gaussian_elbo, fn, capsys)
+    assert not ok and out.startswith("✗") and hint in out
+
+
+def test_full_gaussian_elbo_accepts_torch_distributions(capsys):
+    def with_mvn(log_joint, mu, L, eps):
+        z = mu + eps @ L.T
+        return (log_joint(z) - MultivariateNormal(mu, scale_tril=L).log_prob(z)).mean().item()
+
+    assert _run(checks.check_full_gaussian_elbo, with_mvn, capsys)[0]
+
+
+def test_the_checks_are_exported_and_strict_mode_raises(monkeypatch, capsys):
+    from vaelib.checks import posteriors
+    assert set(posteriors.__all__) <= set(checks.__all__)
+    monkeypatch.setenv("VAELIB_CHECKS_STRICT", "1")
+    with pytest.raises(AssertionError, match="check_planar_log_det"):
+        checks.check_planar_log_det(lambda z, u, w, b: -right_planar(z, u, w, b))
