@@ -15,7 +15,7 @@ from __future__ import annotations
 
 # One module per notebook, in course order, then the capstone projects; each lists its checks in __all__.
 from . import (introduction, autoencoders, elbo, kl, reparameterization,
-               training, beta, latent_space, evaluation, conditional, capstone)
+               training, beta, latent_space, evaluation, conditional, priors, capstone)
 from .autoencoders import *  # noqa: F401,F403
 from .beta import *  # noqa: F401,F403
 from .capstone import *  # noqa: F401,F403
@@ -25,9 +25,10 @@ from .evaluation import *  # noqa: F401,F403
 from .introduction import *  # noqa: F401,F403
 from .kl import *  # noqa: F401,F403
 from .latent_space import *  # noqa: F401,F403
+from .priors import *  # noqa: F401,F403
 from .reparameterization import *  # noqa: F401,F403
 from .training import *  # noqa: F401,F403
 
 __all__ = [name for module in (introduction, autoencoders, elbo, kl, reparameterization,
-                                  training, beta, latent_space, evaluation, conditional, capstone)
+                                  training, beta, latent_space, evaluation, conditional, priors, capstone)
            for name in module.__all__]
