@@ -34,7 +34,6 @@
 # NBVAL_IGNORE_OUTPUT
 # %matplotlib inline
 import math
-import warnings
 
 import matplotlib.pyplot as plt
 import torch
@@ -307,8 +306,8 @@ for name, schedule in schedules.items():
     print(f"{name:15s} {schedule!r}")
 
 # %% [markdown]
-# The schedules last as long as the training runs below: 20 epochs (warm-up over the first half, four cycles). Their
-# lengths depend on the number of steps, so they differ between fast and full mode.
+# The schedules are drawn over 20 epochs of the MLP above (warm-up over the first half, four cycles); their lengths
+# count optimizer steps, so they differ between fast and full mode.
 
 # %%
 steps = torch.arange(total_steps)
@@ -325,33 +324,52 @@ plt.show()
 # $\beta_\text{max}$ over the second half of training. The cyclical schedule repeats a faster warm-up four times, so the
 # model gets several chances to re-learn to use $z$ at low $\beta$.
 #
-# ## 5. Does annealing prevent the collapse?
+# ## 5. Collapse where it really happens, and its cure
 #
-# We train the same model three times with $\beta_\text{max} = 10$, large enough that a constant $\beta$ starts out
-# collapsed but small enough that the optimum still uses $z$, with the collapse warning at 0.06 nats per dimension.
+# With the MLP decoders of this notebook, $\beta = 1$ does not collapse: a decoder that draws every pixel independently
+# given $z$ needs $z$ for every stroke, so information in $z$ pays for itself from the start. Collapse at $\beta = 1$
+# happens with decoders that can model an image well *without* $z$. The `pixelcnn` likelihood of notebook 11 is one:
+# each pixel is predicted from $z$ **and** from a 7x7 window of the pixels above and to its left, so the decoder can
+# draw plausible strokes from the pixels it has already drawn, and $z$ is only worth its KL if it adds something the
+# window cannot.
+#
+# Three runs of the same small model (a conv encoder, latent size 20, the `pixelcnn` decoder; 12 epochs on all of
+# MNIST, bf16, seed 0) differ only in how the KL enters the objective: **no cure** ($\beta = 1$ from the first step),
+# a **linear warm-up** of $\beta$ from 0 to 1 over the first 6 epochs, and **free bits** (each latent dimension's KL
+# counts as at least 0.25 nats, exercise 1's idea: below that, the KL exerts no pull). They take about 2 minutes each
+# on a laptop CPU, so they come pretrained (`pretrained/pixel_*.pth`, commands in `pretrained/README.md`); their
+# stored histories hold the curves. (Without the files, or with `TRAIN_FROM_SCRATCH = True`, `load_or_train`
+# trains each for a few epochs on a subset instead.)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-runs = {}
-for name, schedule in schedules.items():
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        runs[name] = vaelib.fit(make_model(), train, test, epochs=epochs, beta=schedule, device=device,
-                                progress=False, collapse_threshold=0.06)
-    collapse_warnings = [str(w.message) for w in caught if "posterior collapse" in str(w.message)]
-    print(f"{name}: " + (collapse_warnings[0] if collapse_warnings else "no collapse warning"))
+def make_pixel_model():
+    torch.manual_seed(0)
+    return vaelib.build_vae("conv", latent_dim=20, hidden=128, channels=16, likelihood="pixelcnn")
+
+
+pixel_runs = {"no cure": ("pixel_plain", {}),
+              "KL warm-up": ("pixel_warmup", {"beta": LinearWarmup(1.0, 6 * -(-len(train) // 128))}),
+              "free bits 0.25": ("pixel_freebits", {"free_bits": 0.25})}
+pixel_models, pixel_histories = {}, {}
+for name, (file, options) in pixel_runs.items():
+    pixel_models[name], pixel_histories[name] = vaelib.pretrained.load_or_train(
+        file, make_pixel_model, train, test, train_from_scratch=TRAIN_FROM_SCRATCH, epochs=2 if FAST else 6,
+        device=device, progress=False, **options)
+for name, history in pixel_histories.items():
+    last = history[-1]
+    print(f"{name:15s} {len(history):2d} epochs: KL after epoch 1 {history[0]['test_kl']:5.2f} nats, at the end "
+          f"{last['test_kl']:5.2f}; active units {last['active_units']:2d}/20; test ELBO {last['test_elbo']:6.1f}")
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-for name, history in runs.items():
+for name, history in pixel_histories.items():
     axes[0].plot(history["epoch"], history["beta"], marker="o", ms=3, label=name)
-    axes[1].semilogy(history["epoch"], history["test_kl"], marker="o", ms=3, label=name)
+    axes[1].plot(history["epoch"], history["test_kl"], marker="o", ms=3, label=name)
     axes[2].plot(history["epoch"], history["active_units"], marker="o", ms=3, label=name)
 axes[0].set(xlabel="epoch", ylabel="mean β during the epoch", title="β")
-axes[1].set(xlabel="epoch", ylabel="test KL (nats, log scale)", title="rate: test KL per epoch")
-axes[1].axhline(0.06 * 10, color="0.4", ls=":", lw=1)
-axes[1].text(1, 0.06 * 10 * 1.1, "collapse threshold", fontsize=8, color="0.4")
-axes[2].set(xlabel="epoch", ylabel="active units (of 10)", title="active units", ylim=(-0.5, 10.5))
+axes[1].set(xlabel="epoch", ylabel="test KL (nats)", title="rate: test KL per epoch")
+axes[2].set(xlabel="epoch", ylabel="active units (of 20)", title="active units", ylim=(-0.5, 20.5))
 for ax in axes:
     ax.grid(alpha=0.3)
 axes[1].legend(fontsize=8)
@@ -359,42 +377,46 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Middle panel, the key one. With a constant $\beta = 10$ (blue) the KL falls to the collapse threshold early in training
-# (in the first epoch, or within a few with fewer steps per epoch as in fast mode; `fit` warns): the encoder sends almost
-# nothing, and it takes the model epochs to climb back out. The linear warm-up (orange) starts with $\beta \approx 0$: the KL shoots up as the model learns to encode, then comes
-# down as $\beta$ rises, and stays far from collapse. The cyclical schedule (green) re-opens the channel at the start of
-# every cycle (the KL jumps up when $\beta$ resets to 0) and is pulled back down while $\beta$ holds at $\beta_\text{max}$. Its
-# first cycle, the shortest warm-up of the three, can come close to collapse (in fast mode it touches the threshold);
-# the later cycles start from a model that already uses $z$ and stay above it. Right panel: the active-unit count shows
-# the constant schedule's early dip too, more coarsely: a unit counts as active as soon as its posterior mean varies a little
-# (variance over 0.01), even when it carries only a small fraction of a nat.
+# Middle panel, the key one. Without a cure (blue) the KL stays near 0 from the first epoch on: the window-based decoder
+# gets good enough on its own before $z$ carries anything, the KL's pull keeps $q(z|x)$ on the prior, and the model
+# stays in that trap, with next to no active units (right). With the warm-up (orange) the first epochs cost almost
+# nothing for information in $z$, so the encoder learns a code; when $\beta$ reaches 1 the KL comes down somewhat but
+# the code stays in use. Free bits (green) never pay for the first 0.25 nats of each dimension, so there is no pull to
+# resist: the KL settles well above the collapsed run's. The numbers printed above give the same story per run.
 #
-# At the end of training, with the same final $\beta$ for all three:
+# Collapse is not only a number: decode the same 8 prior draws with each model. With a collapsed code, $z$ changes
+# nothing but the random strokes the decoder draws pixel by pixel.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-for name, history in runs.items():
-    last = history[-1]
-    print(f"{name:15s} final test KL {last['test_kl']:4.1f} nats, reconstruction {last['test_reconstruction']:6.1f}, "
-          f"ELBO {last['test_elbo']:6.1f}, active units {last['active_units']}/10, "
-          f"lowest KL during training {min(history['test_kl']):.2f}")
+z_show = torch.randn(8, 20, generator=torch.Generator().manual_seed(0))
+fig, axes = plt.subplots(1, 3, figsize=(13, 1.8))
+for ax, (name, m) in zip(axes, pixel_models.items()):
+    show_images(m.decode_mean(z_show, generator=torch.Generator().manual_seed(1)), nrow=8, ax=ax, title=name)
+plt.show()
+kl_plain, kl_warm = pixel_histories["no cure"][-1]["test_kl"], pixel_histories["KL warm-up"][-1]["test_kl"]
+assert kl_warm > kl_plain
 
 # %% [markdown]
-# The annealed runs end with more information in $z$ and a better reconstruction than the constant run, which spent its
-# first epochs collapsed; all three face the same objective at the end, so with (much) longer training they would meet.
-# Annealing cures the *optimization* side of collapse. It cannot cure the *objective* side: anneal to $\beta = 30$ and the
-# model collapses anyway once $\beta$ gets there, because then the collapsed model is the optimum. Against that, lower
-# $\beta$, or change the objective so that a little KL is free ("free bits", exercise 1).
+# Each panel decodes the same eight $z$, drawn from $\mathcal{N}(0, I)$, drawing every image pixel by pixel. Read the
+# panels with the KLs printed above: where the code carries a few nats, different $z$ give different digits; where it
+# carries almost nothing, what varies from image to image is only what the decoder draws by itself.
+#
+# Annealing and free bits cure the *optimization* side of collapse, the race that the KL wins at the start. Neither cures
+# the *objective* side: anneal to $\beta = 30$ and even the MLP of section 3 collapses once $\beta$ gets there, because
+# then the collapsed model is the optimum. Against that, lower $\beta$ (or give a little KL for free).
 #
 # ## Key takeaways
 #
 # - The β-VAE maximizes reconstruction $- \beta\,$KL. $\beta = 1$ is the ELBO; models are always *compared* by the ELBO.
 # - Rate $R$ = KL, distortion $D$ = minus reconstruction; $-\mathrm{ELBO} = D + R$ and the β-VAE minimizes $D + \beta R$.
 #   A sweep over $\beta$ traces the rate-distortion curve: large $\beta$, little information and blurry reconstructions.
-# - Posterior collapse: KL $\to 0$, no active units, identical samples. `fit(..., collapse_threshold=...)` warns.
+# - Posterior collapse: KL $\to 0$, no active units, identical samples. `fit(..., collapse_threshold=...)` warns. A large
+#   $\beta$ causes it with any decoder; a decoder that can model images without $z$ (the `pixelcnn` decoder) falls into it
+#   even at $\beta = 1$.
 # - Schedules are callables of the optimizer step (`vaelib.schedules.LinearWarmup`, `Cyclical`, ...). Starting with a small
-#   $\beta$ lets the model learn to use $z$ before the KL bites: it avoids the early collapse, not a collapse that the final
-#   objective prefers.
+#   $\beta$ lets the model learn to use $z$ before the KL bites, and free bits remove the KL's pull below a floor: both
+#   avoid the early collapse, neither a collapse that the final objective prefers.
 #
 # ## Exercises
 #
@@ -482,17 +504,19 @@ print(f"by the formula: {500 + 50 * math.log(99):.1f}")
 ### END SOLUTION
 
 # %% [markdown]
-# **Exercise 3 (core, written): reading the annealing runs.** In section 5 all three schedules end at the same $\beta = 10$. (a) Why do the annealed runs end
-# with a higher KL than the constant one, if they optimize the same objective at the end? (b) If you anneal to
-# $\beta_\text{max} = 30$ instead, what do you expect at the end of training, and why? (c) The sweep of section 2 is a
+# **Exercise 3 (core, written): reading the collapse runs.** In section 5 the run without a cure and the warm-up run
+# optimize the same objective, the ELBO with $\beta = 1$, from epoch 7 on. (a) Why does the warm-up run end with a
+# much higher KL than the run without a cure? (b) If you anneal the MLP of section 3 to $\beta_\text{max} = 30$
+# instead, what do you expect at the end of training, and why? (c) The sweep of section 2 is a
 # way to pick $\beta$; which $\beta$ would you pick to compare against published test log-likelihoods, and which to get a
 # code that holds only the coarsest information about each digit?
 #
 # ### BEGIN SOLUTION
-# (a) Training is not run to convergence. The constant run fell into (near-)collapse in its first epochs, where the
-# gradient towards using $z$ is weak, and it climbs out slowly; the annealed runs learned an informative code at small
-# $\beta$ first and only had to give some of it back as $\beta$ rose. Same objective, different starting points along the
-# way: with enough training they would meet.
+# (a) The run without a cure fell into collapse in its first epoch: its decoder learned to draw digits from the pixels
+# already drawn before $z$ carried anything, and from then on information in $z$ buys the decoder little, so the KL's
+# pull wins and the gradient towards using $z$ stays weak: a local optimum that training does not leave. The warm-up
+# run learned an informative code while the KL was nearly free, and a decoder that relies on it; raising $\beta$ then
+# only trims the code. Same objective, different points reached: the objective alone does not decide what training finds.
 # (b) Collapse again, only later: once $\beta$ reaches 30 the collapsed model is the optimum of the objective (section 3), so
 # the KL is driven to 0 whatever happened before. Annealing delays it; a smaller $\beta$ or free bits prevent it.
 # (c) $\beta = 1$: only then is the objective the ELBO, the bound that log-likelihood comparisons use. For a coarse code, a

@@ -182,8 +182,10 @@ def test_a_likelihood_may_be_an_object():
 
 
 @needs_mnist
-def test_every_pretrained_checkpoint_of_format_1_loads_and_knows_its_data():
+def test_every_pretrained_vae_loads_and_knows_its_data():
     for path in sorted((ROOT / "pretrained").glob("*.pth")):
+        if path.name == "mnist_classifier.pth":  # not a VAE (vaelib.sample_quality)
+            continue
         model = load(path)
         assert model.config.image_shape == (1, 28, 28), path
         assert model.checkpoint["data"]["dataset"] == "mnist", path

@@ -1,7 +1,7 @@
 """The command line: ``python -m vaelib train|generate|evaluate|export|coursework`` (also ``vaelib ...``).
 
 The flags of ``train`` and ``generate`` are those of the original project's ``train.py`` and
-``generate.py``, with the same names and meaning; dash spellings (``--num-epochs``) work too.
+``generate.py``, with the same names and meaning; dash spellings (``--num-epochs``) work too::
 
     python -m vaelib train my_run --likelihood_type mse --num_epochs 100
     python -m vaelib generate --checkpoint_path runs/my_run/checkpoint_best.pth --num_samples 64 \\

@@ -70,9 +70,12 @@ def make_adam(params, lr: float) -> torch.optim.Optimizer:
     """
     params = list(params)
     try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
+        optimizer = torch.optim.Adam(params, lr=lr, fused=True)
     except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device or torch version
-        return torch.optim.Adam(params, lr=lr)
+        optimizer = torch.optim.Adam(params, lr=lr)
+    for group in optimizer.param_groups:
+        group["initial_lr"] = lr  # what fit's lr_schedule multiplies
+    return optimizer
 
 
 class History(list):
@@ -159,6 +162,9 @@ def resume(run: Run, path, lr: float) -> None:
     run.step = run.epoch * run.steps_per_epoch
     if ckpt.get("best_test_elbo") is not None:
         run.best = ckpt["best_test_elbo"]
+    if run.epochs <= run.epoch:
+        warnings.warn(f"nothing to train: the model has already trained {run.epoch} epochs and epochs={run.epochs} "
+                      f"is the total; raise epochs to continue", stacklevel=3)
 
 
 def _fit_shapes(model, data) -> None:
@@ -171,6 +177,31 @@ def _fit_shapes(model, data) -> None:
     if model.num_classes and data.labels is None:
         raise ValueError("this VAE is conditional on labels: pass data with labels, e.g. fit(model, (images, labels))")
     model.data_info = data_info(data)  # what vaelib.save records
+
+
+def _checked(train, test, epochs, batch_size, lr, clip_grad, precision, resume_from):
+    """fit's data and numbers, checked: one ValueError naming the argument."""
+    train, test = as_data(train), None if test is None else as_data(test)
+    epochs, batch_size = whole_number("epochs", epochs, 0), whole_number("batch_size", batch_size)
+    positive_number("lr", lr)
+    if clip_grad is not None:
+        positive_number("clip_grad", clip_grad)
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    if len(train) == 0:
+        raise ValueError("the training data holds no images: check its subset or source")
+    if test is not None and len(test) == 0:
+        raise ValueError("the test data holds no images: pass test=None to train without a test set")
+    if epochs == 0 and resume_from is None:
+        raise ValueError("epochs=0 trains nothing: epochs is the total number of epochs (at least 1)")
+    return train, test, epochs, batch_size
+
+
+def _standard_callbacks(run_dir, progress, collapse_threshold, on_epoch_end) -> list:
+    return [NaNGuard(run_dir=run_dir), ProgressBar(progress),
+            *([Checkpoints(run_dir)] if run_dir is not None else []),
+            *([CollapseWarning(collapse_threshold, run_dir)] if collapse_threshold is not None else []),
+            *([EpochEnd(on_epoch_end)] if on_epoch_end is not None else [])]
 
 
 def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_size: int = 128, beta=1.0,
@@ -215,19 +246,7 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
         TrainingDiverged: the loss became NaN/inf; the model holds the last good epoch's weights and
             the checkpoints on disk are left as they were.
     """
-    train, test = as_data(train), None if test is None else as_data(test)
-    epochs, batch_size = whole_number("epochs", epochs, 0), whole_number("batch_size", batch_size)
-    positive_number("lr", lr)
-    if clip_grad is not None:
-        positive_number("clip_grad", clip_grad)
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
-    if len(train) == 0:
-        raise ValueError("the training data holds no images: check its subset or source")
-    if test is not None and len(test) == 0:
-        raise ValueError("the test data holds no images: pass test=None to train without a test set")
-    if epochs == 0 and resume_from is None:
-        raise ValueError("epochs=0 trains nothing: epochs is the total number of epochs (at least 1)")
+    train, test, epochs, batch_size = _checked(train, test, epochs, batch_size, lr, clip_grad, precision, resume_from)
     objective = objective or make_objective(beta, iwae_k, compile, free_bits)
     device = pick_device(device)
     model.to(device)
@@ -235,23 +254,15 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
     if distributed.active():  # each process trains on its shard; DDP averages the gradients
         train, test = distributed.shard(train), None if test is None else distributed.shard(test)
     train, test = train.to(device), None if test is None else test.to(device)  # moved once, batches by indexing
-    optimizer = make_adam(model.parameters(), lr)
-    for group in optimizer.param_groups:
-        group.setdefault("initial_lr", lr)  # what lr_schedule's factor multiplies
-    run = Run(model, optimizer, epochs, History(), train=train, test=test,
+    run = Run(model, make_adam(model.parameters(), lr), epochs, History(), train=train, test=test,
               train_args=train_args, steps_per_epoch=math.ceil(len(train) / batch_size))
     if resume_from is not None:
         resume(run, resume_from, lr)
-        if epochs <= run.epoch:
-            warnings.warn(f"nothing to train: the model has already trained {run.epoch} epochs and epochs={epochs} "
-                          f"is the total; raise epochs to continue", stacklevel=2)
     if distributed.active():
         objective = distributed.DistributedObjective(model, objective)
-    callbacks = [NaNGuard(run_dir=run_dir), *([ProgressBar(progress),  # all but the guard run on rank 0 only
-                 *([Checkpoints(run_dir)] if run_dir is not None else []),
-                 *([CollapseWarning(collapse_threshold, run_dir)] if collapse_threshold is not None else []),
-                 *callbacks, *([EpochEnd(on_epoch_end)] if on_epoch_end is not None else [])]
-                 if distributed.is_main() else [])]
+    callbacks = _standard_callbacks(run_dir, progress, collapse_threshold, on_epoch_end) + list(callbacks)
+    if not distributed.is_main():  # the guard runs everywhere, everything that writes or prints on rank 0
+        callbacks = [c for c in callbacks if isinstance(c, NaNGuard)]
     for callback in callbacks:
         callback.on_fit_start(run)
     try:

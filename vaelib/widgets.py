@@ -3,16 +3,16 @@
 Each widget is a thin shell over a plain function that computes what it shows; the tests call those
 functions directly (no browser, no kernel), and the widgets only wire sliders to them:
 
-================================  ======================================  =========================
-widget                            update function                         shows
-================================  ======================================  =========================
-``latent_explorer(model)``        ``decode_point(model, z)``              the digit at a latent z
-``interpolation_slider(m, a, b)`` ``interpolate_point(model, z0, z1, t)`` a point on the path a->b
-``reconstruction_viewer(m, data)`` ``reconstruction_panel(model, data, i)`` input, mean, q samples
-``beta_explorer(models, data)``   ``beta_panel(models, beta, x)``         one model of a beta sweep
-``digit_selector(cvae)``          ``decode_point(model, z, y=digit)``     a chosen digit, a style
-``importance_explorer(m, data)``  ``importance_panel(model, data, i, k)`` L_k, ESS, heaviest z
-================================  ======================================  =========================
+==================================  ========================================  =========================
+widget                              update function                           shows
+==================================  ========================================  =========================
+``latent_explorer(model)``          ``decode_point(model, z)``                the digit at a latent z
+``interpolation_slider(m, a, b)``   ``interpolate_point(model, z0, z1, t)``   a point on the path a->b
+``reconstruction_viewer(m, data)``  ``reconstruction_panel(model, data, i)``  input, mean, q samples
+``beta_explorer(models, data)``     ``beta_panel(models, beta, x)``           one model of a beta sweep
+``digit_selector(cvae)``            ``decode_point(model, z, y=digit)``       a chosen digit, a style
+``importance_explorer(m, data)``    ``importance_panel(model, data, i, k)``   L_k, ESS, heaviest z
+==================================  ========================================  =========================
 
 Images reach the browser as small PNGs in an ``ipywidgets.Image`` (no matplotlib redraw), so a
 slider move costs one decoder call and a PNG encoding: a few milliseconds on a laptop CPU

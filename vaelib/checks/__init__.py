@@ -14,21 +14,24 @@ notebook run under nbval (``pytest --nbval-lax student/``) fails where a check f
 from __future__ import annotations
 
 # One module per notebook, in course order, then the capstone projects; each lists its checks in __all__.
-from . import (introduction, autoencoders, elbo, kl, reparameterization,
-               training, beta, latent_space, evaluation, conditional, priors, capstone)
-from .autoencoders import *  # noqa: F401,F403
-from .beta import *  # noqa: F401,F403
-from .capstone import *  # noqa: F401,F403
-from .conditional import *  # noqa: F401,F403
-from .elbo import *  # noqa: F401,F403
-from .evaluation import *  # noqa: F401,F403
-from .introduction import *  # noqa: F401,F403
-from .kl import *  # noqa: F401,F403
-from .latent_space import *  # noqa: F401,F403
-from .priors import *  # noqa: F401,F403
-from .reparameterization import *  # noqa: F401,F403
-from .training import *  # noqa: F401,F403
+from . import (  # noqa: E402
+    introduction,
+    autoencoders,
+    elbo,
+    kl,
+    reparameterization,
+    training,
+    beta,
+    latent_space,
+    evaluation,
+    conditional,
+    your_own_data,
+    autoregressive,
+    priors,
+    capstone,
+)
 
-__all__ = [name for module in (introduction, autoencoders, elbo, kl, reparameterization,
-                                  training, beta, latent_space, evaluation, conditional, priors, capstone)
-           for name in module.__all__]
+_MODULES = (introduction, autoencoders, elbo, kl, reparameterization, training, beta, latent_space, evaluation,
+            conditional, your_own_data, autoregressive, priors, capstone)
+__all__ = [name for module in _MODULES for name in module.__all__]
+globals().update({name: getattr(module, name) for module in _MODULES for name in module.__all__})

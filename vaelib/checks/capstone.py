@@ -107,14 +107,12 @@ def check_capstone_report(model, report: dict, spot_checks: int = 8, max_k: int 
                                         f"{binarize}, seed {seed}, the first {n} test images, against your "
                                         f"{elbo:.2f}. Hint: report what evaluate_elbo(model, data, seed=seed) "
                                         "returns, with its default batch size, for exactly the protocol you state")
-        # L_k on a few of the images, binarized as the evaluation functions binarize them (all at once, from seed)
-        x_all, _ = data.first(n, seed)
+        # L_k on a few of the images, exactly as iwae_nll computes them: the same binarization (drawn at once
+        # from seed) and, per image, the same samples of z (vaelib.evaluation.iwae_bounds)
         idx = torch.linspace(0, n - 1, min(spot_checks, n)).round().long().unique()
         k_check = min(k, max_k)
         was_training = model.training
-        model.eval()
-        bounds = vaelib.iwae_bound(model, x_all[idx].to(model.device), k_check,
-                                   generator=torch.Generator(device=model.device).manual_seed(seed + 2))
+        bounds = torch.cat([b for _, b in vaelib.evaluation.iwae_bounds(model, data, k_check, seed, indices=idx)])
         model.train(was_training)
     differences = (-bounds.double().cpu()) - per_image[idx]     # recomputed minus reported NLL, per image
     typical = differences.abs().median().item()

@@ -79,7 +79,7 @@ def check_class_centroids(fn) -> bool:
 
 def check_shell_probability(fn) -> bool:
     """``fn(D)``: the probability that z ~ N(0, I_D) has a norm below the lerp midpoint norm sqrt(D/2),
-    a number in [0, 1] (exact, from the chi-square distribution of |z|^2)."""
+    a number in [0, 1] (exact, from the chi-square distribution of ``|z|^2``)."""
     name = "check_shell_probability"
     dims = (1, 2, 7, 20, 100)
 
