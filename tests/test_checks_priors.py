@@ -89,7 +89,7 @@ def _per_coordinate(z, mu, logvar):
     (_mi(_per_coordinate), "mixed every coordinate separately"),
     (_mi(log_mean, samples=False), "at the means"),
     (lambda mu, lv, eps: (_lnd(mu + torch.exp(0.5 * lv) * eps, mu, lv)
-                          - log_mean(mu + torch.exp(0.5 * lv) * eps, mu, lv)).mean(0), "one number"),
+                          - log_mean(mu + torch.exp(0.5 * lv) * eps, mu, lv)).mean(0), "average over the samples"),
     (lambda mu, lv, eps: right_mi(mu, lv, eps) + math.log(len(mu)), "more than log N"),
 ])
 def test_mutual_information(fn, hint, capsys):

@@ -172,7 +172,8 @@ def check_best_gaussian_prior(fn) -> bool:
     name = "check_best_gaussian_prior"
     g = torch.Generator().manual_seed(21)
     for n, d in ((30, 2), (12, 4), (50, 3)):
-        mu = 1.5 * torch.randn(n, d, generator=g, dtype=torch.float64) + torch.randn(d, generator=g, dtype=torch.float64)
+        mu = 1.5 * torch.randn(n, d, generator=g, dtype=torch.float64)
+        mu = mu + torch.randn(d, generator=g, dtype=torch.float64)      # a common shift: m is not 0
         logvar = torch.randn(n, d, generator=g, dtype=torch.float64) - 1
         out, error = _call(name, fn, mu.clone(), logvar.clone())
         if error:
