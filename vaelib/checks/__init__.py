@@ -28,10 +28,11 @@ from . import (  # noqa: E402
     your_own_data,
     autoregressive,
     posteriors,
+    priors,
     capstone,
 )
 
 _MODULES = (introduction, autoencoders, elbo, kl, reparameterization, training, beta, latent_space, evaluation,
-            conditional, your_own_data, autoregressive, posteriors, capstone)
+            conditional, your_own_data, autoregressive, posteriors, priors, capstone)
 __all__ = [name for module in _MODULES for name in module.__all__]
 globals().update({name: getattr(module, name) for module in _MODULES for name in module.__all__})

@@ -1,0 +1,158 @@
+"""The checks of notebook 13 accept a right answer and reject known wrong ones with the intended hint."""
+import math
+
+import pytest
+import torch
+
+from vaelib import checks
+
+
+def _run(check, fn, capsys):
+    ok = check(fn)
+    return ok, capsys.readouterr().out.strip()
+
+
+# --- exercise 1: the parameters a prior adds -------------------------------------------------------------------
+
+def right_count(kind, d, k, shape):
+    if kind == "mog":
+        return k * (2 * d + 1)
+    if kind == "vamp":
+        return k * math.prod(shape)
+    return 0
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda kind, d, k, shape: 2 * k * d if kind == "mog" else right_count(kind, d, k, shape), "but not the weights"),
+    (lambda kind, d, k, shape: 2 * k * d + k - 1 if kind == "mog" else right_count(kind, d, k, shape), "K - 1 weights"),
+    (lambda kind, d, k, shape: k * d + k if kind == "mog" else right_count(kind, d, k, shape), "own variance"),
+    (lambda kind, d, k, shape: 2 * k * d if kind == "vamp" else right_count(kind, d, k, shape), "learns pseudo-images"),
+    (lambda kind, d, k, shape: k * shape[-1] * shape[-2] if kind == "vamp" else right_count(kind, d, k, shape),
+     "channels are missing"),
+    (lambda kind, d, k, shape: k * math.prod(shape) + 10_000 if kind == "vamp" else right_count(kind, d, k, shape),
+     "shared with the prior"),
+    (lambda kind, d, k, shape: 2 * d if kind == "standard" else right_count(kind, d, k, shape), "buffers"),
+    (lambda kind, d, k, shape: [right_count(kind, d, k, shape)] * 2, "one number"),
+])
+def test_prior_parameters(fn, hint, capsys):
+    assert _run(checks.check_prior_parameters, right_count, capsys) == (
+        True, "✓ check_prior_parameters: right for the standard, mixture and VampPrior, in 6 configurations")
+    ok, out = _run(checks.check_prior_parameters, fn, capsys)
+    assert not ok and out.startswith("✗") and hint in out
+
+
+def test_the_prior_count_is_what_vaelib_builds():
+    import vaelib
+    for prior, expected in (("mog", 410), ("vamp", 392_000)):
+        model = vaelib.build_vae(config=vaelib.VAEConfig(arch="mlp", latent_dim=20, prior=prior))
+        assert sum(p.numel() for p in model.prior.parameters()) == expected == right_count(
+            prior, 20, model.config.prior_components, (1, 28, 28))
+
+
+# --- exercise 2: the mutual information --------------------------------------------------------------------------
+
+def _lnd(z, mu, logvar):
+    return -0.5 * ((z - mu) ** 2 / logvar.exp() + logvar + math.log(2 * math.pi)).sum(-1)
+
+
+def _mi(log_qz_of, samples=True):
+    def fn(mu, logvar, eps):
+        z = mu + torch.exp(0.5 * logvar) * eps if samples else mu.expand_as(eps)
+        return (_lnd(z, mu, logvar) - log_qz_of(z, mu, logvar)).mean()
+    return fn
+
+
+def log_mean(z, mu, logvar):
+    return torch.logsumexp(_lnd(z[..., None, :], mu, logvar), -1) - math.log(len(mu))
+
+
+right_mi = _mi(log_mean)
+
+
+def _leave_one_out(z, mu, logvar):
+    pairs = _lnd(z[..., None, :], mu, logvar)
+    pairs = pairs.masked_fill(torch.eye(len(mu), dtype=torch.bool), float("-inf"))
+    return torch.logsumexp(pairs, -1) - math.log(len(mu) - 1)
+
+
+def _per_coordinate(z, mu, logvar):
+    per = -0.5 * ((z[..., None, :] - mu) ** 2 / logvar.exp() + logvar + math.log(2 * math.pi))
+    return (torch.logsumexp(per, -2) - math.log(len(mu))).sum(-1)
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda mu, lv, eps: -right_mi(mu, lv, eps), "sign is flipped"),
+    (_mi(lambda z, mu, lv: torch.logsumexp(_lnd(z[..., None, :], mu, lv), -1)), "log N too small"),
+    (lambda mu, lv, eps: (0.5 * (mu ** 2 + lv.exp() - lv - 1).sum(-1)).mean(), "the rate"),
+    (_mi(lambda z, mu, lv: _lnd(z, 0 * mu, 0 * lv)), "the rate"),
+    (_mi(_leave_one_out), "left each x_n's own posterior out"),
+    (_mi(_per_coordinate), "mixed every coordinate separately"),
+    (_mi(log_mean, samples=False), "at the means"),
+    (lambda mu, lv, eps: (_lnd(mu + torch.exp(0.5 * lv) * eps, mu, lv)
+                          - log_mean(mu + torch.exp(0.5 * lv) * eps, mu, lv)).mean(0), "average over the samples"),
+    (lambda mu, lv, eps: right_mi(mu, lv, eps) + math.log(len(mu)), "more than log N"),
+])
+def test_mutual_information(fn, hint, capsys):
+    assert _run(checks.check_mutual_information, right_mi, capsys) == (
+        True, "✓ check_mutual_information: correct on 3 sets of posteriors, overlapping and apart")
+    ok, out = _run(checks.check_mutual_information, fn, capsys)
+    assert not ok and out.startswith("✗") and hint in out
+
+
+def test_mutual_information_is_bounded_by_log_n():
+    g = torch.Generator().manual_seed(0)
+    mu, logvar = 100 * torch.randn(30, 4, generator=g), torch.zeros(30, 4)        # posteriors far apart
+    eps = torch.randn(5, 30, 4, generator=g)
+    assert abs(right_mi(mu, logvar, eps).item() - math.log(30)) < 1e-3
+    mu = torch.zeros(30, 4)                                                          # all posteriors the same
+    assert abs(right_mi(mu, logvar, eps).item()) < 1e-5
+
+
+# --- exercise 3: the best Gaussian prior -------------------------------------------------------------------------
+
+def right_best(mu, logvar):
+    return mu.mean(0), (mu.var(0, unbiased=False) + logvar.exp().mean(0)).log()
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda mu, lv: (mu.mean(0), mu.var(0, unbiased=False).log()), "only the spread of the posterior means"),
+    (lambda mu, lv: (mu.mean(0), lv.exp().mean(0).log()), "only the average posterior variance"),
+    (lambda mu, lv: (mu.mean(0), (mu.var(0) + lv.exp().mean(0)).log()), "divided by N - 1"),
+    (lambda mu, lv: (mu.mean(0), right_best(mu, lv)[1].exp()), "you return the variance"),
+    (lambda mu, lv: (mu.mean(0), lv.mean(0)), "averaged the log-variances"),
+    (lambda mu, lv: (torch.zeros(mu.shape[1], dtype=mu.dtype), right_best(mu, lv)[1]), "your mean is 0"),
+    (lambda mu, lv: (mu.mean(1), right_best(mu, lv)[1]), "shapes"),
+    (lambda mu, lv: right_best(mu, lv)[0], "two tensors"),
+])
+def test_best_gaussian_prior(fn, hint, capsys):
+    assert _run(checks.check_best_gaussian_prior, right_best, capsys) == (
+        True, "✓ check_best_gaussian_prior: correct on 3 sets of posteriors")
+    ok, out = _run(checks.check_best_gaussian_prior, fn, capsys)
+    assert not ok and out.startswith("✗") and hint in out
+
+
+def test_the_best_gaussian_prior_maximizes_the_expected_log_density():
+    """Moment matching is the optimum: moving m or log_s2 a little lowers E_q(z)[log p(z)], estimated by sampling."""
+    g = torch.Generator().manual_seed(1)
+    mu, logvar = torch.randn(20, 2, generator=g, dtype=torch.float64), torch.randn(20, 2, generator=g,
+                                                                                   dtype=torch.float64) - 1
+    n = torch.randint(0, 20, (200_000,), generator=g)
+    z = mu[n] + torch.exp(0.5 * logvar[n]) * torch.randn(200_000, 2, generator=g, dtype=torch.float64)
+    m, log_s2 = right_best(mu, logvar)
+    best = _lnd(z, m, log_s2).mean()
+    for dm, ds in ((0.1, 0.0), (-0.1, 0.0), (0.0, 0.1), (0.0, -0.1)):
+        assert _lnd(z, m + dm, log_s2 + ds).mean() < best
+
+
+def test_an_unsolved_exercise_stops_the_notebook():
+    def todo(*args):
+        raise NotImplementedError()
+    for check in (checks.check_prior_parameters, checks.check_mutual_information, checks.check_best_gaussian_prior):
+        with pytest.raises(NotImplementedError):
+            check(todo)
+
+
+def test_strict_mode_raises(monkeypatch):
+    monkeypatch.setenv("VAELIB_CHECKS_STRICT", "1")
+    with pytest.raises(AssertionError, match="check_prior_parameters"):
+        checks.check_prior_parameters(lambda *args: 0)
