@@ -447,6 +447,7 @@ plt.show()
 # checks the trained model and the loss you report.
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 from vaelib.checks import check_autoencoder_16d
 
 ### BEGIN SOLUTION

@@ -426,6 +426,7 @@ plt.show()
 # `vaelib.evaluation.evaluate_elbo`, which returns the KL per dimension and the number of active units.
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 test = vaelib.MNIST("test", binarize="dynamic", subset=2000 if FAST else None)
 train = vaelib.MNIST("train", binarize="dynamic", subset=5000 if FAST else None)   # only used to (re)train
 model, _ = vaelib.pretrained.load_or_train(
@@ -448,6 +449,7 @@ print(f"active units: {ev['active_units']} of {model.latent_dim}")
 # `vaelib.evaluation.active_units` on the same binarized images (same seed).
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 with torch.no_grad():
     torch.manual_seed(1)
     mu_x = torch.cat([model.encoder(x)[0] for x, _ in test.batches(1000)])   # (N, D) posterior means

@@ -197,6 +197,7 @@ def negative_elbo(encoder, decoder, x):
 # otherwise all 60,000; a fixed batch of 128 test images serves to compare losses.
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 train = vaelib.MNIST("train", binarize="dynamic", subset=10000 if FAST else None)
 test = vaelib.MNIST("test", binarize="dynamic", subset=1000 if FAST else None)
 x_fixed, _ = test.first(128, seed=0)        # 128 test images, binarized once with seed 0
@@ -355,6 +356,7 @@ history = vaelib.fit(fit_model, train, test, epochs=EPOCHS, lr=LR, batch_size=BA
 # name (`history["test_elbo"]`). These are its keys:
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 print(list(history[0].keys()))
 print("epochs:", history["epoch"], "| optimizer steps:", history["step"][-1])
 
@@ -416,6 +418,7 @@ plt.show()
 # reconstruction quality, on the test images:
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 rec_err = vaelib.evaluation.reconstruction_error(conv_vae, test)
 print(f"pretrained conv VAE: squared error {rec_err['mse_sum']:.1f} per image = {rec_err['mse']:.3f} per pixel")
 

@@ -137,6 +137,7 @@ with torch.no_grad():
 # number means a constant $\beta$).
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 betas = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
 sweep_epochs = 5 if FAST else 10
 
@@ -186,6 +187,7 @@ plt.show()
 # `TRAIN_FROM_SCRATCH = True` are not converged, so there a neighbour of $\beta = 1$ can come out level with it.)
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 best = max(betas, key=lambda b: sweep[b]["elbo"])
 print(f"best test ELBO in the sweep: beta = {best} ({sweep[best]['elbo']:.1f} nats)")
 
@@ -280,6 +282,7 @@ print(f"collapsed model: {spread_collapsed:.3f}, {spread_healthy / spread_collap
 #   cycle and holding $\beta_\text{max}$ for the rest: with $\tau = (t \bmod P)/P$, $\beta(t) = \beta_\text{max}\min(1, \tau/\rho)$.
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 def my_linear_warmup(step, beta_max, warmup_steps):
     return min(beta_max, beta_max * step / warmup_steps)
 

@@ -176,6 +176,7 @@ for name, nll in baselines.items():
 # exactly the same binary images (the same images as `test_eval.first(N_EVAL, seed=0)`).
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 N_EVAL = 64 if FAST else 1000
 KS = [1, 5, 50, 500]
 test_eval = vaelib.MNIST("test", binarize="dynamic", subset=N_EVAL)
@@ -301,6 +302,7 @@ print(f"all 10,000 test images: ELBO {static_full['elbo']:.2f} nats on the stati
 # not), so the mean over a few hundred images has a standard error of several nats:
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 with torch.no_grad():
     torch.manual_seed(0)
     per_image_nll = -model.elbo(x_eval).elbo                  # (N_EVAL,): one-sample -ELBO per image
@@ -513,6 +515,7 @@ def images_needed(per_image, target):
 check_images_needed(images_needed)
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 ### BEGIN SOLUTION
 s = per_image_nll.std().item()
 needed = images_needed(per_image_nll, 0.1)
@@ -551,6 +554,7 @@ def protocol_elbos(model, n_images, seeds):
 check_protocol_elbos(protocol_elbos)
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 ### BEGIN SOLUTION
 dynamic_elbos, static_elbo = protocol_elbos(model, N_EVAL, range(5))
 print("dynamic, seeds 0-4:", [round(e, 1) for e in dynamic_elbos])
@@ -636,6 +640,7 @@ def paired_difference(a, b):
 check_paired_difference(paired_difference)
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 ### BEGIN SOLUTION
 iwae_model = vaelib.pretrained.load_pretrained("conv_iwae")    # shipped in pretrained/ (see its README)
 with torch.no_grad():

@@ -540,6 +540,7 @@ def nearest_centroid_accuracy(z_train, y_train, z_test, y_test):
 check_nearest_centroid_accuracy(nearest_centroid_accuracy)
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 ### BEGIN SOLUTION
 x_tr, y_tr = train.first(len(train), seed=0)
 with torch.no_grad():
