@@ -35,6 +35,7 @@ EXPECTED = {
     "mlp_vae": (-96.4778, 26.6702),
     "vae_2d": (-148.4776, 5.9471),
     # added when they were exported (after commit 3e2ebc1), with the same call
+    "mlp_iaf": (-93.2664, 25.6409),
     "pixel_freebits": (-85.0938, 7.9236),
     "pixel_plain": (-83.7629, 6.2311),
     "pixel_warmup": (-83.3421, 7.1558),
