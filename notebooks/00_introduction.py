@@ -216,8 +216,9 @@ plt.show()
 # second peak at the right end (values near 1, the ink), and a thin floor in between: the grey levels
 # there are the anti-aliased edges of the strokes. MNIST is *almost* a black-and-white data set.
 # **Middle:** the mean image is a blurry blob: averaging digits of all classes and styles gives no digit at all.
-# **Right:** the standard deviation is highest in a ring where strokes of different digits disagree, and
-# exactly 0 on the border: those 67 pixels are black in every training image.
+# **Right:** the standard deviation is highest over a broad oval that
+# fills the middle of the image, where strokes of different digits disagree; it falls off towards the edges
+# and is exactly 0 on the border: those 67 pixels are black in every training image.
 
 # %% [markdown]
 # ## 5. Why a likelihood needs binarization
@@ -310,7 +311,7 @@ plt.show()
 # %% [markdown]
 # Row 1 shows grey images, rows 2 and 3 two dynamic binarizations of them, row 4 the static one. The
 # binary digits stay perfectly readable: the strokes are nearly black-and-white already, so only the
-# grey edges flip from draw to draw (about 4% of pixels, as printed above), which roughens the outlines.
+# grey edges flip from draw to draw (3.9% of pixels, as printed above), which roughens the outlines.
 # Averaging many draws gives back the grey image:
 
 # %%
@@ -404,7 +405,7 @@ plt.show()
 #   images is a probability, so $\log p(x) \le 0$ and maximum likelihood is well posed.
 # - Dynamic binarization draws fresh 0/1 images every batch (augmentation); static draws one fixed data
 #   set (overfits more). Reported numbers depend on the protocol.
-# - Independent pixels make a poor model (about $-206$ nats per test image, speckled samples): we need
+# - Independent pixels make a poor model ($-206.0$ nats per test image, speckled samples): we need
 #   latent variables to tie pixels together.
 
 # %% [markdown]

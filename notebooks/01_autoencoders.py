@@ -114,7 +114,8 @@ print("codes:", tuple(codes.shape), " logits:", tuple(logits.shape))
 # %% [markdown]
 # `F.binary_cross_entropy_with_logits` is the Bernoulli log-likelihood of notebook 00 with the sign flipped.
 # Check it against `vaelib`'s Bernoulli likelihood, and look at the loss of the untrained network: its
-# logits are all near 0, i.e. $\pi_j \approx 1/2$ for every pixel, which costs $784 \log 2$ nats per image.
+# logits are all near 0, i.e. $\pi_j \approx 1/2$ for every pixel, which costs close to $784 \log 2 \approx 543$ nats per
+# image (the untrained network below: 546).
 
 # %%
 with torch.no_grad():
@@ -166,7 +167,8 @@ ax.grid(alpha=0.3)
 plt.show()
 
 # %% [markdown]
-# The loss falls fast from $784\log 2 \approx 543$ nats (cut off at the top of the plot) and then slowly;
+# The loss falls fast from the untrained network's 546 nats, close to $784\log 2 \approx 543$ (cut off at the top of
+# the plot), and then slowly;
 # the batch-to-batch jitter is the varying difficulty of batches and the fresh binarization noise.
 #
 # ## 5. Reconstructions
@@ -335,13 +337,14 @@ print(f"fraction of codes mu(x) inside the circle holding 95% of N(0, I): {insid
 
 # %% [markdown]
 # The VAE's reconstruction loss (decoding each image's mean code $\mu(x)$, as the autoencoder decodes
-# its code) is about 145 nats per image; the autoencoder above reached the value printed after its
-# training (about 157 nats after the short `FAST` run, about 146 after 10 epochs on all the data). Becoming
+# its code) is 145 nats per image (printed above); the autoencoder above reached the value printed after its
+# training (146.0 nats after 10 epochs on all the data, the learner's default mode; about 157 after the short
+# `FAST` run). Becoming
 # a generative model cost the VAE next to nothing in reconstruction. Each image now gets a mean
 # $\mu(x)$ and a standard deviation $\sigma(x)$ per dimension. The means are
-# centred at 0 with a spread of about 1, the scale the prior $\mathcal{N}(0, I)$ asked for, and each
-# image's region is small (a standard deviation of about 0.08), but not a point. Most codes lie inside
-# the circle that holds 95% of the prior's mass, so samples from the prior land where the data is.
+# centred at 0 with spreads of 1.04 and 1.31, close to the scale 1 the prior $\mathcal{N}(0, I)$ asked for, and
+# each image's region is small (standard deviations of 0.07 and 0.08 on average), but not a point. Most codes
+# (84%) lie inside the circle that holds 95% of the prior's mass, so samples from the prior land where the data is.
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
@@ -369,8 +372,10 @@ plt.show()
 # %% [markdown]
 # The decoded grid of the VAE, spaced evenly in probability under the prior (so each tile covers the
 # same prior mass): every tile is a digit or a plausible in-between shape, and the digits morph smoothly
-# from one class to its neighbours (in the pretrained model: 1, 3, 8, 6 along the top, 2, 4, 9, 7 along
-# the bottom, 0 in the middle), with every class represented. Compare with the autoencoder's decoded
+# from one class to its neighbours (in the pretrained model: 1 at the top left turning into 6 at the top right,
+# with 3 and 8 in the rows just below; 2 on the left; 9 and 7 along the bottom; 0 in the middle; 5 at the right
+# edge). Every class appears except the 4, which shares the 9s' region and is drawn as 9s and 4/9 blends.
+# Compare with the autoencoder's decoded
 # grid in section 7. So sampling is simply $z \sim \mathcal{N}(0, I)$, then decode:
 
 # %%

@@ -260,7 +260,7 @@ print(f"relative variance for D = 1, 10, 20: {r:.0f}, {(1 + r) ** 10 - 1:.1e}, {
 # %% [markdown]
 # Left: the relative variance of one prior sample as a function of the noise $s$ (dotted line: our
 # $s = 0.2$); it grows like $1/s$. Right: with $D$ latent dimensions it grows like $(1+r)^D$; at $D = 20$
-# it is about $10^{27}$, and so is the number of samples needed.
+# it is $4.0\times 10^{27}$ (printed above), and so is the number of samples needed.
 #
 # ### The same on MNIST
 #
@@ -333,16 +333,17 @@ plt.show()
 # (yellow) down to 40 nats below it (dark purple, and everything lower). Remember the log scale: 10 nats
 # less is $e^{10} \approx 22{,}000$ times less likely. The codes that explain this 7 about as well as the
 # best one fill a small region, and the encoder's $q(z\mid x)$ (red ellipse, 3 standard deviations) sits on it. **Right:** 200 estimates of $\log p(x)$ from 100 samples each. With
-# prior samples the estimates scatter over several nats and are often far too low (a low estimate is one where
+# prior samples the estimates scatter over tens of nats (a standard deviation of 7.17 nats, the lowest at $-149.7$,
+# printed above) and are often far too low (a low estimate is one where
 # no sample hit the small region; the rare lucky ones are high); sampling from the encoder's $q$ gives
 # nearly the same answer every time.
 #
 # Why this becomes hopeless in higher dimensions: the prior must land in the posterior's region, and a
 # rule of thumb (Chatterjee and Diaconis 2018) says importance sampling from a proposal needs about
 # $\exp\big(\mathrm{KL}(\text{target}\,\|\,\text{proposal})\big)$ samples. Here the target is the posterior and
-# the proposal the prior; the encoder's $\mathrm{KL}(q\,\|\,p(z))$ printed above, about 5.5 nats, is a stand-in for
-# it: $e^{5.5} \approx 250$ samples, which is why 100 are not enough and 20,000 are. The pretrained 20-dimensional
-# conv VAE (`pretrained/conv_vae.pth`, used from notebook 05 on) has a KL of about 24 nats per test image: $e^{24} \approx 3\times 10^{10}$ decoder passes
+# the proposal the prior; the encoder's $\mathrm{KL}(q\,\|\,p(z))$ printed above, 5.5 nats, is a stand-in for
+# it: $e^{\mathrm{KL}} \approx 255$ samples (printed above), which is why 100 are not enough and 20,000 are. The pretrained 20-dimensional
+# conv VAE (`pretrained/conv_vae.pth`, used from notebook 05 on) has a KL of 24 nats per test image (notebook 03): $e^{24} \approx 2.6\times 10^{10}$ decoder passes
 # *per image* for naive Monte Carlo, against a few hundred with the encoder's $q$. So a VAE
 # learns $q$ along with the decoder, and the quantity it trains is built on $q$: the ELBO.
 
@@ -463,7 +464,7 @@ plt.show()
 # %% [markdown]
 # **Left:** the gap between $\log p(x)$ and the ELBO for every Gaussian $q$, on a log colour scale
 # (contours at 0.01, 0.03, 0.1, ... nats). It is never negative, and it falls to 0 at exactly one point,
-# the true posterior (red star); for $q$ = the prior (white dot) the gap is about 59 nats. The valley is narrow along
+# the true posterior (red star); for $q$ = the prior (white dot) the gap is 58.95 nats (printed above). The valley is narrow along
 # the mean axis: a mean off by one posterior standard deviation (0.2) already costs half a nat. Along
 # $\lambda$ it is lopsided. At the posterior mean the gap is the KL between two Gaussians with the same mean,
 # $(\lambda_\star - \lambda) + \tfrac12 e^{2(\lambda - \lambda_\star)} - \tfrac12$ with $\lambda_\star = \log\sigma_\star$
@@ -548,8 +549,8 @@ assert abs(mine_mean - vaelib_mean) < 4 * std_error + 0.05
 print(f"its parts (vaelib): reconstruction {vaelib_rep.reconstruction.mean():.2f}, KL {vaelib_rep.kl.mean():.2f} nats")
 
 # %% [markdown]
-# The two agree to within their Monte-Carlo error. About $-146$ nats per image is the ELBO on these
-# 64 images (about $-152$ on the whole test set), and $\log p(x)$ is higher by $\mathrm{KL}(q_\phi(z\mid x)\,\|\,p_\theta(z\mid x))$, which we cannot
+# The two agree to within their Monte-Carlo error. The ELBO on these 64 images is $-145.81$ nats per image
+# ($-152.1$ on the whole test set: the best test ELBO in the model's training history, printed in notebook 07), and $\log p(x)$ is higher by $\mathrm{KL}(q_\phi(z\mid x)\,\|\,p_\theta(z\mid x))$, which we cannot
 # compute directly. The next section gets much closer to $\log p(x)$.
 #
 # ## 7. The importance-weighted bound
@@ -631,8 +632,8 @@ plt.show()
 # - A latent-variable model has likelihood $p(x) = \int p(x\mid z)p(z)\,dz$ and posterior
 #   $p(z\mid x) = p(x\mid z)p(z)/p(x)$; with a neural decoder neither has a closed form.
 # - Naive Monte Carlo from the prior is unbiased but its relative variance grows like $1/s$ as the likelihood
-#   sharpens and exponentially with the latent dimension; roughly $e^{\mathrm{KL}}$ samples are needed (about
-#   $10^{10}$ per image for a 20-D MNIST VAE).
+#   sharpens and exponentially with the latent dimension; roughly $e^{\mathrm{KL}}$ samples are needed
+#   ($e^{24} \approx 2.6\times10^{10}$ per image for the 20-D conv VAE, whose KL is 24 nats).
 # - Importance sampling with a proposal $q$ close to the posterior fixes the variance; the posterior itself
 #   gives zero variance.
 # - Jensen gives $\log p(x) \ge \mathrm{ELBO}(q) = \mathbb{E}_q[\log p(x\mid z)] - \mathrm{KL}(q\,\|\,p(z))$, and exactly

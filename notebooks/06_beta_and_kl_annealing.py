@@ -339,8 +339,8 @@ plt.show()
 # Three runs of the same small model (a conv encoder, latent size 20, the `pixelcnn` decoder; 12 epochs on all of
 # MNIST, bf16, seed 0) differ only in how the KL enters the objective: **no cure** ($\beta = 1$ from the first step),
 # a **linear warm-up** of $\beta$ from 0 to 1 over the first 6 epochs, and **free bits** (each latent dimension's KL
-# counts as at least 0.25 nats, exercise 1's idea: below that, the KL exerts no pull). They take 8 to 20 minutes each
-# on a 2-core CPU (12 epochs of 37-116 s here), so they come pretrained (`pretrained/pixel_*.pth`, commands in `pretrained/README.md`); their
+# counts as at least 0.25 nats, exercise 1's idea: below that, the KL exerts no pull). They took 11 to 19 minutes each
+# on a 2-core CPU (12 epochs of 37 to 189 s each, by the `seconds` of their stored histories), so they come pretrained (`pretrained/pixel_*.pth`, commands in `pretrained/README.md`); their
 # stored histories hold the curves. (Without the files, or with `TRAIN_FROM_SCRATCH = True`, `load_or_train`
 # trains each for a few epochs on a subset instead.)
 
@@ -411,7 +411,7 @@ if not TRAIN_FROM_SCRATCH:  # what the text says of the pretrained runs
 
 # %% [markdown]
 # Each panel decodes the same eight $z$, drawn from $\mathcal{N}(0, I)$, drawing every image pixel by pixel. Read the
-# panels with the KLs printed above: all three codes carry a few nats after 12 epochs, so different $z$ give different
+# panels with the KLs printed above: all three codes carry 6 to 8 nats after 12 epochs (6.33, 7.25, 8.05), so different $z$ give different
 # digits in each panel, and what varies beyond that (the stroke's details) the decoder draws by itself. The cures
 # did not decide *whether* this model ends with a code, only how soon it has one and how it is spread.
 #
