@@ -16,7 +16,7 @@
 # **Learning objectives**
 #
 # - Say what a generative model is, what we want from one, and how maximum likelihood trains one.
-# - Know the roadmap of this series, notebooks 00 to 09.
+# - Know the roadmap of this series, notebooks 00 to 13.
 # - Load MNIST with `vaelib.MNIST` and describe its pixel statistics: shapes, grey levels, labels.
 # - Explain why a continuous density on MNIST's grey levels is ill-posed, and what binarization
 #   (dynamic or static) and a Bernoulli likelihood do about it.
@@ -79,6 +79,10 @@
 # | **07** | exploring the latent space | latent scatter plots, the decoded manifold, interpolation |
 # | **08** | evaluating VAEs | test ELBO, importance-weighted log-likelihood, bits per dimension |
 # | **09** | conditional VAE | generate a digit of the class you ask for |
+# | **10** | your own data | your own networks on Fashion-MNIST and colour images; likelihoods for grey levels, in bits/dim |
+# | **11** | autoregressive decoders | a decoder that draws pixel by pixel: exact likelihoods, 784-step sampling, collapse |
+# | **12** | better posteriors | the approximation and amortization gaps; normalizing flows and an IAF posterior |
+# | **13** | better priors | the aggregate posterior and its holes; mixture and VampPrior priors |
 #
 # Each concept is written out once in plain torch, checked against `vaelib`, and then used from `vaelib`.
 

@@ -311,6 +311,7 @@ std_error = per_image_nll.std().item() / math.sqrt(N_EVAL)
 print(f"per-image -ELBO ranges from {per_image_nll.min().item():.0f} to {per_image_nll.max().item():.0f} nats")
 print(f"standard error of the mean over {N_EVAL} images: about {std_error:.1f} nats")
 
+# %% [markdown]
 # ### The course's strongest models, and what their decoders cost
 #
 # Two more models of the course share the conv VAE's encoder and decoder networks: `conv_iwae.pth` was trained
@@ -563,8 +564,9 @@ print(f"static (vaelib's fixed draw): {static_elbo:.1f}")
 spread = max(dynamic_elbos) - min(dynamic_elbos)
 assert spread > 0
 print("different draws give different numbers:", spread > 0)
-# The ELBO moves by about a nat (or more on few images) from one binarization draw to another, so 1 nat
-# between papers means little unless both used the same protocol on all 10,000 images. A static draw is
+# The ELBO moves by a few tenths of a nat on 1,000 images (more on few images) from one binarization draw to
+# another, and a static draw differs by as much again, so a nat between papers means little unless both used the
+# same protocol on all 10,000 images. A static draw is
 # one particular data set: its number is a different measurement, and the published static benchmark
 # (Larochelle and Murray's draw) is yet another one.
 ### END SOLUTION
@@ -651,9 +653,9 @@ diff, paired_se = paired_difference(lk_iwae, lk_vae)
 unpaired_se = math.sqrt(lk_iwae.var().item() / N_EVAL + lk_vae.var().item() / N_EVAL)
 print(f"L_50 on the same {N_EVAL} images, conv IWAE minus conv VAE: {diff:+.2f} nats; "
       f"standard error paired {paired_se:.2f}, unpaired {unpaired_se:.2f}")
-# The IWAE-trained model has the higher bound. The unpaired standard error is as large as the difference or
-# larger, so it could not tell the models apart; the paired one is a few tenths of a nat, so the same images
-# settle the question.
+# The IWAE-trained model has the higher bound. The unpaired standard error is about half the difference (on
+# 64 images, fast mode, larger than it), so alone it barely separates the models; the paired one is several
+# times smaller, so the same images settle the question.
 ### END SOLUTION
 
 # %% [markdown]
