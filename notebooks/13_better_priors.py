@@ -625,7 +625,9 @@ if PRETRAINED:                  # the claim below, about the three checkpoints t
 # binarization, so that the differences are paired (notebook 08) and far less noisy than the numbers themselves.
 # A positive ELBO difference is ELBO gained; a negative $-\mathcal L_k$ difference is likelihood gained. With the
 # three checkpoints, trained alike, the VampPrior comes out ahead of $\mathcal N(0, I)$ on both (the cell checks
-# it); how far ahead, and whether the mixture's ten bumps gain anything, is what the two lines say. Do not read
+# it); how far ahead, and whether the mixture's ten bumps gain anything, is what the two lines say. With the stored
+# checkpoints (learner mode) the VampPrior gains 5.04 nats of ELBO and 4.74 of $-\mathcal L_k$, more than the "about
+# 2 nats" Tomczak and Welling report over their longer-trained baseline, and the mixture about 2 on both. Do not read
 # the KL column as the prior's score: a better prior can let the encoder spend *more* rate, paid for by a better
 # reconstruction, so the KL may go up while the ELBO improves. The ELBO is the sum that both terms are judged by,
 # and $\mathcal L_k$ says whether the gain is the model's and not only the bound's. The $-\mathcal L_k$ column uses
@@ -706,7 +708,8 @@ if PRETRAINED:                  # the claims below, about the three checkpoints
 # those of $\mathcal N(0, I)$ (the cell checks it): prior samples that land nearer the codes are decoded into
 # better digits. None of the three priors reaches the bottom row (checked too): $K$ components, trained by a
 # noisy one-sample KL, are a coarse copy of an aggregate posterior of 60,000 bumps. The mixture's row says
-# whether ten bumps are enough to help at all. Two cautions. These are differences between single sets of
+# whether ten bumps are enough to help at all: with the checkpoints it halves the FD of $\mathcal N(0, I)$ (109.7 to
+# 56.6), and the VampPrior comes within a few points of the bottom row (19.5 against 16.0). Two cautions. These are differences between single sets of
 # 2,000 samples, and the FD of a set this size moves by a few tenths from one draw to the next, so a small
 # difference is not a result. And the learned priors were trained for the ELBO, not for sample quality: the
 # two need not move together (a label entropy below $\log 10$ means some digits are drawn more often than others,
