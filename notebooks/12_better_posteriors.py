@@ -991,6 +991,8 @@ def affine_flow_log_prob(z, L, b):
 
 
 check_affine_flow_log_prob(affine_flow_log_prob)
+
+# %%
 ### BEGIN SOLUTION
 L_ex = torch.tensor([[1.5, 0.0, 0.0], [0.7, 0.4, 0.0], [-0.3, 0.2, 0.9]])
 b_ex = torch.tensor([1.0, -2.0, 0.5])
