@@ -198,7 +198,7 @@ def test_nbgrader_autograde_full_marks_for_the_reference_and_a_wrong_answer_lose
     _nbgrader(course, "generate_assignment", name)
     release = json.loads((course / "release" / name / f"{name}.ipynb").read_text())
     source = json.loads((course / "source" / name / f"{name}.ipynb").read_text())
-    flip = ("check_gaussian_kl", "return 0.5 * (mu.pow(2)", "return -0.5 * (mu.pow(2)")
+    flip = ("check_kl_diag", "return 0.5 * (logvar_p - logvar_q", "return -0.5 * (logvar_p - logvar_q")
     for student, wrong in (("alice", None), ("bob", flip)):
         folder = course / "submitted" / student / name
         folder.mkdir(parents=True)
@@ -211,9 +211,9 @@ def test_nbgrader_autograde_full_marks_for_the_reference_and_a_wrong_answer_lose
         grades = {student: {g.name: (g.auto_score, g.max_score, g.needs_manual_grade)
                             for g in gb.find_submission_notebook(name, name, student).grades}
                   for student in ("alice", "bob")}
-    checks = {"check_kl_diag", "check_best_reverse_fit", "check_gaussian_kl"}
+    checks = {"check_kl_diag", "check_best_reverse_fit", "check_kl_to_mixture_mc"}
     assert grades["alice"] == {**{c: (1.0, 1.0, False) for c in checks}, "written-1": (None, 1.0, True)}
-    assert grades["bob"] == {**grades["alice"], "check_gaussian_kl": (0.0, 1.0, False)}
+    assert grades["bob"] == {**grades["alice"], "check_kl_diag": (0.0, 1.0, False)}
 
     with open(course / "grades.csv", newline="") as f:
         rows = [(row["student_id"], row["score"], row["max_score"]) for row in csv.DictReader(f)]
@@ -221,7 +221,7 @@ def test_nbgrader_autograde_full_marks_for_the_reference_and_a_wrong_answer_lose
 
     feedback = {student: (course / "feedback" / student / name / f"{name}.html").read_text(encoding="utf-8")
                 for student in ("alice", "bob")}
-    hint = "check_gaussian_kl: the sign is flipped. Hint: a KL divergence is never negative"
+    hint = "check_kl_diag: the sign is flipped. Hint: a KL divergence is never negative"
     assert hint in feedback["bob"] and "✗" in feedback["bob"]
     assert "the sign is flipped" not in feedback["alice"] and "✗" not in feedback["alice"]
-    assert "✓ check_gaussian_kl" in feedback["alice"]
+    assert "✓ check_kl_diag" in feedback["alice"]
