@@ -1,6 +1,8 @@
-"""What every check shares: run the learner's function safely, compare, and report one line."""
+"""What every check shares: run the learner's function safely, compare, report one line, and the
+Gaussian log-density that several reference answers use."""
 from __future__ import annotations
 
+import math
 import os
 
 import torch
@@ -41,3 +43,8 @@ def _number(out):
         return float(out), None
     except (TypeError, ValueError, RuntimeError):
         return None, f"expected one number, got {type(out).__name__} {tuple(getattr(out, 'shape', ()))}"
+
+
+def _log_normal_diag(z, mu, logvar):
+    """log N(z; mu, diag exp(logvar)), summed over the last dimension."""
+    return -0.5 * ((z - mu) ** 2 / logvar.exp() + logvar + math.log(2 * math.pi)).sum(-1)

@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from ._feedback import _report, _call, _close, _as_tensor, _cases
+from ._feedback import _report, _call, _close, _as_tensor, _log_normal_diag, _cases
 
 __all__ = ['check_gaussian_kl', 'check_kl_diag', 'check_best_reverse_fit', 'check_kl_to_mixture_mc']
 
@@ -167,11 +167,6 @@ def check_best_reverse_fit(fn) -> bool:
                                     "evaluate KL(q || p) for every (m, log s) pair of the two grids and take the "
                                     "smallest")
     return _report(name, True, "the global minimum for a = 1, 3 and 4")
-
-
-def _log_normal_diag(z, mu, logvar):
-    """log N(z; mu, diag exp(logvar)), summed over the last dimension."""
-    return -0.5 * ((z - mu) ** 2 / logvar.exp() + logvar + math.log(2 * math.pi)).sum(-1)
 
 
 def _mixture_prior_case(g, batch=5, dims=3, k=4, samples=7):
