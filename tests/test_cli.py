@@ -1,3 +1,4 @@
+import math
 import subprocess
 import sys
 
@@ -49,6 +50,7 @@ def test_the_module_entry_point_runs():
     (["train", "x", "--batch_size", "zero"], "'zero' is not a whole number"),
     (["train", "x", "--likelihood_type", "poisson"], "invalid choice: 'poisson'"),
     (["train", "x", "--beta_schedule", "cyclical"], "needs --beta_annealing_period"),
+    (["train", "x", "--lr_schedule", "step"], "invalid choice: 'step'"),
     (["generate"], "--checkpoint_path"),
     (["generate", "--checkpoint_path", "missing.pth"], "checkpoint not found: missing.pth"),
 ])
@@ -77,6 +79,26 @@ def test_tensorboard_without_the_package_is_a_clear_error(tmp_path, capsys, monk
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
     assert main(["train", "x", "--tensorboard", "--runs_dir", str(tmp_path)]) == 2
     assert "pip install tensorboard" in capsys.readouterr().err
+
+
+@needs_mnist
+def test_a_cosine_learning_rate_decays_over_the_run_and_continues_when_resumed(tmp_path, capsys):
+    from vaelib.checkpoints import load_checkpoint
+    runs, common = tmp_path / "runs", ["--subset", "256", "--batch_size", "64", "--arch", "mlp", "--quiet"]
+    last_lr = lambda name: load_checkpoint(runs / name / "checkpoint_last.pth")["optimizer"]["param_groups"][0]["lr"]  # noqa: E731
+    assert main(["train", "flat", "--runs_dir", str(runs), "--num_epochs", "2", "--learning_rate", "3e-3", *common]) == 0
+    assert last_lr("flat") == pytest.approx(3e-3)
+    # 4 steps per epoch, 8 in all: the factor at the last step (7) is 0.5 * (1 + cos(pi * 5/6)) = 0.067
+    assert main(["train", "cos", "--runs_dir", str(runs), "--num_epochs", "2", "--learning_rate", "3e-3",
+                 "--lr_schedule", "cosine", "--warmup_steps", "2", *common]) == 0
+    assert last_lr("cos") == pytest.approx(3e-3 * 0.0670, rel=1e-2)
+    # resumed without the flags, the run keeps its rate and its cosine, now over 3 epochs (step 11 of 12)
+    assert main(["train", "cos", "--runs_dir", str(runs), "--num_epochs", "3", "--resume_if_exists", *common]) == 0
+    assert last_lr("cos") == pytest.approx(3e-3 * 0.5 * (1 + math.cos(math.pi * 9 / 10)), rel=1e-2)
+    capsys.readouterr()
+    assert main(["train", "long", "--runs_dir", str(runs), "--num_epochs", "1", "--warmup_steps", "4", *common]) == 2
+    err = capsys.readouterr().err
+    assert "--warmup_steps 4 is not shorter than the whole run" in err and len(err.strip().splitlines()) == 1
 
 
 @needs_mnist
