@@ -33,6 +33,25 @@ def test_throughput_quick(tmp_path):
 
 
 @needs_mnist
+def test_race_sweep_quick_runs_every_recipe_of_the_grid(tmp_path):
+    out = _run(BENCH / "race_sweep.py", "--quick", "--horizon", "2", "3", "--batch_size", "128",
+               "--out", tmp_path / "s.json")
+    rows = json.loads((tmp_path / "s.json").read_text())["rows"]
+    assert [(r["recipe"]["horizon"], r["recipe"]["batch_size"]) for r in rows] == [(2, 128), (3, 128)]
+    assert all(r["seconds"] and r["epochs"] >= 1 for r in rows) and out.count("s in 1 epochs") == 2
+
+
+def test_compare_bounds_reports_the_per_image_difference(tmp_path):
+    from vaelib.evaluation import BoundsRecord
+    for name, shift in (("a", 0.0), ("b", 0.5)):
+        record = BoundsRecord(tmp_path / f"{name}.json", {"k": 5})
+        record.add(range(4), [-80.0 - shift, -82.0 - shift, -84.0, -86.0])  # b is worse on two images
+        record.save()
+    out = _run(BENCH / "compare_bounds.py", tmp_path / "a.json", tmp_path / "b.json")
+    assert "NLL 83.000" in out and "and 83.250" in out and "+0.2500 +- 0.1443 nats" in out and "largest 0.50" in out
+
+
+@needs_mnist
 def test_widget_latency_quick():
     out = _run(BENCH / "widget_latency.py", "--quick")
     assert "latent slider" in out and "slowest p95" in out
