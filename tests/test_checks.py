@@ -1,4 +1,5 @@
 """Each check accepts a right answer and rejects known wrong ones with the intended hint."""
+import inspect
 import math
 
 import pytest
@@ -31,11 +32,25 @@ def test_gaussian_kl(fn, hint, capsys):
     assert not ok and out.startswith("✗") and hint in out
 
 
-def test_an_unsolved_exercise_stops_the_notebook():
-    def todo(mu, logvar):
-        raise NotImplementedError()
+# every exercise check that takes the learner's function alone: the notebooks' common case
+ONE_ARGUMENT = sorted(name for name in dir(checks) if name.startswith("check_")
+                      and list(inspect.signature(getattr(checks, name)).parameters) == ["fn"])
+
+
+def test_the_exercise_checks_are_all_found():
+    assert len(ONE_ARGUMENT) >= 50 and "check_gaussian_kl" in ONE_ARGUMENT and "check_prior_parameters" in ONE_ARGUMENT
+
+
+@pytest.mark.parametrize("name", ONE_ARGUMENT)
+def test_an_unsolved_exercise_stops_the_notebook_and_a_wrong_one_fails_in_strict_mode(name, capsys, monkeypatch):
+    def todo(*args, **kwargs):
+        raise NotImplementedError()  # the stub a learner starts from
     with pytest.raises(NotImplementedError):
-        checks.check_gaussian_kl(todo)
+        getattr(checks, name)(todo)
+    monkeypatch.setenv("VAELIB_CHECKS_STRICT", "1")  # how CI runs the notebooks
+    with pytest.raises(AssertionError, match=name):
+        getattr(checks, name)(lambda *args, **kwargs: 0)
+    assert f"✗ {name}:" in capsys.readouterr().out
 
 
 def test_a_crashing_answer_is_reported(capsys):
