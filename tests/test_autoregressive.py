@@ -9,10 +9,10 @@ from vaelib.elbo import iwae_bound
 from vaelib.vae import build_vae
 
 
-@pytest.fixture
-def likelihood_and_params():
+@pytest.fixture(params=[1, 3], ids=["one layer", "three layers"])
+def likelihood_and_params(request):
     torch.manual_seed(0)
-    lik = PixelCNNBernoulliLikelihood(features=8, kernel_size=5)
+    lik = PixelCNNBernoulliLikelihood(features=8, kernel_size=5, layers=request.param)
     return lik, torch.randn(3, 8, 28, 28)
 
 
@@ -60,10 +60,32 @@ def test_masked_conv_refuses_an_even_kernel():
         MaskedConv2d(1, 4, kernel_size=4)
 
 
-@pytest.mark.parametrize("arch", ["mlp", "conv"])
-def test_a_pixelcnn_vae_trains_evaluates_samples_and_reloads(arch, tmp_path):
+def test_gated_layers_see_further_up_and_left_than_the_window_alone():
     torch.manual_seed(0)
-    model = build_vae(arch, latent_dim=4, likelihood="pixelcnn", hidden=32, channels=8)
+    params, x = torch.randn(1, 8, 28, 28), torch.bernoulli(torch.full((1, 1, 28, 28), 0.5)).requires_grad_(True)
+    reach = {}
+    for layers in (1, 3):
+        lik = PixelCNNBernoulliLikelihood(features=8, kernel_size=5, layers=layers)
+        grad, = torch.autograd.grad(lik.logits(params, x)[0, 0, 14, 14], x)
+        rows = grad[0, 0].abs().sum(1).nonzero().flatten()
+        reach[layers] = 14 - int(rows.min())
+    assert reach == {1: 2, 3: 4}  # the 5x5 window's 2 rows, plus one row per gated layer
+
+
+def test_old_checkpoints_have_the_same_weights_as_a_one_layer_decoder():
+    # an empty ModuleList adds no keys: every pixelcnn checkpoint saved before layers existed still loads
+    assert set(PixelCNNBernoulliLikelihood(layers=1).state_dict()) == {
+        "window.weight", "window.bias", "window.mask", "head.1.weight", "head.1.bias", "head.3.weight", "head.3.bias"}
+    with pytest.raises(ValueError, match="layers must be a whole number"):
+        PixelCNNBernoulliLikelihood(layers=0)
+
+
+@pytest.mark.parametrize("arch, layers", [("mlp", 1), ("conv", 1), ("conv", 2)])
+def test_a_pixelcnn_vae_trains_evaluates_samples_and_reloads(arch, layers, tmp_path):
+    from vaelib.vae import VAEConfig
+    torch.manual_seed(0)
+    model = build_vae(config=VAEConfig(arch, latent_dim=4, likelihood="pixelcnn", hidden=32, channels=8,
+                                       pixelcnn_layers=layers))
     x = torch.bernoulli(torch.rand(16, 1, 28, 28) * 0.3)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     first = model.elbo(x).loss.item()
@@ -81,6 +103,7 @@ def test_a_pixelcnn_vae_trains_evaluates_samples_and_reloads(arch, tmp_path):
     assert images.shape == (4, 1, 28, 28) and 0 <= images.min() and images.max() <= 1
     path = save_checkpoint(tmp_path / "pcnn.pth", model)
     loaded = load(path)
+    assert loaded.config.pixelcnn_layers == layers and len(loaded.likelihood.gated) == layers - 1
     z = torch.randn(16, 4)
     with torch.no_grad():
         assert torch.equal(loaded.decode(z).log_prob(x), model.decode(z).log_prob(x))

@@ -134,6 +134,26 @@ def test_a_pixelcnn_run_trains_on_binary_images_samples_reproducibly_and_evaluat
     assert "test NLL (IWAE, k=3)" in capsys.readouterr().out
 
 
+@needs_mnist
+def test_a_deeper_pixelcnn_decoder_is_one_flag(tmp_path, capsys):
+    from vaelib import load
+    runs = tmp_path / "runs"
+    common = ["--subset", "200", "--runs_dir", str(runs), "--channels", "8", "--hidden_units", "32", "--quiet"]
+    assert main(["train", "deep", "--num_epochs", "1", "--likelihood_type", "pixelcnn", "--pixelcnn_layers", "3",
+                 *common]) == 0
+    model = load(runs / "deep" / "checkpoint_last.pth")
+    assert model.config.pixelcnn_layers == 3 and len(model.likelihood.gated) == 2
+    capsys.readouterr()
+    assert main(["generate", "--checkpoint_path", str(runs / "deep" / "checkpoint_last.pth"), "--info_only"]) == 0
+    assert "likelihood pixelcnn (3 layers)" in capsys.readouterr().out
+    # resuming with another depth is refused by name; the depth without the pixelcnn likelihood too
+    assert main(["train", "deep", "--num_epochs", "2", "--likelihood_type", "pixelcnn", "--pixelcnn_layers", "2",
+                 "--resume_if_exists", *common]) == 2
+    assert "--pixelcnn_layers 2 (the checkpoint has 3)" in capsys.readouterr().err
+    assert main(["train", "flat", "--num_epochs", "1", "--pixelcnn_layers", "2", *common]) == 2
+    assert "add --likelihood_type pixelcnn" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("flags, shape, dataset", [
     (["--dataset", "fashion_mnist", "--likelihood_type", "continuous_bernoulli"], (1, 28, 28), "fashion_mnist"),
     (["--image_size", "64", "--channels", "4"], (1, 64, 64), "mnist"),

@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
               "to its left: slower sampling, better likelihood) (default: bce)")
     _add(t, "sigma", type=positive_float, default=None,
          help="Gaussian likelihood's standard deviation (default: sqrt(1/2), which makes mse the summed MSE)")
+    _add(t, "pixelcnn_layers", type=positive_int, default=1,
+         help="with --likelihood_type pixelcnn: masked layers of the decoder, a 7x7 window then gated 3x3 "
+              "layers; deeper sees more of the image and models it better (default: 1)")
     _add(t, "hidden_dim", type=positive_int, default=20, help="latent size D (default: 20)")
     _add(t, "arch", choices=["conv", "mlp"], default="conv", help="encoder/decoder architecture (default: conv)")
     _add(t, "hidden_units", type=positive_int, default=None,
@@ -239,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
 MODEL_FLAGS = {"arch": "arch", "hidden_dim": "latent_dim", "likelihood_type": "likelihood",
                "hidden_units": "hidden", "channels": "channels", "sigma": "sigma", "conditional": "num_classes",
                "posterior": "posterior", "iaf_steps": "iaf_steps", "iaf_hidden": "iaf_hidden", "prior": "prior",
-               "prior_components": "prior_components"}
+               "prior_components": "prior_components", "pixelcnn_layers": "pixelcnn_layers"}
 
 
 def _binarization(likelihood: str, binarize: str) -> str | None:
@@ -372,6 +375,7 @@ def _train_run(args, explicit: set) -> int:
     from .checkpoints import load, load_checkpoint, model_from_checkpoint
     from .data import load_dataset
     from .files import run_folder
+    from .likelihoods import canonical_name
     from .training import fit, pick_device, seed_everything
     from .vae import VAEConfig, build_vae
 
@@ -445,13 +449,17 @@ def _train_run(args, explicit: set) -> int:
     if model is None:
         if args.posterior != "iaf" and ({"iaf_steps", "iaf_hidden"} & explicit):
             raise UsageError("--iaf_steps and --iaf_hidden shape the IAF posterior: add --posterior iaf, or drop them")
+        if args.pixelcnn_layers != 1 and canonical_name(args.likelihood_type) != "pixelcnn":
+            raise UsageError("--pixelcnn_layers sets the depth of the pixelcnn decoder: add --likelihood_type pixelcnn, "
+                             "or drop it")
         if args.prior == "standard" and "prior_components" in explicit:
             raise UsageError("--prior_components counts the components of a learned prior: add --prior mog or vamp")
         model = build_vae(config=VAEConfig(
             arch=args.arch, latent_dim=args.hidden_dim, likelihood=args.likelihood_type, hidden=args.hidden_units,
             channels=args.channels, sigma=args.sigma, num_classes=train.num_classes if args.conditional else 0,
             image_shape=train.image_shape, posterior=args.posterior, iaf_steps=args.iaf_steps,
-            iaf_hidden=args.iaf_hidden, prior=args.prior, prior_components=args.prior_components or 0))
+            iaf_hidden=args.iaf_hidden, prior=args.prior, prior_components=args.prior_components or 0,
+            pixelcnn_layers=args.pixelcnn_layers))
     train_args.update({flag: _flag_value(flag, model.config) for flag in MODEL_FLAGS})  # what was built
     train_args.update(binarize=binarize or "none", dataset=train.name, image_size=train.image_shape[-1])
     steps_per_epoch = math.ceil(len(train) // distributed.world_size() / args.batch_size)
@@ -493,7 +501,9 @@ def _describe(model, path) -> str:
     lines = [f"checkpoint: {path}",
              f"vaelib version: {ckpt.get('vaelib_version')} (format {ckpt.get('format_version')})",
              f"architecture: {model.config.arch}, latent size {model.latent_dim}, "
-             f"likelihood {model.config.likelihood}, posterior {model.config.posterior}, prior {model.config.prior}"
+             f"likelihood {model.config.likelihood}"
+             + (f" ({model.config.pixelcnn_layers} layers)" if model.config.get("pixelcnn_layers", 1) > 1 else "")
+             + f", posterior {model.config.posterior}, prior {model.config.prior}"
              + (f", conditional on {model.num_classes} classes" if model.num_classes else ""),
              f"trained on: {data['dataset']}, images {tuple(data['image_shape'])}, "
              f"binarization {data['binarize'] or 'none'}",

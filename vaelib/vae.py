@@ -57,6 +57,7 @@ class VAEConfig:
     iaf_hidden: int = 320
     prior: str = "standard"      # or "mog" (a learned mixture of Gaussians), "vamp" (the VampPrior)
     prior_components: int = 0    # 0: 10 for mog, 500 for vamp (build_vae fills it in)
+    pixelcnn_layers: int = 1     # the pixelcnn likelihood's masked layers: 1 window, then gated layers
 
     def __getitem__(self, key: str):
         try:
@@ -232,7 +233,8 @@ def build_vae(arch: str = "conv", latent_dim: int = 20, likelihood: str = "berno
         image_shape: ``(C, H, W)`` of the images, MNIST's ``(1, 28, 28)`` by default.
         config: a :class:`VAEConfig` instead of the arguments; its other fields choose the posterior
             (``"gaussian"``, or ``"iaf"`` with ``iaf_steps`` steps of width ``iaf_hidden``) and the
-            prior (``"standard"``, ``"mog"`` or ``"vamp"`` with ``prior_components`` components).
+            prior (``"standard"``, ``"mog"`` or ``"vamp"`` with ``prior_components`` components), and
+            for ``"pixelcnn"`` its depth, ``pixelcnn_layers`` (1: one masked window; more: gated layers).
     """
     if config is None:
         config = VAEConfig(arch, latent_dim, likelihood, hidden, channels, sigma, num_classes, tuple(image_shape))
@@ -245,7 +247,12 @@ def build_vae(arch: str = "conv", latent_dim: int = 20, likelihood: str = "berno
     sigma = positive_number("sigma", config.sigma) if config.sigma is not None else None
     shape = _shape(config.image_shape)
     name = canonical_name(config.likelihood)
-    lik = make_likelihood(name, **({"sigma": sigma} if sigma is not None and name in ("gaussian", "learned_gaussian") else {}))
+    pixelcnn_layers = whole_number("pixelcnn_layers", config.pixelcnn_layers)
+    if pixelcnn_layers != 1 and name != "pixelcnn":
+        raise ValueError(f"pixelcnn_layers={pixelcnn_layers} shapes the pixelcnn likelihood, not {name!r}: "
+                         f"use likelihood='pixelcnn' or leave it at 1")
+    lik = make_likelihood(name, **({"sigma": sigma} if sigma is not None and name in ("gaussian", "learned_gaussian") else
+                                   {"layers": pixelcnn_layers} if name == "pixelcnn" else {}))
     out = lik.decoder_channels(shape[0])
     if config.posterior not in POSTERIORS:
         raise ValueError(f"unknown posterior {config.posterior!r}: choose one of {', '.join(POSTERIORS)}")
