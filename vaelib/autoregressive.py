@@ -86,8 +86,9 @@ class PixelCNNBernoulliLikelihood(nn.Module):
             raise ValueError(f"layers must be a whole number >= 1, got {layers!r}")
         self.params_channels, self.layers = features, int(layers)
         self.window = MaskedConv2d(1, features, kernel_size)
-        # empty for layers=1: the state dict, and so every checkpoint saved before, is unchanged
-        self.gated = nn.ModuleList(GatedMaskedLayer(features) for _ in range(self.layers - 1))
+        # none for layers=1 (a plain empty tuple, not a ModuleList): the state dict and the printed
+        # module stay exactly as before, so every checkpoint saved before loads unchanged
+        self.gated = nn.ModuleList(GatedMaskedLayer(features) for _ in range(self.layers - 1)) if layers > 1 else ()
         self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(features, features, 1), nn.ReLU(), nn.Conv2d(features, 1, 1))
 
     def decoder_channels(self, image_channels: int) -> int:
