@@ -12,13 +12,14 @@ and the standard error of the NLL itself, against which the difference is to be 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from vaelib.evaluation import BoundsRecord  # noqa: E402
+import torch  # noqa: E402
+
+from vaelib.evaluation import BoundsRecord, summarize_bounds  # noqa: E402
 
 
 def compare(path_a, path_b) -> dict:
@@ -26,14 +27,12 @@ def compare(path_a, path_b) -> dict:
     common = sorted(set(stored_a["bounds"]) & set(stored_b["bounds"]))
     if len(common) < 2:
         raise SystemExit(f"error: {path_a} and {path_b} share {len(common)} images: evaluate the same ones")
-    a = [stored_a["bounds"][i] for i in common]
-    b = [stored_b["bounds"][i] for i in common]
-    diff = [y - x for x, y in zip(a, b)]
-    mean = lambda v: sum(v) / len(v)  # noqa: E731
-    sd = lambda v: math.sqrt(sum((t - mean(v)) ** 2 for t in v) / (len(v) - 1))  # noqa: E731
-    return {"n": len(common), "nll_a": -mean(a), "nll_b": -mean(b), "nll_std_error": sd(a) / math.sqrt(len(a)),
-            "diff_mean": -mean(diff), "diff_std_error": sd(diff) / math.sqrt(len(diff)),
-            "diff_max": max(abs(d) for d in diff)}
+    a = torch.tensor([stored_a["bounds"][i] for i in common])
+    b = torch.tensor([stored_b["bounds"][i] for i in common])
+    # vaelib's own NLL and standard error of a set of bounds; on b - a it gives the paired difference
+    na, nb, nd = (summarize_bounds(v, (1,), k=0, seed=0) for v in (a, b, b - a))
+    return {"n": len(common), "nll_a": na["nll"], "nll_b": nb["nll"], "nll_std_error": na["std_error"],
+            "diff_mean": nd["nll"], "diff_std_error": nd["std_error"], "diff_max": (b - a).abs().max().item()}
 
 
 def main(argv=None):
