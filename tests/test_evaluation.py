@@ -1,4 +1,5 @@
 import math
+import warnings
 from pathlib import Path
 
 import torch
@@ -92,5 +93,18 @@ def test_a_resumed_or_sharded_evaluation_gives_the_same_bounds(tmp_path, capsys,
     assert combined.split(" over ")[0] == whole.split(" over ")[0]  # the same NLL and standard error
     assert main(["evaluate", "--combine", str(tmp_path / "s0.json")]) == 2
     assert "cover 20 of 40 images" in capsys.readouterr().err
+    # a shard computed in bf16 combines with an fp32 one (precision is how, not what) and the line says so
+    with warnings.catch_warnings():  # bf16 on a CPU without it warns that it is slow: true, not the point here
+        warnings.simplefilter("ignore")
+        assert main(common + ["--shard", "1/2", "--precision", "bf16", "--bounds", str(tmp_path / "b1.json")]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--combine", str(tmp_path / "s0.json"), str(tmp_path / "b1.json")]) == 0
+    mixed = capsys.readouterr().out.strip()
+    nats = lambda line: float(line.split("k=20): ")[1].split(" nats")[0])  # noqa: E731
+    assert "2 files, bf16+fp32)" in mixed and abs(nats(mixed) - nats(combined)) < 0.05
+    # but not a shard of another k
+    assert main(common[:3] + ["--k", "30", "--subset", "40", "--shard", "1/2", "--bounds", str(tmp_path / "k30.json")]) == 0
+    assert main(["evaluate", "--combine", str(tmp_path / "s0.json"), str(tmp_path / "k30.json")]) == 2
+    assert "measured something else" in capsys.readouterr().err
     assert main(common[:3] + ["--k", "30", "--subset", "40", "--bounds", str(bounds)]) == 1
     assert "holds bounds of another evaluation (k 20 in the file vs 30 now)" in capsys.readouterr().err

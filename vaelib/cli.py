@@ -154,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add(t, "device", type=device_name, default="auto", help="cuda, mps, cpu or auto (default: auto)")
     _add(t, "clip_grad", type=positive_float, default=None, help="clip the gradient norm to this value")
     _add(t, "precision", choices=["fp32", "bf16"], default="fp32",
-         help="bf16: bfloat16 autocast for the forward pass, faster on GPUs and AMX CPUs (default: fp32)")
+         help="bf16: bfloat16 autocast for the forward pass, faster on GPUs and CPUs with AMX or AVX512-BF16, "
+              "slower elsewhere (vaelib warns) (default: fp32)")
     _add(t, "iwae_k", type=positive_int, default=1,
          help="train on the importance-weighted bound with this many samples (IWAE; default 1: the ELBO)")
     _add(t, "compile", action="store_true", help="torch.compile the ELBO: slower first epoch, faster after")
@@ -201,8 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add(e, "combine", nargs="+", default=None, metavar="FILE.json",
          help="combine the --bounds files of the shards of one evaluation and print its NLL")
     _add(e, "precision", choices=["fp32", "bf16"], default="fp32",
-         help="bf16: bfloat16 autocast for the networks (faster on GPUs and AMX CPUs; benchmarks/RESULTS.md "
-              "shows how much it moves the NLL) (default: fp32)")
+         help="bf16: bfloat16 autocast for the networks, faster on GPUs and CPUs with AMX or AVX512-BF16, "
+              "slower elsewhere (vaelib warns); benchmarks/RESULTS.md shows how little it moves the NLL "
+              "(default: fp32)")
     _add(e, "samples", type=positive_int, default=None,
          help="also score N samples with the MNIST classifier (vaelib.sample_quality): Frechet distance to the "
               "test set, confidence, label entropy; 10000 recommended, at least 2000 (MNIST models only)")
@@ -685,7 +687,7 @@ def _combine(args) -> int:
     nll = summarize_bounds(torch.tensor([bounds[i] for i in range(meta["n_images"])]), meta["image_shape"],
                            meta["k"], meta["seed"])
     print(f"test NLL (IWAE, k={meta['k']}): {nll['nll']:.2f} nats (standard error {nll['std_error']:.2f} over "
-          f"{nll['n']:,} images, {len(args.combine)} files) = {nll['bits_per_dim']:.4f} bits/dim")
+          f"{nll['n']:,} images, {len(args.combine)} files, {meta['precision']}) = {nll['bits_per_dim']:.4f} bits/dim")
     return 0
 
 

@@ -18,6 +18,7 @@ import torch
 from .bounds import iwae_bound
 from .data import as_data
 from .files import atomic_write
+from .precision import autocast, checked_precision, warn_if_emulated
 from .validation import whole_number
 
 __all__ = ["evaluate_elbo", "iwae_nll", "iwae_bounds", "summarize_bounds", "image_generator", "bits_per_dim",
@@ -124,10 +125,10 @@ def iwae_bounds(model, data, k: int, seed: int = 0, batch_size: int | None = Non
     """
     k = whole_number("k", k)
     data, batch_size = _checked(data, batch_size)
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    checked_precision(precision)
     model.eval()
     device = model.device
+    warn_if_emulated(device, precision)
     if batch_size is None:
         batch_size = max(1, 16384 // min(k, 16384))
     x_all = data.prepare(data.images, torch.Generator(device=data.device).manual_seed(seed))
@@ -137,7 +138,7 @@ def iwae_bounds(model, data, k: int, seed: int = 0, batch_size: int | None = Non
         x = x_all[idx.to(x_all.device)].to(device)
         y = None if data.labels is None else data.labels[idx.to(data.labels.device)].to(device)
         generators = [image_generator(seed, int(i), device) for i in idx]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with autocast(device, precision):
             bound = iwae_bound(model, x, k, generator=generators, y=model.labels(y, len(x)))
         yield idx, bound.float().cpu()
 
@@ -185,7 +186,9 @@ class BoundsRecord:
     precision, number of test images): a run that stops continues where it stopped, shards of one
     evaluation (``shard=(i, n)``: the images whose index is i mod n) run separately, even on
     different machines, and :meth:`combine` merges their files, refusing any that measured something
-    else.
+    else. Precision is how a file was computed, not what: one file holds one precision, but shards
+    computed at different precisions combine (machines differ in whether bf16 pays; it moves the
+    bounds far less than their standard error, benchmarks/RESULTS.md).
     """
 
     FORMAT = "vaelib-iwae-bounds"
@@ -222,14 +225,18 @@ class BoundsRecord:
 
     @classmethod
     def combine(cls, paths) -> tuple[dict, dict]:
-        """``(meta, bounds)`` of several files of one evaluation; ``ValueError`` if they disagree."""
+        """``(meta, bounds)`` of several files of one evaluation; ``ValueError`` if they disagree.
+
+        ``meta["precision"]`` names every precision the files were computed at (``"bf16+fp32"``).
+        """
         stored = [cls._read(p) for p in paths]
-        meta = {k: v for k, v in stored[0]["meta"].items() if k != "shard"}
+        meta = {k: v for k, v in stored[0]["meta"].items() if k not in ("shard", "precision")}
         for path, other in zip(paths[1:], stored[1:]):
             different = [key for key in meta if other["meta"].get(key) != meta[key]]
             if different:
                 raise ValueError(f"{path} measured something else than {paths[0]} ({', '.join(different)} differ): "
                                  f"combine only the shards of one evaluation")
+        meta["precision"] = "+".join(sorted({str(other["meta"].get("precision")) for other in stored}))
         bounds = {}
         for other in stored:
             bounds.update(other["bounds"])

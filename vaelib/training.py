@@ -27,6 +27,7 @@ from .data import as_data
 from .evaluation import evaluate_elbo
 from .files import atomic_write
 from .objectives import make_objective
+from .precision import autocast, checked_precision, warn_if_emulated
 from .settings import fast_mode  # noqa: F401  (vaelib.fast_mode)
 from .validation import positive_number, whole_number
 
@@ -110,7 +111,7 @@ def train_epoch(run: Run, objective, batch_size: int, seed: int = 0, clip_grad: 
     sums, betas = {}, []
     for run.batch, (x, y) in enumerate(data.batches(batch_size, shuffle=True, generator=g)):
         x, y = x.to(device, non_blocking=True), None if y is None else y.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with autocast(device, precision):
             estimate = objective(model, x, y, run.step)
         optimizer.zero_grad(set_to_none=True)
         estimate.loss.backward()
@@ -186,8 +187,7 @@ def _checked(train, test, epochs, batch_size, lr, clip_grad, precision, resume_f
     positive_number("lr", lr)
     if clip_grad is not None:
         positive_number("clip_grad", clip_grad)
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    checked_precision(precision)
     if len(train) == 0:
         raise ValueError("the training data holds no images: check its subset or source")
     if test is not None and len(test) == 0:
@@ -226,7 +226,8 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
             run repeats the epochs an uninterrupted run would have made.
         clip_grad: clip the gradient norm to this value (``None``: no clipping).
         precision: ``"fp32"``, or ``"bf16"`` for bfloat16 autocast of the forward pass (faster on GPUs and
-            on CPUs with AMX/AVX-512-BF16; weights, optimizer and loss sums stay float32).
+            on CPUs with AMX/AVX-512-BF16, slower elsewhere: see vaelib.precision; weights, optimizer and
+            loss sums stay float32).
         lr_schedule: a factor ``f(step)`` the learning rate is multiplied by at each step
             (e.g. vaelib.schedules.WarmupCosine).
         compile: run the ELBO through ``torch.compile`` (falls back to eager with a warning); a string
@@ -249,6 +250,7 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
     train, test, epochs, batch_size = _checked(train, test, epochs, batch_size, lr, clip_grad, precision, resume_from)
     objective = objective or make_objective(beta, iwae_k, compile, free_bits)
     device = pick_device(device)
+    warn_if_emulated(device, precision)
     model.to(device)
     _fit_shapes(model, train)
     if distributed.active():  # each process trains on its shard; DDP averages the gradients
