@@ -92,3 +92,15 @@ def test_the_notebook_benchmark_runs_a_notebook_and_reports_time_and_memory(tmp_
     assert record["mode"] == "fast" and row["notebook"].startswith("00_") and row["ok"], row
     assert row["seconds"] > 1 and 0.1 < row["peak_gb"] < 8
     assert row["notebook"] in out
+
+
+def test_the_race_recipe_uses_bf16_only_where_the_hardware_computes_it(monkeypatch):
+    import torch
+    monkeypatch.syspath_prepend(str(BENCH))
+    import throughput
+    cpu = torch.device("cpu")
+    for native, expected in ((True, "bf16"), (None, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(throughput, "native_bf16", lambda device, native=native: native)
+        assert throughput.recipe("conv", cpu)["precision"] == expected
+        assert throughput.recipe("mlp", cpu)["precision"] == "fp32"
+    assert throughput.RECIPES["conv"]["precision"] == "bf16"  # the table itself is left as it was
