@@ -99,6 +99,15 @@ def test_a_cosine_learning_rate_decays_over_the_run_and_continues_when_resumed(t
     assert main(["train", "long", "--runs_dir", str(runs), "--num_epochs", "1", "--warmup_steps", "4", *common]) == 2
     err = capsys.readouterr().err
     assert "--warmup_steps 4 is not shorter than the whole run" in err and len(err.strip().splitlines()) == 1
+    # warm-up alone: the rate rises over 6 steps, then holds (8 steps in all; the last rate is the full one)
+    assert main(["train", "warm", "--runs_dir", str(runs), "--num_epochs", "2", "--learning_rate", "3e-3",
+                 "--warmup_steps", "6", *common]) == 0
+    assert last_lr("warm") == pytest.approx(3e-3)
+    from argparse import Namespace
+
+    from vaelib.cli import _lr_schedule
+    rise = _lr_schedule(Namespace(num_epochs=2, warmup_steps=4, lr_schedule="constant"), steps_per_epoch=4)
+    assert [rise(step) for step in range(6)] == pytest.approx([0.25, 0.5, 0.75, 1, 1, 1])
 
 
 @needs_mnist

@@ -257,7 +257,7 @@ def _binarization(likelihood: str, binarize: str) -> str | None:
 def _lr_schedule(args, steps_per_epoch: int):
     """The learning-rate factor per step, or None for a constant rate. The cosine spans all of
     --num_epochs, so a resumed run that raises --num_epochs stretches it from then on."""
-    from .schedules import WarmupCosine
+    from .schedules import LinearWarmup, WarmupCosine
     total = args.num_epochs * steps_per_epoch
     if args.warmup_steps >= total:
         raise UsageError(f"--warmup_steps {args.warmup_steps} is not shorter than the whole run ({args.num_epochs} "
@@ -265,7 +265,7 @@ def _lr_schedule(args, steps_per_epoch: int):
     if args.lr_schedule == "cosine":
         return WarmupCosine(total, args.warmup_steps)
     if args.warmup_steps:
-        return lambda step: min(1.0, (step + 1) / args.warmup_steps)
+        return LinearWarmup(1.0, args.warmup_steps, start=1.0 / args.warmup_steps)  # (step + 1) / warmup_steps, then 1
     return None
 
 
