@@ -23,7 +23,7 @@ from vaelib.evaluation import BoundsRecord, summarize_bounds  # noqa: E402
 
 
 def compare(path_a, path_b) -> dict:
-    stored_a, stored_b = BoundsRecord._read(path_a), BoundsRecord._read(path_b)
+    stored_a, stored_b = BoundsRecord.read(path_a), BoundsRecord.read(path_b)
     common = sorted(set(stored_a["bounds"]) & set(stored_b["bounds"]))
     if len(common) < 2:
         raise SystemExit(f"error: {path_a} and {path_b} share {len(common)} images: evaluate the same ones")

@@ -196,7 +196,7 @@ class BoundsRecord:
     def __init__(self, path, meta: dict):
         self.path, self.meta, self.bounds = Path(path), dict(meta), {}
         if self.path.exists():
-            stored = self._read(self.path)
+            stored = self.read(self.path)
             different = [f"{key} {stored['meta'].get(key)!r} in the file vs {value!r} now"
                          for key, value in self.meta.items() if key != "shard" and stored["meta"].get(key) != value]
             if different:
@@ -205,7 +205,8 @@ class BoundsRecord:
             self.bounds = stored["bounds"]
 
     @classmethod
-    def _read(cls, path) -> dict:
+    def read(cls, path) -> dict:
+        """A bounds file's contents: ``{"format", "meta", "bounds": {image index: L_k}}``; ``ValueError`` if unreadable."""
         try:
             stored = json.loads(Path(path).read_text())
             stored["bounds"] = {int(i): float(v) for i, v in stored["bounds"].items()}
@@ -229,7 +230,7 @@ class BoundsRecord:
 
         ``meta["precision"]`` names every precision the files were computed at (``"bf16+fp32"``).
         """
-        stored = [cls._read(p) for p in paths]
+        stored = [cls.read(p) for p in paths]
         meta = {k: v for k, v in stored[0]["meta"].items() if k not in ("shard", "precision")}
         for path, other in zip(paths[1:], stored[1:]):
             different = [key for key in meta if other["meta"].get(key) != meta[key]]
