@@ -104,3 +104,18 @@ def test_the_race_recipe_uses_bf16_only_where_the_hardware_computes_it(monkeypat
         assert throughput.recipe("conv", cpu)["precision"] == expected
         assert throughput.recipe("mlp", cpu)["precision"] == "fp32"
     assert throughput.RECIPES["conv"]["precision"] == "bf16"  # the table itself is left as it was
+
+
+def test_the_recorded_k5000_figure_is_the_shipped_models_on_every_test_image():
+    """The record's shard files cover all 10,000 images of pretrained/conv_pixelcnn.pth, and the docs quote their mean."""
+    from vaelib.evaluation import BoundsRecord, file_sha256, summarize_bounds
+
+    root = BENCH.parent
+    meta, bounds = BoundsRecord.combine(sorted((BENCH / "results" / "conv_pixelcnn-k5000").glob("shard-*.json")))
+    assert meta["checkpoint_sha256"] == file_sha256(root / "pretrained" / "conv_pixelcnn.pth")
+    assert (meta["k"], meta["binarize"], meta["dataset"]) == (5000, "dynamic", "mnist")
+    assert sorted(bounds) == list(range(10_000))
+    summary = summarize_bounds(list(bounds.values()), meta["image_shape"], meta["k"], meta["seed"])
+    quoted = f"{summary['nll']:.2f} +- {summary['std_error']:.2f}"
+    for doc in ("README.md", "pretrained/README.md", "benchmarks/RESULTS.md"):
+        assert quoted in (root / doc).read_text().replace("**", ""), f"{doc} does not quote the recorded {quoted}"
