@@ -4,7 +4,7 @@ import warnings
 import pytest
 import torch
 
-from vaelib import TrainingDiverged, build_vae, fit, load, load_checkpoint
+from vaelib import TrainingDiverged, build_vae, fit, load, load_checkpoint, training
 from vaelib.schedules import LinearWarmup
 
 from .conftest import needs_mnist
@@ -41,6 +41,44 @@ def test_resume_repeats_an_uninterrupted_run(small_train, small_test, tmp_path):
         torch.testing.assert_close(a, b, msg=k)
     assert load(tmp_path / "checkpoint_last.pth").checkpoint["epoch"] == 2
     assert (tmp_path / "history.csv").read_text().count("\n") == 3
+
+
+def _strided_weights(model):
+    """The convolution weights whose layout channels-last changes (those with more than one input channel)."""
+    return [p for p in model.parameters() if p.dim() == 4 and p.shape[1] > 1]
+
+
+def test_a_conv_model_trains_channels_last_on_the_cpu_and_comes_back_contiguous(small_train):
+    torch.manual_seed(0)
+    model = build_vae("conv", latent_dim=4, channels=8, hidden=32)
+    during = []
+    fit(model, small_train, epochs=1, device="cpu", progress=False,
+        on_epoch_end=lambda record, m: during.extend(
+            p.is_contiguous(memory_format=torch.channels_last) for p in _strided_weights(m)))
+    assert during and all(during)
+    assert all(p.is_contiguous() for p in model.parameters())
+
+
+def test_resuming_a_checkpoint_saved_in_the_other_layout_repeats_the_run(small_train, small_test, tmp_path,
+                                                                         monkeypatch):
+    """Adam's moments saved contiguous (as on a GPU) meet channels-last weights: fused Adam needs them alike."""
+    def fresh():
+        torch.manual_seed(0)
+        return build_vae("conv", latent_dim=4, channels=8, hidden=32)
+
+    straight = fresh()
+    fit(straight, small_train, small_test, epochs=2, device="cpu", progress=False, seed=3)
+    with monkeypatch.context() as patch:
+        patch.setattr(training, "training_layout", lambda model, device: torch.contiguous_format)
+        fit(fresh(), small_train, small_test, epochs=1, device="cpu", progress=False, seed=3, run_dir=tmp_path)
+    saved = load_checkpoint(tmp_path / "checkpoint_last.pth")["optimizer"]["state"]
+    assert any(v.dim() == 4 and v.shape[1] > 1 and v.is_contiguous() for s in saved.values() for v in s.values()
+               if torch.is_tensor(v))
+    resumed = fresh()
+    fit(resumed, small_train, small_test, epochs=2, device="cpu", progress=False, seed=3, run_dir=tmp_path,
+        resume_from=tmp_path / "checkpoint_last.pth")
+    for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4, msg=k)
 
 
 def test_resuming_with_a_new_learning_rate_uses_it(small_train, small_test, tmp_path):
