@@ -4,6 +4,7 @@ from pathlib import Path
 
 import torch
 
+from vaelib import MNIST, build_vae
 from vaelib.evaluation import bits_per_dim, evaluate_elbo, iwae_nll, reconstruction_error
 
 from .conftest import needs_mnist
@@ -108,3 +109,15 @@ def test_a_resumed_or_sharded_evaluation_gives_the_same_bounds(tmp_path, capsys,
     assert "measured something else" in capsys.readouterr().err
     assert main(common[:3] + ["--k", "30", "--subset", "40", "--bounds", str(bounds)]) == 1
     assert "holds bounds of another evaluation (k 20 in the file vs 30 now)" in capsys.readouterr().err
+
+
+def test_iwae_nll_runs_a_conv_model_channels_last_on_the_cpu_and_gives_it_back():
+    torch.manual_seed(0)
+    model = build_vae("conv", latent_dim=4, channels=8, hidden=32)
+    layer = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
+    seen = []
+    layer.register_forward_hook(lambda module, inputs, output: seen.append(
+        module.weight.is_contiguous(memory_format=torch.channels_last)))
+    result = iwae_nll(model, MNIST("test", binarize="dynamic", subset=20), k=8, progress=False)
+    assert seen and all(seen) and math.isfinite(result["nll"])
+    assert all(p.is_contiguous() for p in model.parameters())
