@@ -31,8 +31,8 @@ from .precision import autocast, checked_precision, warn_if_emulated
 from .settings import fast_mode  # noqa: F401  (vaelib.fast_mode)
 from .validation import positive_number, whole_number
 
-__all__ = ["fit", "train_epoch", "test_record", "resume", "make_adam", "match_layouts", "training_layout", "History", "TrainingDiverged",
-           "pick_device", "seed_everything", "fast_mode"]
+__all__ = ["fit", "train_epoch", "test_record", "resume", "make_adam", "match_layouts", "training_layout",
+           "History", "TrainingDiverged", "pick_device", "seed_everything", "fast_mode"]
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -174,7 +174,7 @@ def match_layouts(optimizer: torch.optim.Optimizer) -> None:
 
     Fused Adam walks a parameter and its moments as if they were laid out alike; a checkpoint saved
     in the other layout (channels-last on the CPU, contiguous elsewhere) would silently corrupt the
-    update (measured: torch 2.14, both the CPU and CUDA kernels take the same path).
+    update (measured on the CPU with torch 2.14: three steps off by up to 0.04).
     """
     for param, state in optimizer.state.items():
         for key, value in state.items():
