@@ -565,7 +565,7 @@ print(f"static (vaelib's fixed draw): {static_elbo:.1f}")
 spread = max(dynamic_elbos) - min(dynamic_elbos)
 assert spread > 0
 print("different draws give different numbers:", spread > 0)
-# The ELBO moves by up to a nat on 500 images (less on more images) from one binarization draw to another,
+# The ELBO moves by about a nat on 500 images (less on more images) from one binarization draw to another,
 # and the static draw is one more such number, so a nat between papers means little unless both used the same
 # protocol on all 10,000 images. A static draw is
 # one particular data set: its number is a different measurement, and the published static benchmark
