@@ -65,7 +65,7 @@ device = "cpu"
 
 N_GAP = 24 if FAST else 200        # test images on which the gaps of the 20-D models are measured
 N_CONV = 16 if FAST else 100       # test images for the convolutional models (10x dearer to decode)
-N_CONV_GAP = 8 if FAST else 32     # of those, the ones on which a Gaussian is optimized per image
+N_CONV_GAP = 8 if FAST else 24     # of those, the ones on which a Gaussian is optimized per image
 K = 100 if FAST else 1000          # samples of the importance-weighted bound that stands in for log p(x)
 OPT_STEPS = 60 if FAST else 200    # Adam steps of the per-image Gaussian
 start_time = time.time()
@@ -891,7 +891,7 @@ assert d_lk[0] > 2 * d_lk[1] and d_lk[0] > 0 > d_elbo[0] and inference_conv["con
 # IWAE's encoder was never asked for each image's best Gaussian, only for a proposal that the reweighting inside
 # $\mathcal{L}_k$ can sharpen (a larger amortization gap), and its decoder was never asked to have posteriors that a
 # Gaussian fits, since the reweighted samples are not Gaussian (a larger approximation gap: the accommodation of
-# section 7's last point, now to the richer implicit posterior). With only `N_CONV_GAP` images (32; 8 in fast mode) the
+# section 7's last point, now to the richer implicit posterior). With only `N_CONV_GAP` images (24; 8 in fast mode) the
 # split is a rough one. Both routes end with a better $\log p(x)$; they differ in what gets tight: an IAF tightens the ELBO
 # itself, IWAE tightens the objective and leaves the ELBO loose.
 # (More samples are not free in training either: as $k$ grows, the encoder's gradient gets noisier relative to its
