@@ -119,3 +119,38 @@ def test_the_recorded_k5000_figure_is_the_shipped_models_on_every_test_image():
     quoted = f"{summary['nll']:.2f} +- {summary['std_error']:.2f}"
     for doc in ("README.md", "pretrained/README.md", "benchmarks/RESULTS.md"):
         assert quoted in (root / doc).read_text().replace("**", ""), f"{doc} does not quote the recorded {quoted}"
+
+
+def test_the_aggregate_posterior_prior_is_the_mixture_of_the_posteriors(monkeypatch):
+    import torch
+    from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
+    monkeypatch.syspath_prepend(str(BENCH))
+    import prior_headroom
+    g = torch.Generator().manual_seed(0)
+    mu, logvar = torch.randn(7, 3, generator=g), 0.5 * torch.randn(7, 3, generator=g)
+    z = 2 * torch.randn(5, 4, 3, generator=g)
+    mixture = MixtureSameFamily(Categorical(logits=torch.zeros(7)), Independent(Normal(mu, (0.5 * logvar).exp()), 1))
+    prior = prior_headroom.AggregatePosterior(mu, logvar, chunk=6)  # 20 codes in chunks of 6
+    assert prior() is prior
+    assert torch.allclose(prior.log_prob(z), mixture.log_prob(z), atol=1e-4)
+
+
+@needs_mnist
+def test_prior_headroom_splits_the_kl_and_scores_both_priors_on_the_same_images(tmp_path, monkeypatch):
+    import math
+    monkeypatch.syspath_prepend(str(BENCH))
+    import prior_headroom
+
+    import vaelib
+    checkpoint = BENCH.parent / "pretrained" / "mlp_vae.pth"
+    result = prior_headroom.main([str(checkpoint), "--train-subset", "2000", "--shard", "0/1000", "--k", "20",
+                                  "--kl-codes", "300", "--mog", "3", "--epochs", "1", "--prior-steps", "30",
+                                  "--out", str(tmp_path / "mog.pth")])
+    split = result["split"]
+    # I(n; z) of 2,000 images lies between 0 and log 2000, and the two parts add up to the KL
+    assert 0 < split["mutual_information"] <= math.log(2000) + 1e-3 and split["marginal_kl"] > 0
+    assert abs(split["mutual_information"] + split["marginal_kl"] - split["kl"]) < 1e-3
+    for name in ("aggregate", "mog"):  # each difference is the two NLLs' difference on the same 10 images
+        assert abs(result[name]["nll"] - result["base"]["nll"] - result[name]["difference"]) < 1e-6
+    tuned = vaelib.load(tmp_path / "mog.pth")
+    assert tuned.config.prior == "mog" and tuned.prior.components == 3
