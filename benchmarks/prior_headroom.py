@@ -33,8 +33,9 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import vaelib  # noqa: E402
-from vaelib.checkpoints import load, save  # noqa: E402
-from vaelib.data import load_dataset  # noqa: E402
+from vaelib.checkpoints import CheckpointError, load, save  # noqa: E402
+from vaelib.cli import nonneg_int, positive_float, positive_int, shard_spec  # noqa: E402
+from vaelib.data import DataError, load_dataset  # noqa: E402
 from vaelib.evaluation import evaluate_elbo, iwae_bounds, summarize_bounds  # noqa: E402
 from vaelib.vae import build_vae  # noqa: E402
 
@@ -135,20 +136,23 @@ def mixture_model(model, mu, logvar, components: int, generator, steps: int = 15
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint")
-    parser.add_argument("--k", type=int, default=500, help="importance samples per test image (default: 500)")
-    parser.add_argument("--shard", default="0/20", help="test images I mod N (default: 0/20, 500 images)")
-    parser.add_argument("--train-subset", type=int, default=None, help="first N training images only (quick runs)")
-    parser.add_argument("--kl-codes", type=int, default=2000, help="codes for the KL split (default: 2000)")
-    parser.add_argument("--mog", type=int, default=0, help="also fit and fine-tune a mixture of this many Gaussians")
-    parser.add_argument("--epochs", type=int, default=3, help="with --mog: fine-tuning epochs (default: 3)")
-    parser.add_argument("--lr", type=float, default=1e-4, help="with --mog: fine-tuning learning rate (default: 1e-4)")
-    parser.add_argument("--prior-steps", type=int, default=1500, help="with --mog: steps fitting the mixture alone")
+    parser.add_argument("--k", type=positive_int, default=500, help="importance samples per test image (default: 500)")
+    parser.add_argument("--shard", type=shard_spec, default="0/20", help="test images I mod N (default: 0/20, 500 images)")
+    parser.add_argument("--train-subset", type=positive_int, default=None, help="first N training images only (quick runs)")
+    parser.add_argument("--kl-codes", type=positive_int, default=2000, help="codes for the KL split (default: 2000)")
+    parser.add_argument("--mog", type=nonneg_int, default=0, help="also fit and fine-tune a mixture of this many Gaussians")
+    parser.add_argument("--epochs", type=positive_int, default=3, help="with --mog: fine-tuning epochs (default: 3)")
+    parser.add_argument("--lr", type=positive_float, default=1e-4, help="with --mog: fine-tuning learning rate (default: 1e-4)")
+    parser.add_argument("--prior-steps", type=nonneg_int, default=1500, help="with --mog: steps fitting the mixture alone")
     parser.add_argument("--out", default=None, help="with --mog: write the fine-tuned model here")
     args = parser.parse_args(argv)
-    i, n = (int(v) for v in args.shard.split("/"))
+    i, n = args.shard
     generator = torch.Generator().manual_seed(1)
 
     model = load(args.checkpoint).eval()
+    if model.posterior is not None or model.num_classes:
+        raise SystemExit(f"error: {args.checkpoint} has a flow posterior or is conditional: this measures "
+                         f"unconditional models with a diagonal Gaussian posterior (the codes are mixed as Gaussians)")
     train = load_dataset("mnist", "train", "dynamic", args.train_subset)
     test = load_dataset("mnist", "test", "dynamic")
     indices = torch.arange(i, len(test), n)
@@ -189,4 +193,7 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (CheckpointError, DataError) as error:  # one line that names the problem, not a traceback
+        raise SystemExit(f"error: {error}")
