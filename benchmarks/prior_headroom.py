@@ -15,8 +15,8 @@
    images' codes, fine-tunes the whole model for ``--epochs`` at ``--lr`` (ELBO), and scores it on
    the same images. ``--out`` keeps that model as a checkpoint.
 
-MNIST-style binary data under dynamic binarization (the literature's likelihood protocol); a model
-with a standard normal prior and a diagonal Gaussian posterior.
+MNIST-style binary data under dynamic binarization (the literature's likelihood protocol); an
+unconditional model with a diagonal Gaussian posterior and any prior.
 """
 from __future__ import annotations
 
@@ -46,6 +46,8 @@ class AggregatePosterior(nn.Module):
     ``log_prob`` of ``z`` ``(..., D)`` returns ``(...)``. The N Gaussian log-densities of a code are
     one matrix product, sum_d [z_d^2 a_nd - 2 z_d mu_nd a_nd] with a = exp(-logvar), plus a constant
     per component, so 60,000 components cost a (codes, 2D) x (2D, N) product, done in chunks of codes.
+    (vaelib.VampPrior with the training images as pseudo-images is the same density, but it would
+    encode them at every call and hold a (codes, N, D) tensor.)
     """
 
     analytic_kl = False
