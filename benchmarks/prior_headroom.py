@@ -157,6 +157,11 @@ def main(argv=None) -> dict:
                          f"unconditional models with a diagonal Gaussian posterior (the codes are mixed as Gaussians)")
     train = load_dataset("mnist", "train", "dynamic", args.train_subset)
     test = load_dataset("mnist", "test", "dynamic")
+    if i >= len(test):
+        raise SystemExit(f"error: shard {i}/{n} holds none of the {len(test):,} test images: choose I < {len(test):,}")
+    if args.mog > len(train):
+        raise SystemExit(f"error: --mog {args.mog} starts each component at a training image, and {len(train):,} "
+                         f"are loaded: choose fewer components or a larger --train-subset")
     indices = torch.arange(i, len(test), n)
     mu, logvar = training_codes(model, train, generator)
     split = kl_split(model, mu, logvar, args.kl_codes, generator)
