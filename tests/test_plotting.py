@@ -78,3 +78,22 @@ def test_the_manifold_axes_label_each_tile_with_its_z_value():
     labels = [float(t.get_text().replace("\u2212", "-")) for t in ax.get_xticklabels()]
     assert labels == pytest.approx(centres[::2].tolist(), abs=0.01)
     assert [t for t in ax.get_xticks()] == [0.5, 2.5, 4.5]
+
+
+def test_each_figure_shows_once_in_a_notebook_last_line_or_not():
+    """A plotting call as the cell's last line shows one figure (not the inline backend's copy and the
+    returned Figure's); so does one followed by plt.show(), and one drawn into the caller's own axes."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    cells = ["%matplotlib inline\nimport torch\nimport matplotlib.pyplot as plt\n"
+             "from vaelib.plotting import plot_history, show_images\nx = torch.rand(4, 1, 28, 28)",
+             "show_images(x)",
+             "fig = show_images(x)\nfig",
+             "show_images(x)\nplt.show()",
+             "plot_history([{'epoch': 1, 'train_elbo': -1.0}, {'epoch': 2, 'train_elbo': -0.5}])",
+             "fig, ax = plt.subplots()\nshow_images(x, ax=ax)\nplt.show()",
+             "show_images(x, title='a')\nshow_images(x, title='b')"]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    shown = [sum("image/png" in o.get("data", {}) for o in cell.outputs) for cell in nb.cells[1:]]
+    assert shown == [1, 1, 1, 1, 1, 2]

@@ -1,7 +1,9 @@
 """Figures for VAEs: thin helpers over matplotlib and ``torchvision.utils.make_grid``.
 
-Every function returns the matplotlib ``Figure`` (so a notebook shows it and a script saves it) and
-takes an optional ``save=path``. Images are tensors ``(N, C, H, W)`` with values in [0, 1], greyscale
+Every function returns the matplotlib ``Figure`` (a script saves it, or passes ``save=path``) and
+shows it once in a notebook, whether or not the call is the last line of a cell: no ``;`` or
+``_ =`` is needed. Given ``ax=``, a function draws into that axes of your figure and leaves the
+figure as it was (it shows the way your own figures do). Images are tensors ``(N, C, H, W)`` with values in [0, 1], greyscale
 (C = 1) or colour (C = 3). Data may be vaelib.ImageData, a tensor of images, or ``(images, labels)``.
 """
 from __future__ import annotations
@@ -21,10 +23,25 @@ __all__ = ["image_grid", "show_images", "show_reconstructions", "plot_history", 
            "plot_manifold", "plot_interpolation", "save_image_grid", "save_figure", "figure_path", "image_format", "slerp", "lerp"]
 
 
-def _save(fig, save):
+def _show_once(fig) -> None:
+    """Jupyter shows a pyplot figure at the end of the cell (matplotlib-inline), and again when it is the
+    cell's value. The first display of this figure closes it in pyplot, so the other one finds
+    nothing to show."""
+    def display_once():
+        del fig._ipython_display_  # from now on the figure displays as any other
+        plt.close(fig)
+        from IPython.display import display
+        display(fig)
+    fig._ipython_display_ = display_once
+
+
+def _save(fig, save, owned: bool = True):
+    """Save ``fig`` to ``save`` (if given) and return it; ``owned``: vaelib made it (no ``ax=`` given)."""
     if save is not None:
         Path(save).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(save, bbox_inches="tight", dpi=120)
+    if owned:
+        _show_once(fig)
     return fig
 
 
@@ -84,6 +101,7 @@ def save_image_grid(images: torch.Tensor, path, nrow: int = 8) -> Path:
 
 def show_images(images: torch.Tensor, nrow: int = 8, title: str | None = None, ax=None, save=None):
     """Show images as one grid."""
+    owned = ax is None
     if ax is None:
         n = len(images)
         rows = math.ceil(n / nrow)
@@ -94,7 +112,7 @@ def show_images(images: torch.Tensor, nrow: int = 8, title: str | None = None, a
     ax.axis("off")
     if title:
         ax.set_title(title)
-    return _save(fig, save)
+    return _save(fig, save, owned)
 
 
 def show_reconstructions(x: torch.Tensor, x_hat: torch.Tensor, n: int = 10, title: str | None = None, save=None):
@@ -116,6 +134,7 @@ def show_reconstructions(x: torch.Tensor, x_hat: torch.Tensor, n: int = 10, titl
 def plot_history(history, keys=("train_elbo", "test_elbo"), title: str = "ELBO per epoch (nats, higher is better)",
                  ax=None, save=None):
     """Curves of history columns against the epoch (a vaelib History, or a list of dicts)."""
+    owned = ax is None
     if ax is None:
         fig, ax = plt.subplots(figsize=(5, 3.2))
     else:
@@ -129,7 +148,7 @@ def plot_history(history, keys=("train_elbo", "test_elbo"), title: str = "ELBO p
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(fig, save)
+    return _save(fig, save, owned)
 
 
 @torch.no_grad()
@@ -145,6 +164,7 @@ def _posterior_means(model, data, n: int, batch_size: int = 1000):
 
 def plot_latent_scatter(model, data, n: int = 5000, dims=(0, 1), ax=None, save=None):
     """Posterior means E_q[z|x] of ``n`` images in two latent dimensions, coloured by label (if any)."""
+    owned = ax is None
     z, y = _posterior_means(model, data, n)
     if ax is None:
         fig, ax = plt.subplots(figsize=(5.2, 4.4))
@@ -161,7 +181,7 @@ def plot_latent_scatter(model, data, n: int = 5000, dims=(0, 1), ax=None, save=N
     ax.set_xlabel(f"z[{dims[0]}]")
     ax.set_ylabel(f"z[{dims[1]}]")
     ax.set_title("posterior means" + (", coloured by label" if y is not None else ""))
-    return _save(fig, save)
+    return _save(fig, save, owned)
 
 
 @torch.no_grad()
@@ -175,6 +195,7 @@ def plot_manifold(model, n: int = 15, extent: float = 2.5, use_quantiles: bool =
     [-extent, extent] on linear axes. For a conditional model pass ``y``: one label (an int) for the
     whole grid, or ``n * n`` labels.
     """
+    owned = ax is None
     if model.latent_dim != 2:
         raise ValueError(f"plot_manifold needs a 2-D latent space, this model has {model.latent_dim}")
     if use_quantiles:
@@ -201,7 +222,7 @@ def plot_manifold(model, n: int = 15, extent: float = 2.5, use_quantiles: bool =
     ax.set_xlabel("z[0]")
     ax.set_ylabel("z[1]")
     ax.set_title(title)
-    return _save(fig, save)
+    return _save(fig, save, owned)
 
 
 def lerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -231,6 +252,7 @@ def plot_interpolation(model, z0: torch.Tensor, z1: torch.Tensor, steps: int = 1
 
     For a conditional model pass ``y``: one label for the whole strip, or ``steps`` labels.
     """
+    owned = ax is None
     t = torch.linspace(0, 1, steps)
     path = (lerp if method == "linear" else slerp)(z0.cpu(), z1.cpu(), t).to(model.device)
     images = model.decode_mean(path, y)
@@ -241,4 +263,4 @@ def plot_interpolation(model, z0: torch.Tensor, z1: torch.Tensor, steps: int = 1
     ax.imshow(image_grid(images, steps).numpy(), cmap="gray", vmin=0, vmax=1)
     ax.axis("off")
     ax.set_title(f"{method} interpolation", fontsize=9)
-    return _save(fig, save)
+    return _save(fig, save, owned)
