@@ -600,10 +600,11 @@ def test_a_run_stopped_before_its_first_epoch_ends_leaves_no_folder(tmp_path, ca
 
 # 10. Users of the original project --------------------------------------------------------------------
 
-def test_the_original_projects_checkpoint_path_points_at_what_exists(tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def test_the_original_projects_checkpoint_path_outside_the_repository_says_where_it_is(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not the repository's root: there is no pretrained/ here
     code, _, err = cli(["generate", "--checkpoint_path", "pretrained/checkpoint_best.pth"], capsys)
-    assert_one_line(code, err, "original project", "conv_vae.pth", "python -m vaelib train", exit_code=2)
+    assert_one_line(code, err, "original project", "checkpoint_best.pth", "repository's root",
+                    "python -m vaelib train", exit_code=2)
 
 
 # Reproducibility -------------------------------------------------------------------------------------

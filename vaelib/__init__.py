@@ -20,7 +20,8 @@ Modules, in the order the course teaches them (each is imported when first used,
 - ``vaelib.pretrained``: the checkpoints in pretrained/, loaded when present
 - ``vaelib.widgets``: ipywidgets explorers; ``vaelib.checks``: exercise checks;
   ``vaelib.coursework``: student versions of the notebooks
-- ``vaelib.files``, ``vaelib.validation``: atomic writes and argument checks, used throughout
+- ``vaelib.files``, ``vaelib.validation``: atomic writes and argument checks, used throughout;
+  ``vaelib.threads``: torch's CPU thread count for a block of work
 """
 from __future__ import annotations
 
@@ -41,8 +42,8 @@ _EXPORTS = {
 }
 _MODULES = {"autoregressive", "bounds", "callbacks", "checks", "checkpoints", "coursework", "data", "distributed", "elbo",
             "evaluation", "files", "kl", "likelihoods", "networks", "objectives", "plotting", "posteriors",
-            "pretrained", "priors", "reparameterization", "sample_quality", "schedules", "settings", "training", "vae",
-            "validation", "widgets"}
+            "pretrained", "priors", "reparameterization", "sample_quality", "schedules", "settings", "threads", "training",
+            "vae", "validation", "widgets"}
 
 __all__ = ["__version__", *_EXPORTS]
 

@@ -68,6 +68,12 @@ class Callback:
     def on_fit_end(self, run: Run) -> None: ...
 
 
+def _count(data) -> str:
+    """How many images ``data`` holds, all processes' shards together, e.g. ``'10,000'``."""
+    from .distributed import world_size
+    return f"{len(data) * world_size():,}" if data is not None else "no"
+
+
 def _state_copy(model) -> dict:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
@@ -131,7 +137,7 @@ class ProgressBar(Callback):
             return
         train = ", ".join(f"{k[6:].replace('_', ' ')} {v:.2f}" for k, v in record.items()
                           if k.startswith("train_") and k != "train_reconstruction" and math.isfinite(v))
-        test = (f"  test ELBO {record['test_elbo']:.2f}  KL {record['test_kl']:.2f}  active units "
+        test = (f"  test ELBO {record['test_elbo']:.2f} ({_count(run.test)} images)  KL {record['test_kl']:.2f}  active units "
                 f"{record['active_units']}/{run.model.latent_dim}" if "test_elbo" in record else "")
         beta = f"  beta {record['beta']:.3g}" if "beta" in record else ""
         self.bar.write(f"epoch {record['epoch']}/{run.epochs}  train {train}{test}{beta}  {record['seconds']:.1f}s")

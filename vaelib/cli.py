@@ -149,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
          help="shape of the annealing (default: linear when --beta_annealing_period > 0, else constant)")
     _add(t, "binarize", choices=["auto", "none", "dynamic", "static"], default="auto",
          help="binarize the images: auto is dynamic for bce/bernoulli/pixelcnn and none otherwise")
-    _add(t, "subset", type=positive_int, default=None, help="train on the first N images only (quick runs)")
+    _add(t, "subset", type=positive_int, default=None,
+         help="quick runs: train on the first N training images, and test on the first N test images (all of them "
+              "when N exceeds the test set); 'vaelib evaluate' scores the whole test set")
     _add(t, "seed", type=nonneg_int, default=0, help="random seed (default: 0)")
     _add(t, "device", type=device_name, default="auto", help="cuda, mps, cpu or auto (default: auto)")
     _add(t, "clip_grad", type=positive_float, default=None, help="clip the gradient norm to this value")
@@ -169,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
          help="nats per latent dimension below which the posterior counts as collapsed (default: 0.01)")
     _add(t, "tensorboard", action="store_true", help="also log scalars and samples for TensorBoard")
     _add(t, "quiet", action="store_true", help="no progress bar")
+    _add(t, "threads", type=positive_int, default=None,
+         help="CPU threads for torch (default: one per core); on a busy or shared machine 1 can be several times "
+              "faster, with identical numbers")
 
     g = sub.add_parser("generate", help="sample new digits from a checkpoint, or print its --info_only",
                        description="Write a grid of new digits sampled from a trained VAE.")
@@ -213,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add(e, "batch_size", type=positive_int, default=None, help="images per IWAE batch (default: automatic)")
     _add(e, "device", type=device_name, default="auto", help="cuda, mps, cpu or auto (default: auto)")
     _add(e, "data_root", default=None, help="folder holding MNIST/raw/ etc. (default: $VAELIB_DATA, then ./data)")
+    _add(e, "threads", type=positive_int, default=None,
+         help="CPU threads for torch (default: one per core); on a busy or shared machine 1 can be several times "
+              "faster, with identical numbers")
 
     x = sub.add_parser("export", help="copy a checkpoint without its optimizer state (for sharing)",
                        description="Write a smaller copy of a checkpoint: weights, config, history and "
@@ -479,7 +487,7 @@ def _train_run(args, explicit: set) -> int:
              f"{train_args['effective_batch_size']}, {len(train) // distributed.world_size():,} images per process")
     _say(f"training {model.config.arch} VAE ({model.num_parameters():,} parameters, latent {model.latent_dim}, "
           f"{model.config.likelihood} likelihood) on {len(train):,} {train.name} images {train.image_shape}, "
-          f"{device}, {'IWAE k=' + str(args.iwae_k) if args.iwae_k > 1 else 'beta ' + repr(schedule)}")
+          f"tested on {_which_test_images(len(test), args.subset)}, {device}, {'IWAE k=' + str(args.iwae_k) if args.iwae_k > 1 else 'beta ' + repr(schedule)}")
     callbacks.insert(0, SampleGrid(run_dir / "samples.png", seed=args.seed))
     try:
         history = fit(model, train, test, epochs=args.num_epochs, lr=args.learning_rate, batch_size=args.batch_size,
@@ -492,9 +500,15 @@ def _train_run(args, explicit: set) -> int:
         _remove_empty(created)  # a run that wrote nothing leaves no folder behind
         raise
     best = max(row["test_elbo"] for row in history)
-    _say(f"done: {args.num_epochs - done} epoch(s) trained, best test ELBO {best:.2f} nats; checkpoints, "
+    _say(f"done: {args.num_epochs - done} epoch(s) trained, best test ELBO {best:.2f} nats on "
+         f"{_which_test_images(len(test), args.subset)}; checkpoints, "
           f"history.csv and samples.png in {run_dir}")
     return 0
+
+
+def _which_test_images(n: int, subset: int | None) -> str:
+    """Which test images a number was computed on, e.g. 'the first 2,000 test images'."""
+    return f"the first {n:,} test images" if subset is not None and subset <= n else f"all {n:,} test images"
 
 
 def _describe(model, path) -> str:
@@ -511,7 +525,10 @@ def _describe(model, path) -> str:
              f"binarization {data['binarize'] or 'none'}",
              f"epochs trained: {ckpt.get('epoch', 0)}"]
     best = ckpt.get("best_test_elbo")
-    lines.append(f"best test ELBO: {best:.2f} nats" if best is not None else "best test ELBO: unknown")
+    subset = (ckpt.get("train_args") or {}).get("subset")
+    on = (f" on the first {subset:,} test images (trained with --subset)" if isinstance(subset, int)
+          else " on the whole test set")
+    lines.append(f"best test ELBO: {best:.2f} nats{on}" if best is not None else "best test ELBO: unknown")
     args = ckpt.get("train_args") or {}
     if args:
         lines.append("training arguments:")
@@ -529,9 +546,9 @@ def _checkpoint_path(path: str) -> str:
     if Path(path).name == "checkpoint_best.pth" and Path(path).parent.name == "pretrained" and not Path(path).exists():
         from .pretrained import pretrained_dir
         shipped = ", ".join(sorted(p.name for p in pretrained_dir().glob("*.pth"))) or "none installed"
-        raise UsageError(f"{path} not found: the original project's pretrained/checkpoint_best.pth is not part of "
-                         f"vaelib; its pretrained models are in {pretrained_dir()} ({shipped}; see "
-                         f"pretrained/README.md), or train your own with 'python -m vaelib train NAME'")
+        raise UsageError(f"{path} not found: the original project's checkpoint ships in the repository's pretrained/ "
+                         f"folder ({pretrained_dir()}: {shipped}); run the command from the repository's root, or "
+                         f"train your own with 'python -m vaelib train NAME'")
     return path
 
 
@@ -654,11 +671,13 @@ def _run_bounds(batches, bounds: dict, total: int, k: int, record, every: float 
     import time
 
     from tqdm.auto import tqdm
-    last = time.monotonic()
+    start = last = time.monotonic()
     try:
         with tqdm(total=total, desc=f"IWAE k={k}", unit="img", leave=False) as bar:
             for idx, bound in batches:
                 bounds.update({int(i): float(b) for i, b in zip(idx, bound)})
+                if bar.n == 0 and total > len(idx):
+                    _estimate(bar, time.monotonic() - start, len(idx), total, k)
                 bar.update(len(idx))
                 if record is not None and time.monotonic() - last > every:
                     record.save()
@@ -666,6 +685,17 @@ def _run_bounds(batches, bounds: dict, total: int, k: int, record, every: float 
     finally:  # also when interrupted: what was computed is kept, and the next run starts from there
         if record is not None:
             record.save()
+
+
+def _estimate(bar, seconds: float, done: int, total: int, k: int, long: float = 60.0) -> None:
+    """Before a long evaluation goes on: its expected time, from its first batch."""
+    left = seconds / done * (total - done)
+    if left > long:
+        hours, minutes = divmod(round(left / 60), 60)
+        when = f"{hours} h {minutes} min" if hours else f"{max(minutes, 1)} min"
+        bar.write(f"estimated time: about {when} for {total:,} images at k={k} ({seconds / done:.2f} s per image on "
+                  f"the first {done:,}); --subset N and a smaller --k give a quick estimate of the NLL, --bounds "
+                  f"FILE.json lets an interrupted run continue")
 
 
 def _combine(args) -> int:
@@ -767,8 +797,10 @@ def main(argv=None) -> int:
 
     command = {"train": _train, "generate": _generate, "evaluate": _evaluate, "export": _export,
                "coursework": _coursework}[args.command]
+    from .threads import cpu_threads
     try:
-        return command(args, _explicit_flags(argv)) if args.command == "train" else command(args)
+        with cpu_threads(getattr(args, "threads", None)):
+            return command(args, _explicit_flags(argv)) if args.command == "train" else command(args)
     except (UsageError, CourseworkError) as err:
         _report(args.command, str(err))
         return 2

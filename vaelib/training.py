@@ -29,6 +29,7 @@ from .files import atomic_write
 from .objectives import make_objective
 from .precision import autocast, checked_precision, warn_if_emulated
 from .settings import fast_mode  # noqa: F401  (vaelib.fast_mode)
+from .threads import cpu_threads
 from .validation import positive_number, whole_number
 
 __all__ = ["fit", "train_epoch", "test_record", "resume", "make_adam", "match_layouts", "training_layout",
@@ -235,7 +236,7 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
         iwae_k: int = 1, free_bits: float = 0.0, objective=None, device=None, seed: int = 0, clip_grad: float | None = None,
         precision: str = "fp32", compile: bool = False, lr_schedule=None, run_dir=None, resume_from=None,
         train_args: dict | None = None, collapse_threshold: float | None = None, callbacks=(),
-        eval_batch_size: int = 1000, progress: bool = True, on_epoch_end=None) -> History:
+        eval_batch_size: int = 1000, progress: bool = True, on_epoch_end=None, threads: int | None = None) -> History:
     """Train ``model`` on ``train`` for ``epochs`` epochs with Adam; return the :class:`History`.
 
     Args:
@@ -264,6 +265,8 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
         collapse_threshold: warn when the test KL per latent dimension falls below it (nats).
         callbacks: more vaelib.callbacks (e.g. ``SampleGrid``, ``TensorBoard``).
         on_epoch_end: called as ``on_epoch_end(record, model)`` after each epoch.
+        threads: torch's CPU threads for this run (``None``: torch's default, one per core); 1 can be
+            several times faster on a busy or shared machine (vaelib.threads). Restored afterwards.
 
     Returns:
         One dict per epoch: ``epoch``, ``step``, ``beta``, ``train_elbo``, ``train_reconstruction``,
@@ -274,6 +277,15 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
         TrainingDiverged: the loss became NaN/inf; the model holds the last good epoch's weights and
             the checkpoints on disk are left as they were.
     """
+    with cpu_threads(threads):
+        return _fit(model, train, test, epochs, lr, batch_size, beta, iwae_k, free_bits, objective, device, seed,
+                    clip_grad, precision, compile, lr_schedule, run_dir, resume_from, train_args, collapse_threshold,
+                    callbacks, eval_batch_size, progress, on_epoch_end)
+
+
+def _fit(model, train, test, epochs, lr, batch_size, beta, iwae_k, free_bits, objective, device, seed, clip_grad,
+         precision, compile, lr_schedule, run_dir, resume_from, train_args, collapse_threshold, callbacks,
+         eval_batch_size, progress, on_epoch_end) -> History:
     train, test, epochs, batch_size = _checked(train, test, epochs, batch_size, lr, clip_grad, precision, resume_from)
     objective = objective or make_objective(beta, iwae_k, compile, free_bits)
     device = pick_device(device)
