@@ -687,11 +687,13 @@ def _run_bounds(batches, bounds: dict, total: int, k: int, record, every: float 
             record.save()
 
 
-def _estimate(bar, seconds: float, done: int, total: int, k: int, long: float = 60.0) -> None:
+LONG_EVALUATION_SECONDS = 60.0  # evaluations expected to take longer say so after their first batch
+
+
+def _estimate(bar, seconds: float, done: int, total: int, k: int) -> None:
     """Before a long evaluation goes on: its expected time, from its first batch."""
-    left = seconds / done * (total - done)
-    if left > long:
-        hours, minutes = divmod(round(left / 60), 60)
+    if seconds / done * (total - done) > LONG_EVALUATION_SECONDS:
+        hours, minutes = divmod(round(seconds / done * total / 60), 60)
         when = f"{hours} h {minutes} min" if hours else f"{max(minutes, 1)} min"
         bar.write(f"estimated time: about {when} for {total:,} images at k={k} ({seconds / done:.2f} s per image on "
                   f"the first {done:,}); --subset N and a smaller --k give a quick estimate of the NLL, --bounds "
