@@ -306,3 +306,11 @@ def test_no_module_imports_the_package_root_or_a_higher_layer():
                     assert (ROOT / "vaelib" / f"{target}.py").exists() or (ROOT / "vaelib" / target).is_dir(), \
                         f"{path.name} imports {target} from the package root"
                     assert _layer(target) <= _layer(path.stem), f"{path.name} imports {target}, a higher layer"
+
+
+def test_the_package_version_is_written_once_in_each_place_and_agrees():
+    import re
+
+    import vaelib
+    version = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+    assert version == vaelib.__version__, "pyproject.toml's version and vaelib/version.py differ"
