@@ -10,7 +10,7 @@ They also accept a plain tensor of images or an ``(images, labels)`` pair (see :
     data = ImageData(torch.rand(512, 3, 32, 32))               # your own images in [0, 1]
     train = MNIST("train", binarize="dynamic")                  # MNIST, 60,000 x (1, 28, 28)
     train = FashionMNIST("train", subset=2000)                  # Zalando's clothes, grey levels
-    train = load_dataset("cifar10", "train", image_size=64)     # any torchvision image data set
+    train = load_dataset("cifar10", "train", image_size=64)     # a torchvision image data set by name
 
 Where the files come from, in order:
 
@@ -37,7 +37,7 @@ import torch
 from .validation import whole_number
 
 __all__ = ["ImageData", "MNIST", "FashionMNIST", "load_dataset", "as_data", "DataError", "data_root",
-           "load_mnist_tensors", "canonical_dataset", "DATASETS"]
+           "load_mnist_tensors", "canonical_dataset", "DATASETS", "GENERIC_DATASETS"]
 
 BINARIZATIONS = (None, "dynamic", "static")
 STATIC_SEED = 1234  # the fixed draw is part of the protocol: keep it the same everywhere
@@ -298,20 +298,25 @@ def _generic(ds):
     return torch.stack(images), torch.tensor(labels)
 
 
+# torchvision image data sets beyond DATASETS that the generic loader can build: a (root, train=
+# or split='train'/'test', download=) constructor and images of one size. Others (FakeData,
+# ImageFolder, Omniglot, ImageNet, data sets of mixed image sizes...) are refused by name.
+GENERIC_DATASETS = ("USPS", "STL10")
+
+
 def canonical_dataset(name: str) -> str:
-    """``"Fashion-MNIST"`` -> ``"fashion_mnist"``; another torchvision data set by its class name
-    (``"STL10"``, ``"Omniglot"``...); ``DataError`` for anything else."""
-    key = name.lower().replace("-", "_")
+    """``"Fashion-MNIST"`` -> ``"fashion_mnist"``; ``"stl10"`` -> ``"STL10"`` (one of
+    :data:`GENERIC_DATASETS`); ``DataError`` for anything vaelib cannot load."""
+    key = str(name).lower().replace("-", "_")
     key = {"fashionmnist": "fashion_mnist", "cifar_10": "cifar10", "cifar_100": "cifar100"}.get(key, key)
     if key in DATASETS:
         return key
-    import torchvision.datasets
-    for attr in dir(torchvision.datasets):
-        cls = getattr(torchvision.datasets, attr)
-        if attr.lower() == key.replace("_", "") and isinstance(cls, type) and hasattr(cls, "__getitem__"):
-            return attr
-    raise DataError(f"unknown data set {name!r}: use one of {', '.join(DATASETS)}, or a torchvision.datasets "
-                    f"class name")
+    for cls_name in GENERIC_DATASETS:
+        if cls_name.lower() == key.replace("_", ""):
+            return cls_name
+    raise DataError(f"unknown data set {name!r}: vaelib loads {', '.join(DATASETS)}, "
+                    f"{', '.join(c.lower() for c in GENERIC_DATASETS)}; for other images pass a tensor "
+                    f"(N, C, H, W) to vaelib.fit from Python")
 
 
 def _load_tensors(name: str, split: str, root, download: bool) -> tuple[torch.Tensor, torch.Tensor, list | None]:
@@ -385,8 +390,7 @@ def load_dataset(name: str, split: str = "train", binarize: str | None = None, s
                  device: str | torch.device = "cpu", root: str | os.PathLike | None = None,
                  download: bool = True, image_size: int | None = None) -> ImageData:
     """One split of a torchvision image data set by name (``mnist``, ``fashion_mnist``, ``kmnist``,
-    ``cifar10``, ``cifar100``, ``svhn``, or another ``torchvision.datasets`` class by its name,
-    downloaded when online) as :class:`ImageData`.
+    ``cifar10``, ``cifar100``, ``svhn``, ``usps``, ``stl10``; downloaded when online) as :class:`ImageData`.
 
     Args:
         subset: keep only the first ``subset`` images, for quick runs.

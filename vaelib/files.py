@@ -104,7 +104,8 @@ def run_folder(runs_dir: str | os.PathLike, name: str) -> Path:
     Raises ``ValueError`` for an empty name, ``.`` or ``..``, a name with a path separator, an
     absolute path, or one whose folder would resolve outside ``runs_dir`` (through a link).
     """
-    if not name or name.strip() != name or name in (".", "..") or any(c in name for c in "/\\\0"):
+    if (not name or name.strip() != name or name in (".", "..") or any(c in name for c in "/\\\0")
+            or not name.isprintable()):  # a newline or escape sequence would garble every line that names the run
         raise ValueError(f"run name {name!r} is not a plain folder name: use letters, digits, '-', '_' or '.', "
                          f"without '/' or '..' (the run goes to {Path(runs_dir) / '<name>'})")
     runs = Path(runs_dir)

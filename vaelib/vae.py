@@ -248,6 +248,12 @@ def build_vae(arch: str = "conv", latent_dim: int = 20, likelihood: str = "berno
     shape = _shape(config.image_shape)
     name = canonical_name(config.likelihood)
     pixelcnn_layers = whole_number("pixelcnn_layers", config.pixelcnn_layers)
+    if sigma is not None and name not in ("gaussian", "learned_gaussian"):
+        raise ValueError(f"sigma={sigma} is the Gaussian likelihoods' standard deviation, and the likelihood is "
+                         f"{name!r}: use likelihood='gaussian' (or 'learned_gaussian'), or drop sigma")
+    if config.arch == "mlp" and channels != VAEConfig.channels:
+        raise ValueError(f"channels={channels} sets the width of the conv networks' first convolution, and arch is "
+                         f"'mlp': use arch='conv', or set the MLP's width with hidden=")
     if pixelcnn_layers != 1 and name != "pixelcnn":
         raise ValueError(f"pixelcnn_layers={pixelcnn_layers} shapes the pixelcnn likelihood, not {name!r}: "
                          f"use likelihood='pixelcnn' or leave it at 1")
