@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -63,12 +64,80 @@ def test_student_versions_of_a_folder(tmp_path):
     (src / "01_exercise.ipynb").write_text(json.dumps(_nb(_code(["### BEGIN SOLUTION\n", "y = 2\n",
                                                                   "### END SOLUTION\n"]))))
     written = make_student_versions(src, tmp_path / "student")
-    assert [(p.name, n) for p, n in written] == [("00_plain.ipynb", 0), ("01_exercise.ipynb", 1)]
+    assert [(p.name, n, state) for p, n, state in written] == [
+        ("00_plain.ipynb", 0, "written"), ("00_plain.py", 0, "written"),
+        ("01_exercise.ipynb", 1, "written"), ("01_exercise.py", 1, "written")]
     assert (tmp_path / "student" / "00_plain.ipynb").read_text() == text  # byte for byte
     student_py = (tmp_path / "student" / "01_exercise.py").read_text()
     assert "raise NotImplementedError()" in student_py and "y = 2" not in student_py
     with pytest.raises(CourseworkError, match="inside"):
         make_student_versions(src, src / "student")
+
+
+def _course(tmp_path):
+    src = tmp_path / "notebooks"
+    src.mkdir()
+    for name in ("01_a.ipynb", "02_b.ipynb"):
+        (src / name).write_text(json.dumps(_nb(_code(["def f():\n", "    ### BEGIN SOLUTION\n", "    return 1\n",
+                                                       "    ### END SOLUTION\n"]))))
+    return src
+
+
+def _kept_lines(out):
+    return [line for line in out.splitlines() if line.startswith("kept ")]
+
+
+def test_a_rerun_keeps_a_learners_work_and_lists_it_until_overwrite(tmp_path, capsys):
+    src, student = _course(tmp_path), tmp_path / "student"
+    assert main(["coursework", str(src), "--out", str(student)]) == 0
+    first = capsys.readouterr().out
+    notebook, twin = student / "01_a.ipynb", student / "02_b.py"
+    answered = notebook.read_text().replace("raise NotImplementedError()", "return 1  # my answer")
+    notebook.write_text(answered)
+    twin.write_text(twin.read_text().replace("raise NotImplementedError()", "return 1  # my answer"))
+    edited_twin = twin.read_text()
+
+    assert main(["coursework", str(src), "--out", str(student)]) == 0
+    out = capsys.readouterr().out
+    assert notebook.read_text() == answered and twin.read_text() == edited_twin  # nothing lost
+    kept = _kept_lines(out)
+    assert len(kept) == 2 and str(notebook) in kept[0] and str(twin) in kept[1]
+    assert all("differs" in line and "--overwrite replaces it" in line for line in kept)
+    assert "wrote 0 student files" in out and "2 unchanged, 2 kept" in out
+    assert "wrote 4 student files" in first and "0 unchanged, 0 kept" in first
+
+    assert main(["coursework", str(src), "--out", str(student), "--overwrite"]) == 0
+    out = capsys.readouterr().out
+    assert "my answer" not in notebook.read_text() and "my answer" not in twin.read_text()
+    assert not _kept_lines(out) and f"replaced {notebook}" in out and f"replaced {twin}" in out
+    assert "wrote 2 student files" in out and "2 unchanged, 0 kept" in out
+
+    stamps = {p: p.stat().st_mtime_ns for p in student.iterdir()}
+    assert main(["coursework", str(src), "--out", str(student)]) == 0
+    out = capsys.readouterr().out
+    assert not _kept_lines(out) and "wrote 0 student files" in out and "4 unchanged, 0 kept" in out
+    assert {p: p.stat().st_mtime_ns for p in student.iterdir()} == stamps  # unchanged files are not touched
+
+
+def test_a_twin_written_by_another_jupytext_is_unchanged_but_an_edit_of_it_is_kept(tmp_path):
+    src, student = _course(tmp_path), tmp_path / "student"
+    make_student_versions(src, student)
+    twin = student / "01_a.py"
+    text = twin.read_text()
+    restamped = re.sub(r"jupytext_version: .*", "jupytext_version: 9.99.0", text)
+    restamped = re.sub(r"format_version: .*", "format_version: '9.9'", restamped)
+    assert restamped != text
+    twin.write_text(restamped)
+    results = make_student_versions(src, student)
+    assert twin.read_text() == restamped  # left alone, stamps and all
+    assert {p.name: state for p, _, state in results} == dict.fromkeys(
+        ["01_a.ipynb", "01_a.py", "02_b.ipynb", "02_b.py"], "unchanged")
+    twin.write_text(restamped.replace("# YOUR CODE HERE", "# my notes"))
+    results = make_student_versions(src, student)
+    assert "my notes" in twin.read_text()
+    assert {p.name: state for p, _, state in results}["01_a.py"] == "kept"
+    states = {p.name: state for p, _, state in make_student_versions(src, student, overwrite=True)}
+    assert states["01_a.py"] == "replaced" and twin.read_text() == text
 
 
 def test_cli_refuses_an_output_folder_inside_the_notebooks(tmp_path, capsys):

@@ -127,6 +127,43 @@ def test_nbgrader_course_of_the_notebooks(tmp_path, capsys):
     assert "not allowed with" in capsys.readouterr().err
 
 
+def test_a_rerun_keeps_an_instructors_edits_and_lists_them_until_overwrite(tmp_path, capsys):
+    src, course = tmp_path / "notebooks", tmp_path / "course"
+    src.mkdir()
+    for name in ("01_a.ipynb", "02_b.ipynb"):
+        (src / name).write_text(json.dumps(_nb(_code(EXERCISE))))
+    assert main(["coursework", str(src), "--nbgrader", str(course)]) == 0
+    assert "wrote 2 nbgrader source notebooks" in capsys.readouterr().out
+    source, config = course / "source" / "01_a" / "01_a.ipynb", course / "nbgrader_config.py"
+    notebook = json.loads(source.read_text())
+    notebook["cells"][1]["metadata"]["nbgrader"]["points"] = 5  # the instructor weighs a check more
+    edited = json.dumps(notebook)
+    source.write_text(edited)
+    config.write_text(config.read_text() + "c.Execute.timeout = 60\n")
+    edited_config = config.read_text()
+
+    assert main(["coursework", str(src), "--nbgrader", str(course)]) == 0
+    out = capsys.readouterr().out
+    assert source.read_text() == edited and config.read_text() == edited_config  # nothing lost
+    kept = [line for line in out.splitlines() if line.startswith("kept ")]
+    assert len(kept) == 2 and str(source) in kept[0] and "--overwrite replaces it" in kept[0]
+    assert str(config) in kept[1] and "never replaced" in kept[1]
+    assert "wrote 0 nbgrader source notebooks" in out and "1 unchanged, 1 kept" in out
+
+    assert main(["coursework", str(src), "--nbgrader", str(course), "--overwrite"]) == 0
+    out = capsys.readouterr().out
+    assert _nbg(json.loads(source.read_text())["cells"][1])["points"] == 1 and f"replaced {source}" in out
+    assert config.read_text() == edited_config  # the config is the instructor's: even --overwrite keeps it
+    assert "wrote 1 nbgrader source notebook to" in out and "1 unchanged, 0 kept" in out
+
+    config.unlink()
+    assert main(["coursework", str(src), "--nbgrader", str(course)]) == 0
+    out = capsys.readouterr().out
+    assert not [line for line in out.splitlines() if line.startswith("kept ")]
+    assert "wrote 0 nbgrader source notebooks" in out and "2 unchanged, 0 kept" in out
+    assert f"{config}: written" in out
+
+
 @needs_nbgrader
 def test_nbgrader_student_versions_equal_vaelib_coursework(tmp_path):
     """nbgrader's generate_assignment, with the config our step writes, on every notebook: the same cells
@@ -141,7 +178,9 @@ def test_nbgrader_student_versions_equal_vaelib_coursework(tmp_path):
     students = make_student_versions(NOTEBOOKS, tmp_path / "student")
     api = NbGraderAPI(config=PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config())
     assert Path(api.coursedir.root) == course.resolve()
-    for student, _ in students:
+    for student, _, _ in students:
+        if student.suffix != ".ipynb":
+            continue
         result = api.generate_assignment(student.stem)
         assert result["success"], result.get("error")
         released = json.loads((course / "release" / student.stem / student.name).read_text())["cells"]

@@ -235,13 +235,18 @@ def build_parser() -> argparse.ArgumentParser:
                                    "lose their outputs, everything else is kept; the .py twins are written too. "
                                    "With --nbgrader, write an nbgrader course instead (source/ notebooks with "
                                    "nbgrader's cell metadata, and nbgrader_config.py) for nbgrader's own "
-                                   "generate_assignment and autograde.")
+                                   "generate_assignment and autograde. A rerun replaces no edits: a file of the "
+                                   "output folder that differs from what vaelib writes now is kept and listed "
+                                   "(--overwrite replaces it).")
     c.add_argument("source", help="folder of solved notebooks (e.g. notebooks/)")
     target = c.add_mutually_exclusive_group(required=True)
     _add(target, "out", help="folder for the student versions, outside SOURCE (e.g. student/)")
     _add(target, "nbgrader", metavar="COURSE_DIR",
          help="nbgrader course folder, outside SOURCE (e.g. course/): writes COURSE_DIR/source/NN_name/NN_name.ipynb, "
               "one assignment per notebook, and COURSE_DIR/nbgrader_config.py if there is none")
+    _add(c, "overwrite", action="store_true",
+         help="replace the files of the output folder that differ from what vaelib writes now (a learner's or "
+              "an instructor's edits); without it they are kept and listed. nbgrader_config.py is never replaced")
     for sub_parser in (t, g, e, x, c):
         sub_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                                 help="show the full traceback of an unexpected error (also VAELIB_DEBUG=1)")
@@ -755,18 +760,42 @@ def _export(args) -> int:
 def _coursework(args) -> int:
     from .coursework import make_nbgrader_course, make_student_versions
 
+    def report(path, state, done):
+        if state == "kept":
+            print(f"kept {path}: it differs from what vaelib writes now (edited?); --overwrite replaces it")
+        elif state == "replaced":
+            print(f"replaced {path}: it differed from what vaelib writes now (--overwrite)")
+        elif state == "written" and done:
+            print(f"{path}: {done}")
+
+    def summary(results, what, where):
+        states = [state for _, _, state in results]
+        written, kept = states.count("written") + states.count("replaced"), states.count("kept")
+        them = "it" if kept == 1 else "them"
+        return (f"wrote {written} {what}{'' if written == 1 else 's'} to {where}, {states.count('unchanged')} "
+                f"unchanged, {kept} kept" + (f" (listed above: nothing was lost; --overwrite replaces {them})"
+                                             if kept else ""))
+
     if args.nbgrader is not None:
-        written = make_nbgrader_course(args.source, args.nbgrader)
-        for path, counts in written:
-            print(f"{path}: {counts['tests']} autograded checks, {counts['written']} written answers, "
-                  f"{counts['answers']} code answers")
-        print(f"wrote {len(written)} nbgrader source notebooks to {Path(args.nbgrader) / 'source'}; next, in "
-              f"{args.nbgrader}: nbgrader generate_assignment NN_name (see notebooks/README.md)")
+        *results, (config, _, config_state) = make_nbgrader_course(args.source, args.nbgrader, overwrite=args.overwrite)
+        for path, counts, state in results:
+            report(path, state, f"{counts['tests']} autograded checks, {counts['written']} written answers, "
+                                f"{counts['answers']} code answers")
+        if config_state == "written":
+            print(f"{config}: written")
+        elif config_state == "kept":  # there to be edited: even --overwrite keeps it
+            print(f"kept {config}: it differs from vaelib's, and is yours to edit: never replaced, not even by "
+                  f"--overwrite (delete it to get vaelib's again)")
+        print(summary(results, "nbgrader source notebook", Path(args.nbgrader) / "source"))
+        print(f"next, in {args.nbgrader}: nbgrader generate_assignment NN_name (see notebooks/README.md)")
         return 0
-    written = make_student_versions(args.source, args.out)
-    for path, regions in written:
-        print(f"{path}: {regions} solution region{'s' if regions != 1 else ''} removed")
-    print(f"wrote {len(written)} student notebooks (and their .py twins) to {args.out}")
+    results = make_student_versions(args.source, args.out, overwrite=args.overwrite)
+    for path, regions, state in results:
+        if path.suffix == ".ipynb":
+            report(path, state, f"{regions} solution region{'s' if regions != 1 else ''} removed")
+        else:  # a twin: only its edits are news
+            report(path, state, None)
+    print(summary(results, "student file", f"{args.out} (notebooks and their .py twins)"))
     return 0
 
 

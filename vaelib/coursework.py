@@ -18,6 +18,13 @@ student version, and ``autograde`` scores every vaelib check (see ``make_nbgrade
 
     python -m vaelib coursework notebooks/ --out student/
     python -m vaelib coursework notebooks/ --nbgrader course/
+
+Nothing in the output folder is lost on a rerun: a file there that differs from what vaelib would
+write now (a learner's work in ``student/``, an instructor's edits in ``source/``) is kept as it is,
+and reported as ``"kept"``; only ``overwrite=True`` (``--overwrite``) replaces it. A file that
+already holds exactly that content is not touched (``"unchanged"``); a ``.py`` twin that differs only
+in jupytext's version stamps counts as unchanged. An existing ``nbgrader_config.py`` is never
+replaced, not even with ``overwrite=True``.
 """
 from __future__ import annotations
 
@@ -30,7 +37,7 @@ from pathlib import Path
 from .files import atomic_write
 
 __all__ = ["CourseworkError", "strip_solutions", "make_student_notebook", "make_student_versions",
-           "make_nbgrader_notebook", "make_nbgrader_course"]
+           "make_nbgrader_notebook", "make_nbgrader_course", "STATES"]
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 CODE_STUB = ["# YOUR CODE HERE", "raise NotImplementedError()"]
@@ -97,9 +104,49 @@ def _write_text(path: Path, text: str) -> None:
         f.write(text)
 
 
-def _write_json(path: Path, notebook: dict) -> None:
+def _notebook_text(notebook: dict) -> str:
     # nbformat's own layout (indent 1, sorted keys, UTF-8, final newline): untouched cells stay byte for byte
-    _write_text(path, json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    return json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+#: The states of a file in what make_student_versions and make_nbgrader_course return.
+STATES = ("written", "replaced", "unchanged", "kept")
+
+# jupytext stamps its own release into a twin's header: two installs write different stamps for the
+# same notebook, so a stamp alone is no edit of the twin
+_STAMP = re.compile(r"^#\s+(jupytext_version|format_version):.*\n", re.M)
+
+
+def _without_stamps(text: str) -> str:
+    """A ``py:percent`` text without the version stamps in its ``# ---`` header (other text unchanged)."""
+    if not text.startswith("# ---\n"):
+        return text
+    end = text.find("\n# ---\n", 5)
+    return text if end < 0 else _STAMP.sub("", text[:end + 1]) + text[end + 1:]
+
+
+def _put(path: Path, text: str, overwrite: bool, same=str.__eq__) -> str:
+    """Write ``text`` to ``path`` unless a different file is there (someone's edits) and not ``overwrite``.
+
+    Returns the file's state: ``"written"`` (it was missing), ``"unchanged"`` (``same(old, text)``: not
+    touched), ``"replaced"`` (it differed, ``overwrite``) or ``"kept"`` (it differed: left as it was).
+    """
+    if path.is_dir():
+        _write_text(path, text)  # raises atomic_write's IsADirectoryError, which names the path
+    try:
+        with open(path, encoding="utf-8") as f:  # universal newlines: a line-ending style is no edit
+            old = f.read()
+    except FileNotFoundError:
+        _write_text(path, text)
+        return "written"
+    except UnicodeDecodeError:  # not UTF-8, so not what vaelib writes: a difference like any other
+        old = None
+    if old is not None and same(old, text):
+        return "unchanged"
+    if not overwrite:
+        return "kept"
+    _write_text(path, text)
+    return "replaced"
 
 
 def _read_notebooks(source_dir, out_dir, pattern: str, flag: str, example: str) -> list[tuple[Path, dict]]:
@@ -133,12 +180,14 @@ def _read_notebooks(source_dir, out_dir, pattern: str, flag: str, example: str) 
 
 
 def make_student_versions(source_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                          pattern: str = "[0-9][0-9]_*.ipynb") -> list[tuple[Path, int]]:
+                          pattern: str = "[0-9][0-9]_*.ipynb", overwrite: bool = False) -> list[tuple[Path, int, str]]:
     """Write a student version of every notebook in ``source_dir`` (and its ``py:percent`` twin) to ``out_dir``.
 
-    Returns ``[(written_path, solution_regions), ...]``. Refuses an ``out_dir`` inside ``source_dir``
-    (student files must never mix with, or overwrite, the solved notebooks) and unbalanced markers
-    (checked in every notebook before anything is written).
+    Returns ``[(path, solution_regions, state), ...]``, one for each notebook and one for its twin
+    after it; ``state`` is one of ``STATES``. A file of ``out_dir`` that differs from its student
+    version (a learner's work) is ``"kept"`` as it is unless ``overwrite``. Refuses an ``out_dir``
+    inside ``source_dir`` (student files must never mix with, or overwrite, the solved notebooks)
+    and unbalanced markers (checked in every notebook before anything is written).
     """
     notebooks = _read_notebooks(source_dir, out_dir, pattern, "--out", "student/")
     out = Path(out_dir).resolve()
@@ -152,10 +201,11 @@ def make_student_versions(source_dir: str | os.PathLike, out_dir: str | os.PathL
     written = []
     for path, notebook, regions in students:
         target = out / path.name
-        _write_json(target, notebook)
+        written.append((target, regions, _put(target, _notebook_text(notebook), overwrite)))
         twin = jupytext.writes(jupytext.reads(json.dumps(notebook), fmt="ipynb"), fmt="py:percent")
-        _write_text(target.with_suffix(".py"), twin)
-        written.append((target, regions))
+        written.append((target.with_suffix(".py"), regions,
+                        _put(target.with_suffix(".py"), twin, overwrite,
+                             lambda old, new: _without_stamps(old) == _without_stamps(new))))
     return written
 
 
@@ -361,13 +411,17 @@ def make_nbgrader_notebook(notebook: dict, name: str = "notebook", points: float
 
 
 def make_nbgrader_course(source_dir: str | os.PathLike, course_dir: str | os.PathLike,
-                         pattern: str = "[0-9][0-9]_*.ipynb", points: float = 1) -> list[tuple[Path, dict]]:
+                         pattern: str = "[0-9][0-9]_*.ipynb", points: float = 1,
+                         overwrite: bool = False) -> list[tuple[Path, dict | None, str]]:
     """Write an nbgrader course folder: ``COURSE/source/NN_name/NN_name.ipynb`` for each notebook, one
     assignment each, with nbgrader's metadata (``make_nbgrader_notebook``), and ``nbgrader_config.py``
     unless the folder has one. No ``.py`` twins: nbgrader would hand out every other file of
     ``source/NN_name/`` as it is, solutions included.
 
-    Returns ``[(written_path, counts), ...]``. Refuses a course folder inside ``source_dir`` and
+    Returns ``[(path, counts, state), ...]``, one for each notebook, then ``(config_path, None, state)``;
+    ``state`` is one of ``STATES``. A source notebook that differs from vaelib's (an instructor's
+    edits) is ``"kept"`` as it is unless ``overwrite``; an existing ``nbgrader_config.py`` that differs
+    is always kept (it is there to be edited). Refuses a course folder inside ``source_dir`` and
     unbalanced markers or ungradable check calls (checked in every notebook before anything is written).
     """
     notebooks = _read_notebooks(source_dir, course_dir, pattern, "--nbgrader", "course/")
@@ -377,9 +431,7 @@ def make_nbgrader_course(source_dir: str | os.PathLike, course_dir: str | os.Pat
     for path, notebook, counts in sources:
         target = course / "source" / path.stem / path.name
         target.parent.mkdir(parents=True, exist_ok=True)
-        _write_json(target, notebook)
-        written.append((target, counts))
+        written.append((target, counts, _put(target, _notebook_text(notebook), overwrite)))
     config = course / "nbgrader_config.py"
-    if not config.exists():
-        _write_text(config, NBGRADER_CONFIG)
+    written.append((config, None, _put(config, NBGRADER_CONFIG, overwrite=False)))
     return written
