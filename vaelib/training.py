@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 import time
 import warnings
 
@@ -112,8 +113,12 @@ def train_epoch(run: Run, objective, batch_size: int, seed: int = 0, clip_grad: 
     sums, betas = {}, []
     for run.batch, (x, y) in enumerate(data.batches(batch_size, shuffle=True, generator=g)):
         x, y = x.to(device, non_blocking=True), None if y is None else y.to(device, non_blocking=True)
-        with autocast(device, precision):
-            estimate = objective(model, x, y, run.step)
+        try:
+            with autocast(device, precision):
+                estimate = objective(model, x, y, run.step)
+        except ValueError as err:
+            _diverged_if_invalid(err, run, callbacks, run.step + 1)
+            raise
         optimizer.zero_grad(set_to_none=True)
         estimate.loss.backward()
         if clip_grad is not None:
@@ -135,6 +140,43 @@ def train_epoch(run: Run, objective, batch_size: int, seed: int = 0, clip_grad: 
     values = distributed.all_sum(torch.stack(list(sums.values()))).div(len(data) * distributed.world_size()).tolist()
     record.update({f"train_{name}": value for name, value in zip(sums, values)})
     return record
+
+
+def _invalid_values(err: ValueError) -> str | None:
+    """What went wrong, if ``err`` is torch.distributions' argument validation finding NaN, infinite or
+    out-of-range values (not a shape error, nor any other ValueError), e.g. ``"Normal's scale became NaN,
+    infinite or out of range"``; else ``None``.
+
+    A diverging network can fail there before its loss exists: a huge logvar makes the encoder's scale
+    exp(logvar / 2) overflow, or underflow to 0, which Normal refuses.
+    """
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    raised_in = os.path.dirname(tb.tb_frame.f_code.co_filename) if tb is not None else ""
+    torch_distributions = os.path.dirname(torch.distributions.distribution.__file__)
+    if raised_in != torch_distributions or "found invalid values" not in str(err):
+        return None
+    message = str(err).splitlines()[0]
+    parameter = re.match(r"Expected parameter (\w+) .* of distribution (\w+)\(", message)
+    if parameter:
+        return f"{parameter.group(2)}'s {parameter.group(1)} became NaN, infinite or out of range"
+    value = re.search(r"of the distribution (\w+)\(", message)
+    return f"a value given to {value.group(1) if value else 'a distribution'} became NaN, infinite or left its support"
+
+
+def _diverged_if_invalid(err: ValueError, run: Run, callbacks, step: int, during: str = "") -> None:
+    """Turn torch.distributions' refusal of invalid values into :class:`TrainingDiverged`, as the NaN guard
+    would (weights of the last finished epoch restored); return for any other ``ValueError``."""
+    what = _invalid_values(err)
+    if what is None:
+        return
+    what += during
+    for callback in callbacks:
+        if isinstance(callback, NaNGuard):
+            callback.diverged(run, what, step)
+    raise TrainingDiverged(f"{what} at epoch {run.epoch + 1}, step {step} (no NaNGuard among the callbacks: the "
+                           f"weights are as they were then). Try a lower learning rate or gradient clipping") from None
 
 
 def test_record(model, test, batch_size: int = 1000, seed: int = 0) -> dict:
@@ -274,8 +316,9 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
         ``test_kl``, ``active_units``, ``kl_per_dim``, ``seconds``. Nats per image, higher is better.
 
     Raises:
-        TrainingDiverged: the loss became NaN/inf; the model holds the last good epoch's weights and
-            the checkpoints on disk are left as they were.
+        TrainingDiverged: the loss became NaN/inf, or torch.distributions refused the networks' outputs
+            (NaN, infinite or out of range); the model holds the last good epoch's weights and the
+            checkpoints on disk are left as they were.
     """
     with cpu_threads(threads):
         return _fit(model, train, test, epochs, lr, batch_size, beta, iwae_k, free_bits, objective, device, seed,
@@ -312,7 +355,11 @@ def _fit(model, train, test, epochs, lr, batch_size, beta, iwae_k, free_bits, ob
             t0 = time.perf_counter()
             record = train_epoch(run, objective, batch_size, seed, clip_grad, precision, callbacks, lr_schedule)
             if test is not None:
-                record.update(test_record(model, test, eval_batch_size, seed))
+                try:  # the last step's update is checked here first: it may have sent the weights off
+                    record.update(test_record(model, test, eval_batch_size, seed))
+                except ValueError as err:
+                    _diverged_if_invalid(err, run, callbacks, run.step, " in the test evaluation")
+                    raise
             record["seconds"] = time.perf_counter() - t0
             run.history.append(record)
             run.epoch += 1
