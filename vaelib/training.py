@@ -31,7 +31,7 @@ from .objectives import make_objective
 from .precision import autocast, checked_precision, warn_if_emulated
 from .settings import fast_mode  # noqa: F401  (vaelib.fast_mode)
 from .threads import cpu_threads
-from .validation import positive_number, whole_number
+from .validation import matching_images, positive_number, whole_number
 
 __all__ = ["fit", "train_epoch", "test_record", "resume", "make_adam", "match_layouts", "training_layout",
            "History", "TrainingDiverged", "pick_device", "seed_everything", "fast_mode"]
@@ -238,13 +238,16 @@ def training_layout(model, device) -> torch.memory_format:
     return torch.contiguous_format
 
 
-def _fit_shapes(model, data) -> None:
-    """A model meets its data: same image shape, labels where it is conditional."""
+def _fit_shapes(model, data, test=None) -> None:
+    """A model meets its data: same image shape, labels where it is conditional; the test set is checked
+    here too, before the first step, not after a whole epoch of training."""
     if getattr(model, "image_shape", None) is None:
         model.image_shape = data.image_shape
     elif tuple(model.image_shape) != data.image_shape:
         raise ValueError(f"the model is built for images {tuple(model.image_shape)}, the data holds {data.image_shape}: "
                          f"build the model with image_shape={data.image_shape}, or resize the data (image_size=)")
+    if test is not None:
+        matching_images("test", test.image_shape, model.image_shape)
     if model.num_classes and data.labels is None:
         raise ValueError("this VAE is conditional on labels: pass data with labels, e.g. fit(model, (images, labels))")
     model.data_info = data_info(data)  # what vaelib.save records
@@ -283,7 +286,8 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
 
     Args:
         train, test: vaelib.ImageData, a tensor of images ``(N, C, H, W)`` in [0, 1] (or uint8), or
-            ``(images, labels)``. ``test`` (optional) is evaluated after every epoch.
+            ``(images, labels)``. ``test`` (optional) is evaluated after every epoch; its images must have
+            the model's ``image_shape`` (checked before the first step).
         epochs: the total number of epochs, counting those of a resumed run.
         beta: a number, or a schedule ``beta(step)`` from vaelib.schedules (step = optimizer steps).
         iwae_k: with k > 1, maximize the importance-weighted bound L_k instead (needs beta = 1).
@@ -334,7 +338,7 @@ def _fit(model, train, test, epochs, lr, batch_size, beta, iwae_k, free_bits, ob
     device = pick_device(device)
     warn_if_emulated(device, precision)
     model.to(device)
-    _fit_shapes(model, train)
+    _fit_shapes(model, train, test)
     if distributed.active():  # each process trains on its shard; DDP averages the gradients
         train, test = distributed.shard(train), None if test is None else distributed.shard(test)
     train, test = train.to(device), None if test is None else test.to(device)  # moved once, batches by indexing
