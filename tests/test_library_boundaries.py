@@ -11,6 +11,8 @@ from vaelib import build_vae, fit
 from vaelib.callbacks import Callback
 from vaelib.data import ImageData
 from vaelib.evaluation import active_units, evaluate_elbo, iwae_bounds, iwae_nll, reconstruction_error
+from vaelib.objectives import ELBOObjective, IWAEObjective
+from vaelib.schedules import Constant, LinearWarmup, WarmupCosine
 
 
 @pytest.fixture
@@ -87,3 +89,53 @@ def test_reconstruct_and_evaluation_of_the_right_shape_still_work(images):
 def test_fit_checks_its_test_set_before_the_first_step(wrong, images):
     message = refused_before_the_first_step("^test holds images", train=images, test=torch.rand(8, *WRONG[wrong]))
     assert f"of shape {WRONG[wrong]}" in message and "the model takes (1, 28, 28)" in message
+
+
+# fit's other arguments ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(lr_schedule="cosine"),
+     r"^lr_schedule must be a function f\(step\) .* vaelib\.schedules\.WarmupCosine\(total_steps\); got 'cosine'$"),
+    (dict(lr_schedule=WarmupCosine),
+     r"^lr_schedule=WarmupCosine is a class: pass an instance .*\.WarmupCosine\(total_steps\)$"),
+    (dict(objective="iwae"),
+     r"^objective must be an objective object, .* vaelib\.objectives\.IWAEObjective\(k=5\) .*got 'iwae'$"),
+    (dict(objective=IWAEObjective), r"^objective=IWAEObjective is a class: pass an instance"),
+    (dict(beta=-1), r"^beta must be a number >= 0 .* got -1$"),
+    (dict(beta=float("nan")), r"^beta must be a number >= 0"),
+    (dict(beta="linear"),
+     r"^beta must be a number >= 0 .* or a schedule beta\(step\) from vaelib\.schedules, got 'linear'$"),
+    (dict(beta=Constant(-1)),
+     r"^beta's schedule Constant\(beta=-1\) starts at beta\(0\) = -1\.0: a schedule must give numbers >= 0"),
+    (dict(beta=LinearWarmup(-1.0, 100)), r"^beta's schedule LinearWarmup\(beta_max=-1.* starts at beta\(0\) = -1\.0"),
+    (dict(beta=LinearWarmup), r"^beta=LinearWarmup is a class: pass a schedule made from it"),
+], ids=lambda v: ",".join(f"{k}={getattr(x, '__name__', x)!r}" for k, x in v.items()) if isinstance(v, dict) else "")
+def test_a_wrong_fit_argument_is_refused_before_the_first_step(kwargs, match, images):
+    refused_before_the_first_step(match, train=images, **kwargs)
+
+
+def test_beta_zero_and_the_right_functions_still_train(images):
+    for kwargs in (dict(beta=0.0), dict(lr_schedule=WarmupCosine(4, 1), objective=ELBOObjective(LinearWarmup(1.0, 2)))):
+        steps = Steps()
+        fit(model(), images, epochs=1, batch_size=8, device="cpu", progress=False, callbacks=[steps], **kwargs)
+        assert steps.steps == 4, kwargs
+
+
+def test_an_objective_whose_beta_turns_negative_later_stops_there(images):
+    """A schedule whose first value is fine cannot be checked further in advance: its first negative value stops it."""
+    steps = Steps()
+    with pytest.raises(ValueError, match=r"^beta's schedule .* gives beta = -1.0 at step 2: beta must stay >= 0$"):
+        fit(model(), images, epochs=1, batch_size=8, device="cpu", progress=False, callbacks=[steps],
+            beta=lambda step: 1.0 if step < 2 else -1.0)
+    assert steps.steps == 2
+
+
+@pytest.mark.parametrize("below", [False, True], ids=["a file", "below a file"])
+def test_a_run_dir_that_is_a_file_is_refused_before_the_first_step(below, images, tmp_path):
+    file = tmp_path / "notes.txt"
+    file.write_text("mine")
+    run_dir = file / "run" if below else file
+    where = f"lies below the file {file}" if below else "is a file"
+    refused_before_the_first_step(f"^run_dir {run_dir} {where}, not a folder: pass a folder", train=images,
+                                  run_dir=run_dir)
+    assert file.read_text() == "mine" and sorted(tmp_path.iterdir()) == [file]

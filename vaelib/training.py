@@ -17,6 +17,7 @@ import os
 import re
 import time
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -253,14 +254,22 @@ def _fit_shapes(model, data, test=None) -> None:
     model.data_info = data_info(data)  # what vaelib.save records
 
 
-def _checked(train, test, epochs, batch_size, lr, clip_grad, precision, resume_from):
-    """fit's data and numbers, checked: one ValueError naming the argument."""
+def _checked(train, test, epochs, batch_size, lr, clip_grad, precision, resume_from, lr_schedule=None,
+             objective=None, run_dir=None):
+    """fit's data, numbers, functions and folder, checked before anything trains: one ValueError naming the
+    argument and the fix."""
     train, test = as_data(train), None if test is None else as_data(test)
     epochs, batch_size = whole_number("epochs", epochs, 0), whole_number("batch_size", batch_size)
     positive_number("lr", lr)
     if clip_grad is not None:
         positive_number("clip_grad", clip_grad)
     checked_precision(precision)
+    _callable("lr_schedule", lr_schedule, "a function f(step) giving the learning rate's factor",
+              "vaelib.schedules.WarmupCosine(total_steps)")
+    _callable("objective", objective, "an objective object, called as objective(model, x, y, step)",
+              "vaelib.objectives.IWAEObjective(k=5) or ELBOObjective(beta=...) (or pass iwae_k=, beta= instead)")
+    if run_dir is not None:
+        _checked_folder("run_dir", Path(run_dir))
     if len(train) == 0:
         raise ValueError("the training data holds no images: check its subset or source")
     if test is not None and len(test) == 0:
@@ -268,6 +277,27 @@ def _checked(train, test, epochs, batch_size, lr, clip_grad, precision, resume_f
     if epochs == 0 and resume_from is None:
         raise ValueError("epochs=0 trains nothing: epochs is the total number of epochs (at least 1)")
     return train, test, epochs, batch_size
+
+
+def _callable(name: str, value, what: str, example: str) -> None:
+    """``value`` is None or a function/object to call, not a name of one nor a class to make it from."""
+    if value is None or (callable(value) and not isinstance(value, type)):
+        return
+    if isinstance(value, type):  # WarmupCosine instead of WarmupCosine(...): it would fail at the first step
+        raise ValueError(f"{name}={value.__name__} is a class: pass an instance made from it, e.g. {example}")
+    raise ValueError(f"{name} must be {what}, e.g. {example}; got {value!r}")
+
+
+def _checked_folder(name: str, folder: Path) -> None:
+    """Refuse a folder that is an existing file, or lies below one, before anything trains
+    (Checkpoints would fail to create it only at the start of training, with a bare OSError)."""
+    for path in (folder, *folder.parents):
+        if path.exists():
+            if not path.is_dir():
+                where = "is a file" if path == folder else f"lies below the file {path}"
+                raise ValueError(f"{name} {folder} {where}, not a folder: "
+                                 f"pass a folder for the checkpoints and history.csv")
+            return
 
 
 def _standard_callbacks(run_dir, progress, collapse_threshold, on_epoch_end) -> list:
@@ -289,10 +319,12 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
             ``(images, labels)``. ``test`` (optional) is evaluated after every epoch; its images must have
             the model's ``image_shape`` (checked before the first step).
         epochs: the total number of epochs, counting those of a resumed run.
-        beta: a number, or a schedule ``beta(step)`` from vaelib.schedules (step = optimizer steps).
+        beta: a number >= 0, or a schedule ``beta(step)`` from vaelib.schedules (step = optimizer steps;
+            its first value is checked before training, a negative value later stops training).
         iwae_k: with k > 1, maximize the importance-weighted bound L_k instead (needs beta = 1).
         free_bits: count each latent dimension's KL (batch mean) as at least this many nats.
-        objective: any objective (vaelib.objectives) instead of the one ``beta``/``iwae_k`` describe.
+        objective: any objective object (vaelib.objectives, e.g. ``IWAEObjective(k=5)``; called as
+            ``objective(model, x, y, step)``) instead of the one ``beta``/``iwae_k`` describe.
         device: ``None`` picks CUDA, then MPS, then CPU (the data's tensors move there once).
             Started by ``torchrun`` (vaelib.distributed), each process trains on its shard of the data
             with DistributedDataParallel, and the callbacks run on rank 0.
@@ -302,11 +334,12 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
         precision: ``"fp32"``, or ``"bf16"`` for bfloat16 autocast of the forward pass (faster on GPUs and
             on CPUs with AMX/AVX-512-BF16, slower elsewhere: see vaelib.precision; weights, optimizer and
             loss sums stay float32).
-        lr_schedule: a factor ``f(step)`` the learning rate is multiplied by at each step
-            (e.g. vaelib.schedules.WarmupCosine).
+        lr_schedule: a function ``f(step)``, the factor the learning rate is multiplied by at each step
+            (e.g. ``vaelib.schedules.WarmupCosine(total_steps)``).
         compile: run the ELBO through ``torch.compile`` (falls back to eager with a warning); a string
             is the compile mode (``"reduce-overhead"``: CUDA graphs).
-        run_dir: write ``checkpoint_last.pth``, ``checkpoint_best.pth`` and ``history.csv`` there.
+        run_dir: write ``checkpoint_last.pth``, ``checkpoint_best.pth`` and ``history.csv`` in this folder
+            (created if missing; an existing file there is refused).
         resume_from: a checkpoint to continue (``lr`` replaces its learning rate).
         collapse_threshold: warn when the test KL per latent dimension falls below it (nats).
         callbacks: more vaelib.callbacks (e.g. ``SampleGrid``, ``TensorBoard``).
@@ -320,6 +353,7 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
         ``test_kl``, ``active_units``, ``kl_per_dim``, ``seconds``. Nats per image, higher is better.
 
     Raises:
+        ValueError: a wrong argument, named in one line, before the first optimizer step.
         TrainingDiverged: the loss became NaN/inf, or torch.distributions refused the networks' outputs
             (NaN, infinite or out of range); the model holds the last good epoch's weights and the
             checkpoints on disk are left as they were.
@@ -333,7 +367,8 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
 def _fit(model, train, test, epochs, lr, batch_size, beta, iwae_k, free_bits, objective, device, seed, clip_grad,
          precision, compile, lr_schedule, run_dir, resume_from, train_args, collapse_threshold, callbacks,
          eval_batch_size, progress, on_epoch_end) -> History:
-    train, test, epochs, batch_size = _checked(train, test, epochs, batch_size, lr, clip_grad, precision, resume_from)
+    train, test, epochs, batch_size = _checked(train, test, epochs, batch_size, lr, clip_grad, precision, resume_from,
+                                               lr_schedule, objective, run_dir)
     objective = objective or make_objective(beta, iwae_k, compile, free_bits)
     device = pick_device(device)
     warn_if_emulated(device, precision)
