@@ -185,3 +185,76 @@ def test_iwae_training_maximizes_the_k_sample_bound(small_train, small_test):
     for bad in (dict(beta=2.0), dict(beta=LinearWarmup(1.0, 10)), dict(compile=True), dict(iwae_k=0)):
         with pytest.raises(ValueError):
             fit(build_vae("mlp", latent_dim=4, hidden=32), small_train, epochs=1, **{"iwae_k": 5, **bad})
+
+
+@pytest.fixture
+def torch_validates(monkeypatch):
+    """torch's default: torch.distributions validates its arguments. torch.compile switches that off for the
+    whole process (torch._dynamo's TorchPatcher), so after an earlier test compiled, these would test nothing."""
+    monkeypatch.setattr(torch.distributions.Distribution, "_validate_args", True)
+
+
+@pytest.mark.usefixtures("torch_validates")
+@pytest.mark.parametrize("where", ["training step", "test evaluation"])
+def test_a_step_torch_distributions_refuses_is_stopped_like_a_nan_loss(where, small_train, small_test, tmp_path):
+    """A diverging encoder fails inside torch.distributions (Normal refuses a scale of 0) before any loss
+    exists for the NaN guard to read: fit says so in the guard's one line and puts the good weights back."""
+    torch.manual_seed(0)
+    model = build_vae("mlp", latent_dim=4, hidden=32)
+    fit(model, small_train[:256], small_test[:64], epochs=1, device="cpu", progress=False, run_dir=tmp_path)
+    saved = (tmp_path / "checkpoint_last.pth").read_bytes()
+    good = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def collapse_the_scale(module, inputs, output):  # logvar - 1e4: exp(logvar / 2) underflows to 0
+        return output - 1e4 if (where == "training step") == module.training else output
+
+    model.encoder.logvar.register_forward_hook(collapse_the_scale)
+    with pytest.raises(TrainingDiverged) as caught:
+        fit(model, small_train[:256], small_test[:64], epochs=2, device="cpu", progress=False, run_dir=tmp_path,
+            resume_from=tmp_path / "checkpoint_last.pth")
+    message = str(caught.value)
+    # 256 images, 2 steps an epoch: the first step of epoch 2, or the evaluation after its last
+    during, step = ("", 3) if where == "training step" else (" in the test evaluation", 4)
+    assert message.startswith(f"Normal's scale became NaN, infinite or out of range{during} at epoch 2, step {step}: "
+                              f"weights restored to the end of epoch 1; "
+                              f"the checkpoints in {tmp_path} are the last good ones")
+    assert "lower learning rate" in message and "\n" not in message
+    assert caught.value.__suppress_context__  # Python's traceback shows this line, not torch's tensor dump
+    assert (tmp_path / "checkpoint_last.pth").read_bytes() == saved
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, good[k]), k
+
+
+@pytest.mark.usefixtures("torch_validates")
+def test_a_huge_learning_rate_ends_in_the_guards_one_line_from_the_command_line(tmp_path, capsys):
+    """The issue's reproduction: `vaelib train x --learning_rate 1e6` printed torch's 8-line tensor dump."""
+    from vaelib.cli import main
+    capsys.readouterr()
+    code = main(["train", "x", "--runs_dir", str(tmp_path), "--learning_rate", "1e6", "--arch", "mlp",
+                 "--hidden_units", "16", "--hidden_dim", "2", "--subset", "200", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "became NaN, infinite or out of range at epoch 1" in err and "weights restored" in err, err
+
+
+@pytest.mark.usefixtures("torch_validates")
+def test_other_value_errors_inside_a_step_are_left_alone(small_train):
+    """Only torch's refusal of invalid values means divergence; its shape error is a bug, shown as it is."""
+    def wrong_size(model, x, y, step):
+        model.encode(x).log_prob(torch.zeros(len(x), model.latent_dim + 1))  # z one dimension too long
+
+    with pytest.raises(ValueError, match="not broadcastable"):
+        fit(build_vae("mlp", latent_dim=4, hidden=32), small_train[:64], epochs=1, device="cpu", progress=False,
+            objective=wrong_size)
+
+
+@pytest.mark.usefixtures("torch_validates")
+def test_a_value_outside_a_distributions_support_is_named_in_the_guards_line(small_train):
+    """z turned NaN reaches the prior's log_prob: torch's other refusal of invalid values, named as one."""
+    def nan_z(model, x, y, step):
+        model.prior().log_prob(torch.full((len(x), model.latent_dim), float("nan")))
+
+    with pytest.raises(TrainingDiverged, match="^a value given to Normal became NaN, infinite or left its support at "
+                                               "epoch 1, step 1: weights restored to the end of epoch 0. Try"):
+        fit(build_vae("mlp", latent_dim=4, hidden=32), small_train[:64], epochs=1, device="cpu", progress=False,
+            objective=nan_z)

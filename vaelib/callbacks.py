@@ -90,6 +90,8 @@ class NaNGuard(Callback):
     """Stop on a NaN or infinite loss and put the weights of the last finished epoch back.
 
     Reading the loss forces a GPU sync, so it is checked every ``every`` steps and at each epoch's end.
+    ``fit`` also calls :meth:`diverged` when a step fails before its loss exists (torch.distributions
+    refusing a NaN, infinite or out-of-range parameter from the networks).
     """
 
     def __init__(self, every: int = 50, run_dir=None):
@@ -103,12 +105,18 @@ class NaNGuard(Callback):
             return
         value = all_sum(estimate.loss.detach()).item()  # NaN on any process stops every process
         if not math.isfinite(value):
-            run.model.load_state_dict(self.good)
-            saved = self.run_dir is not None and (Path(self.run_dir) / "checkpoint_last.pth").exists()
-            where = f"; the checkpoints in {self.run_dir} are the last good ones" if saved else ""
-            raise TrainingDiverged(
-                f"loss became {value} at epoch {run.epoch + 1}, step {run.step}: weights restored to the end of "
-                f"epoch {run.epoch}{where}. Try a lower learning rate or gradient clipping (--clip_grad 100)")
+            self.diverged(run, f"loss became {value}", run.step)
+
+    def diverged(self, run, what: str, step: int):
+        """Put the last good weights back and raise :class:`TrainingDiverged`: ``what`` happened at
+        ``step`` (the optimizer steps of the run, the failing one included)."""
+        run.model.load_state_dict(self.good)
+        saved = self.run_dir is not None and (Path(self.run_dir) / "checkpoint_last.pth").exists()
+        where = f"; the checkpoints in {self.run_dir} are the last good ones" if saved else ""
+        # from None: torch's error that led here prints every value of a tensor; this line says it all
+        raise TrainingDiverged(
+            f"{what} at epoch {run.epoch + 1}, step {step}: weights restored to the end of "
+            f"epoch {run.epoch}{where}. Try a lower learning rate or gradient clipping (--clip_grad 100)") from None
 
     def on_epoch_end(self, run, record):
         self.good = _state_copy(run.model)

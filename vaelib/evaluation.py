@@ -4,7 +4,8 @@ Numbers are per image, in nats, summed over all C*H*W pixel values (the papers' 
 averaged over the test set. ``bits/dim`` divides nats by C*H*W * ln 2 (784 * ln 2 for MNIST).
 Papers report the *negative* values (NLL, negative ELBO): lower is better. Every function takes a
 ``seed`` and is deterministic for it: the seed fixes the dynamic binarization of the test images
-and the samples of z. Data may be vaelib.ImageData, a tensor of images, or ``(images, labels)``.
+and the samples of z. Data may be vaelib.ImageData, a tensor of images, or ``(images, labels)``;
+its images must have the model's ``image_shape`` ``(C, H, W)`` (else one ``ValueError`` before any work).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from .bounds import iwae_bound
 from .data import as_data
 from .files import atomic_write
 from .precision import autocast, checked_precision, warn_if_emulated
-from .validation import whole_number
+from .validation import matching_images, whole_number
 
 __all__ = ["evaluate_elbo", "iwae_nll", "iwae_bounds", "summarize_bounds", "image_generator", "bits_per_dim",
            "reconstruction_error", "active_units", "fixed_batches", "BoundsRecord", "file_sha256"]
@@ -54,10 +55,12 @@ def fixed_batches(data, batch_size: int, seed: int, device):
         yield x_all[start:start + batch_size].to(device), y
 
 
-def _checked(data, batch_size):
+def _checked(model, data, batch_size):
+    """The data as ImageData and the batch size, checked once here, before any image meets the model."""
     data = as_data(data)
     if len(data) == 0:
         raise ValueError("the data holds no images to evaluate")
+    matching_images("data", data.image_shape, getattr(model, "image_shape", None))
     return data, None if batch_size is None else whole_number("batch_size", batch_size)
 
 
@@ -71,7 +74,7 @@ def evaluate_elbo(model, data, batch_size: int = 1000, seed: int = 0, sharded: b
     With ``sharded=True`` (a distributed run), ``data`` is this process's shard and the numbers are
     summed over all processes.
     """
-    data, batch_size = _checked(data, batch_size)
+    data, batch_size = _checked(model, data, batch_size)
     was_training = model.training
     model.eval()
     device = model.device
@@ -100,7 +103,7 @@ def evaluate_elbo(model, data, batch_size: int = 1000, seed: int = 0, sharded: b
 @torch.no_grad()
 def active_units(model, data, threshold: float = 0.01, batch_size: int = 1000) -> int:
     """Number of latent dimensions with Cov_x(E_q[z_j | x]) > ``threshold``."""
-    data, batch_size = _checked(data, batch_size)
+    data, batch_size = _checked(model, data, batch_size)
     mus = [model.posterior_mean(x.to(model.device), None if y is None else y.to(model.device))
            for x, y in data.batches(batch_size)]
     return int((torch.cat(mus).var(0) > threshold).sum())
@@ -124,7 +127,7 @@ def iwae_bounds(model, data, k: int, seed: int = 0, batch_size: int | None = Non
     ``precision="bf16"`` runs the networks under bfloat16 autocast (log weights stay float32).
     """
     k = whole_number("k", k)
-    data, batch_size = _checked(data, batch_size)
+    data, batch_size = _checked(model, data, batch_size)
     checked_precision(precision)
     model.eval()
     device = model.device
@@ -174,7 +177,7 @@ def iwae_nll(model, data, k: int = 5000, batch_size: int | None = None, seed: in
     """
     from tqdm.auto import tqdm
 
-    data, _ = _checked(data, batch_size)
+    data, _ = _checked(model, data, batch_size)
     bounds = []
     with tqdm(total=len(data), desc=f"IWAE k={k}", unit="img", disable=not progress, leave=False) as bar:
         for idx, bound in iwae_bounds(model, data, k, seed, batch_size, precision=precision):
@@ -267,7 +270,7 @@ def reconstruction_error(model, data, batch_size: int = 1000, seed: int = 0) -> 
 
     Returns ``mse_sum`` (summed over pixels, mean over images) and ``mse`` (per pixel value).
     """
-    data, batch_size = _checked(data, batch_size)
+    data, batch_size = _checked(model, data, batch_size)
     model.eval()
     total = 0.0
     for x, y in fixed_batches(data, batch_size, seed, model.device):

@@ -16,6 +16,7 @@ images and records them as ``train_<name>``).
 """
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -25,7 +26,7 @@ from .bounds import iwae_bound
 from .schedules import Constant
 from .validation import whole_number
 
-__all__ = ["Estimate", "ELBOObjective", "IWAEObjective", "make_objective"]
+__all__ = ["Estimate", "ELBOObjective", "IWAEObjective", "make_objective", "checked_beta"]
 
 
 @dataclass
@@ -37,12 +38,35 @@ class Estimate:
     beta: float | None = None
 
 
+def checked_beta(beta):
+    """``beta`` as a schedule ``beta(step)``: a number >= 0 becomes :class:`~vaelib.schedules.Constant`, a
+    schedule must start at a number >= 0; else one ``ValueError`` saying so.
+
+    A negative beta rewards the KL: q(z|x) runs away from the prior while training looks fine.
+    """
+    if isinstance(beta, type):  # LinearWarmup instead of LinearWarmup(...)
+        raise ValueError(f"beta={beta.__name__} is a class: pass a schedule made from it, "
+                         f"e.g. vaelib.schedules.LinearWarmup(beta_max=1.0, warmup_steps=1000)")
+    first = beta(0) if callable(beta) else beta
+    try:
+        value = float(first)
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(first, bool) or not 0 <= value < math.inf:
+        if callable(beta):
+            raise ValueError(f"beta's schedule {beta!r} starts at beta(0) = {first!r}: a schedule must give "
+                             f"numbers >= 0 (the weight on the KL term)")
+        raise ValueError(f"beta must be a number >= 0 (the weight on the KL term) or a schedule beta(step) "
+                         f"from vaelib.schedules, got {beta!r}")
+    return beta if callable(beta) else Constant(value)
+
+
 class ELBOObjective:
     """The ELBO (``beta = 1``) or the beta-ELBO, optionally with free bits; ``compile=True`` runs it
     through ``torch.compile`` (or a compile mode such as ``"reduce-overhead"``: CUDA graphs on a GPU)."""
 
     def __init__(self, beta=1.0, compile: bool = False, free_bits: float = 0.0):
-        self.schedule = beta if callable(beta) else Constant(beta)
+        self.schedule = checked_beta(beta)
         self.compile, self.free_bits = compile, float(free_bits)
         if self.free_bits < 0:
             raise ValueError(f"free_bits must be >= 0 nats, got {free_bits}")
@@ -52,6 +76,9 @@ class ELBOObjective:
 
     def __call__(self, model, x, y, step: int) -> Estimate:
         beta = self.schedule(step)
+        if isinstance(beta, (int, float)) and not beta >= 0:  # a schedule that turns negative later (no GPU sync)
+            raise ValueError(f"beta's schedule {self.schedule!r} gives beta = {beta} at step {step}: "
+                             f"beta must stay >= 0")
         if self.compile:
             reconstruction, kl = self._compiled_terms(model, x, y)
             loss = -(reconstruction - beta * kl).mean()

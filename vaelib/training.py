@@ -14,8 +14,10 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 import time
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -30,7 +32,7 @@ from .objectives import make_objective
 from .precision import autocast, checked_precision, warn_if_emulated
 from .settings import fast_mode  # noqa: F401  (vaelib.fast_mode)
 from .threads import cpu_threads
-from .validation import positive_number, whole_number
+from .validation import matching_images, positive_number, whole_number
 
 __all__ = ["fit", "train_epoch", "test_record", "resume", "make_adam", "match_layouts", "training_layout",
            "History", "TrainingDiverged", "pick_device", "seed_everything", "fast_mode"]
@@ -112,8 +114,12 @@ def train_epoch(run: Run, objective, batch_size: int, seed: int = 0, clip_grad: 
     sums, betas = {}, []
     for run.batch, (x, y) in enumerate(data.batches(batch_size, shuffle=True, generator=g)):
         x, y = x.to(device, non_blocking=True), None if y is None else y.to(device, non_blocking=True)
-        with autocast(device, precision):
-            estimate = objective(model, x, y, run.step)
+        try:
+            with autocast(device, precision):
+                estimate = objective(model, x, y, run.step)
+        except ValueError as err:
+            _diverged_if_invalid(err, run, callbacks, run.step + 1)
+            raise
         optimizer.zero_grad(set_to_none=True)
         estimate.loss.backward()
         if clip_grad is not None:
@@ -135,6 +141,43 @@ def train_epoch(run: Run, objective, batch_size: int, seed: int = 0, clip_grad: 
     values = distributed.all_sum(torch.stack(list(sums.values()))).div(len(data) * distributed.world_size()).tolist()
     record.update({f"train_{name}": value for name, value in zip(sums, values)})
     return record
+
+
+def _invalid_values(err: ValueError) -> str | None:
+    """What went wrong, if ``err`` is torch.distributions' argument validation finding NaN, infinite or
+    out-of-range values (not a shape error, nor any other ValueError), e.g. ``"Normal's scale became NaN,
+    infinite or out of range"``; else ``None``.
+
+    A diverging network can fail there before its loss exists: a huge logvar makes the encoder's scale
+    exp(logvar / 2) overflow, or underflow to 0, which Normal refuses.
+    """
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    raised_in = os.path.dirname(tb.tb_frame.f_code.co_filename) if tb is not None else ""
+    torch_distributions = os.path.dirname(torch.distributions.distribution.__file__)
+    if raised_in != torch_distributions or "found invalid values" not in str(err):
+        return None
+    message = str(err).splitlines()[0]
+    parameter = re.match(r"Expected parameter (\w+) .* of distribution (\w+)\(", message)
+    if parameter:
+        return f"{parameter.group(2)}'s {parameter.group(1)} became NaN, infinite or out of range"
+    value = re.search(r"of the distribution (\w+)\(", message)
+    return f"a value given to {value.group(1) if value else 'a distribution'} became NaN, infinite or left its support"
+
+
+def _diverged_if_invalid(err: ValueError, run: Run, callbacks, step: int, during: str = "") -> None:
+    """Turn torch.distributions' refusal of invalid values into :class:`TrainingDiverged`, as the NaN guard
+    would (weights of the last finished epoch restored); return for any other ``ValueError``."""
+    what = _invalid_values(err)
+    if what is None:
+        return
+    what += during
+    for callback in callbacks:
+        if isinstance(callback, NaNGuard):
+            callback.diverged(run, what, step)
+    raise TrainingDiverged(f"{what} at epoch {run.epoch + 1}, step {step} (no NaNGuard among the callbacks: the "
+                           f"weights are as they were then). Try a lower learning rate or gradient clipping") from None
 
 
 def test_record(model, test, batch_size: int = 1000, seed: int = 0) -> dict:
@@ -196,26 +239,37 @@ def training_layout(model, device) -> torch.memory_format:
     return torch.contiguous_format
 
 
-def _fit_shapes(model, data) -> None:
-    """A model meets its data: same image shape, labels where it is conditional."""
+def _fit_shapes(model, data, test=None) -> None:
+    """A model meets its data: same image shape, labels where it is conditional; the test set is checked
+    here too, before the first step, not after a whole epoch of training."""
     if getattr(model, "image_shape", None) is None:
         model.image_shape = data.image_shape
     elif tuple(model.image_shape) != data.image_shape:
         raise ValueError(f"the model is built for images {tuple(model.image_shape)}, the data holds {data.image_shape}: "
                          f"build the model with image_shape={data.image_shape}, or resize the data (image_size=)")
+    if test is not None:
+        matching_images("test", test.image_shape, model.image_shape)
     if model.num_classes and data.labels is None:
         raise ValueError("this VAE is conditional on labels: pass data with labels, e.g. fit(model, (images, labels))")
     model.data_info = data_info(data)  # what vaelib.save records
 
 
-def _checked(train, test, epochs, batch_size, lr, clip_grad, precision, resume_from):
-    """fit's data and numbers, checked: one ValueError naming the argument."""
+def _checked(train, test, epochs, batch_size, lr, clip_grad, precision, resume_from, lr_schedule=None,
+             objective=None, run_dir=None):
+    """fit's data, numbers, functions and folder, checked before anything trains: one ValueError naming the
+    argument and the fix."""
     train, test = as_data(train), None if test is None else as_data(test)
     epochs, batch_size = whole_number("epochs", epochs, 0), whole_number("batch_size", batch_size)
     positive_number("lr", lr)
     if clip_grad is not None:
         positive_number("clip_grad", clip_grad)
     checked_precision(precision)
+    _callable("lr_schedule", lr_schedule, "a function f(step) giving the learning rate's factor",
+              "vaelib.schedules.WarmupCosine(total_steps)")
+    _callable("objective", objective, "an objective object, called as objective(model, x, y, step)",
+              "vaelib.objectives.IWAEObjective(k=5) or ELBOObjective(beta=...) (or pass iwae_k=, beta= instead)")
+    if run_dir is not None:
+        _checked_folder("run_dir", Path(run_dir))
     if len(train) == 0:
         raise ValueError("the training data holds no images: check its subset or source")
     if test is not None and len(test) == 0:
@@ -223,6 +277,27 @@ def _checked(train, test, epochs, batch_size, lr, clip_grad, precision, resume_f
     if epochs == 0 and resume_from is None:
         raise ValueError("epochs=0 trains nothing: epochs is the total number of epochs (at least 1)")
     return train, test, epochs, batch_size
+
+
+def _callable(name: str, value, what: str, example: str) -> None:
+    """``value`` is None or a function/object to call, not a name of one nor a class to make it from."""
+    if value is None or (callable(value) and not isinstance(value, type)):
+        return
+    if isinstance(value, type):  # WarmupCosine instead of WarmupCosine(...): it would fail at the first step
+        raise ValueError(f"{name}={value.__name__} is a class: pass an instance made from it, e.g. {example}")
+    raise ValueError(f"{name} must be {what}, e.g. {example}; got {value!r}")
+
+
+def _checked_folder(name: str, folder: Path) -> None:
+    """Refuse a folder that is an existing file, or lies below one, before anything trains
+    (Checkpoints would fail to create it only at the start of training, with a bare OSError)."""
+    for path in (folder, *folder.parents):
+        if path.exists():
+            if not path.is_dir():
+                where = "is a file" if path == folder else f"lies below the file {path}"
+                raise ValueError(f"{name} {folder} {where}, not a folder: "
+                                 f"pass a folder for the checkpoints and history.csv")
+            return
 
 
 def _standard_callbacks(run_dir, progress, collapse_threshold, on_epoch_end) -> list:
@@ -241,12 +316,15 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
 
     Args:
         train, test: vaelib.ImageData, a tensor of images ``(N, C, H, W)`` in [0, 1] (or uint8), or
-            ``(images, labels)``. ``test`` (optional) is evaluated after every epoch.
+            ``(images, labels)``. ``test`` (optional) is evaluated after every epoch; its images must have
+            the model's ``image_shape`` (checked before the first step).
         epochs: the total number of epochs, counting those of a resumed run.
-        beta: a number, or a schedule ``beta(step)`` from vaelib.schedules (step = optimizer steps).
+        beta: a number >= 0, or a schedule ``beta(step)`` from vaelib.schedules (step = optimizer steps;
+            its first value is checked before training, a negative value later stops training).
         iwae_k: with k > 1, maximize the importance-weighted bound L_k instead (needs beta = 1).
         free_bits: count each latent dimension's KL (batch mean) as at least this many nats.
-        objective: any objective (vaelib.objectives) instead of the one ``beta``/``iwae_k`` describe.
+        objective: any objective object (vaelib.objectives, e.g. ``IWAEObjective(k=5)``; called as
+            ``objective(model, x, y, step)``) instead of the one ``beta``/``iwae_k`` describe.
         device: ``None`` picks CUDA, then MPS, then CPU (the data's tensors move there once).
             Started by ``torchrun`` (vaelib.distributed), each process trains on its shard of the data
             with DistributedDataParallel, and the callbacks run on rank 0.
@@ -256,11 +334,12 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
         precision: ``"fp32"``, or ``"bf16"`` for bfloat16 autocast of the forward pass (faster on GPUs and
             on CPUs with AMX/AVX-512-BF16, slower elsewhere: see vaelib.precision; weights, optimizer and
             loss sums stay float32).
-        lr_schedule: a factor ``f(step)`` the learning rate is multiplied by at each step
-            (e.g. vaelib.schedules.WarmupCosine).
+        lr_schedule: a function ``f(step)``, the factor the learning rate is multiplied by at each step
+            (e.g. ``vaelib.schedules.WarmupCosine(total_steps)``).
         compile: run the ELBO through ``torch.compile`` (falls back to eager with a warning); a string
             is the compile mode (``"reduce-overhead"``: CUDA graphs).
-        run_dir: write ``checkpoint_last.pth``, ``checkpoint_best.pth`` and ``history.csv`` there.
+        run_dir: write ``checkpoint_last.pth``, ``checkpoint_best.pth`` and ``history.csv`` in this folder
+            (created if missing; an existing file there is refused).
         resume_from: a checkpoint to continue (``lr`` replaces its learning rate).
         collapse_threshold: warn when the test KL per latent dimension falls below it (nats).
         callbacks: more vaelib.callbacks (e.g. ``SampleGrid``, ``TensorBoard``).
@@ -274,8 +353,10 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
         ``test_kl``, ``active_units``, ``kl_per_dim``, ``seconds``. Nats per image, higher is better.
 
     Raises:
-        TrainingDiverged: the loss became NaN/inf; the model holds the last good epoch's weights and
-            the checkpoints on disk are left as they were.
+        ValueError: a wrong argument, named in one line, before the first optimizer step.
+        TrainingDiverged: the loss became NaN/inf, or torch.distributions refused the networks' outputs
+            (NaN, infinite or out of range); the model holds the last good epoch's weights and the
+            checkpoints on disk are left as they were.
     """
     with cpu_threads(threads):
         return _fit(model, train, test, epochs, lr, batch_size, beta, iwae_k, free_bits, objective, device, seed,
@@ -286,12 +367,13 @@ def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_si
 def _fit(model, train, test, epochs, lr, batch_size, beta, iwae_k, free_bits, objective, device, seed, clip_grad,
          precision, compile, lr_schedule, run_dir, resume_from, train_args, collapse_threshold, callbacks,
          eval_batch_size, progress, on_epoch_end) -> History:
-    train, test, epochs, batch_size = _checked(train, test, epochs, batch_size, lr, clip_grad, precision, resume_from)
+    train, test, epochs, batch_size = _checked(train, test, epochs, batch_size, lr, clip_grad, precision, resume_from,
+                                               lr_schedule, objective, run_dir)
     objective = objective or make_objective(beta, iwae_k, compile, free_bits)
     device = pick_device(device)
     warn_if_emulated(device, precision)
     model.to(device)
-    _fit_shapes(model, train)
+    _fit_shapes(model, train, test)
     if distributed.active():  # each process trains on its shard; DDP averages the gradients
         train, test = distributed.shard(train), None if test is None else distributed.shard(test)
     train, test = train.to(device), None if test is None else test.to(device)  # moved once, batches by indexing
@@ -312,7 +394,11 @@ def _fit(model, train, test, epochs, lr, batch_size, beta, iwae_k, free_bits, ob
             t0 = time.perf_counter()
             record = train_epoch(run, objective, batch_size, seed, clip_grad, precision, callbacks, lr_schedule)
             if test is not None:
-                record.update(test_record(model, test, eval_batch_size, seed))
+                try:  # the last step's update is checked here first: it may have sent the weights off
+                    record.update(test_record(model, test, eval_batch_size, seed))
+                except ValueError as err:
+                    _diverged_if_invalid(err, run, callbacks, run.step, " in the test evaluation")
+                    raise
             record["seconds"] = time.perf_counter() - t0
             run.history.append(record)
             run.epoch += 1

@@ -30,7 +30,7 @@ from .likelihoods import canonical_name, make_likelihood
 from .networks import MNIST_SHAPE, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, _shape
 from .posteriors import POSTERIORS, DiagonalGaussian, IAFPosterior
 from .priors import PRIORS, MixtureOfGaussiansPrior, StandardNormalPrior, VampPrior
-from .validation import positive_number, whole_number
+from .validation import image_batch, positive_number, whole_number
 
 __all__ = ["VAE", "VAEConfig", "build_vae", "ARCHITECTURES"]
 
@@ -208,7 +208,11 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, y=None) -> torch.Tensor:
-        """Encode to the posterior mean and decode it: ``(B, C, H, W)`` in [0, 1]."""
+        """Encode to the posterior mean and decode it: ``(B, C, H, W)`` in [0, 1].
+
+        ``x``: images ``(B, C, H, W)`` of the model's ``image_shape`` (else a ``ValueError`` naming both shapes).
+        """
+        image_batch("x", x, self.image_shape)
         return self.decode_mean(self.posterior_mean(x, y), y)
 
     def num_parameters(self) -> int:

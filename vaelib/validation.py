@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import operator
 
-__all__ = ["whole_number", "positive_number"]
+__all__ = ["whole_number", "positive_number", "matching_images", "image_batch"]
 
 
 def whole_number(name: str, value, low: int = 1) -> int:
@@ -28,3 +28,24 @@ def positive_number(name: str, value, allow_zero: bool = False) -> float:
     if isinstance(value, bool) or not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
         raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} number, got {value!r}")
     return number
+
+
+def matching_images(name: str, shape, expected) -> None:
+    """``ValueError`` unless images of shape ``shape`` ``(C, H, W)`` are the ``expected`` ones.
+
+    ``expected`` is the model's ``image_shape``; ``None`` (a hand-built model not yet fitted) takes anything.
+    """
+    if expected is None or tuple(shape) == tuple(expected):
+        return
+    raise ValueError(f"{name} holds images of shape {tuple(shape)} (C, H, W), the model takes {tuple(expected)}: "
+                     f"pass images of the model's shape (same channels; resize with image_size=)")
+
+
+def image_batch(name: str, x, expected) -> None:
+    """``ValueError`` unless the tensor ``x`` is a batch of images ``(B, C, H, W)`` with ``(C, H, W) == expected``."""
+    if expected is None or (x.dim() == 4 and tuple(x.shape[1:]) == tuple(expected)):
+        return
+    expected = tuple(expected)
+    hint = "add the batch dimension, x[None]" if tuple(x.shape) == expected else "pass images of the model's shape"
+    raise ValueError(f"{name} must be a batch of images (B, {', '.join(map(str, expected))}) for this model, "
+                     f"got shape {tuple(x.shape)}: {hint}")
