@@ -21,7 +21,6 @@ import argparse
 import math
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 __all__ = ["main", "build_parser"]
@@ -136,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
          help="count each latent dimension's KL as at least this many nats (Kingma et al. 2016): keeps a strong "
               "decoder from ignoring z (default: 0, off)")
     _add(t, "dataset", type=dataset_name, default="mnist",
-         help="mnist, fashion_mnist, kmnist, cifar10, cifar100, svhn, or another torchvision image data set "
-              "by name (downloaded when online) (default: mnist)")
+         help="mnist, fashion_mnist, kmnist, cifar10, cifar100, svhn, usps or stl10, from torchvision (downloaded "
+              "when online; other images: pass a tensor to vaelib.fit from Python) (default: mnist)")
     _add(t, "image_size", type=positive_int, default=None,
          help="resize the images to IMAGE_SIZE x IMAGE_SIZE when loading (default: as stored, 28 for MNIST)")
     _add(t, "beta", type=nonneg_float, default=1.0, help="weight on the KL term (default: 1)")
@@ -321,45 +320,6 @@ def _contradictions(args, explicit: set, config: dict, source: str) -> None:
                          f"checkpoint), or start a new run under another name")
 
 
-def _existing_run(run_dir: Path, args) -> Path | None:
-    """The checkpoint to resume, ``None`` for a new run; refuses to touch an existing run otherwise.
-
-    Any non-empty run folder is an existing run, whatever files it holds.
-    """
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UsageError(f"{run_dir} is a file, not a run folder: choose another run name or --runs_dir")
-    if not run_dir.is_dir() or not any(run_dir.iterdir()):
-        return None
-    last = run_dir / "checkpoint_last.pth"
-    if not args.resume_if_exists:
-        raise UsageError(f"run {args.run_name!r} already exists ({run_dir} is not empty): pass --resume_if_exists "
-                         f"to continue it, or choose another run name")
-    if not last.exists():
-        raise UsageError(f"run folder {run_dir} holds files but no checkpoint_last.pth to resume from: choose "
-                         f"another run name (its files are left as they are)")
-    return last
-
-
-def _check_writable(folder: Path) -> list[Path]:
-    """Create ``folder`` and write a probe file in it: a read-only place fails now, not after an epoch.
-
-    Returns the folders it created, deepest first (to remove again if the run ends before writing).
-    """
-    created = [p for p in [folder, *folder.parents] if not p.exists()]
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=folder):
-        pass
-    return created
-
-
-def _remove_empty(folders: list[Path]) -> None:
-    for folder in folders:
-        try:
-            folder.rmdir()  # only ever removes an empty folder
-        except OSError:
-            return
-
-
 def _stored_data(ckpt: dict) -> dict:
     """The training data a checkpoint records (a version-1 checkpoint: MNIST)."""
     data = ckpt.get("data")
@@ -386,20 +346,36 @@ def _say(*args, **kwargs) -> None:
 
 def _train_run(args, explicit: set) -> int:
     from . import distributed
-    from .callbacks import SampleGrid, TensorBoard
-    from .checkpoints import load, load_checkpoint, model_from_checkpoint
-    from .data import load_dataset
     from .files import run_folder
-    from .likelihoods import canonical_name
-    from .training import fit, pick_device, seed_everything
-    from .vae import VAEConfig, build_vae
+    from .runs import RunClaim, RunFolderError
+    from .training import pick_device
 
     try:
         run_dir = run_folder(args.runs_dir, args.run_name)
     except ValueError as err:
         raise UsageError(str(err)) from None
     device = distributed.start(args.device) or pick_device(args.device)
-    resume = _existing_run(run_dir, args)
+    # rank 0 claims the folder (one process per run name); the others only look at what it holds
+    claim = RunClaim(run_dir, args.resume_if_exists, lock=distributed.is_main())
+    try:
+        resume = claim.acquire()
+    except RunFolderError as err:  # the command line names its flag
+        raise UsageError(str(err).replace("(resume_if_exists)", "(--resume_if_exists)")) from None
+    try:
+        return _train_claimed(args, explicit, run_dir, device, resume)
+    finally:
+        claim.release()  # a run that wrote nothing leaves no folder behind
+
+
+def _train_claimed(args, explicit: set, run_dir: Path, device, resume) -> int:
+    from . import distributed
+    from .callbacks import SampleGrid, TensorBoard
+    from .checkpoints import load, load_checkpoint, model_from_checkpoint
+    from .data import load_dataset
+    from .likelihoods import canonical_name
+    from .training import fit, seed_everything
+    from .vae import VAEConfig, build_vae
+
     distributed.barrier()  # every process has looked at the run folder before rank 0 writes in it
     if resume is not None and args.initial_checkpoint_path:
         raise UsageError("--initial_checkpoint_path and an existing run to resume: use one or the other")
@@ -464,6 +440,12 @@ def _train_run(args, explicit: set) -> int:
     if model is None:
         if args.posterior != "iaf" and ({"iaf_steps", "iaf_hidden"} & explicit):
             raise UsageError("--iaf_steps and --iaf_hidden shape the IAF posterior: add --posterior iaf, or drop them")
+        if "sigma" in explicit and canonical_name(args.likelihood_type) not in ("gaussian", "learned_gaussian"):
+            raise UsageError(f"--sigma is the Gaussian likelihood's standard deviation, and the likelihood is "
+                             f"{args.likelihood_type}: add --likelihood_type mse (or learned_gaussian), or drop --sigma")
+        if "channels" in explicit and args.arch == "mlp":
+            raise UsageError("--channels sets the conv networks' first convolution, and --arch is mlp: add --arch conv, "
+                             "or set the MLP's width with --hidden_units")
         if args.pixelcnn_layers != 1 and canonical_name(args.likelihood_type) != "pixelcnn":
             raise UsageError("--pixelcnn_layers sets the depth of the pixelcnn decoder: add --likelihood_type pixelcnn, "
                              "or drop it")
@@ -486,7 +468,6 @@ def _train_run(args, explicit: set) -> int:
         raise UsageError("--compile is not supported with --iwae_k > 1 yet: drop one of them")
     if args.free_bits and (args.iwae_k > 1 or args.compile):
         raise UsageError("--free_bits changes the ELBO's KL term: it does not combine with --iwae_k or --compile")
-    created = _check_writable(run_dir) if distributed.is_main() else []  # a read-only runs folder fails now
     if distributed.active():
         _say(f"{distributed.world_size()} processes x batch {args.batch_size} = effective batch "
              f"{train_args['effective_batch_size']}, {len(train) // distributed.world_size():,} images per process")
@@ -494,16 +475,12 @@ def _train_run(args, explicit: set) -> int:
           f"{model.config.likelihood} likelihood) on {len(train):,} {train.name} images {train.image_shape}, "
           f"tested on {_which_test_images(len(test), args.subset)}, {device}, {'IWAE k=' + str(args.iwae_k) if args.iwae_k > 1 else 'beta ' + repr(schedule)}")
     callbacks.insert(0, SampleGrid(run_dir / "samples.png", seed=args.seed))
-    try:
-        history = fit(model, train, test, epochs=args.num_epochs, lr=args.learning_rate, batch_size=args.batch_size,
-                      beta=schedule, iwae_k=args.iwae_k, free_bits=args.free_bits, device=device, seed=args.seed, clip_grad=args.clip_grad,
-                      precision=args.precision, compile=args.compile, lr_schedule=lr_schedule, run_dir=run_dir,
-                      resume_from=resume,
-                      train_args=train_args, callbacks=callbacks, progress=not args.quiet,
-                      collapse_threshold=args.collapse_threshold if args.detect_posterior_collapse else None)
-    except BaseException:
-        _remove_empty(created)  # a run that wrote nothing leaves no folder behind
-        raise
+    history = fit(model, train, test, epochs=args.num_epochs, lr=args.learning_rate, batch_size=args.batch_size,
+                  beta=schedule, iwae_k=args.iwae_k, free_bits=args.free_bits, device=device, seed=args.seed,
+                  clip_grad=args.clip_grad, precision=args.precision, compile=args.compile, lr_schedule=lr_schedule,
+                  run_dir=run_dir, resume_from=resume, train_args=train_args, callbacks=callbacks,
+                  progress=not args.quiet,
+                  collapse_threshold=args.collapse_threshold if args.detect_posterior_collapse else None)
     best = max(row["test_elbo"] for row in history)
     _say(f"done: {args.num_epochs - done} epoch(s) trained, best test ELBO {best:.2f} nats on "
          f"{_which_test_images(len(test), args.subset)}; checkpoints, "
@@ -543,7 +520,14 @@ def _describe(model, path) -> str:
     for name, p in model.named_parameters():
         lines.append(f"  {name:<34} {str(tuple(p.shape)):<22} {p.numel():>12,}")
     lines.append(f"  {'total':<57} {model.num_parameters():>12,}")
-    return "\n".join(lines)
+    return "\n".join(_printable(line) for line in lines)
+
+
+def _printable(text: str) -> str:
+    """``text`` with every control character escaped (``\\x1b``, ``\\n``...): strings read from a file
+    (a run name, training arguments) must not reach the terminal as escape sequences, which can
+    clear the screen, retitle the window or, on some terminals, set the clipboard."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
 def _checkpoint_path(path: str) -> str:
@@ -623,6 +607,9 @@ def _evaluate(args) -> int:
     from .training import pick_device
 
     if args.combine:
+        if args.checkpoint_path is not None:
+            raise UsageError("--checkpoint_path with --combine: the shard files name their checkpoint (its sha256) "
+                             "and are combined as they are; drop --checkpoint_path")
         return _combine(args)
     if args.checkpoint_path is None:
         raise UsageError("--checkpoint_path is required (or --combine FILES to combine the shards of an evaluation)")
@@ -640,6 +627,9 @@ def _evaluate(args) -> int:
     indices = list(range(len(test)))
     if args.shard is not None:
         indices = indices[args.shard[0]::args.shard[1]]
+        if not indices:
+            raise UsageError(f"shard {args.shard[0]}/{args.shard[1]} of {len(test):,} test images holds no image (a "
+                             f"shard I/N holds the images whose index is I mod N): use fewer shards, or no --subset")
     record = None
     if args.bounds:
         _check_output_file(args.bounds, image=False)
@@ -663,6 +653,7 @@ def _evaluate(args) -> int:
                 len(indices), args.k, record)
     mine = torch.tensor([bounds[i] for i in (range(len(test)) if args.shard is None else
                                              range(args.shard[0], len(test), args.shard[1]))])
+    _check_finite(mine, "the model")
     nll = summarize_bounds(mine, test.image_shape, args.k, args.seed)
     print(f"test NLL (IWAE, k={args.k}): {nll['nll']:.2f} nats (standard error {nll['std_error']:.2f} over "
           f"{nll['n']:,} images{' of this shard' if args.shard else ''}) = {nll['bits_per_dim']:.4f} bits/dim")
@@ -692,6 +683,16 @@ def _run_bounds(batches, bounds: dict, total: int, k: int, record, every: float 
             record.save()
 
 
+def _check_finite(bounds, source: str) -> None:
+    """Refuse to report an NLL of NaN or infinity: say which images and where the fault is."""
+    import torch
+    bad = (~torch.isfinite(bounds)).nonzero().flatten().tolist()
+    if bad:
+        raise ValueError(f"{len(bad):,} of {len(bounds):,} per-image bounds from {source} are not finite (NaN or "
+                         f"infinite; first at position {bad[0]}), so there is no NLL to report: evaluate with "
+                         f"--precision fp32, and check the checkpoint (does 'generate' give digits?)")
+
+
 LONG_EVALUATION_SECONDS = 60.0  # evaluations expected to take longer say so after their first batch
 
 
@@ -717,8 +718,9 @@ def _combine(args) -> int:
     if missing:
         raise UsageError(f"the files cover {len(bounds):,} of {meta['n_images']:,} images ({len(missing):,} missing, "
                          f"e.g. image {missing[0]}): run the missing shards with --bounds, then combine again")
-    nll = summarize_bounds(torch.tensor([bounds[i] for i in range(meta["n_images"])]), meta["image_shape"],
-                           meta["k"], meta["seed"])
+    combined = torch.tensor([bounds[i] for i in range(meta["n_images"])])
+    _check_finite(combined, "the shard files")
+    nll = summarize_bounds(combined, meta["image_shape"], meta["k"], meta["seed"])
     print(f"test NLL (IWAE, k={meta['k']}): {nll['nll']:.2f} nats (standard error {nll['std_error']:.2f} over "
           f"{nll['n']:,} images, {len(args.combine)} files, {meta['precision']}) = {nll['bits_per_dim']:.4f} bits/dim")
     return 0
@@ -810,7 +812,7 @@ def _explicit_flags(argv) -> set:
 
 
 def _report(command: str, message: str) -> None:
-    print(f"vaelib {command}: error: {message}", file=sys.stderr)
+    print(f"vaelib {command}: error: {_printable(message)}", file=sys.stderr)
 
 
 def main(argv=None) -> int:
