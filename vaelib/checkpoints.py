@@ -27,20 +27,35 @@ best_test_elbo    the best test ELBO seen so far (nats), or ``None``
 
 Loading uses ``torch.load(weights_only=True)``: a checkpoint is untrusted input, and a plain
 ``torch.load`` would run whatever code a malicious pickle holds. Every byte is checked against the
-archive's checksums and every weight must be finite. Saving writes a temporary file in the same
-folder and renames it over the target, so an interrupted save (Ctrl-C, a full disk, a crash)
-leaves the previous checkpoint untouched.
+archive's checksums, every field's type is checked, every weight must be finite, and the weights'
+shapes are compared with the architecture the config describes before any of it is allocated (a
+damaged or crafted config cannot make a load reserve more memory than the file's own tensors take).
+
+Saving writes a temporary file in the same folder and renames it over the target, so an interrupted
+save (Ctrl-C, a full disk, a file-size limit, a crash) leaves the previous checkpoint untouched; a
+failed write is an ``OSError`` naming the checkpoint. Because the file must load with
+``weights_only=True``, ``save`` stores plain values only: numpy scalars become Python numbers, numpy
+arrays and sets become lists, paths become strings, enums their values, other mappings dicts and
+tuple subclasses tuples (tensors, ``torch.dtype``, ``torch.device`` and ``torch.Size`` stay as they
+are). Anything else in ``history``, ``train_args``, ``data`` or the optimizer's state is refused with
+a ``TypeError`` that names where it is, e.g. ``history[3]['my_metric']``.
 """
 from __future__ import annotations
 
+import collections.abc
+import enum
+import io
+import operator
 import os
 import pickle
+import re
+import sys
 import zipfile
 from pathlib import Path
 
 import torch
 
-from .files import atomic_write
+from .files import atomic_write, named_os_error
 from .vae import VAE, VAEConfig, build_vae
 from .version import __version__
 
@@ -71,6 +86,218 @@ def data_info(data) -> dict | None:
             "binarize": data.binarize}
 
 
+class _NotPlain(TypeError):
+    """A value ``save`` cannot store; the message says where it is."""
+
+
+_SCALARS = (type(None), bool, int, float, complex, str, bytes)
+_TORCH_VALUES = (torch.Tensor, torch.Size, torch.dtype, torch.device)  # weights_only loads these too
+
+
+def _plain(value, where: str, _path: tuple = ()):
+    """``value`` with only the types a ``weights_only=True`` load accepts (see the module docstring).
+
+    ``where`` names the value for the error message, e.g. ``history[3]['my_metric']``.
+    """
+    if type(value) in _SCALARS or isinstance(value, (torch.Size, torch.dtype, torch.device)):
+        return value
+    if isinstance(value, torch.Tensor):
+        return value.detach()  # the data, not the autograd graph
+    numpy = sys.modules.get("numpy")  # a numpy value exists only if numpy was imported
+    if numpy is not None and isinstance(value, (numpy.ndarray, numpy.generic)):
+        return _plain(value.tolist(), where, _path)  # Python numbers, or nested lists of them
+    if isinstance(value, enum.Enum):
+        return _plain(value.value, where, _path)
+    for base in _SCALARS[2:]:  # subclasses of int, float, ... (bool cannot be subclassed)
+        if isinstance(value, base):
+            return base(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (collections.abc.Mapping, list, tuple, set, frozenset)):
+        if any(value is seen for seen in _path):
+            raise _NotPlain(f"{where} contains itself, which a checkpoint cannot hold: store a copy without the loop")
+        inside = (*_path, value)
+        if isinstance(value, collections.abc.Mapping):
+            plain = {}
+            for key, item in value.items():
+                name = _plain(key, f"a key of {where}", inside)
+                if type(name) not in _SCALARS:
+                    raise _NotPlain(f"a key of {where} has type {_kind(key)}: use strings or numbers as keys")
+                plain[name] = _plain(item, f"{where}[{key!r}]", inside)
+            return plain
+        items = [_plain(item, f"{where}[{i}]", inside) for i, item in enumerate(value)]
+        if isinstance(value, tuple):
+            return tuple(items)
+        if isinstance(value, (set, frozenset)):
+            try:
+                return sorted(items)
+            except TypeError:
+                return items
+        return items
+    raise _NotPlain(f"{where} has type {_kind(value)}, which a checkpoint cannot hold (checkpoints load with "
+                    f"torch.load(weights_only=True)): store plain numbers, strings, lists, dicts or tensors "
+                    f"there, e.g. float(x) or str(x)")
+
+
+def _kind(value) -> str:
+    kind = type(value)
+    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _is_plain(value) -> bool:
+    """Whether ``value`` is made only of what :func:`_plain` returns (a loaded field's check)."""
+    if isinstance(value, _SCALARS + _TORCH_VALUES):
+        return True
+    if isinstance(value, (list, tuple, set)):
+        return all(_is_plain(item) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(key, _SCALARS) and _is_plain(item) for key, item in value.items())
+    return False
+
+
+def _field_problem(ckpt: dict) -> str | None:
+    """What is wrong with the checkpoint's fields besides config and state_dict, in a few words; None if nothing.
+
+    The conventions: ``data`` is None or a dict with a ``dataset`` name, an ``image_shape`` [C, H, W]
+    and a ``binarize`` name (names may be None); ``history`` a list of dicts with string keys; ``train_args``
+    a dict with string keys; both hold plain values only (numbers, strings, lists, dicts, tensors).
+    """
+    data = ckpt.get("data")
+    if data is not None:
+        if not isinstance(data, dict):
+            return f"'data' has type {_kind(data)}, not a dict (or None)"
+        missing = [key for key in ("dataset", "image_shape", "binarize") if key not in data]
+        if missing:
+            return f"'data' has no {' and no '.join(missing)}"
+        shape = data["image_shape"]
+        if not (isinstance(shape, (list, tuple)) and len(shape) == 3
+                and all(type(side) is int and side > 0 for side in shape)):
+            return f"'data' has image_shape {shape!r}, not [channels, height, width]"
+        for key in ("dataset", "binarize"):
+            if not isinstance(data[key], (str, type(None))):
+                return f"'data' has {key} {data[key]!r}, not a name (or None)"
+    history = ckpt.get("history", [])
+    if not isinstance(history, list):
+        return f"'history' has type {_kind(history)}, not a list of dicts (one per epoch)"
+    for i, row in enumerate(history):
+        if not isinstance(row, dict):
+            return f"'history' item {i} has type {_kind(row)}, not a dict"
+        if not all(isinstance(key, str) for key in row):
+            return f"'history' item {i} has keys that are not names (strings)"
+        if not _is_plain(row):
+            return f"'history' item {i} holds values other than numbers, strings, lists and tensors"
+    train_args = ckpt.get("train_args", {})
+    if not isinstance(train_args, dict):
+        return f"'train_args' has type {_kind(train_args)}, not a dict"
+    if not all(isinstance(key, str) for key in train_args):
+        return "'train_args' has keys that are not names (strings)"
+    if not _is_plain(train_args):
+        return "'train_args' holds values other than numbers, strings, lists and tensors"
+    epoch = ckpt.get("epoch", 0)
+    if type(epoch) is not int or epoch < 0:
+        return f"'epoch' is {epoch!r}, not a whole number >= 0"
+    best = ckpt.get("best_test_elbo")
+    if best is not None and type(best) not in (int, float):
+        return f"'best_test_elbo' has type {_kind(best)}, not a number (or None)"
+    for field in ("model", "optimizer"):
+        if not isinstance(ckpt.get(field), (dict, type(None))):
+            return f"'{field}' has type {_kind(ckpt[field])}, not a dict (or None)"
+    return None
+
+
+def _plain_payload(payload: dict, path: Path) -> dict:
+    """The checkpoint dict with plain values only, checked; ``TypeError`` naming what cannot be stored."""
+    try:
+        for key, value in payload.items():
+            if key != "state_dict":
+                payload[key] = _plain(value, key)
+        state = payload["state_dict"]  # model.state_dict(): its tensors and their metadata are kept as they are
+        for key, value in state.items():
+            if not isinstance(value, torch.Tensor):  # a module's get_extra_state()
+                state[key] = _plain(value, f"state_dict[{key!r}]")
+    except _NotPlain as err:
+        raise TypeError(f"cannot save {path}: {err}") from None
+    problem = _field_problem(payload)
+    if problem:
+        raise TypeError(f"cannot save {path}: {problem}")
+    _check_loads_safely(payload, path)
+    return payload
+
+
+def _skeleton(value):
+    """``value`` with its plain tensors left out: what a weights_only load of it has to accept besides them."""
+    if type(value) in (torch.Tensor, torch.nn.Parameter):
+        return None
+    if isinstance(value, dict):
+        return {key: _skeleton(item) for key, item in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(_skeleton(item) for item in value)
+    return value
+
+
+def _refused(value) -> str | None:
+    """What a weights_only load refuses in ``value`` (a name like 'numpy.dtype', or 'an object'); None if nothing."""
+    # torch.serialization.save is torch.save: called by that name, a test or tool that replaces
+    # torch.save to watch (or fail) the checkpoint writes sees only those, not this trial in memory
+    buffer = io.BytesIO()
+    torch.serialization.save(value, buffer)
+    buffer.seek(0)
+    try:
+        torch.serialization.load(buffer, weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        return found.group(1) if found else "an object"
+    return None
+
+
+def _check_loads_safely(payload: dict, path: Path) -> None:
+    """Load the payload's skeleton back with weights_only=True (a few kB, its tensors left out): a file
+    vaelib writes is one that vaelib can read, whatever a future field or a tensor subclass holds."""
+    skeleton = {key: _skeleton(value) for key, value in payload.items()}
+    if _refused(skeleton) is None:
+        return
+    for key, value in skeleton.items():  # name the field
+        refused = _refused(value)
+        if refused:
+            raise TypeError(f"cannot save {path}: its {key} holds {refused}, which torch.load(weights_only=True) "
+                            f"refuses: store plain values there")
+
+
+class _WriteRecorder:
+    """A file's ``write`` for torch.save that keeps the OSError a write raised: torch's zip writer
+    replaces it with a RuntimeError such as 'unexpected pos 2496 vs 2390'."""
+
+    def __init__(self, file):
+        self.file, self.error = file, None
+
+    def write(self, data):
+        try:
+            return self.file.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self):
+        return self.file.flush()
+
+    def __getattr__(self, name):  # seek, tell...: the file's own
+        return getattr(self.file, name)
+
+
+def _write(payload: dict, path: Path) -> None:
+    """torch.save ``payload`` to ``path`` atomically; a failed write is an OSError naming ``path``."""
+    with atomic_write(path) as f:
+        recorder = _WriteRecorder(f)
+        try:
+            torch.save(payload, recorder)
+        except OSError as err:  # from torch.save's final flush
+            raise named_os_error(err, path) from None
+        except Exception:
+            if recorder.error is not None:  # e.g. ENOSPC (a full disk) or EFBIG (a file-size limit)
+                raise named_os_error(recorder.error, path) from None
+            raise
+
+
 def save(model: VAE, path: str | os.PathLike, *, optimizer=None, epoch: int = 0, history: list | None = None,
          train_args: dict | None = None, best_test_elbo: float | None = None, data=None) -> Path:
     """Write any :class:`vaelib.VAE` (and optional training state) to ``path`` atomically; return the path.
@@ -79,6 +306,9 @@ def save(model: VAE, path: str | os.PathLike, *, optimizer=None, epoch: int = 0,
     ``generate`` and ``evaluate`` know the images the model was trained on (default: what
     ``vaelib.fit`` or ``vaelib.load`` recorded in ``model.data_info``). The folder is created if
     needed. Ctrl-C during the write is held back until the file is whole (vaelib.files.atomic_write).
+    Values that ``torch.load(weights_only=True)`` would refuse are stored as plain values, or refused
+    with a ``TypeError`` naming them (see the module docstring); a failed write (a full disk, a
+    file-size limit) is an ``OSError`` naming ``path``, and leaves the file that was there.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,11 +326,10 @@ def save(model: VAE, path: str | os.PathLike, *, optimizer=None, epoch: int = 0,
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "epoch": int(epoch),
         "history": list(history or []),
-        "train_args": dict(train_args or {}),
+        "train_args": {} if train_args is None else train_args,  # a mapping; anything else is refused below
         "best_test_elbo": None if best_test_elbo is None else float(best_test_elbo),
     }
-    with atomic_write(path) as f:
-        torch.save(payload, f)
+    _write(_plain_payload(payload, path), path)
     return path
 
 
@@ -129,12 +358,41 @@ def _check_archive(path: Path) -> None:
         raise CheckpointError(f"{path} is corrupt (its entry {bad} fails its checksum): copy it again or re-train it")
 
 
+_OUT_OF_MEMORY = (MemoryError, getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError))
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """torch reports a failed CPU allocation as a RuntimeError ('DefaultCPUAllocator: can't allocate memory')."""
+    return isinstance(err, _OUT_OF_MEMORY) or (isinstance(err, RuntimeError) and (
+        "can't allocate memory" in str(err) or "out of memory" in str(err)))
+
+
+def _megabytes(nbytes: int) -> str:
+    return f"{nbytes / 1e6:,.1f} MB"
+
+
+def _nbytes(model: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values() if isinstance(t, torch.Tensor))
+
+
+def _memory_error(doing: str, device) -> CheckpointError:
+    """Out of memory while loading: not a damaged file, and not a bug."""
+    device = torch.device(device) if isinstance(device, (str, torch.device)) else torch.device("cpu")
+    if device.type == "cpu":
+        return CheckpointError(f"out of memory {doing}: free memory (close other programs, notebooks or models) "
+                               f"and try again, or use a machine with more memory")
+    return CheckpointError(f"out of {device.type} memory {doing}: free {device.type} memory (other processes or "
+                           f"models on it), or load it with device='cpu'")
+
+
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     """Read and validate a checkpoint dict; raise :class:`CheckpointError` with a clear reason.
 
     Checked: the file exists and is readable, every archive entry matches its checksum, the load
-    is safe (``weights_only=True``), the format marker and version, the required keys, and that
+    is safe (``weights_only=True``), the format marker and version, the required keys, the types of
+    ``data``, ``history``, ``train_args`` and the other fields (see ``_field_problem``), and that
     every weight is finite (a NaN weight means a diverged run saved by something other than vaelib).
+    Running out of memory is a :class:`CheckpointError` that says so (not a damaged file).
     """
     path = Path(path)
     if not path.exists():
@@ -145,10 +403,13 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     _check_archive(path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(f"{path} holds Python objects that a safe load (weights_only=True) refuses: "
-                              f"vaelib loads only the checkpoints its own training writes") from None
-    except Exception as err:  # a damaged file fails in many ways (EOFError, KeyError, RuntimeError...)
+    except Exception as err:
+        if _out_of_memory(err):
+            raise _memory_error(f"reading {path} ({_megabytes(path.stat().st_size)} on disk)", map_location) from None
+        if isinstance(err, pickle.UnpicklingError):
+            raise CheckpointError(f"{path} holds Python objects that a safe load (weights_only=True) refuses: "
+                                  f"vaelib loads only the checkpoints its own training writes") from None
+        # a damaged file fails in many ways (EOFError, KeyError, RuntimeError...)
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt: "
                               f"{type(err).__name__}): re-train it or copy it again") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
@@ -163,9 +424,18 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
                               f"up to {FORMAT_VERSION}): upgrade vaelib (pip install -U vaelib)")
     missing = [k for k in REQUIRED if k not in ckpt]
     if missing or not isinstance(ckpt["config"], (dict, type(None))) or not isinstance(ckpt["state_dict"], dict) \
-            or (ckpt["config"] is None and version < 2):
+            or (ckpt["config"] is None and version < 2) or not all(
+                isinstance(k, str) and (isinstance(v, torch.Tensor) or k.endswith("_extra_state"))
+                for k, v in ckpt["state_dict"].items()):
         raise CheckpointError(f"{path} is an incomplete vaelib checkpoint (missing or malformed: "
                               f"{', '.join(missing) or 'config/state_dict'})")
+    try:
+        problem = _field_problem(ckpt)
+    except RecursionError:  # a list nested thousands deep, or one that contains itself
+        problem = "a field nests lists or dicts without end"
+    if problem:
+        raise CheckpointError(f"{path} is damaged or not a vaelib checkpoint: {problem}; copy it again, or export "
+                              f"it again from its run")
     for name, tensor in ckpt["state_dict"].items():
         if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise CheckpointError(f"{path} holds non-finite weights (NaN or inf in {name}): it cannot generate or "
@@ -182,8 +452,7 @@ def export_checkpoint(source: str | os.PathLike, destination: str | os.PathLike)
     if ckpt["config"] is not None:  # checks that the weights fit, and upgrades a version-1 config
         model = model_from_checkpoint(ckpt, source)
         ckpt["config"], ckpt["model"] = model.config.to_dict(), _describe_model(model)
-    with atomic_write(Path(destination)) as f:
-        torch.save(ckpt, f)
+    _write(ckpt, Path(destination))
     return Path(destination)
 
 
@@ -202,18 +471,34 @@ def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "checkpoint", mo
                                   f"{info.get('decoder', '?')}), which vaelib cannot rebuild: build the same VAE in "
                                   f"your code and load the weights into it with vaelib.load(path, model=your_vae)")
         try:
-            model = build_vae(config=VAEConfig.from_dict(ckpt["config"]))
-        except (TypeError, ValueError) as err:
-            raise CheckpointError(f"{path} has a config that vaelib cannot build ({err}): the file was edited "
+            config = VAEConfig.from_dict(ckpt["config"])
+            _check_counts(config, ckpt["state_dict"], path)
+            # The architecture without its weights (no memory): a config that declares a huge model is
+            # refused by comparing shapes before anything is allocated at the declared size.
+            with torch.device("meta"):
+                skeleton = build_vae(config=config)
+        except CheckpointError:
+            raise
+        except (TypeError, ValueError, OverflowError, RuntimeError) as err:
+            first = (str(err).strip().splitlines() or [""])[0][:200]
+            raise CheckpointError(f"{path} has a config that vaelib cannot build ({first}): the file was edited "
                                   f"or damaged") from None
-        problem = "its weights do not fit the architecture its config describes"
+        mismatch = state_dict_mismatch(skeleton, ckpt["state_dict"])
+        if mismatch:
+            raise CheckpointError(f"{path}: its weights do not fit the architecture its config describes "
+                                  f"({mismatch}); the file was edited or damaged: export it again from its run")
+        try:  # now the size of the file's own tensors
+            model = build_vae(config=config)
+        except Exception as err:
+            if not _out_of_memory(err):
+                raise
+            raise _memory_error(f"building the model of {path} ({_megabytes(_nbytes(skeleton))} of weights)",
+                                "cpu") from None
     else:
-        problem = "its weights do not fit the model you passed"
-    mismatch = state_dict_mismatch(model, ckpt["state_dict"])
-    if mismatch:
-        fix = ("the file was edited or damaged: export it again from its run" if ckpt.get("config") is not None and
-               problem.endswith("describes") else "build the model exactly as it was when the file was saved")
-        raise CheckpointError(f"{path}: {problem} ({mismatch}); {fix}")
+        mismatch = state_dict_mismatch(model, ckpt["state_dict"])
+        if mismatch:
+            raise CheckpointError(f"{path}: its weights do not fit the model you passed ({mismatch}); build the "
+                                  f"model exactly as it was when the file was saved")
     model.load_state_dict(ckpt["state_dict"])
     info = ckpt.get("model") or {}
     if getattr(model, "image_shape", None) is None and info.get("image_shape"):
@@ -221,13 +506,34 @@ def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "checkpoint", mo
     return model
 
 
+def _check_counts(config: VAEConfig, state_dict: dict, path) -> None:
+    """Counts that build modules one by one in Python (no tensor, so the meta device cannot help):
+    each step or layer holds at least one tensor, so more of them than the file holds is damage."""
+    for field in ("iaf_steps", "pixelcnn_layers"):
+        try:
+            count = operator.index(getattr(config, field))
+        except TypeError:
+            continue  # build_vae says what is wrong with it
+        if count > len(state_dict):
+            raise CheckpointError(f"{path}: its config declares {field}={count}, but the file holds only "
+                                  f"{len(state_dict)} tensors; the file was edited or damaged: export it again "
+                                  f"from its run")
+
+
+def _shape(value):
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else None
+
+
 def state_dict_mismatch(model: torch.nn.Module, state_dict: dict) -> str:
-    """What keeps ``state_dict`` from loading into ``model``, in one line; ``""`` when it fits."""
+    """What keeps ``state_dict`` from loading into ``model``, in one line; ``""`` when it fits.
+
+    ``model`` may live on the meta device: only its tensors' names and shapes are compared.
+    """
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
-    shapes = [f"{k} {tuple(state_dict[k].shape)} in the file vs {tuple(v.shape)} in the model"
-              for k, v in expected.items() if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)]
+    shapes = [f"{k} {_shape(state_dict[k]) or type(state_dict[k]).__name__} in the file vs {_shape(v)} in the model"
+              for k, v in expected.items() if k in state_dict and _shape(state_dict[k]) != _shape(v)]
 
     def some(keys):
         return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
@@ -247,7 +553,14 @@ def load(path: str | os.PathLike, model: VAE | None = None, device: str | torch.
     if model is not None and not isinstance(model, torch.nn.Module):  # load(path, "cuda") in vaelib 0.1
         model, device = None, model
     ckpt = load_checkpoint(path)
-    model = model_from_checkpoint(ckpt, path, model).to(device).eval()
+    model = model_from_checkpoint(ckpt, path, model)
+    try:
+        model = model.to(device).eval()
+    except Exception as err:
+        if not _out_of_memory(err):
+            raise
+        raise _memory_error(f"moving the model of {path} ({_megabytes(_nbytes(model))} of weights) to {device}",
+                            device) from None
     meta = {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer")}
     meta.setdefault("data", None)
     if meta["data"] is None and ckpt.get("format_version") == 1:

@@ -20,7 +20,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-__all__ = ["atomic_write", "run_folder", "describe_os_error", "deferred_interrupt"]
+__all__ = ["atomic_write", "run_folder", "describe_os_error", "deferred_interrupt", "named_os_error"]
 
 
 def _umask() -> int:
@@ -72,14 +72,35 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", **open_kwargs):
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files
         with deferred_interrupt():
-            with os.fdopen(fd, mode, **open_kwargs) as f:
+            f = os.fdopen(fd, mode, **open_kwargs)
+            try:
                 yield f
-                f.flush()
-                os.fsync(f.fileno())
+                try:
+                    f.flush()
+                    os.fsync(f.fileno())
+                    f.close()
+                except OSError as err:  # a full disk shows here: name the file the user asked for
+                    raise named_os_error(err, path) from None
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    f.close()  # after a failed write its buffer fails again: the first error is the one to report
+                raise
             os.replace(tmp, path)  # atomic on POSIX and Windows
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def named_os_error(err: OSError, path: str | os.PathLike) -> OSError:
+    """``err`` as an OSError of the same kind (errno) whose filename is ``path``, unless it names one.
+
+    A buffered write or a flush that fails (a full disk, a file-size limit) says no file name (or the
+    number of its file descriptor), and a failure while writing a temporary file should name the
+    file the user asked for.
+    """
+    if isinstance(err.filename, (str, bytes, os.PathLike)) or err.errno is None:
+        return err
+    return OSError(err.errno, err.strerror or os.strerror(err.errno), str(path))
 
 
 def describe_os_error(err: OSError, action: str = "write") -> str:
@@ -87,6 +108,11 @@ def describe_os_error(err: OSError, action: str = "write") -> str:
     where = err.filename or "the file"
     if err.errno == errno.ENOSPC:
         return f"no space left on the disk while writing {where}: free some space and run again"
+    if err.errno == getattr(errno, "EDQUOT", None):
+        return f"no space left in your disk quota while writing {where}: free some space, or ask for a larger quota"
+    if err.errno == errno.EFBIG:
+        return (f"cannot write {where}: the file would be larger than this system allows (a file-size limit such "
+                f"as 'ulimit -f', or the file system's largest file): raise the limit, or write to another disk")
     if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"cannot {action} {where}: permission denied (choose a folder you can {action}, or fix its permissions)"
     if err.errno == errno.ENOTDIR:
