@@ -301,10 +301,11 @@ def _checked_folder(name: str, folder: Path) -> None:
 
 
 def _standard_callbacks(run_dir, progress, collapse_threshold, on_epoch_end) -> list:
+    # the user's on_epoch_end runs before the checkpoints, so that what it adds to a row is saved with it
     return [NaNGuard(run_dir=run_dir), ProgressBar(progress),
+            *([EpochEnd(on_epoch_end)] if on_epoch_end is not None else []),
             *([Checkpoints(run_dir)] if run_dir is not None else []),
-            *([CollapseWarning(collapse_threshold, run_dir)] if collapse_threshold is not None else []),
-            *([EpochEnd(on_epoch_end)] if on_epoch_end is not None else [])]
+            *([CollapseWarning(collapse_threshold, run_dir)] if collapse_threshold is not None else [])]
 
 
 def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_size: int = 128, beta=1.0,
