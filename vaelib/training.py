@@ -48,7 +48,8 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {str(device)!r} was asked for but CUDA is not available here: use cpu (or auto)")
         if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {str(device)!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
+            raise ValueError(f"device {str(device)!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s), "
+                             f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
         if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
             raise ValueError("device 'mps' (Apple GPU) was asked for but is not available here: use cpu (or auto)")
         if device.type not in ("cpu", "cuda", "mps"):

@@ -80,7 +80,8 @@ class VAEConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown config keys {', '.join(unknown)}")
+            raise ValueError(f"unknown config keys {', '.join(unknown)}: a VAEConfig has {', '.join(sorted(known))} "
+                             f"(a checkpoint written by a newer vaelib? upgrade vaelib to load it)")
         values = dict(values)
         values["image_shape"] = tuple(values.get("image_shape") or MNIST_SHAPE)
         return cls(**values)
