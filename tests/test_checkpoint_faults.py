@@ -25,6 +25,7 @@ import torch
 
 import vaelib
 from vaelib import build_vae, fit, load, save
+from vaelib.callbacks import EpochEnd
 from vaelib.checkpoints import CheckpointError, load_checkpoint
 from vaelib.cli import main
 
@@ -78,7 +79,7 @@ def test_a_numpy_value_added_by_on_epoch_end_keeps_the_run_loadable_and_resumabl
 
     model = _tiny()
     fit(model, _images(), _images(32), epochs=2, batch_size=32, device="cpu", progress=False,
-        run_dir=tmp_path, on_epoch_end=add_metric, train_args={"runs_dir": tmp_path, "note": np.int64(7)})
+        run_dir=tmp_path, callbacks=[EpochEnd(add_metric)], command={"runs_dir": tmp_path, "note": np.int64(7)})
     last = tmp_path / "checkpoint_last.pth"
     raw = torch.load(last, weights_only=True)  # the safe load itself, not only vaelib's wrapper of it
     assert raw["history"][0]["my_metric"] == 0.25 and type(raw["history"][0]["my_metric"]) is float
@@ -86,7 +87,7 @@ def test_a_numpy_value_added_by_on_epoch_end_keeps_the_run_loadable_and_resumabl
     assert raw["train_args"] == {"runs_dir": str(tmp_path), "note": 7}
     assert load(last).checkpoint["epoch"] == 2
     history = fit(_tiny(), _images(), _images(32), epochs=3, batch_size=32, device="cpu", progress=False,
-                  run_dir=tmp_path, resume_from=last, on_epoch_end=add_metric)
+                  run_dir=tmp_path, resume_from=last, callbacks=[EpochEnd(add_metric)])
     assert [row["epoch"] for row in history] == [1, 2, 3]
     # the hook runs before the epoch's checkpoint is written: the last epoch's values are saved too
     assert [row["my_metric"] for row in load(last).checkpoint["history"]] == [0.25, 0.5, 0.75]

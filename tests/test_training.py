@@ -5,6 +5,8 @@ import pytest
 import torch
 
 from vaelib import TrainingDiverged, build_vae, fit, load, load_checkpoint, training
+from vaelib.callbacks import CollapseWarning, EpochEnd
+from vaelib.objectives import ELBOObjective, IWAEObjective
 from vaelib.schedules import LinearWarmup
 
 from .conftest import needs_mnist
@@ -52,9 +54,8 @@ def test_a_conv_model_trains_channels_last_on_the_cpu_and_comes_back_contiguous(
     torch.manual_seed(0)
     model = build_vae("conv", latent_dim=4, channels=8, hidden=32)
     during = []
-    fit(model, small_train, epochs=1, device="cpu", progress=False,
-        on_epoch_end=lambda record, m: during.extend(
-            p.is_contiguous(memory_format=torch.channels_last) for p in _strided_weights(m)))
+    fit(model, small_train, epochs=1, device="cpu", progress=False, callbacks=[EpochEnd(lambda record, m: during.extend(
+        p.is_contiguous(memory_format=torch.channels_last) for p in _strided_weights(m)))])
     assert during and all(during)
     assert all(p.is_contiguous() for p in model.parameters())
 
@@ -116,7 +117,7 @@ def test_posterior_collapse_is_detected(small_train, small_test, tmp_path):
     model = build_vae("mlp", latent_dim=4, hidden=32)
     with pytest.warns(UserWarning, match="posterior collapse"):
         fit(model, small_train, small_test, epochs=1, beta=50.0, device="cpu", progress=False,
-            run_dir=tmp_path, collapse_threshold=0.05)
+            run_dir=tmp_path, callbacks=[CollapseWarning(0.05)])
     assert (tmp_path / "checkpoint_posterior_collapse.pth").exists()
 
 
@@ -155,7 +156,7 @@ def test_bf16_and_compile_options_train_and_fall_back(small_train, monkeypatch):
     torch.manual_seed(0)
     with pytest.warns(UserWarning, match="torch.compile failed .*no C\\+\\+ compiler"):
         fallback = fit(build_vae("mlp", latent_dim=4, hidden=32), small_train, epochs=1, progress=False,
-                       device="cpu", compile=True)
+                       device="cpu", objective=ELBOObjective(compile=True))
     assert fallback[-1]["train_elbo"] == pytest.approx(eager[-1]["train_elbo"], abs=1e-4)
 
 
@@ -168,7 +169,7 @@ def test_compiled_training_matches_eager(small_train, monkeypatch):
     for compile_ in (False, True):
         torch.manual_seed(0)
         history = fit(build_vae("mlp", latent_dim=4, hidden=32), small_train, epochs=2, progress=False,
-                      device="cpu", compile=compile_)
+                      device="cpu", objective=ELBOObjective(compile=compile_))
         results.append(history[-1]["train_elbo"])
     assert results[1] == pytest.approx(results[0], abs=0.01)
 
@@ -176,15 +177,17 @@ def test_compiled_training_matches_eager(small_train, monkeypatch):
 def test_iwae_training_maximizes_the_k_sample_bound(small_train, small_test):
     torch.manual_seed(0)
     history = fit(build_vae("mlp", latent_dim=4, hidden=32), small_train, small_test, epochs=2, progress=False,
-                  device="cpu", iwae_k=5)
+                  device="cpu", objective=IWAEObjective(5))
     last = history[-1]
     # the record names what was trained: L_5, not an ELBO with a made-up zero KL
     assert "train_elbo" not in last and "train_kl" not in last and "beta" not in last
     assert math.isfinite(last["train_iwae_bound"]) and last["train_iwae_bound"] > history[0]["train_iwae_bound"]
     assert last["test_elbo"] > -545
-    for bad in (dict(beta=2.0), dict(beta=LinearWarmup(1.0, 10)), dict(compile=True), dict(iwae_k=0)):
-        with pytest.raises(ValueError):
-            fit(build_vae("mlp", latent_dim=4, hidden=32), small_train, epochs=1, **{"iwae_k": 5, **bad})
+    for bad in (dict(beta=2.0), dict(beta=LinearWarmup(1.0, 10))):  # L_k has no beta
+        with pytest.raises(ValueError, match="objective= and beta="):
+            fit(build_vae("mlp", latent_dim=4, hidden=32), small_train, epochs=1, objective=IWAEObjective(5), **bad)
+    with pytest.raises(ValueError, match="k must be"):
+        IWAEObjective(0)
 
 
 @pytest.fixture

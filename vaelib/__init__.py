@@ -34,7 +34,7 @@ _EXPORTS = {
     "ImageData": "data", "MNIST": "data", "FashionMNIST": "data", "load_dataset": "data", "DataError": "data",
     "VAE": "vae", "VAEConfig": "vae", "build_vae": "vae",
     "ELBOTerms": "bounds", "ELBO": "bounds", "iwae_bound": "bounds",
-    "fit": "training", "History": "training", "TrainingDiverged": "training", "fast_mode": "settings",
+    "fit": "training", "RunConfig": "runs", "History": "training", "TrainingDiverged": "training", "fast_mode": "settings",
     "mode_name": "settings",
     "pick_device": "training",
     "save": "checkpoints", "load": "checkpoints", "load_checkpoint": "checkpoints",

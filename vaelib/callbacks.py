@@ -50,6 +50,10 @@ class Run:
     test: object = None
     train_args: dict | None = None  # recorded in checkpoints (the command line's flags)
     stop: bool = False              # a callback sets it to end training after this epoch
+    best_metric: tuple | None = None  # (history key, higher is better) that run.best scores
+    device: torch.device | None = None
+    run_dir: object = None          # where the checkpoints go, or None
+    config: object = None           # the vaelib.RunConfig of the run
 
     @property
     def last_batch(self) -> bool:
@@ -68,6 +72,10 @@ class Callback:
     def on_fit_end(self, run: Run) -> None: ...
 
 
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def _count(data) -> str:
     """How many images ``data`` holds, all processes' shards together, e.g. ``'10,000'``."""
     from .distributed import world_size
@@ -78,12 +86,26 @@ def _state_copy(model) -> dict:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
-def score(record: dict) -> float:
-    """What "best" means: the test ELBO, or the training bound without test data."""
-    for key in ("test_elbo", "train_elbo", "train_iwae_bound"):
+# What "best" means, in order of preference: a bound on the test set, the test loss, then the same
+# on the training data (a run without a test set); each as (history key, higher is better).
+BEST = (("test_elbo", True), ("test_loss", False), ("train_elbo", True), ("train_iwae_bound", True),
+        ("train_loss", False))
+
+
+def best_metric(record: dict) -> tuple[str, bool] | None:
+    """The history key "best" is judged by in ``record``, and whether higher is better; None if none."""
+    for key, higher in BEST:
         if record.get(key) is not None:
-            return record[key]
-    return -math.inf
+            return key, higher
+    return None
+
+
+def score(record: dict) -> float:
+    """``record``'s value of :func:`best_metric`, signed so that higher is better (-inf without one)."""
+    metric = best_metric(record)
+    if metric is None:
+        return -math.inf
+    return record[metric[0]] if metric[1] else -record[metric[0]]
 
 
 class NaNGuard(Callback):
@@ -144,9 +166,14 @@ class ProgressBar(Callback):
         if not self.enabled:
             return
         train = ", ".join(f"{k[6:].replace('_', ' ')} {v:.2f}" for k, v in record.items()
-                          if k.startswith("train_") and k != "train_reconstruction" and math.isfinite(v))
-        test = (f"  test ELBO {record['test_elbo']:.2f} ({_count(run.test)} images)  KL {record['test_kl']:.2f}  active units "
-                f"{record['active_units']}/{run.model.latent_dim}" if "test_elbo" in record else "")
+                          if k.startswith("train_") and k != "train_reconstruction" and _number(v))
+        if "test_elbo" in record:
+            test = (f"  test ELBO {record['test_elbo']:.2f} ({_count(run.test)} images)  KL {record['test_kl']:.2f}  "
+                    f"active units {record['active_units']}/{run.model.latent_dim}")
+        else:  # a model of the user's: what its objective reports
+            test = "".join(f"  test {k[5:].replace('_', ' ')} {v:.2f}" for k, v in record.items()
+                           if k.startswith("test_") and _number(v))
+            test += f" ({_count(run.test)} images)" if test else ""
         beta = f"  beta {record['beta']:.3g}" if "beta" in record else ""
         self.bar.write(f"epoch {record['epoch']}/{run.epochs}  train {train}{test}{beta}  {record['seconds']:.1f}s")
 
@@ -166,14 +193,26 @@ class Checkpoints(Callback):
 
     def _save(self, name, run):
         save(run.model, self.run_dir / name, optimizer=run.optimizer, epoch=run.epoch, history=run.history,
-             train_args=run.train_args, best_test_elbo=run.best, data=run.train)
+             train_args=run.train_args, data=run.train, **_best_fields(run))
 
     def on_epoch_end(self, run, record):
         if score(record) > run.best:
-            run.best = score(record)
+            run.best, run.best_metric = score(record), best_metric(record)
             self._save("checkpoint_best.pth", run)
         self._save("checkpoint_last.pth", run)
         run.history.to_csv(self.run_dir / "history.csv")
+
+
+def _best_fields(run) -> dict:
+    """What a checkpoint records of "best": the metric, its value, and ``best_test_elbo`` where it is a bound."""
+    metric = getattr(run, "best_metric", None)
+    if metric is None:
+        return {"best_test_elbo": None if math.isinf(run.best) else run.best}
+    key, higher = metric
+    value = run.best if higher else -run.best
+    fields = {"best_test_elbo": value if higher else None}  # a bound (vaelib 0.2's field), never a loss
+    fields["best"] = {"metric": key, "value": value, "higher_is_better": higher}
+    return fields
 
 
 class CollapseWarning(Callback):
@@ -184,8 +223,9 @@ class CollapseWarning(Callback):
         self.threshold, self.run_dir, self.warned = threshold, run_dir, False
 
     def on_epoch_end(self, run, record):
-        if self.warned or "test_kl" not in record:
+        if self.warned or "test_kl" not in record or not getattr(run.model, "latent_dim", None):
             return
+        self.run_dir = self.run_dir if self.run_dir is not None else run.run_dir
         kl_per_dim = record["test_kl"] / run.model.latent_dim
         if kl_per_dim < self.threshold:
             self.warned = True

@@ -266,19 +266,13 @@ def _binarization(likelihood: str, binarize: str) -> str | None:
     return None if binarize == "none" else binarize
 
 
-def _lr_schedule(args, steps_per_epoch: int):
-    """The learning-rate factor per step, or None for a constant rate. The cosine spans all of
-    --num_epochs, so a resumed run that raises --num_epochs stretches it from then on."""
-    from .schedules import LinearWarmup, WarmupCosine
+def _check_warmup(args, steps_per_epoch: int) -> None:
+    """--warmup_steps must leave some of the run (fit builds the schedule; the cosine spans all of
+    --num_epochs, so a resumed run that raises --num_epochs stretches it from then on)."""
     total = args.num_epochs * steps_per_epoch
     if args.warmup_steps >= total:
         raise UsageError(f"--warmup_steps {args.warmup_steps} is not shorter than the whole run ({args.num_epochs} "
                          f"epochs x {steps_per_epoch} steps = {total}): lower it or raise --num_epochs")
-    if args.lr_schedule == "cosine":
-        return WarmupCosine(total, args.warmup_steps)
-    if args.warmup_steps:
-        return LinearWarmup(1.0, args.warmup_steps, start=1.0 / args.warmup_steps)  # (step + 1) / warmup_steps, then 1
-    return None
 
 
 def _schedule(args, steps_per_epoch: int):
@@ -369,10 +363,12 @@ def _train_run(args, explicit: set) -> int:
 
 def _train_claimed(args, explicit: set, run_dir: Path, device, resume) -> int:
     from . import distributed
-    from .callbacks import SampleGrid, TensorBoard
+    from .callbacks import CollapseWarning, SampleGrid, TensorBoard
     from .checkpoints import load, load_checkpoint, model_from_checkpoint
     from .data import load_dataset
     from .likelihoods import canonical_name
+    from .objectives import ELBOObjective, IWAEObjective
+    from .runs import RunConfig
     from .training import fit, seed_everything
     from .vae import VAEConfig, build_vae
 
@@ -461,7 +457,7 @@ def _train_claimed(args, explicit: set, run_dir: Path, device, resume) -> int:
     train_args.update(binarize=binarize or "none", dataset=train.name, image_size=train.image_shape[-1])
     steps_per_epoch = math.ceil(len(train) // distributed.world_size() / args.batch_size)
     schedule = _schedule(args, steps_per_epoch)
-    lr_schedule = _lr_schedule(args, steps_per_epoch)
+    _check_warmup(args, steps_per_epoch)
     if args.iwae_k > 1 and (args.beta != 1 or args.beta_annealing_period or args.beta_max is not None):
         raise UsageError("--iwae_k trains on L_k, which has no beta: drop --beta, --beta_max and --beta_annealing_period")
     if args.iwae_k > 1 and args.compile:
@@ -475,12 +471,15 @@ def _train_claimed(args, explicit: set, run_dir: Path, device, resume) -> int:
           f"{model.config.likelihood} likelihood) on {len(train):,} {train.name} images {train.image_shape}, "
           f"tested on {_which_test_images(len(test), args.subset)}, {device}, {'IWAE k=' + str(args.iwae_k) if args.iwae_k > 1 else 'beta ' + repr(schedule)}")
     callbacks.insert(0, SampleGrid(run_dir / "samples.png", seed=args.seed))
-    history = fit(model, train, test, epochs=args.num_epochs, lr=args.learning_rate, batch_size=args.batch_size,
-                  beta=schedule, iwae_k=args.iwae_k, free_bits=args.free_bits, device=device, seed=args.seed,
-                  clip_grad=args.clip_grad, precision=args.precision, compile=args.compile, lr_schedule=lr_schedule,
-                  run_dir=run_dir, resume_from=resume, train_args=train_args, callbacks=callbacks,
-                  progress=not args.quiet,
-                  collapse_threshold=args.collapse_threshold if args.detect_posterior_collapse else None)
+    if args.detect_posterior_collapse:
+        callbacks.append(CollapseWarning(args.collapse_threshold))
+    objective = (IWAEObjective(args.iwae_k) if args.iwae_k > 1
+                 else ELBOObjective(schedule, compile=args.compile, free_bits=args.free_bits))
+    config = RunConfig(epochs=args.num_epochs, lr=args.learning_rate, batch_size=args.batch_size, seed=args.seed,
+                       clip_grad=args.clip_grad, precision=args.precision, lr_schedule=args.lr_schedule,
+                       warmup_steps=args.warmup_steps, device=str(device), progress=not args.quiet, command=train_args)
+    history = fit(model, train, test, objective=objective, config=config, run_dir=run_dir, resume_from=resume,
+                  callbacks=callbacks)
     best = max(row["test_elbo"] for row in history)
     _say(f"done: {args.num_epochs - done} epoch(s) trained, best test ELBO {best:.2f} nats on "
          f"{_which_test_images(len(test), args.subset)}; checkpoints, "

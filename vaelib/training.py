@@ -12,6 +12,7 @@ TensorBoard.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 import re
@@ -28,14 +29,20 @@ from .checkpoints import CheckpointError, data_info, load_checkpoint, state_dict
 from .data import as_data
 from .evaluation import evaluate_elbo
 from .files import atomic_write
-from .objectives import make_objective
-from .precision import autocast, checked_precision, warn_if_emulated
+from .objectives import ELBOObjective, IWAEObjective, make_objective
+from .precision import autocast, warn_if_emulated
+from .runs import RunConfig
+from .schedules import LinearWarmup, WarmupCosine
 from .settings import fast_mode  # noqa: F401  (vaelib.fast_mode)
 from .threads import cpu_threads
-from .validation import matching_images, positive_number, whole_number
+from .validation import matching_images
+from .vae import VAE
 
-__all__ = ["fit", "train_epoch", "test_record", "resume", "make_adam", "match_layouts", "training_layout",
-           "History", "TrainingDiverged", "pick_device", "seed_everything", "fast_mode"]
+BUILT_IN_OBJECTIVES = (ELBOObjective, IWAEObjective)  # a VAE's test record is its test ELBO, nothing more
+
+__all__ = ["fit", "RunConfig", "train_epoch", "test_record", "objective_record", "resume", "make_adam",
+           "match_layouts", "training_layout", "History", "TrainingDiverged", "pick_device", "seed_everything",
+           "fast_mode"]
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -107,12 +114,13 @@ def train_epoch(run: Run, objective, batch_size: int, seed: int = 0, clip_grad: 
     and every sample of z, so a resumed run repeats exactly the epochs an uninterrupted one makes.
     (Each process of a distributed run draws its own numbers: the rank is part of the seed.)
     """
-    model, optimizer, data, device = run.model, run.optimizer, run.train, run.model.device
+    model, optimizer, data = run.model, run.optimizer, run.train
+    device = run.device or next(model.parameters()).device
     model.train()
     epoch_seed = seed * 100003 + run.epoch + 1_000_003 * distributed.rank()
     seed_everything(epoch_seed)
     g = torch.Generator(device=data.device).manual_seed(epoch_seed)
-    sums, betas = {}, []
+    sums, betas, loss_sum = {}, [], 0.0
     for run.batch, (x, y) in enumerate(data.batches(batch_size, shuffle=True, generator=g)):
         x, y = x.to(device, non_blocking=True), None if y is None else y.to(device, non_blocking=True)
         try:
@@ -131,6 +139,7 @@ def train_epoch(run: Run, objective, batch_size: int, seed: int = 0, clip_grad: 
         optimizer.step()
         for name, value in estimate.sums.items():
             sums[name] = sums.get(name, 0) + value.detach().float()
+        loss_sum = loss_sum + estimate.loss.detach().float() * len(x)  # no sync: summed on the device
         if estimate.beta is not None:
             betas.append(estimate.beta)
         run.step += 1
@@ -139,9 +148,15 @@ def train_epoch(run: Run, objective, batch_size: int, seed: int = 0, clip_grad: 
     record = {"epoch": run.epoch + 1, "step": run.step}
     if betas:
         record["beta"] = sum(betas) / len(betas)
-    values = distributed.all_sum(torch.stack(list(sums.values()))).div(len(data) * distributed.world_size()).tolist()
-    record.update({f"train_{name}": value for name, value in zip(sums, values)})
+    if not BOUNDS & set(sums):  # the loss is what says how training goes when no bound is reported
+        sums["loss"] = loss_sum
+    if sums:
+        values = distributed.all_sum(torch.stack(list(sums.values()))).div(len(data) * distributed.world_size()).tolist()
+        record.update({f"train_{name}": value for name, value in zip(sums, values)})
     return record
+
+
+BOUNDS = {"elbo", "iwae_bound"}  # sums that are a bound on log p(x): "best" prefers them to a loss
 
 
 def _invalid_values(err: ValueError) -> str | None:
@@ -194,7 +209,7 @@ def resume(run: Run, path, lr: float) -> None:
 
     ``lr`` replaces the saved learning rate (resuming with a lower one is how a run is finished).
     """
-    ckpt = load_checkpoint(path, map_location=run.model.device)
+    ckpt = load_checkpoint(path, map_location=run.device or next(run.model.parameters()).device)
     mismatch = state_dict_mismatch(run.model, ckpt["state_dict"])
     if mismatch:
         raise CheckpointError(f"cannot resume from {path}: its weights do not fit this model ({mismatch})")
@@ -207,7 +222,11 @@ def resume(run: Run, path, lr: float) -> None:
     run.history = History(ckpt.get("history", []))
     run.epoch = int(ckpt.get("epoch", len(run.history)))
     run.step = run.epoch * run.steps_per_epoch
-    if ckpt.get("best_test_elbo") is not None:
+    best = ckpt.get("best")
+    if best:  # format 3: the metric and its value
+        run.best_metric = (best["metric"], best["higher_is_better"])
+        run.best = best["value"] if best["higher_is_better"] else -best["value"]
+    elif ckpt.get("best_test_elbo") is not None:
         run.best = ckpt["best_test_elbo"]
     if run.epochs <= run.epoch:
         warnings.warn(f"nothing to train: the model has already trained {run.epoch} epochs and epochs={run.epochs} "
@@ -228,21 +247,24 @@ def match_layouts(optimizer: torch.optim.Optimizer) -> None:
 
 
 def training_layout(model, device) -> torch.memory_format:
-    """Channels-last for a model with convolutions trained by one process on the CPU, else contiguous.
+    """Channels-last for vaelib's own conv networks trained by one process on the CPU, else contiguous.
+
+    A network vaelib did not build keeps its memory format: a user's ``h.view(B, -1)`` assumes it.
 
     oneDNN's convolutions run faster channels-last: the default conv VAE's step 15-30% in bf16 (batch
     128-512) and about 10% in fp32 on 2 cores (benchmarks/RESULTS.md). Not under DDP, whose gradient
     buckets expect contiguous gradients, and not on GPUs, where it was not measured.
     """
+    own = isinstance(model, VAE) and model.config is not None  # built by build_vae: vaelib's own networks
     convolutional = any(p.dim() == 4 for p in model.parameters())
-    if device.type == "cpu" and convolutional and not distributed.active():
+    if own and device.type == "cpu" and convolutional and not distributed.active():
         return torch.channels_last
     return torch.contiguous_format
 
 
 def _fit_shapes(model, data, test=None) -> None:
-    """A model meets its data: same image shape, labels where it is conditional; the test set is checked
-    here too, before the first step, not after a whole epoch of training."""
+    """A vaelib.VAE meets its data: same image shape, labels where it is conditional; the test set is
+    checked here too, before the first step, not after a whole epoch of training."""
     if getattr(model, "image_shape", None) is None:
         model.image_shape = data.image_shape
     elif tuple(model.image_shape) != data.image_shape:
@@ -253,31 +275,6 @@ def _fit_shapes(model, data, test=None) -> None:
     if model.num_classes and data.labels is None:
         raise ValueError("this VAE is conditional on labels: pass data with labels, e.g. fit(model, (images, labels))")
     model.data_info = data_info(data)  # what vaelib.save records
-
-
-def _checked(train, test, epochs, batch_size, lr, clip_grad, precision, resume_from, lr_schedule=None,
-             objective=None, run_dir=None):
-    """fit's data, numbers, functions and folder, checked before anything trains: one ValueError naming the
-    argument and the fix."""
-    train, test = as_data(train), None if test is None else as_data(test)
-    epochs, batch_size = whole_number("epochs", epochs, 0), whole_number("batch_size", batch_size)
-    positive_number("lr", lr)
-    if clip_grad is not None:
-        positive_number("clip_grad", clip_grad)
-    checked_precision(precision)
-    _callable("lr_schedule", lr_schedule, "a function f(step) giving the learning rate's factor",
-              "vaelib.schedules.WarmupCosine(total_steps)")
-    _callable("objective", objective, "an objective object, called as objective(model, x, y, step)",
-              "vaelib.objectives.IWAEObjective(k=5) or ELBOObjective(beta=...) (or pass iwae_k=, beta= instead)")
-    if run_dir is not None:
-        _checked_folder("run_dir", Path(run_dir))
-    if len(train) == 0:
-        raise ValueError("the training data holds no images: check its subset or source")
-    if test is not None and len(test) == 0:
-        raise ValueError("the test data holds no images: pass test=None to train without a test set")
-    if epochs == 0 and resume_from is None:
-        raise ValueError("epochs=0 trains nothing: epochs is the total number of epochs (at least 1)")
-    return train, test, epochs, batch_size
 
 
 def _callable(name: str, value, what: str, example: str) -> None:
@@ -301,103 +298,184 @@ def _checked_folder(name: str, folder: Path) -> None:
             return
 
 
-def _standard_callbacks(run_dir, progress, collapse_threshold, on_epoch_end) -> list:
-    # the user's on_epoch_end runs before the checkpoints, so that what it adds to a row is saved with it
-    return [NaNGuard(run_dir=run_dir), ProgressBar(progress),
-            *([EpochEnd(on_epoch_end)] if on_epoch_end is not None else []),
-            *([Checkpoints(run_dir)] if run_dir is not None else []),
-            *([CollapseWarning(collapse_threshold, run_dir)] if collapse_threshold is not None else [])]
+# fit's keyword arguments of vaelib 0.2 that now live elsewhere: each still works, with a
+# DeprecationWarning naming its replacement, until vaelib 0.3 (CHANGELOG.md)
+DEPRECATED = {
+    "iwae_k": "objective=vaelib.objectives.IWAEObjective(k)",
+    "free_bits": "objective=vaelib.objectives.ELBOObjective(beta, free_bits=...)",
+    "compile": "objective=vaelib.objectives.ELBOObjective(beta, compile=True)",
+    "collapse_threshold": "callbacks=[vaelib.callbacks.CollapseWarning(threshold)]",
+    "on_epoch_end": "callbacks=[vaelib.callbacks.EpochEnd(fn)]",
+    "train_args": "command= (a RunConfig setting)",
+}
 
 
-def fit(model, train, test=None, *, epochs: int = 10, lr: float = 1e-3, batch_size: int = 128, beta=1.0,
-        iwae_k: int = 1, free_bits: float = 0.0, objective=None, device=None, seed: int = 0, clip_grad: float | None = None,
-        precision: str = "fp32", compile: bool = False, lr_schedule=None, run_dir=None, resume_from=None,
-        train_args: dict | None = None, collapse_threshold: float | None = None, callbacks=(),
-        eval_batch_size: int = 1000, progress: bool = True, on_epoch_end=None, threads: int | None = None) -> History:
-    """Train ``model`` on ``train`` for ``epochs`` epochs with Adam; return the :class:`History`.
+def _settings(config, settings: dict, resume_from) -> tuple[RunConfig, dict]:
+    """The run's RunConfig: vaelib's defaults, then what ``resume_from`` stored, then ``config``, then
+    ``settings`` (RunConfig fields given to fit by name); and the deprecated arguments among ``settings``."""
+    legacy = {name: settings.pop(name) for name in list(settings) if name in DEPRECATED}
+    for name in legacy:
+        warnings.warn(f"fit({name}=...) is deprecated and goes in vaelib 0.3: use {DEPRECATED[name]}",
+                      DeprecationWarning, stacklevel=3)
+    if "train_args" in legacy:
+        settings.setdefault("command", legacy.pop("train_args"))
+    if config is not None and not isinstance(config, RunConfig):
+        raise ValueError(f"config must be a vaelib.RunConfig, e.g. RunConfig(epochs=5), got {type(config).__name__} "
+                         f"(or pass the settings to fit by name: fit(..., epochs=5))")
+    base = RunConfig()
+    if resume_from is not None:
+        stored = (load_checkpoint(resume_from).get("run_config") or {})
+        base = RunConfig.from_dict(stored, settings.get("lr_schedule")) if stored else base
+    base = base.replace(**{f.name: getattr(config, f.name) for f in dataclasses.fields(RunConfig)}) if config else base
+    return base.replace(**settings), legacy
+
+
+def _objective(model, objective, beta, legacy: dict):
+    """What each step minimizes: ``objective``, or the ELBO (with ``beta``) for a vaelib.VAE."""
+    _callable("objective", objective, "an objective: a function objective(model, x, y, step) returning "
+              "vaelib.objectives.Estimate(loss, sums)", "vaelib.objectives.IWAEObjective(k=5) or your own function")
+    fitted = {"iwae_k": 1, "free_bits": 0.0, "compile": False}
+    fitted.update({k: v for k, v in legacy.items() if k in fitted})
+    if objective is not None:
+        if not (isinstance(beta, (int, float)) and beta == 1) or any(k in legacy for k in fitted):
+            raise ValueError("objective= and beta= (or iwae_k=, free_bits=, compile=) both given: the objective decides "
+                             "the loss, so give beta to it, e.g. ELBOObjective(beta=4.0), and drop the other")
+        return objective
+    if not isinstance(model, VAE):
+        raise ValueError(f"{type(model).__name__} is not a vaelib.VAE, so vaelib does not know its loss: pass "
+                         f"objective=, a function objective(model, x, y, step) that returns "
+                         f"vaelib.objectives.Estimate(loss, sums)")
+    return make_objective(beta, fitted["iwae_k"], fitted["compile"], fitted["free_bits"])
+
+
+def _lr_factor(config: RunConfig, steps_per_epoch: int):
+    """The learning-rate factor per step that ``config`` asks for, or None for a constant rate."""
+    if callable(config.lr_schedule):
+        return config.lr_schedule
+    total = config.epochs * steps_per_epoch
+    if config.warmup_steps and config.warmup_steps >= total:
+        raise ValueError(f"warmup_steps={config.warmup_steps} is not shorter than the whole run ({config.epochs} "
+                         f"epochs x {steps_per_epoch} steps = {total}): lower it or raise epochs")
+    if config.lr_schedule == "cosine":
+        return WarmupCosine(total, config.warmup_steps)
+    if config.warmup_steps:
+        return LinearWarmup(1.0, config.warmup_steps, start=1.0 / config.warmup_steps)  # (step + 1) / warmup, then 1
+    return None
+
+
+def fit(model, train, test=None, *, beta=1.0, objective=None, config: RunConfig | None = None, run_dir=None,
+        resume_from=None, callbacks=(), **settings) -> History:
+    """Train ``model`` on ``train`` with Adam; return the :class:`History`, one record per epoch.
+
+    ``model`` is any ``torch.nn.Module``. A vaelib.VAE trains on its ELBO (``beta`` weighs the KL)
+    unless ``objective`` says otherwise; any other module needs ``objective``: a function
+    ``objective(model, x, y, step)`` that returns ``vaelib.objectives.Estimate(loss, sums)``, the
+    scalar to minimize and the batch's sums of what to report (``{"reconstruction": ..., "kl_1":
+    ...}``). Each sum, divided by the number of images, is recorded as ``train_<name>``; after each
+    epoch the objective runs again without gradients, in eval mode, over ``test``: ``test_<name>``
+    and ``test_loss``. A vaelib.VAE reports its test ELBO, reconstruction, KL and active units.
 
     Args:
-        train, test: vaelib.ImageData, a tensor of images ``(N, C, H, W)`` in [0, 1] (or uint8), or
-            ``(images, labels)``. ``test`` (optional) is evaluated after every epoch; its images must have
-            the model's ``image_shape`` (checked before the first step).
-        epochs: the total number of epochs, counting those of a resumed run.
-        beta: a number >= 0, or a schedule ``beta(step)`` from vaelib.schedules (step = optimizer steps;
-            its first value is checked before training, a negative value later stops training).
-        iwae_k: with k > 1, maximize the importance-weighted bound L_k instead (needs beta = 1).
-        free_bits: count each latent dimension's KL (batch mean) as at least this many nats.
-        objective: any objective object (vaelib.objectives, e.g. ``IWAEObjective(k=5)``; called as
-            ``objective(model, x, y, step)``) instead of the one ``beta``/``iwae_k`` describe.
-        device: ``None`` picks CUDA, then MPS, then CPU (the data's tensors move there once).
-            Started by ``torchrun`` (vaelib.distributed), each process trains on its shard of the data
-            with DistributedDataParallel, and the callbacks run on rank 0.
-        seed: seeds the shuffling, dynamic binarization and samples of z per epoch, so a resumed
-            run repeats the epochs an uninterrupted run would have made.
-        clip_grad: clip the gradient norm to this value (``None``: no clipping).
-        precision: ``"fp32"``, or ``"bf16"`` for bfloat16 autocast of the forward pass (faster on GPUs and
-            on CPUs with AMX/AVX-512-BF16, slower elsewhere: see vaelib.precision; weights, optimizer and
-            loss sums stay float32).
-        lr_schedule: a function ``f(step)``, the factor the learning rate is multiplied by at each step
-            (e.g. ``vaelib.schedules.WarmupCosine(total_steps)``).
-        compile: run the ELBO through ``torch.compile`` (falls back to eager with a warning); a string
-            is the compile mode (``"reduce-overhead"``: CUDA graphs).
+        train, test: images ``(N, C, H, W)`` as a tensor of floats in [0, 1] (or uint8), ``(images,
+            labels)``, or vaelib.ImageData. ``test`` (optional) is evaluated after every epoch.
+        beta: the KL weight of a vaelib.VAE's ELBO, a number >= 0 or a schedule ``beta(step)`` from
+            vaelib.schedules (the one teaching shortcut; an objective carries its own).
+        objective: what each step minimizes (vaelib.objectives, e.g. ``IWAEObjective(k=5)``, or your own
+            function as above).
+        config: a :class:`vaelib.RunConfig`: epochs, learning rate and its schedule, batch size, seed,
+            gradient clipping, precision, device, threads, progress bar. ``settings`` are its fields
+            given by name, ``fit(model, train, epochs=5, lr=3e-3)``, and override it.
         run_dir: write ``checkpoint_last.pth``, ``checkpoint_best.pth`` and ``history.csv`` in this folder
-            (created if missing; an existing file there is refused).
-        resume_from: a checkpoint to continue (``lr`` replaces its learning rate).
-        collapse_threshold: warn when the test KL per latent dimension falls below it (nats).
-        callbacks: more vaelib.callbacks (e.g. ``SampleGrid``, ``TensorBoard``).
-        on_epoch_end: called as ``on_epoch_end(record, model)`` after each epoch.
-        threads: torch's CPU threads for this run (``None``: torch's default, one per core); 1 can be
-            several times faster on a busy or shared machine (vaelib.threads). Restored afterwards.
+            every epoch (created if missing). "Best" is the best test ELBO where there is one, else the
+            lowest test loss, else the best training ELBO, else the lowest training loss; the
+            checkpoint records which (``best``).
+        resume_from: a checkpoint of this run to continue: weights, optimizer, history and its
+            RunConfig (settings given here override the stored ones: ``epochs=`` to train longer,
+            ``lr=`` to finish lower).
+        callbacks: vaelib.callbacks (``SampleGrid``, ``TensorBoard``, ``CollapseWarning``, ``EpochEnd``,
+            or your own ``Callback``), after the progress bar and NaN guard, before the checkpoints.
+
+    What fit does not change: the global random generator (the run draws from its own seeds and
+    the caller's generator state is put back), the memory format of a network it did not build
+    (vaelib's own conv networks train channels-last on the CPU, where it was measured to pay, and
+    are handed back contiguous), the model's train/eval mode (as it found it), torch's thread count.
 
     Returns:
-        One dict per epoch: ``epoch``, ``step``, ``beta``, ``train_elbo``, ``train_reconstruction``,
-        ``train_kl`` (``train_iwae_bound`` with ``iwae_k > 1``), ``test_elbo``, ``test_reconstruction``,
-        ``test_kl``, ``active_units``, ``kl_per_dim``, ``seconds``. Nats per image, higher is better.
+        One dict per epoch: ``epoch``, ``step``, ``train_<name>`` for each sum the objective reports
+        (``train_elbo``, ``train_reconstruction``, ``train_kl`` for the ELBO; ``train_loss`` when no
+        bound is among them), ``beta`` when there is one, ``test_elbo``, ``test_reconstruction``,
+        ``test_kl``, ``active_units``, ``kl_per_dim`` (a vaelib.VAE) or ``test_<name>`` and
+        ``test_loss``, and ``seconds``. Nats per image for the bounds, higher is better.
 
     Raises:
-        ValueError: a wrong argument, named in one line, before the first optimizer step.
+        ValueError: a wrong argument or a network that does not fit its data, named in one line,
+            before the first optimizer step.
         TrainingDiverged: the loss became NaN/inf, or torch.distributions refused the networks' outputs
             (NaN, infinite or out of range); the model holds the last good epoch's weights and the
             checkpoints on disk are left as they were.
     """
-    with cpu_threads(threads):
-        return _fit(model, train, test, epochs, lr, batch_size, beta, iwae_k, free_bits, objective, device, seed,
-                    clip_grad, precision, compile, lr_schedule, run_dir, resume_from, train_args, collapse_threshold,
-                    callbacks, eval_batch_size, progress, on_epoch_end)
+    config, legacy = _settings(config, dict(settings), resume_from)
+    objective = _objective(model, objective, beta, legacy)
+    callbacks = list(callbacks)
+    if "on_epoch_end" in legacy:
+        callbacks.insert(0, EpochEnd(legacy["on_epoch_end"]))
+    if legacy.get("collapse_threshold") is not None:
+        callbacks.append(CollapseWarning(legacy["collapse_threshold"], run_dir))
+    device = pick_device(config.device)
+    was_training = model.training
+    rng_devices = [device] if device.type == "cuda" else []
+    with cpu_threads(config.threads), torch.random.fork_rng(devices=rng_devices):  # the caller's RNG state comes back
+        try:
+            return _fit(model, train, test, objective, config, device, run_dir, resume_from, callbacks)
+        finally:
+            model.train(was_training)
 
 
-def _fit(model, train, test, epochs, lr, batch_size, beta, iwae_k, free_bits, objective, device, seed, clip_grad,
-         precision, compile, lr_schedule, run_dir, resume_from, train_args, collapse_threshold, callbacks,
-         eval_batch_size, progress, on_epoch_end) -> History:
-    train, test, epochs, batch_size = _checked(train, test, epochs, batch_size, lr, clip_grad, precision, resume_from,
-                                               lr_schedule, objective, run_dir)
-    objective = objective or make_objective(beta, iwae_k, compile, free_bits)
-    device = pick_device(device)
-    warn_if_emulated(device, precision)
+def _fit(model, train, test, objective, config: RunConfig, device, run_dir, resume_from, callbacks) -> History:
+    train, test = as_data(train), None if test is None else as_data(test)
+    if run_dir is not None:
+        _checked_folder("run_dir", Path(run_dir))
+    if len(train) == 0:
+        raise ValueError("the training data holds no images: check its subset or source")
+    if test is not None and len(test) == 0:
+        raise ValueError("the test data holds no images: pass test=None to train without a test set")
+    if config.epochs == 0 and resume_from is None:
+        raise ValueError("epochs=0 trains nothing: epochs is the total number of epochs (at least 1)")
+    warn_if_emulated(device, config.precision)
+    vae = isinstance(model, VAE)
     model.to(device)
-    _fit_shapes(model, train, test)
+    if vae:
+        _fit_shapes(model, train, test)
+    elif getattr(model, "num_classes", 0) and train.labels is None:
+        raise ValueError(f"{type(model).__name__} is conditional on labels: pass data with labels, "
+                         f"e.g. fit(model, (images, labels))")
     if distributed.active():  # each process trains on its shard; DDP averages the gradients
         train, test = distributed.shard(train), None if test is None else distributed.shard(test)
     train, test = train.to(device), None if test is None else test.to(device)  # moved once, batches by indexing
     model.to(memory_format=training_layout(model, device))  # before Adam sees the parameters
-    run = Run(model, make_adam(model.parameters(), lr), epochs, History(), train=train, test=test,
-              train_args=train_args, steps_per_epoch=math.ceil(len(train) / batch_size))
+    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    run = Run(model, make_adam(model.parameters(), config.lr), config.epochs, History(), train=train, test=test,
+              train_args=config.command, steps_per_epoch=steps_per_epoch, device=device, run_dir=run_dir,
+              config=config)
+    lr_schedule = _lr_factor(config, steps_per_epoch)
     if resume_from is not None:
-        resume(run, resume_from, lr)
+        resume(run, resume_from, config.lr)
     if distributed.active():
         objective = distributed.DistributedObjective(model, objective)
-    callbacks = _standard_callbacks(run_dir, progress, collapse_threshold, on_epoch_end) + list(callbacks)
+    callbacks = ([NaNGuard(run_dir=run_dir), ProgressBar(config.progress)] + callbacks
+                 + ([Checkpoints(run_dir)] if run_dir is not None else []))
     if not distributed.is_main():  # the guard runs everywhere, everything that writes or prints on rank 0
         callbacks = [c for c in callbacks if isinstance(c, NaNGuard)]
     for callback in callbacks:
         callback.on_fit_start(run)
     try:
-        for _ in range(run.epoch, epochs):
+        for _ in range(run.epoch, config.epochs):
             t0 = time.perf_counter()
-            record = train_epoch(run, objective, batch_size, seed, clip_grad, precision, callbacks, lr_schedule)
+            record = train_epoch(run, objective, config.batch_size, config.seed, config.clip_grad, config.precision,
+                                 callbacks, lr_schedule)
             if test is not None:
                 try:  # the last step's update is checked here first: it may have sent the weights off
-                    record.update(test_record(model, test, eval_batch_size, seed))
+                    record.update(_test_record(run, objective, config))
                 except ValueError as err:
                     _diverged_if_invalid(err, run, callbacks, run.step, " in the test evaluation")
                     raise
@@ -413,3 +491,44 @@ def _fit(model, train, test, epochs, lr, batch_size, beta, iwae_k, free_bits, ob
             callback.on_fit_end(run)
         model.to(memory_format=torch.contiguous_format)  # hand the model back in the usual layout
     return run.history
+
+
+def _test_record(run: Run, objective, config: RunConfig) -> dict:
+    """A vaelib.VAE's test ELBO (and, for an objective of the user's, its sums too); any other model's
+    objective, without gradients."""
+    record = {}
+    if isinstance(run.model, VAE):
+        record.update(test_record(run.model, run.test, config.eval_batch_size, config.seed))
+        if isinstance(objective, BUILT_IN_OBJECTIVES):
+            return record
+    for key, value in objective_record(run.model, objective, run.test, config.eval_batch_size, config.seed,
+                                       run.step).items():
+        record.setdefault(key, value)
+    return record
+
+
+@torch.no_grad()
+def objective_record(model, objective, data, batch_size: int = 1000, seed: int = 0, step: int = 0,
+                     prefix: str = "test_") -> dict:
+    """The objective over ``data`` without gradients, in eval mode (the mode is put back): ``test_loss``
+    (the mean loss per image) and ``test_<name>`` for each sum it reports, per image. Its random draws
+    come from ``seed`` (and are the caller's generator state afterwards: it is restored)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    sums, loss, count = {}, 0.0, 0
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            for x, y in data.batches(batch_size):
+                estimate = objective(model, x.to(device), None if y is None else y.to(device), step)
+                loss += float(estimate.loss) * len(x)
+                count += len(x)
+                for name, value in estimate.sums.items():
+                    sums[name] = sums.get(name, 0.0) + float(value)
+    finally:
+        model.train(was_training)
+    totals = distributed.all_sum(torch.tensor([loss, count, *sums.values()], dtype=torch.float64, device=device))
+    n = totals[1].item()
+    return {f"{prefix}loss": totals[0].item() / n,
+            **{f"{prefix}{name}": value / n for name, value in zip(sums, totals[2:].tolist())}}
