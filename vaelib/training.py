@@ -33,6 +33,7 @@ from .precision import autocast, checked_precision, warn_if_emulated
 from .settings import fast_mode  # noqa: F401  (vaelib.fast_mode)
 from .threads import cpu_threads
 from .validation import matching_images, positive_number, whole_number
+from .vae import check_networks
 
 __all__ = ["fit", "train_epoch", "test_record", "resume", "make_adam", "match_layouts", "training_layout",
            "History", "TrainingDiverged", "pick_device", "seed_everything", "fast_mode"]
@@ -253,6 +254,7 @@ def _fit_shapes(model, data, test=None) -> None:
     if model.num_classes and data.labels is None:
         raise ValueError("this VAE is conditional on labels: pass data with labels, e.g. fit(model, (images, labels))")
     model.data_info = data_info(data)  # what vaelib.save records
+    check_networks(model, *data.first(2))  # the user's networks fit the data, or one line saying why
 
 
 def _checked(train, test, epochs, batch_size, lr, clip_grad, precision, resume_from, lr_schedule=None,
