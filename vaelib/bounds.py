@@ -80,16 +80,26 @@ class ELBOTerms:
                 f"kl={self.kl.mean().item():.2f}, beta={self.beta:g}, batch={len(self.kl)})")
 
 
+def _labels(model, y, n: int):
+    """``y`` as ``n`` labels on the model's device, through the model's own :meth:`vaelib.VAE.labels`
+    (an int, a sequence or a tensor; ``None`` for an unconditional model). A model without that
+    method gets ``y`` as it was given."""
+    labels = getattr(model, "labels", None)
+    return labels(y, n) if callable(labels) else y
+
+
 def posterior(mu: torch.Tensor, logvar: torch.Tensor) -> DiagonalGaussian:
     """q(z|x) = N(mu, diag(exp(logvar))) as a distribution over the latent vector (event dim D)."""
     return DiagonalGaussian(mu, logvar)
 
 
-def elbo_terms(model, x: torch.Tensor, beta: float = 1.0, y: torch.Tensor | None = None) -> ELBOTerms:
+def elbo_terms(model, x: torch.Tensor, beta: float = 1.0, y=None) -> ELBOTerms:
     """One-sample ELBO of ``model`` (a :class:`vaelib.VAE`) on images ``x`` ``(B, C, H, W)``.
 
-    ``y``: the labels ``(B,)`` of a conditional model (ignored by an unconditional one).
+    ``y``: the labels of a conditional model, ``(B,)`` as a tensor or a sequence, or one int for all
+    (ignored by an unconditional model).
     """
+    y = _labels(model, y, len(x))
     q = model.encode(x, y)
     z = q.rsample()
     reconstruction = model.decode(z, y).log_prob(x)
@@ -104,12 +114,14 @@ def elbo_terms(model, x: torch.Tensor, beta: float = 1.0, y: torch.Tensor | None
 
 
 def log_importance_weights(model, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
-                           y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                           y=None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(log_w, z)``: samples z_i ~ q(z|x), ``(k, B, D)``, and their log weights ``(k, B)``,
     log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x).
 
     The log-mean-exp of the weights over the k samples is L_k; their plain mean is a k-sample ELBO estimate.
+    ``y``: labels as :func:`elbo_terms` takes them.
     """
+    y = _labels(model, y, len(x))
     q = model.encode(x, y)
     z = q.rsample((k,), generator=generator) if isinstance(q, (DiagonalGaussian, FlowPosterior)) else q.rsample((k,))
     batch = x.shape[0]
@@ -120,7 +132,7 @@ def log_importance_weights(model, x: torch.Tensor, k: int, generator: torch.Gene
 
 
 def iwae_bound(model, x: torch.Tensor, k: int, chunk_size: int | None = None,
-               generator: torch.Generator | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None, y=None) -> torch.Tensor:
     """Importance-weighted bound L_k(x), ``(B,)`` in nats, with ``k`` samples per image.
 
     The k samples are drawn ``chunk_size`` at a time and combined with a running log-sum-exp, so
@@ -128,9 +140,10 @@ def iwae_bound(model, x: torch.Tensor, k: int, chunk_size: int | None = None,
     k = 100 on a CPU both fit. By default a chunk decodes about 16,384 MNIST-sized outputs at once
     (fewer for larger images, or when the decoder outputs several channels per pixel, as the
     ``pixelcnn`` likelihood's does). Wrap the call in ``torch.no_grad()`` for evaluation; with
-    gradients it is the IWAE objective.
+    gradients it is the IWAE objective. ``y``: labels as :func:`elbo_terms` takes them.
     """
     k = whole_number("k", k)
+    y = _labels(model, y, len(x))
     if chunk_size is None:
         # the decoder's output per image, relative to one 28x28 map: a chunk holds ~16,384 of those
         channels = model.likelihood.decoder_channels(x.shape[1]) if hasattr(model.likelihood, "decoder_channels") else 1

@@ -43,8 +43,12 @@ BINARIZATIONS = (None, "dynamic", "static")
 STATIC_SEED = 1234  # the fixed draw is part of the protocol: keep it the same everywhere
 
 
-class DataError(RuntimeError):
-    """Raised with a one-line explanation of what is wrong with the data and how to fix it."""
+class DataError(RuntimeError, ValueError):
+    """Raised with a one-line explanation of what is wrong with the data and how to fix it.
+
+    A ``ValueError`` too (wrong data is a wrong argument: ``except ValueError`` around ``fit`` catches it
+    with every other refusal), and still a ``RuntimeError``, as in vaelib 0.1.
+    """
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -55,9 +59,11 @@ class ImageData:
     """Images ``(N, C, H, W)``, optional labels ``(N,)``, and how to binarize them, on one device.
 
     Args:
-        images: ``uint8`` (0-255) or floating tensor with values in [0, 1]; ``(N, H, W)`` is read as
-            one channel.
-        labels: integer tensor ``(N,)``, or ``None``.
+        images: ``uint8`` (0-255) or floating tensor with values in [0, 1], channels first
+            ``(N, C, H, W)``; ``(N, H, W)`` is read as one channel. Refused (a ``DataError``, also a
+            ``ValueError``, naming the fix): channels-last images ``(N, H, W, C)``, floats outside [0, 1],
+            ``uint8`` images whose maximum is 1 (0/1 masks, which read as 0-255 would be black).
+        labels: integer labels ``(N,)`` (a tensor or a sequence), one int for all images, or ``None``.
         binarize: ``None``, ``"dynamic"`` or ``"static"`` (see the module docstring).
         device: where the tensors live; batches come out on this device.
         name: what the data is, for messages and checkpoints (``"mnist"``, ``"fashion_mnist"``...).
@@ -71,19 +77,11 @@ class ImageData:
     def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None, binarize: str | None = None,
                  device: str | torch.device | None = None, name: str = "images", split: str | None = None,
                  classes: list | None = None):
-        images = torch.as_tensor(images)
-        if images.dim() == 3:
-            images = images.unsqueeze(1)
-        if images.dim() != 4:
-            raise DataError(f"images must be a tensor (N, C, H, W) (or (N, H, W)), got shape {tuple(images.shape)}")
-        if images.dtype != torch.uint8:
-            if not images.is_floating_point():
-                raise DataError(f"images must be uint8 (0-255) or float in [0, 1], got {images.dtype}")
-            if len(images) and (images.min() < 0 or images.max() > 1 or not torch.isfinite(images).all()):
-                raise DataError(f"float images must lie in [0, 1], got values from {images.min().item():.3g} to "
-                                f"{images.max().item():.3g}: divide uint8 pixels by 255, or rescale your data")
+        images = _checked_images(images)
         if labels is not None:
             labels = torch.as_tensor(labels)
+            if labels.dim() == 0 and not labels.is_floating_point():  # one label for every image
+                labels = labels.reshape(1).repeat(len(images))
             if labels.shape != (len(images),) or labels.is_floating_point():
                 raise DataError(f"labels must be integers of shape ({len(images)},), got {labels.dtype} "
                                 f"{tuple(labels.shape)}")
@@ -173,16 +171,58 @@ def _to_unit(images: torch.Tensor) -> torch.Tensor:
     return images.float().div_(255) if images.dtype == torch.uint8 else images.float()
 
 
-def as_data(data, labels=None) -> ImageData:
-    """``data`` as :class:`ImageData`: itself, a tensor of images, or an ``(images, labels)`` pair."""
+def _checked_images(images) -> torch.Tensor:
+    """``images`` as a tensor ``(N, C, H, W)``, or a one-line ``DataError`` naming the fix.
+
+    Each refused case would otherwise train without an error on the wrong pictures: channels-last
+    images as H channels of W x C pixels, 0-255 floats as saturated pixels, 0/1 ``uint8`` masks as
+    black. One min/max pass over the tensor, nothing more.
+    """
+    images = torch.as_tensor(images)
+    if images.dim() == 3:
+        images = images.unsqueeze(1)
+    if images.dim() != 4:
+        raise DataError(f"images must be a tensor (N, C, H, W) (or (N, H, W)), got shape {tuple(images.shape)}")
+    shape = tuple(images.shape)
+    if shape[3] in (1, 3) and shape[1] not in (1, 3):
+        raise DataError(f"images of shape {shape} look channels-last (N, H, W, C): vaelib reads (N, C, H, W); "
+                        f"pass x.permute(0, 3, 1, 2)")
+    if not len(images):
+        return images
+    if images.is_floating_point():
+        low, high = (v.item() for v in torch.aminmax(images))  # NaN propagates: refused below too
+        if not (0 <= low and high <= 1):
+            raise DataError(f"float images must lie in [0, 1], got values from {low:.3g} to {high:.3g}: "
+                            f"divide uint8 pixels by 255, or rescale your data")
+        return images
+    high = images.max().item()
+    if images.dtype == torch.uint8:
+        if high == 1:
+            raise DataError("uint8 images whose maximum is 1 are read as 0-255 pixels, so these 0/1 images "
+                            "would be black: pass x.float()")
+        return images
+    fix = "x.float() for 0/1 images" if 0 <= high <= 1 else "x.to(torch.uint8) for 0-255 pixels"
+    raise DataError(f"images must be uint8 (0-255) or float in [0, 1], got {images.dtype}: pass {fix}")
+
+
+def as_data(data, labels=None, name: str = "data") -> ImageData:
+    """``data`` as :class:`ImageData`: itself, a tensor of images, or an ``(images, labels)`` pair.
+
+    ``labels``: for a tensor of images, as :class:`ImageData` takes them (a tensor, a sequence or one
+    int). ``name``: the argument the data came in, for the message if it is refused, e.g.
+    ``as_data(test, name="test")``: ``DataError`` (also a ``ValueError``) ``"test: images of shape ..."``.
+    """
     if isinstance(data, ImageData):
         return data
     if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
-        return ImageData(data[0], data[1])
-    if isinstance(data, torch.Tensor):
+        data, labels = data
+    elif not isinstance(data, torch.Tensor):
+        raise DataError(f"{name} must be vaelib.ImageData, a tensor of images (N, C, H, W) or (images, labels), "
+                        f"got {type(data).__name__}")
+    try:
         return ImageData(data, labels)
-    raise DataError(f"expected images as vaelib.ImageData, a tensor (N, C, H, W) or (images, labels), "
-                    f"got {type(data).__name__}")
+    except DataError as err:  # ImageData names its own argument, images; the caller's is `name`
+        raise DataError(f"{name}: {err}") from None
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -4,8 +4,10 @@ Numbers are per image, in nats, summed over all C*H*W pixel values (the papers' 
 averaged over the test set. ``bits/dim`` divides nats by C*H*W * ln 2 (784 * ln 2 for MNIST).
 Papers report the *negative* values (NLL, negative ELBO): lower is better. Every function takes a
 ``seed`` and is deterministic for it: the seed fixes the dynamic binarization of the test images
-and the samples of z. Data may be vaelib.ImageData, a tensor of images, or ``(images, labels)``;
-its images must have the model's ``image_shape`` ``(C, H, W)`` (else one ``ValueError`` before any work).
+and the samples of z. Data may be vaelib.ImageData, a tensor of images, or ``(images, labels)`` (labels
+a tensor, a sequence or one int for all); its images must have the model's ``image_shape`` ``(C, H, W)``
+(else one ``ValueError`` before any work). Every function runs the model in eval mode and leaves each
+of its modules in the mode it found (vaelib.vae.evaluating).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from .data import as_data
 from .files import atomic_write
 from .precision import autocast, checked_precision, warn_if_emulated
 from .validation import matching_images, whole_number
+from .vae import evaluating
 
 __all__ = ["evaluate_elbo", "iwae_nll", "iwae_bounds", "summarize_bounds", "image_generator", "bits_per_dim",
            "reconstruction_error", "active_units", "fixed_batches", "BoundsRecord", "file_sha256"]
@@ -75,20 +78,17 @@ def evaluate_elbo(model, data, batch_size: int = 1000, seed: int = 0, sharded: b
     summed over all processes.
     """
     data, batch_size = _checked(model, data, batch_size)
-    was_training = model.training
-    model.eval()
     device = model.device
     d = model.latent_dim
     # one vector of sums: ELBO, reconstruction, KL, then per dimension the KL, sum mu and sum mu^2
     sums = torch.zeros(3 + 3 * d, device=device, dtype=torch.float64)
-    with _seeded(seed + 1, device):
+    with _seeded(seed + 1, device), evaluating(model):
         for x, y in fixed_batches(data, batch_size, seed, device):
             terms = model.elbo_terms(x, y=y)
             mu = model.posterior_mean(x, y).double()
             kl_dims = terms.kl_per_dim.sum(0) if terms.kl_per_dim is not None else torch.zeros(d, device=device)
             sums += torch.cat([torch.stack([terms.value.sum(), terms.reconstruction.sum(), terms.kl.sum()]).double(),
                                kl_dims.double(), mu.sum(0), mu.pow(2).sum(0)])
-    model.train(was_training)
     n = len(data)
     if sharded:
         from .distributed import all_sum, world_size
@@ -104,8 +104,9 @@ def evaluate_elbo(model, data, batch_size: int = 1000, seed: int = 0, sharded: b
 def active_units(model, data, threshold: float = 0.01, batch_size: int = 1000) -> int:
     """Number of latent dimensions with Cov_x(E_q[z_j | x]) > ``threshold``."""
     data, batch_size = _checked(model, data, batch_size)
-    mus = [model.posterior_mean(x.to(model.device), None if y is None else y.to(model.device))
-           for x, y in data.batches(batch_size)]
+    with evaluating(model):
+        mus = [model.posterior_mean(x.to(model.device), None if y is None else y.to(model.device))
+               for x, y in data.batches(batch_size)]
     return int((torch.cat(mus).var(0) > threshold).sum())
 
 
@@ -125,11 +126,12 @@ def iwae_bounds(model, data, k: int, seed: int = 0, batch_size: int | None = Non
     are evaluated with it, in what order, on which process: an evaluation can stop, resume, or be
     split into shards and combined. ``indices`` (default: all) selects the images to evaluate.
     ``precision="bf16"`` runs the networks under bfloat16 autocast (log weights stay float32).
+    The model is in eval mode while each batch is computed and in its own mode between batches, so a
+    caller that stops early (or never resumes) finds it as it was.
     """
     k = whole_number("k", k)
     data, batch_size = _checked(model, data, batch_size)
     checked_precision(precision)
-    model.eval()
     device = model.device
     warn_if_emulated(device, precision)
     if batch_size is None:
@@ -147,8 +149,8 @@ def iwae_bounds(model, data, k: int, seed: int = 0, batch_size: int | None = Non
             x = x_all[idx.to(x_all.device)].to(device)
             y = None if data.labels is None else data.labels[idx.to(data.labels.device)].to(device)
             generators = [image_generator(seed, int(i), device) for i in idx]
-            with autocast(device, precision):
-                bound = iwae_bound(model, x, k, generator=generators, y=model.labels(y, len(x)))
+            with autocast(device, precision), evaluating(model):
+                bound = iwae_bound(model, x, k, generator=generators, y=y)
             yield idx, bound.float().cpu()
     finally:
         model.to(memory_format=torch.contiguous_format)
@@ -271,9 +273,9 @@ def reconstruction_error(model, data, batch_size: int = 1000, seed: int = 0) -> 
     Returns ``mse_sum`` (summed over pixels, mean over images) and ``mse`` (per pixel value).
     """
     data, batch_size = _checked(model, data, batch_size)
-    model.eval()
     total = 0.0
-    for x, y in fixed_batches(data, batch_size, seed, model.device):
-        total += (model.reconstruct(x, y) - x).pow(2).sum().item()
+    with evaluating(model):
+        for x, y in fixed_batches(data, batch_size, seed, model.device):
+            total += (model.reconstruct(x, y) - x).pow(2).sum().item()
     per_image = total / len(data)
     return {"mse_sum": per_image, "mse": per_image / math.prod(data.image_shape)}

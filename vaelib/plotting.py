@@ -193,7 +193,7 @@ def plot_manifold(model, n: int = 15, extent: float = 2.5, use_quantiles: bool =
     Welling's figure), so every tile covers the same prior mass; the axes then show the z value at
     the centre of every other tile (they are not evenly spaced in z). Otherwise the grid spans
     [-extent, extent] on linear axes. For a conditional model pass ``y``: one label (an int) for the
-    whole grid, or ``n * n`` labels.
+    whole grid, or ``n * n`` labels (a sequence or a tensor).
     """
     owned = ax is None
     if model.latent_dim != 2:
@@ -250,7 +250,8 @@ def plot_interpolation(model, z0: torch.Tensor, z1: torch.Tensor, steps: int = 1
                        y=None, ax=None, save=None):
     """Decode ``steps`` points on the path from ``z0`` to ``z1`` (``method``: ``linear`` or ``spherical``).
 
-    For a conditional model pass ``y``: one label for the whole strip, or ``steps`` labels.
+    For a conditional model pass ``y``: one label (an int) for the whole strip, or ``steps`` labels (a
+    sequence or a tensor).
     """
     owned = ax is None
     t = torch.linspace(0, 1, steps)

@@ -36,7 +36,7 @@ from .schedules import LinearWarmup, WarmupCosine
 from .settings import fast_mode  # noqa: F401  (vaelib.fast_mode)
 from .threads import cpu_threads
 from .validation import matching_images
-from .vae import VAE
+from .vae import VAE, check_networks
 
 BUILT_IN_OBJECTIVES = (ELBOObjective, IWAEObjective)  # a VAE's test record is its test ELBO, nothing more
 
@@ -275,6 +275,7 @@ def _fit_shapes(model, data, test=None) -> None:
     if model.num_classes and data.labels is None:
         raise ValueError("this VAE is conditional on labels: pass data with labels, e.g. fit(model, (images, labels))")
     model.data_info = data_info(data)  # what vaelib.save records
+    check_networks(model, *data.first(2))  # the user's networks fit the data, or one line saying why
 
 
 def _callable(name: str, value, what: str, example: str) -> None:
@@ -432,7 +433,7 @@ def fit(model, train, test=None, *, beta=1.0, objective=None, config: RunConfig 
 
 
 def _fit(model, train, test, objective, config: RunConfig, device, run_dir, resume_from, callbacks) -> History:
-    train, test = as_data(train), None if test is None else as_data(test)
+    train, test = as_data(train, name="train"), None if test is None else as_data(test, name="test")
     if run_dir is not None:
         _checked_folder("run_dir", Path(run_dir))
     if len(train) == 0:

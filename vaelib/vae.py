@@ -14,12 +14,24 @@ exactly this). A hand-built ``VAE`` has ``config = None``: its checkpoint holds 
 ``vaelib.load(path, model=...)`` puts back into the same architecture built by your code.
 
 Conditioning on labels (a conditional VAE, ``num_classes > 0``) is handled here and only here:
-every method takes ``y`` (an int, or labels ``(B,)``), :meth:`VAE.labels` checks and expands it,
-and an unconditional model ignores it.
+every method takes ``y`` (an int, a sequence or a tensor of labels ``(B,)``), :meth:`VAE.labels`
+checks and expands it (vaelib.bounds calls it too), and an unconditional model ignores it.
+
+Modes: the methods that show or measure a model (``sample``, ``reconstruct``, ``decode_mean``,
+``posterior_mean``, and vaelib.evaluation) run it in eval mode inside :func:`evaluating`, which gives
+every submodule back the mode it had: a BatchNorm or Dropout layer behaves as at test time, and
+sampling never moves BatchNorm's running statistics. Only the ELBO (training) runs in the mode found.
+
+Your own networks are checked by :func:`check_networks` (``vaelib.fit`` calls it before the first
+step): one forward pass of two images, refusing sizes that do not fit, in one line naming the fix.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
+import sys
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -32,7 +44,7 @@ from .posteriors import POSTERIORS, DiagonalGaussian, IAFPosterior
 from .priors import PRIORS, MixtureOfGaussiansPrior, StandardNormalPrior, VampPrior
 from .validation import image_batch, positive_number, whole_number
 
-__all__ = ["VAE", "VAEConfig", "build_vae", "ARCHITECTURES"]
+__all__ = ["VAE", "VAEConfig", "build_vae", "ARCHITECTURES", "check_networks", "evaluating"]
 
 ARCHITECTURES = ("mlp", "conv")
 
@@ -87,6 +99,31 @@ class VAEConfig:
         return cls(**values)
 
 
+@contextmanager
+def evaluating(model: nn.Module):
+    """Run ``model`` in eval mode inside the block, then give each submodule back its own mode.
+
+    Each submodule's mode is restored, not the whole model's: a user who froze one BatchNorm in eval
+    mode inside a model in train mode finds it so afterwards (``model.train(was_training)`` would not).
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def _evaluated(method):
+    """A VAE method run without gradients, in eval mode (:func:`evaluating`)."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with torch.no_grad(), evaluating(self):
+            return method(self, *args, **kwargs)
+    return run
+
+
 class VAE(nn.Module):
     """A variational autoencoder.
 
@@ -130,7 +167,8 @@ class VAE(nn.Module):
     def labels(self, y, n: int) -> torch.Tensor | None:
         """``y`` as ``n`` labels on the model's device (``None`` for an unconditional model).
 
-        ``y`` may be one int (repeated), a 1-element or ``(n,)`` tensor or sequence.
+        ``y`` may be one int (repeated), a 1-element or ``(n,)`` tensor or sequence. Every function of
+        vaelib that takes labels passes them through here.
         """
         if not self.num_classes:
             return None
@@ -163,7 +201,7 @@ class VAE(nn.Module):
 
     def elbo_terms(self, x: torch.Tensor, beta: float = 1.0, y=None) -> bounds.ELBOTerms:
         """One-sample ELBO and its parts, per example (see vaelib.bounds)."""
-        return bounds.elbo_terms(self, x, beta, y=self.labels(y, len(x)))
+        return bounds.elbo_terms(self, x, beta, y=y)  # which checks the labels
 
     def elbo(self, x: torch.Tensor, beta: float = 1.0, y=None) -> bounds.ELBOTerms:
         """The same as :meth:`elbo_terms` (its vaelib 0.1 name)."""
@@ -172,25 +210,25 @@ class VAE(nn.Module):
     def forward(self, x, beta: float = 1.0, y=None) -> bounds.ELBOTerms:
         return self.elbo_terms(x, beta, y)
 
-    @torch.no_grad()
+    @_evaluated
     def posterior_mean(self, x: torch.Tensor, y=None) -> torch.Tensor:
-        """E_q[z|x], ``(B, D)``: where each image lands in the latent space."""
+        """E_q[z|x], ``(B, D)``: where each image lands in the latent space (in eval mode)."""
         return self.encode(x, y).mean
 
-    @torch.no_grad()
+    @_evaluated
     def decode_mean(self, z: torch.Tensor, y=None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The image to show for each latent: the likelihood's mean, ``(B, C, H, W)`` in [0, 1].
+        """The image to show for each latent: the likelihood's mean, ``(B, C, H, W)`` in [0, 1] (in eval mode).
 
         (For the autoregressive ``pixelcnn`` likelihood: each pixel's probability along one image drawn
         pixel by pixel, so it is random; ``generator`` makes it reproducible.)
         """
         return self.likelihood.mean(self.decoder(z, **self._networks(y, len(z))), generator)
 
-    @torch.no_grad()
+    @_evaluated
     def sample(self, n: int, temperature: float = 1.0, y=None, generator: torch.Generator | None = None,
                draw: bool = False) -> torch.Tensor:
-        """``n`` new images: z ~ N(0, temperature^2 I) from the prior, decoded to their mean image
-        (``draw=True``: drawn from p(x|z), 0/1 pixels for a binary likelihood).
+        """``n`` new images ``(n, C, H, W)``: z ~ N(0, temperature^2 I) from the prior, decoded to their
+        mean image (``draw=True``: drawn from p(x|z), 0/1 pixels for a binary likelihood), in eval mode.
 
         A temperature below 1 trades variety for cleaner digits. The prior's own ``sample`` is used
         when it is not the standard normal.
@@ -207,9 +245,9 @@ class VAE(nn.Module):
             return self.likelihood.draw(self.decoder(z, **self._networks(y, n)), generator)
         return self.decode_mean(z, y, generator)
 
-    @torch.no_grad()
+    @_evaluated
     def reconstruct(self, x: torch.Tensor, y=None) -> torch.Tensor:
-        """Encode to the posterior mean and decode it: ``(B, C, H, W)`` in [0, 1].
+        """Encode to the posterior mean and decode it: ``(B, C, H, W)`` in [0, 1] (in eval mode).
 
         ``x``: images ``(B, C, H, W)`` of the model's ``image_shape`` (else a ``ValueError`` naming both shapes).
         """
@@ -218,6 +256,90 @@ class VAE(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+# The likelihoods that put the decoder's output through a sigmoid themselves: the Bernoullis read logits,
+# the Gaussians a mean before its sigmoid. (pixelcnn reads a feature map, which a sigmoid only narrows.)
+_SIGMOID_INSIDE = ("bernoulli", "continuous_bernoulli", "gaussian", "learned_gaussian")
+
+
+def check_networks(model: VAE, x: torch.Tensor, y=None) -> None:
+    """Run a VAE's encoder and decoder once on a small batch of images ``x`` ``(B, C, H, W)`` in [0, 1]
+    (two are enough; ``y``: their labels, for a conditional model) and refuse, with one ``ValueError``
+    line that names the network and the fix, outputs the rest of vaelib cannot read:
+
+    * the encoder must return ``(mu, logvar)``, each ``(B, latent_dim)`` (a flow posterior reads a
+      third output, its context, which is not checked);
+    * the decoder must return ``(B, C_out, H, W)``: ``C_out = model.likelihood.decoder_channels(C)``
+      numbers per pixel (C for the factorized likelihoods, a feature map for pixelcnn). A flat output
+      ``(B, C_out * H * W)``, as a last ``nn.Linear`` gives it, is refused: end the decoder's
+      ``forward`` with ``.view(-1, C_out, H, W)``.
+
+    Warns (``UserWarning``) when the likelihood applies a sigmoid itself (bernoulli,
+    continuous_bernoulli, gaussian, learned_gaussian) and every decoder output already lies in [0, 1],
+    for z ~ N(0, I) and for 100 z: a ``nn.Sigmoid`` at the decoder's end squashes twice, so no pixel
+    could be black or white.
+
+    The pass runs without gradients, in eval mode (every submodule's mode restored), on z drawn from a
+    local generator, with the global random state saved and restored: weights, BatchNorm statistics
+    and the random numbers of what follows stay as they were. ``vaelib.fit`` calls it before the first
+    step; a model that is not a :class:`VAE` is not checked.
+    """
+    if not isinstance(model, VAE):
+        return
+    device, n, D = model.device, len(x), model.latent_dim
+    x = x.to(device)
+    channels, height, width = x.shape[1:]
+    encoder, decoder = type(model.encoder).__name__, type(model.decoder).__name__
+    with torch.no_grad(), evaluating(model), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        out = model.encoder(x, **model._networks(y, n))
+        tensor = isinstance(out, torch.Tensor)
+        if tensor or not isinstance(out, (tuple, list)) or len(out) < 2:
+            got = f"a tensor of shape {tuple(out.shape)}" if tensor else f"a {type(out).__name__}"
+            hint = ", e.g. return h.chunk(2, dim=1)" if tensor and out.shape[-1] == 2 * D else ""
+            raise ValueError(f"encoder {encoder} returned {got}: it must return (mu, logvar), each of shape "
+                             f"(B, latent_dim) = {(n, D)}{hint}")
+        for what, value in (("mu", out[0]), ("logvar", out[1])):
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            if shape != (n, D):
+                fix = (f"build the VAE with latent_dim={shape[1]}, or make {encoder} output {D} numbers per image"
+                       if isinstance(shape, tuple) and len(shape) == 2 and shape[0] == n else
+                       f"make {encoder} return one row of {D} numbers per image")
+                raise ValueError(f"encoder {encoder} gave {what} of shape {shape} for {n} images and the VAE has "
+                                 f"latent_dim={D} (expected {(n, D)}): {fix}")
+        z = torch.randn(n, D, device=device, generator=torch.Generator(device=device).manual_seed(0))
+        params = model.decoder(z, **model._networks(y, n))
+        likelihood = getattr(model.likelihood, "name", type(model.likelihood).__name__)
+        if hasattr(model.likelihood, "decoder_channels"):
+            c_out = model.likelihood.decoder_channels(channels)
+            expected = (n, c_out, height, width)
+            shape = tuple(params.shape) if isinstance(params, torch.Tensor) else None
+            if shape != expected:
+                fix = (f"end its forward with .view(-1, {c_out}, {height}, {width})"
+                       if shape == (n, c_out * height * width) else
+                       f"make it output {c_out} number{'s' * (c_out > 1)} per pixel, (B, {c_out}, {height}, {width})")
+                got = f"shape {shape}" if shape is not None else f"a {type(params).__name__}"
+                raise ValueError(f"decoder {decoder} gave {got}; the {likelihood} likelihood reads {expected} for "
+                                 f"images {(channels, height, width)}: {fix}")
+        # Far out in latent space too: near z ~ N(0, I) an untrained decoder's outputs can all be small positive
+        # numbers (vaelib's conv decoder at 64x64, often), never at 100 z; a sigmoid's stay in [0, 1] everywhere.
+        if likelihood in _SIGMOID_INSIDE and _in_unit_interval(params) and \
+                _in_unit_interval(model.decoder(100 * z, **model._networks(y, n))):
+            warnings.warn(f"a Sigmoid at the end of {decoder}? the {likelihood} likelihood applies it itself: "
+                          f"remove it", stacklevel=_outside_vaelib())
+
+
+def _in_unit_interval(params) -> bool:
+    return isinstance(params, torch.Tensor) and params.numel() > 0 and 0 <= params.min() and params.max() <= 1
+
+
+def _outside_vaelib() -> int:
+    """The ``stacklevel`` that points a warning of its caller at the first line outside vaelib (the
+    user's ``fit(...)``, however deep inside vaelib the warning is raised)."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] == "vaelib":
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def build_vae(arch: str = "conv", latent_dim: int = 20, likelihood: str = "bernoulli",
