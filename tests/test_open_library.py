@@ -66,7 +66,8 @@ SHAPES = [(1, 28, 28), (1, 64, 64), (3, 32, 32)]
 def test_each_architecture_trains_samples_and_round_trips_on_each_shape(arch, shape, tmp_path):
     torch.manual_seed(0)
     likelihood = "bernoulli" if shape[0] == 1 else "continuous_bernoulli"
-    model = build_vae(arch, latent_dim=4, hidden=32, channels=4, likelihood=likelihood, image_shape=shape)
+    widths = {"channels": 4} if arch == "conv" else {}  # an MLP has no convolutions: build_vae refuses channels=
+    model = build_vae(arch, latent_dim=4, hidden=32, likelihood=likelihood, image_shape=shape, **widths)
     images = torch.rand(48, *shape)
     history = fit(model, images, images[:16], epochs=1, batch_size=16, progress=False, device="cpu")
     assert math.isfinite(history[0]["test_elbo"])

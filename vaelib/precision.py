@@ -12,6 +12,8 @@ import warnings
 
 import torch
 
+from .validation import user_stacklevel
+
 __all__ = ["PRECISIONS", "checked_precision", "autocast", "native_bf16", "warn_if_emulated"]
 
 PRECISIONS = ("fp32", "bf16")
@@ -45,4 +47,4 @@ def warn_if_emulated(device: torch.device, precision: str) -> None:
     if precision == "bf16" and native_bf16(device) is False:
         what = "this CPU has no AVX512-BF16 or AMX" if device.type == "cpu" else f"{device} predates Ampere"
         warnings.warn(f"precision bf16: {what}, so PyTorch emulates bfloat16 and runs slower than fp32 "
-                      f"(up to 10x): use fp32 here", stacklevel=3)
+                      f"(up to 10x): use fp32 here", stacklevel=user_stacklevel())

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import sys
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ from .likelihoods import canonical_name, make_likelihood
 from .networks import MNIST_SHAPE, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, _shape
 from .posteriors import POSTERIORS, DiagonalGaussian, IAFPosterior
 from .priors import PRIORS, MixtureOfGaussiansPrior, StandardNormalPrior, VampPrior
-from .validation import image_batch, positive_number, whole_number
+from .validation import image_batch, positive_number, user_stacklevel, whole_number
 
 __all__ = ["VAE", "VAEConfig", "build_vae", "ARCHITECTURES", "check_networks", "evaluating"]
 
@@ -326,20 +325,11 @@ def check_networks(model: VAE, x: torch.Tensor, y=None) -> None:
         if likelihood in _SIGMOID_INSIDE and _in_unit_interval(params) and \
                 _in_unit_interval(model.decoder(100 * z, **model._networks(y, n))):
             warnings.warn(f"a Sigmoid at the end of {decoder}? the {likelihood} likelihood applies it itself: "
-                          f"remove it", stacklevel=_outside_vaelib())
+                          f"remove it", stacklevel=user_stacklevel())
 
 
 def _in_unit_interval(params) -> bool:
     return isinstance(params, torch.Tensor) and params.numel() > 0 and 0 <= params.min() and params.max() <= 1
-
-
-def _outside_vaelib() -> int:
-    """The ``stacklevel`` that points a warning of its caller at the first line outside vaelib (the
-    user's ``fit(...)``, however deep inside vaelib the warning is raised)."""
-    frame, level = sys._getframe(2), 2
-    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] == "vaelib":
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 def build_vae(arch: str = "conv", latent_dim: int = 20, likelihood: str = "bernoulli",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import operator
+import sys
 
-__all__ = ["whole_number", "positive_number", "matching_images", "image_batch"]
+__all__ = ["whole_number", "positive_number", "matching_images", "image_batch", "user_stacklevel"]
 
 
 def whole_number(name: str, value, low: int = 1) -> int:
@@ -49,3 +50,12 @@ def image_batch(name: str, x, expected) -> None:
     hint = "add the batch dimension, x[None]" if tuple(x.shape) == expected else "pass images of the model's shape"
     raise ValueError(f"{name} must be a batch of images (B, {', '.join(map(str, expected))}) for this model, "
                      f"got shape {tuple(x.shape)}: {hint}")
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning of its caller at the first line outside vaelib (the
+    user's ``fit(...)``, however deep inside vaelib the warning is raised)."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] == "vaelib":
+        frame, level = frame.f_back, level + 1
+    return level
