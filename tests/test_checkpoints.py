@@ -103,3 +103,69 @@ def test_every_architecture_saves_what_a_safe_load_reads_and_rebuilds_it(name, t
     assert all(p.device.type == "cpu" for p in loaded.state_dict().values())
     for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(a, b), k
+
+
+# Format version 3: run_config and best ---------------------------------------------------------------
+
+def test_a_vae_keeps_its_run_config_and_best_and_its_description(tmp_path):
+    model = _model()
+    best = {"metric": "train_loss", "value": 95.5, "higher_is_better": False}
+    run_config = {"epochs": 3, "lr": 1e-3, "batch_size": 128, "seed": 0, "subset": None, "schedule": [0.0, 1.0]}
+    path = vaelib.save(model, tmp_path / "m.pth", run_config=run_config, best=best)
+    loaded = load(path)
+    assert loaded.checkpoint["format_version"] == 3
+    assert loaded.checkpoint["run_config"] == run_config and loaded.checkpoint["best"] == best
+    assert loaded.checkpoint["best_test_elbo"] is None  # its best is not a test ELBO
+    assert loaded.checkpoint["model"] == {"latent_dim": 3, "num_classes": 0, "image_shape": [1, 28, 28],
+                                          "likelihood": "learned_gaussian", "encoder": "ConvEncoder",
+                                          "decoder": "ConvDecoder"}
+
+
+def test_best_decides_best_test_elbo_and_best_test_elbo_alone_is_written_as_in_version_2(tmp_path):
+    np = pytest.importorskip("numpy")
+    path = vaelib.save(_model(), tmp_path / "a.pth",
+                       best={"metric": "test_elbo", "value": np.float32(-90.5), "higher_is_better": True})
+    ckpt = load_checkpoint(path)
+    assert ckpt["best_test_elbo"] == -90.5 and type(ckpt["best"]["value"]) is float
+    ckpt = load_checkpoint(vaelib.save(_model(), tmp_path / "b.pth", best_test_elbo=-91.0))
+    assert ckpt["best"] is None and ckpt["best_test_elbo"] == -91.0  # best is only what the caller says
+    ckpt = load_checkpoint(vaelib.save(_model(), tmp_path / "c.pth"))
+    assert ckpt["best"] is None and ckpt["best_test_elbo"] is None and ckpt["run_config"] is None
+    with pytest.raises(ValueError, match=r"best_test_elbo=-80.0 disagrees with best=.*: pass best only"):
+        vaelib.save(_model(), tmp_path / "d.pth", best_test_elbo=-80.0,
+                    best={"metric": "test_loss", "value": 80.0, "higher_is_better": False})
+    assert not (tmp_path / "d.pth").exists()
+
+
+NEW_FIELDS_MALFORMED = {  # field, value, what the one line says
+    "run_config is a list": ("run_config", ["--lr", "1e-3"], "'run_config' has type list"),
+    "run_config with number keys": ("run_config", {1: 2}, "'run_config' has keys that are not names"),
+    "best is a number": ("best", -90.0, "'best' has type float"),
+    "best without its direction": ("best", {"metric": "test_elbo", "value": -90.0}, "'best' has no higher_is_better"),
+    "best with a string value": ("best", {"metric": "test_elbo", "value": "-90", "higher_is_better": True},
+                                 "'best' has value of type str"),
+    "best with no metric name": ("best", {"metric": 3, "value": -90.0, "higher_is_better": True},
+                                 "'best' has metric 3"),
+    "best with a direction of 1": ("best", {"metric": "test_elbo", "value": -90.0, "higher_is_better": 1},
+                                   "'best' has higher_is_better 1"),
+    "a model class that is not a name": ("model", {"module": "x", "class": 7, "parameters": 1}, "'model' has class 7"),
+    "a negative parameter count": ("model", {"module": "x", "class": "M", "parameters": -1},
+                                   "'model' has parameters -1"),
+}
+
+
+@pytest.mark.parametrize("case", NEW_FIELDS_MALFORMED)
+def test_a_malformed_new_field_is_refused_at_load_and_at_save_in_one_line(case, tmp_path):
+    field, value, problem = NEW_FIELDS_MALFORMED[case]
+    ckpt = torch.load(vaelib.save(_model(), tmp_path / "good.pth"), weights_only=True)
+    ckpt[field] = value
+    path = tmp_path / "bad.pth"
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError) as info:
+        load(path)
+    message = str(info.value)
+    assert len(message.splitlines()) == 1 and message.startswith(f"{path} is damaged or not a vaelib checkpoint: ")
+    assert problem in message, message
+    if field in ("run_config", "best"):
+        with pytest.raises(TypeError, match=f"cannot save .*new.pth: {problem}"):
+            vaelib.save(_model(), tmp_path / "new.pth", **{field: value})

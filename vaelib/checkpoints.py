@@ -1,28 +1,38 @@
 """Checkpoints: one documented file format, atomic saves, safe loads.
 
-    vaelib.save(model, "my_vae.pth")                 # any vaelib.VAE
-    model = vaelib.load("my_vae.pth")                # vaelib's architectures rebuild themselves
-    model = vaelib.load("custom.pth", model=make())  # your own networks: the weights go into them
+    vaelib.save(model, "my_vae.pth")                  # any torch.nn.Module: a vaelib.VAE, a VQ-VAE...
+    model = vaelib.load("my_vae.pth")                 # vaelib's architectures rebuild themselves
+    model = vaelib.load("mine.pth", model=MyModel())  # your own modules: the weights go into them
 
-A checkpoint is a ``dict`` written by ``torch.save`` (format version 2):
+A checkpoint is a ``dict`` written by ``torch.save`` (format version 3):
 
 ================  ==============================================================================
 key               value
 ================  ==============================================================================
 format            ``"vaelib-checkpoint"`` (tells a vaelib file from any other ``.pth``)
-format_version    ``2`` (version 1, vaelib 0.1, still loads); a newer number means a newer vaelib
+format_version    ``3``; versions 1 (vaelib 0.1) and 2 still load, with ``run_config`` and ``best``
+                  ``None``; a newer number means a newer vaelib
 vaelib_version    the version that wrote it, e.g. ``"0.2.0"``
 config            a :class:`vaelib.VAEConfig` as a dict for vaelib's architectures (``build_vae``
-                  rebuilds them from it), ``None`` for a hand-built ``VAE``
-model             what the file holds: ``latent_dim``, ``num_classes``, ``image_shape``, the
-                  ``likelihood``'s name, and the ``encoder`` / ``decoder`` class names
+                  rebuilds them from it), ``None`` for a hand-built ``VAE`` or any other module
+model             what the file holds: for a ``vaelib.VAE``, ``latent_dim``, ``num_classes``,
+                  ``image_shape``, the ``likelihood``'s name, and the ``encoder`` / ``decoder`` class
+                  names; for any other ``torch.nn.Module``, its class (``module``, ``class``: its
+                  ``__module__`` and ``__qualname__``) and its number of ``parameters``
 data              the training data: ``dataset`` name, ``image_shape``, ``binarize`` (or ``None``)
 state_dict        the model's parameters and buffers
 optimizer         the optimizer's state (for resuming), or ``None``
 epoch             epochs trained so far
 history           list of per-epoch dicts (see vaelib.training.fit)
 train_args        the training arguments (command-line flags), for ``generate --info_only``
-best_test_elbo    the best test ELBO seen so far (nats), or ``None``
+run_config        the run's configuration as plain values (``epochs``, ``lr``, ``batch_size``,
+                  ``seed``...), or ``None``; new in version 3
+best              what "best" means for this run and its best value so far, or ``None``:
+                  ``{"metric": "test_elbo", "value": -91.2, "higher_is_better": True}`` (the
+                  metric is a history key: ``test_loss``, ``train_elbo``...); new in version 3
+best_test_elbo    the best test ELBO seen so far (nats), or ``None``; kept for the readers of
+                  version 2: ``best``'s value when its metric is ``test_elbo``, else ``None``
+                  (without ``best``, the value the writer passed, as in version 2)
 ================  ==============================================================================
 
 Loading uses ``torch.load(weights_only=True)``: a checkpoint is untrusted input, and a plain
@@ -37,8 +47,13 @@ failed write is an ``OSError`` naming the checkpoint. Because the file must load
 ``weights_only=True``, ``save`` stores plain values only: numpy scalars become Python numbers, numpy
 arrays and sets become lists, paths become strings, enums their values, other mappings dicts and
 tuple subclasses tuples (tensors, ``torch.dtype``, ``torch.device`` and ``torch.Size`` stay as they
-are). Anything else in ``history``, ``train_args``, ``data`` or the optimizer's state is refused with
-a ``TypeError`` that names where it is, e.g. ``history[3]['my_metric']``.
+are). Anything else in ``history``, ``train_args``, ``run_config``, ``data`` or the optimizer's state is
+refused with a ``TypeError`` that names where it is, e.g. ``history[3]['my_metric']``.
+
+Any ``torch.nn.Module`` saves and loads: vaelib reads nothing from a module that is not a
+``vaelib.VAE`` but its class, its parameters and its ``state_dict``, and sets nothing on it (``load``
+returns it with the file's weights, on ``device``, in eval mode; the rest of the file is
+``vaelib.load_checkpoint(path)``). Only a ``vaelib.VAE`` gets ``.checkpoint`` and ``.data_info``.
 """
 from __future__ import annotations
 
@@ -63,7 +78,7 @@ __all__ = ["save", "load", "save_checkpoint", "load_checkpoint", "export_checkpo
            "CheckpointError", "FORMAT", "FORMAT_VERSION", "state_dict_mismatch", "data_info"]
 
 FORMAT = "vaelib-checkpoint"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 REQUIRED = ("config", "state_dict")
 
 
@@ -71,7 +86,14 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used, with a one-line reason that names the file."""
 
 
-def _describe_model(model: VAE) -> dict:
+def _describe_model(model: torch.nn.Module) -> dict:
+    """The checkpoint's ``model`` field (see the module docstring): a plain module is read only through
+    what every ``torch.nn.Module`` has."""
+    if not isinstance(model, VAE):
+        kind = type(model)
+        return {"module": kind.__module__, "class": kind.__qualname__,
+                "parameters": sum(p.numel() for p in model.parameters()
+                                  if not isinstance(p, torch.nn.parameter.UninitializedParameter))}
     likelihood = getattr(model.likelihood, "name", type(model.likelihood).__name__)
     return {"latent_dim": int(model.latent_dim), "num_classes": int(model.num_classes),
             "image_shape": None if model.image_shape is None else list(model.image_shape),
@@ -160,7 +182,10 @@ def _field_problem(ckpt: dict) -> str | None:
 
     The conventions: ``data`` is None or a dict with a ``dataset`` name, an ``image_shape`` [C, H, W]
     and a ``binarize`` name (names may be None); ``history`` a list of dicts with string keys; ``train_args``
-    a dict with string keys; both hold plain values only (numbers, strings, lists, dicts, tensors).
+    and ``run_config`` (or None) dicts with string keys; all three hold plain values only (numbers, strings,
+    lists, dicts, tensors); ``best`` is None or a dict with a ``metric`` name, a number ``value`` and a bool
+    ``higher_is_better`` (more plain entries are allowed); ``model`` None or a dict, whose ``module`` and
+    ``class`` (when there) are names and ``parameters`` a whole number >= 0.
     """
     data = ckpt.get("data")
     if data is not None:
@@ -193,6 +218,29 @@ def _field_problem(ckpt: dict) -> str | None:
         return "'train_args' has keys that are not names (strings)"
     if not _is_plain(train_args):
         return "'train_args' holds values other than numbers, strings, lists and tensors"
+    run_config = ckpt.get("run_config")
+    if run_config is not None:
+        if not isinstance(run_config, dict):
+            return f"'run_config' has type {_kind(run_config)}, not a dict (or None)"
+        if not all(isinstance(key, str) for key in run_config):
+            return "'run_config' has keys that are not names (strings)"
+        if not _is_plain(run_config):
+            return "'run_config' holds values other than numbers, strings, lists and tensors"
+    best_run = ckpt.get("best")
+    if best_run is not None:
+        if not isinstance(best_run, dict):
+            return f"'best' has type {_kind(best_run)}, not a dict (or None)"
+        missing = [key for key in ("metric", "value", "higher_is_better") if key not in best_run]
+        if missing:
+            return f"'best' has no {' and no '.join(missing)}"
+        if not isinstance(best_run["metric"], str) or not best_run["metric"]:
+            return f"'best' has metric {best_run['metric']!r}, not a name (a history key such as 'test_elbo')"
+        if type(best_run["value"]) not in (int, float):
+            return f"'best' has value of type {_kind(best_run['value'])}, not a number"
+        if type(best_run["higher_is_better"]) is not bool:
+            return f"'best' has higher_is_better {best_run['higher_is_better']!r}, not True or False"
+        if not all(isinstance(key, str) for key in best_run) or not _is_plain(best_run):
+            return "'best' holds keys that are not names, or values other than numbers, strings, lists and tensors"
     epoch = ckpt.get("epoch", 0)
     if type(epoch) is not int or epoch < 0:
         return f"'epoch' is {epoch!r}, not a whole number >= 0"
@@ -202,6 +250,12 @@ def _field_problem(ckpt: dict) -> str | None:
     for field in ("model", "optimizer"):
         if not isinstance(ckpt.get(field), (dict, type(None))):
             return f"'{field}' has type {_kind(ckpt[field])}, not a dict (or None)"
+    info = ckpt.get("model") or {}
+    for key in ("module", "class"):  # named in load's refusal
+        if key in info and not isinstance(info[key], str):
+            return f"'model' has {key} {info[key]!r}, not a name"
+    if "parameters" in info and (type(info["parameters"]) is not int or info["parameters"] < 0):
+        return f"'model' has parameters {info['parameters']!r}, not a whole number >= 0"
     return None
 
 
@@ -298,22 +352,39 @@ def _write(payload: dict, path: Path) -> None:
             raise
 
 
-def save(model: VAE, path: str | os.PathLike, *, optimizer=None, epoch: int = 0, history: list | None = None,
-         train_args: dict | None = None, best_test_elbo: float | None = None, data=None) -> Path:
-    """Write any :class:`vaelib.VAE` (and optional training state) to ``path`` atomically; return the path.
+def save(model: torch.nn.Module, path: str | os.PathLike, *, optimizer=None, epoch: int = 0,
+         history: list | None = None, train_args: dict | None = None, best_test_elbo: float | None = None,
+         data=None, run_config: dict | None = None, best: dict | None = None) -> Path:
+    """Write any ``torch.nn.Module`` (and optional training state) to ``path`` atomically; return the path.
 
+    A :class:`vaelib.VAE` is described by its architecture (and rebuilt from its config by ``load``);
+    any other module by its class and parameter count, and loads back with ``load(path, model=...)``.
     ``data``: the training data (vaelib.ImageData) or its :func:`data_info` dict, recorded so that
     ``generate`` and ``evaluate`` know the images the model was trained on (default: what
-    ``vaelib.fit`` or ``vaelib.load`` recorded in ``model.data_info``). The folder is created if
-    needed. Ctrl-C during the write is held back until the file is whole (vaelib.files.atomic_write).
+    ``vaelib.fit`` or ``vaelib.load`` recorded in a VAE's ``model.data_info``). ``run_config``: the
+    run's configuration as plain values (a dict). ``best``: what "best" means for the run and its best
+    value, ``{"metric": "test_elbo", "value": -91.2, "higher_is_better": True}``; when given, it decides
+    ``best_test_elbo`` (its value when the metric is ``test_elbo``, else ``None``; a ``best_test_elbo``
+    passed too must agree); ``best_test_elbo`` alone is written as in version 2, with ``best`` ``None``.
+    The folder is created if needed. Ctrl-C during the write is held back until the file is whole
+    (vaelib.files.atomic_write).
     Values that ``torch.load(weights_only=True)`` would refuse are stored as plain values, or refused
     with a ``TypeError`` naming them (see the module docstring); a failed write (a full disk, a
     file-size limit) is an ``OSError`` naming ``path``, and leaves the file that was there.
     """
     path = Path(path)
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"cannot save {path}: model is a {_kind(model)}, not a torch.nn.Module; the call is "
+                        f"vaelib.save(model, path)")
+    lazy = [name for name, t in model.state_dict().items() if torch.nn.parameter.is_lazy(t)]
+    if lazy:  # their shapes are unknown until the first forward pass, so no file could hold them
+        raise TypeError(f"cannot save {path}: the model's lazy layers are not initialized yet ({', '.join(lazy[:3])}"
+                        f"{' ...' if len(lazy) > 3 else ''}): run one batch through it before saving")
+    best, best_test_elbo = _best_fields(best, best_test_elbo, path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    config = getattr(model, "config", None)
-    if data is None:
+    vae = isinstance(model, VAE)  # a module vaelib does not own is read only through nn.Module's own API
+    config = getattr(model, "config", None) if vae else None
+    if data is None and vae:
         data = getattr(model, "data_info", None)
     payload = {
         "format": FORMAT,
@@ -327,13 +398,47 @@ def save(model: VAE, path: str | os.PathLike, *, optimizer=None, epoch: int = 0,
         "epoch": int(epoch),
         "history": list(history or []),
         "train_args": {} if train_args is None else train_args,  # a mapping; anything else is refused below
-        "best_test_elbo": None if best_test_elbo is None else float(best_test_elbo),
+        "run_config": run_config,  # a mapping or None; anything else is refused below
+        "best": best,
+        "best_test_elbo": best_test_elbo,
     }
     _write(_plain_payload(payload, path), path)
     return path
 
 
-def save_checkpoint(path: str | os.PathLike, model: VAE, **state) -> Path:
+def _number(value):
+    """``value`` as a float when it is one number (a numpy scalar, a one-element tensor), else as it is."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return float(value.detach())
+    numpy = sys.modules.get("numpy")
+    if isinstance(value, (int, float)) or (numpy is not None and isinstance(value, (numpy.integer, numpy.floating))):
+        return float(value)
+    return value
+
+
+def _best_fields(best, best_test_elbo, path: Path) -> tuple:
+    """``best`` and ``best_test_elbo`` as save writes them: one decides the other (see ``save``)."""
+    if best_test_elbo is not None:
+        best_test_elbo = float(best_test_elbo)
+    if best is None:
+        # not inferred from best_test_elbo: callers have passed the training ELBO under that name when
+        # there was no test data, and ``best`` records only what the caller says
+        return None, best_test_elbo
+    if not isinstance(best, collections.abc.Mapping):
+        return best, best_test_elbo  # refused by the field checks, with its type
+    best = dict(best)
+    if "value" in best:
+        best["value"] = _number(best["value"])
+    implied = best["value"] if best.get("metric") == "test_elbo" and type(best.get("value")) is float else None
+    if best_test_elbo is not None and best_test_elbo != implied:
+        raise ValueError(f"cannot save {path}: best_test_elbo={best_test_elbo} disagrees with best={best}: pass "
+                         f"best only (best_test_elbo is written from it)")
+    return best, implied
+
+
+def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, **state) -> Path:
     """``save(model, path, **state)`` with the arguments in vaelib 0.1's order."""
     return save(model, path, **state)
 
@@ -393,6 +498,7 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     ``data``, ``history``, ``train_args`` and the other fields (see ``_field_problem``), and that
     every weight is finite (a NaN weight means a diverged run saved by something other than vaelib).
     Running out of memory is a :class:`CheckpointError` that says so (not a damaged file).
+    The dict always has ``run_config`` and ``best``: ``None`` in a file of format version 1 or 2.
     """
     path = Path(path)
     if not path.exists():
@@ -440,6 +546,8 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise CheckpointError(f"{path} holds non-finite weights (NaN or inf in {name}): it cannot generate or "
                                   f"evaluate anything; use an earlier checkpoint of the run")
+    for field in ("run_config", "best"):  # new in version 3: an older file has neither
+        ckpt.setdefault(field, None)
     return ckpt
 
 
@@ -462,11 +570,18 @@ def _v1_data(ckpt: dict) -> dict:
     return {"dataset": "mnist", "image_shape": [1, 28, 28], "binarize": None if binarize in (None, "none") else binarize}
 
 
-def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "checkpoint", model: VAE | None = None) -> VAE:
-    """The model a checkpoint dict describes, with its weights: rebuilt from its config, or ``model``."""
+def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "checkpoint",
+                          model: torch.nn.Module | None = None) -> torch.nn.Module:
+    """The model a checkpoint dict describes, with its weights: rebuilt from its config, or ``model``
+    (any module whose weights fit, whatever class the file recorded)."""
     if model is None:
         if ckpt.get("config") is None:
             info = ckpt.get("model") or {}
+            if "class" in info and "latent_dim" not in info:  # a module other than a vaelib.VAE
+                name = info["class"]
+                raise CheckpointError(f"{path} holds a {info.get('module', '?')}.{name}, not one of vaelib's VAEs, "
+                                      f"so vaelib cannot rebuild it: build it in your code and load the weights "
+                                      f"into it with vaelib.load(path, model={name}(...))")
             raise CheckpointError(f"{path} holds your own architecture (encoder {info.get('encoder', '?')}, decoder "
                                   f"{info.get('decoder', '?')}), which vaelib cannot rebuild: build the same VAE in "
                                   f"your code and load the weights into it with vaelib.load(path, model=your_vae)")
@@ -501,8 +616,8 @@ def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "checkpoint", mo
                                   f"model exactly as it was when the file was saved")
     model.load_state_dict(ckpt["state_dict"])
     info = ckpt.get("model") or {}
-    if getattr(model, "image_shape", None) is None and info.get("image_shape"):
-        model.image_shape = tuple(info["image_shape"])
+    if isinstance(model, VAE) and model.image_shape is None and info.get("image_shape"):
+        model.image_shape = tuple(info["image_shape"])  # only on a VAE: vaelib sets nothing on a module it does not own
     return model
 
 
@@ -542,13 +657,17 @@ def state_dict_mismatch(model: torch.nn.Module, state_dict: dict) -> str:
     return "; ".join(parts)
 
 
-def load(path: str | os.PathLike, model: VAE | None = None, device: str | torch.device = "cpu") -> VAE:
-    """Load a trained VAE from a checkpoint, in eval mode, on ``device``.
+def load(path: str | os.PathLike, model: torch.nn.Module | None = None,
+         device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Load a trained model from a checkpoint, in eval mode, on ``device``.
 
     Without ``model``, vaelib's own architectures are rebuilt from the stored config. With
-    ``model`` (your own architecture, built the way it was when saved), the weights are loaded
-    into it; a mismatch is a :class:`CheckpointError` naming the layers that differ.
-    The checkpoint dict minus the weights is kept as ``model.checkpoint`` (config, history, data...).
+    ``model`` (any ``torch.nn.Module``: your own architecture, built the way it was when saved), the
+    weights are loaded into it and it is returned; a mismatch is a :class:`CheckpointError` naming the
+    layers that differ (a module of another class than the file recorded loads if its weights fit).
+    A :class:`vaelib.VAE` keeps the checkpoint dict minus the weights as ``model.checkpoint`` (config,
+    history, data...) and its data as ``model.data_info``; vaelib sets no attribute on any other
+    module: read those with :func:`load_checkpoint`.
     """
     if model is not None and not isinstance(model, torch.nn.Module):  # load(path, "cuda") in vaelib 0.1
         model, device = None, model
@@ -561,6 +680,8 @@ def load(path: str | os.PathLike, model: VAE | None = None, device: str | torch.
             raise
         raise _memory_error(f"moving the model of {path} ({_megabytes(_nbytes(model))} of weights) to {device}",
                             device) from None
+    if not isinstance(model, VAE):
+        return model
     meta = {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer")}
     meta.setdefault("data", None)
     if meta["data"] is None and ckpt.get("format_version") == 1:
