@@ -115,9 +115,11 @@ def test_any_non_empty_run_folder_is_an_existing_run(present, resume, tmp_path, 
 
 def test_an_empty_run_folder_is_a_new_run(tmp_path):
     (tmp_path / "runs" / "fresh").mkdir(parents=True)
-    from vaelib.cli import _existing_run, build_parser
-    args = build_parser().parse_args(["train", "fresh"])
-    assert _existing_run(tmp_path / "runs" / "fresh", args) is None
+    from vaelib.runs import RunClaim
+    claim = RunClaim(tmp_path / "runs" / "fresh")
+    assert claim.acquire() is None
+    claim.release()
+    assert (tmp_path / "runs" / "fresh").is_dir()  # the user's folder stays, empty as it was
 
 
 # 3. Resuming refuses model flags that contradict the checkpoint ------------------------------------
@@ -389,11 +391,14 @@ def test_coursework_with_a_file_for_out_or_a_json_that_is_no_notebook(tmp_path, 
 
 @needs_mnist
 def test_a_read_only_runs_folder_fails_before_training_simulated(tmp_path, capsys, monkeypatch):
-    import tempfile
+    from vaelib.runs import LOCK_NAME
+    real_open = os.open
 
-    def denied(*args, dir=None, **kwargs):
-        raise PermissionError(errno.EACCES, "Permission denied", str(dir))
-    monkeypatch.setattr(tempfile, "TemporaryFile", denied)
+    def denied(path, *args, **kwargs):  # the first write into the runs folder: the run's lock file
+        if str(path).endswith(LOCK_NAME):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+    monkeypatch.setattr(os, "open", denied)
     monkeypatch.setattr("vaelib.training.fit", lambda *a, **k: pytest.fail("trained before checking the folder"))
     code, out, err = cli(["train", "x", "--runs_dir", tmp_path / "runs", *TINY], capsys)
     assert_one_line(code, err, "permission denied", exit_code=1)

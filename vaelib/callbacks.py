@@ -193,7 +193,7 @@ class Checkpoints(Callback):
 
     def _save(self, name, run):
         save(run.model, self.run_dir / name, optimizer=run.optimizer, epoch=run.epoch, history=run.history,
-             train_args=run.train_args, data=run.train, **_best_fields(run))
+             train_args=run.train_args, data=run.train, run_config=_run_config(run), **_best_fields(run))
 
     def on_epoch_end(self, run, record):
         if score(record) > run.best:
@@ -203,16 +203,18 @@ class Checkpoints(Callback):
         run.history.to_csv(self.run_dir / "history.csv")
 
 
+def _run_config(run) -> dict | None:
+    return None if run.config is None else run.config.to_dict()
+
+
 def _best_fields(run) -> dict:
     """What a checkpoint records of "best": the metric, its value, and ``best_test_elbo`` where it is a bound."""
     metric = getattr(run, "best_metric", None)
     if metric is None:
         return {"best_test_elbo": None if math.isinf(run.best) else run.best}
     key, higher = metric
-    value = run.best if higher else -run.best
-    fields = {"best_test_elbo": value if higher else None}  # a bound (vaelib 0.2's field), never a loss
-    fields["best"] = {"metric": key, "value": value, "higher_is_better": higher}
-    return fields
+    # save writes best_test_elbo (vaelib 0.2's field) from it: the value when the metric is the test ELBO
+    return {"best": {"metric": key, "value": run.best if higher else -run.best, "higher_is_better": higher}}
 
 
 class CollapseWarning(Callback):
@@ -234,7 +236,7 @@ class CollapseWarning(Callback):
             if self.run_dir is not None:
                 path = Path(self.run_dir) / "checkpoint_posterior_collapse.pth"
                 save(run.model, path, epoch=run.epoch, history=run.history, train_args=run.train_args,
-                     best_test_elbo=run.best, data=run.train)
+                     data=run.train, run_config=_run_config(run), **_best_fields(run))
                 msg += f"; saved {path}"
             warnings.warn(msg, stacklevel=2)
 
