@@ -205,20 +205,80 @@ def _checked_images(images) -> torch.Tensor:
     raise DataError(f"images must be uint8 (0-255) or float in [0, 1], got {images.dtype}: pass {fix}")
 
 
-def as_data(data, labels=None, name: str = "data") -> ImageData:
-    """``data`` as :class:`ImageData`: itself, a tensor of images, or an ``(images, labels)`` pair.
+class StreamingData:
+    """A ``torch.utils.data.Dataset`` or ``DataLoader`` as vaelib's data: read batch by batch, for
+    images that do not fit in memory. :class:`ImageData` (tensors held on the device, batches by
+    indexing) is faster wherever the images fit.
+
+    Items are images ``(C, H, W)``, or ``(image, label)`` pairs (more fields are ignored), floats in
+    [0, 1] or uint8 0-255. A ``Dataset`` is batched and shuffled by vaelib (``batch_size`` and the
+    run's seed); a ``DataLoader`` keeps its own batch size, order and workers. The first batch is
+    checked like ImageData's images (layout, value range) before anything trains. No binarization:
+    what the loader gives is what the model sees.
+    """
+
+    binarize = None
+
+    def __init__(self, source, name: str = "data"):
+        from torch.utils.data import DataLoader
+        self.source, self.name = source, "images"
+        self.loader = source if isinstance(source, DataLoader) else None
+        self.device = torch.device("cpu")
+        try:
+            x, y = self.first(64)
+        except (TypeError, RuntimeError) as err:  # default_collate on PIL images, ragged sizes...
+            raise DataError(f"{name}: its items cannot be batched as tensors ({type(err).__name__}: "
+                            f"{str(err).splitlines()[0][:120]}): give images as tensors (C, H, W), e.g. a "
+                            f"torchvision data set with transform=torchvision.transforms.ToTensor()") from None
+        except StopIteration:
+            raise DataError(f"{name} holds no images: check its source") from None
+        try:
+            _checked_images(x)
+        except DataError as err:
+            raise DataError(f"{name}: the first batch: {err}") from None
+        self.image_shape, self.labels = tuple(x.shape[1:]), y  # labels: those of the first batch, or None
+        self.num_classes, self.classes = None, None
+
+    def __len__(self) -> int:
+        return len(self.loader.dataset if self.loader is not None else self.source)
+
+    def to(self, device) -> "StreamingData":
+        return self  # each batch moves to the model's device as it is read
+
+    def batches(self, batch_size: int = 128, shuffle: bool = False, generator: torch.Generator | None = None,
+                drop_last: bool = False):
+        """Yield ``(x, y)`` as the source gives them: ``x`` float ``(B, C, H, W)`` in [0, 1], ``y`` or ``None``."""
+        from torch.utils.data import DataLoader
+        loader = self.loader or DataLoader(self.source, batch_size=whole_number("batch_size", batch_size),
+                                           shuffle=shuffle, generator=generator, drop_last=drop_last)
+        for item in loader:
+            x, y = (item[0], item[1] if len(item) > 1 else None) if isinstance(item, (tuple, list)) else (item, None)
+            yield _to_unit(x), y
+
+    def first(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The first ``n`` images of the first batch, ``(x, y)``."""
+        x, y = next(iter(self.batches(n)))
+        return x[:n], None if y is None else torch.as_tensor(y)[:n]
+
+
+def as_data(data, labels=None, name: str = "data") -> ImageData | StreamingData:
+    """``data`` as :class:`ImageData`: itself, a tensor of images, or an ``(images, labels)`` pair; a
+    ``torch.utils.data.Dataset`` or ``DataLoader`` as :class:`StreamingData`.
 
     ``labels``: for a tensor of images, as :class:`ImageData` takes them (a tensor, a sequence or one
     int). ``name``: the argument the data came in, for the message if it is refused, e.g.
     ``as_data(test, name="test")``: ``DataError`` (also a ``ValueError``) ``"test: images of shape ..."``.
     """
-    if isinstance(data, ImageData):
+    if isinstance(data, (ImageData, StreamingData)):
         return data
+    from torch.utils.data import DataLoader, Dataset
+    if isinstance(data, (Dataset, DataLoader)):
+        return StreamingData(data, name)
     if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
         data, labels = data
     elif not isinstance(data, torch.Tensor):
-        raise DataError(f"{name} must be vaelib.ImageData, a tensor of images (N, C, H, W) or (images, labels), "
-                        f"got {type(data).__name__}")
+        raise DataError(f"{name} must be vaelib.ImageData, a tensor of images (N, C, H, W), (images, labels), or a "
+                        f"torch Dataset or DataLoader of them, got {type(data).__name__}")
     try:
         return ImageData(data, labels)
     except DataError as err:  # ImageData names its own argument, images; the caller's is `name`

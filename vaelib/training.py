@@ -26,7 +26,7 @@ from . import distributed
 from .callbacks import (Checkpoints, CollapseWarning, EpochEnd, NaNGuard, ProgressBar, Run,  # noqa: F401
                         TrainingDiverged)
 from .checkpoints import CheckpointError, data_info, load_checkpoint, state_dict_mismatch
-from .data import as_data
+from .data import ImageData, as_data
 from .evaluation import evaluate_elbo
 from .files import atomic_write
 from .objectives import ELBOObjective, IWAEObjective, make_objective
@@ -36,7 +36,7 @@ from .schedules import LinearWarmup, WarmupCosine
 from .settings import fast_mode  # noqa: F401  (vaelib.fast_mode)
 from .threads import cpu_threads
 from .validation import matching_images
-from .vae import VAE, check_networks
+from .vae import VAE, built_by_vaelib, check_networks
 
 BUILT_IN_OBJECTIVES = (ELBOObjective, IWAEObjective)  # a VAE's test record is its test ELBO, nothing more
 
@@ -255,7 +255,7 @@ def training_layout(model, device) -> torch.memory_format:
     128-512) and about 10% in fp32 on 2 cores (benchmarks/RESULTS.md). Not under DDP, whose gradient
     buckets expect contiguous gradients, and not on GPUs, where it was not measured.
     """
-    own = isinstance(model, VAE) and model.config is not None  # built by build_vae: vaelib's own networks
+    own = built_by_vaelib(model)
     convolutional = any(p.dim() == 4 for p in model.parameters())
     if own and device.type == "cpu" and convolutional and not distributed.active():
         return torch.channels_last
@@ -451,6 +451,9 @@ def _fit(model, train, test, objective, config: RunConfig, device, run_dir, resu
         raise ValueError(f"{type(model).__name__} is conditional on labels: pass data with labels, "
                          f"e.g. fit(model, (images, labels))")
     if distributed.active():  # each process trains on its shard; DDP averages the gradients
+        if not isinstance(train, ImageData) or not isinstance(test, (ImageData, type(None))):
+            raise ValueError("a Dataset or DataLoader under torchrun: each process needs its own shard; pass the "
+                             "images as a tensor or vaelib.ImageData (sharded by vaelib)")
         train, test = distributed.shard(train), None if test is None else distributed.shard(test)
     train, test = train.to(device), None if test is None else test.to(device)  # moved once, batches by indexing
     model.to(memory_format=training_layout(model, device))  # before Adam sees the parameters

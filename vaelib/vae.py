@@ -43,7 +43,7 @@ from .posteriors import POSTERIORS, DiagonalGaussian, IAFPosterior
 from .priors import PRIORS, MixtureOfGaussiansPrior, StandardNormalPrior, VampPrior
 from .validation import image_batch, positive_number, user_stacklevel, whole_number
 
-__all__ = ["VAE", "VAEConfig", "build_vae", "ARCHITECTURES", "check_networks", "evaluating"]
+__all__ = ["VAE", "VAEConfig", "build_vae", "ARCHITECTURES", "check_networks", "evaluating", "built_by_vaelib"]
 
 ARCHITECTURES = ("mlp", "conv")
 
@@ -330,6 +330,12 @@ def check_networks(model: VAE, x: torch.Tensor, y=None) -> None:
 
 def _in_unit_interval(params) -> bool:
     return isinstance(params, torch.Tensor) and params.numel() > 0 and 0 <= params.min() and params.max() <= 1
+
+
+def built_by_vaelib(model) -> bool:
+    """Whether ``model`` is one of vaelib's own architectures (made by :func:`build_vae`): vaelib may
+    change their memory layout for speed, never that of networks it did not build."""
+    return isinstance(model, VAE) and model.config is not None
 
 
 def build_vae(arch: str = "conv", latent_dim: int = 20, likelihood: str = "bernoulli",
