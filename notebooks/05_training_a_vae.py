@@ -645,7 +645,7 @@ torch.manual_seed(0)
 own = vaelib.build_vae("mlp", latent_dim=LATENT, hidden=HIDDEN, likelihood="learned_gaussian")
 sigmas = []
 vaelib.fit(own, grey_train, epochs=2 if FAST else 4, lr=LR, batch_size=BATCH, device=device, progress=False,
-           on_epoch_end=lambda record, m: sigmas.append(m.likelihood.sigma))
+           callbacks=[vaelib.callbacks.EpochEnd(lambda record, m: sigmas.append(m.likelihood.sigma))])
 print("sigma after each epoch:", ", ".join(f"{s:.3f}" for s in sigmas), f"(the converged model: {learned.likelihood.sigma:.3f})")
 assert sigmas[-1] < sigmas[0] < 1.0
 

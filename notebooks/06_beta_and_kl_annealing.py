@@ -224,14 +224,14 @@ beta_explorer(models_by_beta, test)
 #   decoders such as PixelCNN or an LSTM, Bowman et al. 2016) fall into it even with $\beta = 1$.
 #
 # The symptoms: the KL per latent dimension falls to 0, no unit stays active (notebook 03), and all samples look alike.
-# `fit(..., collapse_threshold=t)` warns the first time the mean KL per latent dimension on the test set drops below `t`
+# `fit(..., callbacks=[vaelib.callbacks.CollapseWarning(t)])` warns the first time the mean KL per latent dimension on the test set drops below `t`
 # nats. Here is a collapse caused by a large $\beta$:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 collapsed = make_model()
 history_collapsed = vaelib.fit(collapsed, train, test, epochs=5, beta=30.0, device=device, progress=False,
-                               collapse_threshold=0.05)
+                               callbacks=[vaelib.callbacks.CollapseWarning(0.05)])
 for row in history_collapsed:
     print(f"epoch {row['epoch']}: test KL {row['test_kl']:.3f} nats, active units {row['active_units']}/10, "
           f"test reconstruction {row['test_reconstruction']:.1f}")
@@ -424,7 +424,7 @@ if not TRAIN_FROM_SCRATCH:  # what the text says of the pretrained runs
 # - The β-VAE maximizes reconstruction $- \beta\,$KL. $\beta = 1$ is the ELBO; models are always *compared* by the ELBO.
 # - Rate $R$ = KL, distortion $D$ = minus reconstruction; $-\mathrm{ELBO} = D + R$ and the β-VAE minimizes $D + \beta R$.
 #   A sweep over $\beta$ traces the rate-distortion curve: large $\beta$, little information and blurry reconstructions.
-# - Posterior collapse: KL $\to 0$, no active units, identical samples. `fit(..., collapse_threshold=...)` warns. A large
+# - Posterior collapse: KL $\to 0$, no active units, identical samples. The `CollapseWarning` callback warns. A large
 #   $\beta$ causes it with any decoder; a decoder that can model images without $z$ (the `pixelcnn` decoder) falls into it
 #   even at $\beta = 1$, at least early in training.
 # - Schedules are callables of the optimizer step (`vaelib.schedules.LinearWarmup`, `Cyclical`, ...). Starting with a small

@@ -32,7 +32,8 @@
 #   a density are only comparable after **dequantization**; derive the bound it gives.
 # - Compare the Bernoulli, Gaussian and continuous Bernoulli likelihoods in bits/dim on the same test
 #   images with a stated protocol, and say which numbers cannot be compared.
-# - Save, load and sample a model with your own architecture (`vaelib.save`, `vaelib.load(path, model=...)`).
+# - Save, load and sample a model with your own architecture (`vaelib.save`, `vaelib.load(path, model=...)`),
+#   and train a model that is not a VAE with `vaelib.fit` and an objective of your own.
 # - Bring your own images: tensors, `(images, labels)`, image files, torchvision data sets by name
 #   (and what happens offline), and colour images.
 #
@@ -655,9 +656,9 @@ plt.show()
 #
 # ## 9. Save, load, generate
 #
-# `vaelib.save(model, path)` writes any `vaelib.VAE`: its weights, what it is (latent size, image shape,
-# likelihood, the class names of its networks), the data it was trained on and, if given, its
-# history. A model of vaelib's own architectures is rebuilt by `vaelib.load(path)` alone; ours cannot
+# `vaelib.save(model, path)` writes any `nn.Module`; for a `vaelib.VAE`, its weights, what it is (latent
+# size, image shape, likelihood, the class names of its networks), the data it was trained on and, if
+# given, its history. A model of vaelib's own architectures is rebuilt by `vaelib.load(path)` alone; ours cannot
 # be, because the file holds weights, never code (it is loaded with `weights_only=True`, so opening
 # a checkpoint cannot run anything). We build the same architecture and pass it in:
 
@@ -689,6 +690,41 @@ print("trained on:", loaded.checkpoint["data"])
 samples = loaded.sample(32, generator=torch.Generator().manual_seed(1))
 grid_path = vaelib.plotting.save_image_grid(samples, run_dir / "samples.png", nrow=8)
 print("wrote", grid_path.name, "with", len(samples), "samples of shape", tuple(samples.shape[1:]))
+
+# %% [markdown]
+# **Any model, with its own objective.** `vaelib.fit` trains more than `vaelib.VAE`: any `nn.Module`,
+# given an *objective*, a function `objective(model, x, y, step)` that returns
+# `vaelib.objectives.Estimate(loss, sums)`: the scalar to minimize, and the batch's sums of whatever
+# you want reported. Each sum appears per image as `train_<name>`; after each epoch the objective runs
+# again without gradients, in eval mode, on the test set: `test_<name>` and `test_loss`. "Best" (for
+# `run_dir=`) is then the lowest test loss, and `save`/`load(model=)` work as above. What vaelib checks
+# here is only the data (its layout and value range): the loss is yours. Notebook 01's plain
+# autoencoder, with no distribution over its code at all:
+
+# %%
+class PlainAutoencoder(nn.Module):
+    def __init__(self, code: int = 16):
+        super().__init__()
+        self.encode = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, code))
+        self.decode = nn.Sequential(nn.Linear(code, 256), nn.ReLU(), nn.Linear(256, 784), nn.Unflatten(1, (1, 28, 28)))
+
+    def forward(self, x):
+        return self.decode(self.encode(x))       # logits, one per pixel
+
+
+def reconstruction_objective(model, x, y, step):
+    bce = F.binary_cross_entropy_with_logits(model(x), x, reduction="none").flatten(1).sum(1)   # nats per image
+    return vaelib.objectives.Estimate(bce.mean(), {"bce": bce.sum()})
+
+
+torch.manual_seed(0)
+autoencoder = PlainAutoencoder()
+ae_history = vaelib.fit(autoencoder, train, test[:1000], epochs=1 if FAST else 3, lr=LR, batch_size=BATCH,
+                        objective=reconstruction_objective, run_dir=run_dir / "autoencoder", progress=False)
+print("reported:", ", ".join(k for k in ae_history[-1] if k.startswith(("train_", "test_"))))
+print("best:", vaelib.load_checkpoint(run_dir / "autoencoder" / "checkpoint_best.pth")["best"]["metric"])
+again = vaelib.load(run_dir / "autoencoder" / "checkpoint_best.pth", model=PlainAutoencoder())
+assert torch.equal(again(test.first(4)[0]), autoencoder.eval()(test.first(4)[0]))
 
 # %% [markdown]
 # ## 10. Bringing your own images
@@ -725,10 +761,11 @@ assert torch.equal(from_files, fashion.images[:8])
 print(len(files), "files ->", mine, "| identical to the originals (PNG is lossless):", True)
 
 # %% [markdown]
-# **What vaelib checks, and what it cannot.** Floats outside $[0, 1]$ (pixels still in 0-255, or
-# standardized images) are refused with the fix, and so is a model that meets images of another
-# shape. Channels-last images, `(N, H, W, C)` as numpy, PIL and matplotlib give them, are *not*
-# detected: a tensor `(N, 28, 28, 3)` is read as 28 channels of $28\times3$ pixels. Exercise 1 fixes that.
+# **What vaelib checks.** Floats outside $[0, 1]$ (pixels still in 0-255, or standardized images) are
+# refused with the fix, and so is a model that meets images of another shape. So are channels-last
+# images, `(N, H, W, C)` as numpy, PIL and matplotlib give them (a tensor `(N, 28, 28, 3)` would
+# otherwise be read as 28 channels of $28\times3$ pixels): the message names the `permute` that
+# fixes them, and Exercise 1 writes that conversion.
 
 # %%
 torch.manual_seed(0)
@@ -740,11 +777,14 @@ try:
     vaelib.fit(make_vae("bernoulli"), torch.rand(4, 3, 32, 32), epochs=1, progress=False)
 except ValueError as err:
     print("ValueError:", err)
-print("channels-last, accepted as:", vaelib.ImageData(torch.zeros(4, 28, 28, 3)).image_shape, "(C, H, W)")
+try:
+    vaelib.ImageData(torch.zeros(4, 28, 28, 3))
+except vaelib.DataError as err:
+    print("DataError:", err)
 
 # %% [markdown]
 # **torchvision data sets by name.** `vaelib.load_dataset(name, split)` loads MNIST, Fashion-MNIST,
-# KMNIST, CIFAR-10, CIFAR-100, SVHN, or another `torchvision.datasets` class by its name, as `ImageData`
+# KMNIST, CIFAR-10, CIFAR-100, SVHN, USPS or STL-10 by name, as `ImageData`
 # (with `subset=`, `binarize=` and `image_size=` to resize once when loading). It looks for the files
 # under `VAELIB_DATA`, then `data/`, and downloads them when they are missing and it is online.
 # `vaelib.FashionMNIST("test")` is `load_dataset("fashion_mnist", "test")`:
@@ -900,7 +940,8 @@ shutil.rmtree(run_dir)       # the checkpoint, the PNG files and the sample grid
 #   puts them back into your own architecture, never running code from the file.
 # - Data comes as `ImageData`, a tensor `(N, C, H, W)` (`uint8`, or floats in $[0, 1]$), `(images,
 #   labels)`, image files stacked into a tensor, or `vaelib.load_dataset(name, split)`; offline, a
-#   missing data set is one line saying what to do. Channels-last arrays must be permuted first.
+#   missing data set is one line saying what to do. Channels-last arrays are refused: permute them first.
+# - `vaelib.fit` trains any `nn.Module` given an objective that returns `Estimate(loss, sums)`.
 
 # %% [markdown]
 # ## Exercises

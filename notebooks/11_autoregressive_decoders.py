@@ -707,7 +707,7 @@ plt.show()
 # on information in $z$ is (almost) free. **Free bits** (Kingma et al. 2016) replace the KL term by
 # $\sum_j \max\big(\lambda, \overline{\mathrm{KL}}_j\big)$, with $\overline{\mathrm{KL}}_j$ the batch mean of dimension $j$'s KL:
 # below $\lambda$ nats a dimension feels no pull toward the prior at all. Written out on a batch and checked against
-# vaelib's objective (`fit(..., free_bits=...)`) with the same noise:
+# vaelib's objective (`fit(..., objective=ELBOObjective(free_bits=...))`) with the same noise:
 
 # %%
 x_batch, _ = test.first(128, seed=0)

@@ -828,7 +828,7 @@ assert inference_gap["iaf"] < inference_gap["gaussian"] and diff_elbo[0] > diff_
 #
 # ## 8. The other route: train on a tighter bound
 #
-# An IAF changes $q$. IWAE training (Burda et al. 2016; `vaelib train --iwae_k 5`, `vaelib.fit(..., iwae_k=5)`,
+# An IAF changes $q$. IWAE training (Burda et al. 2016; `vaelib train --iwae_k 5`, `vaelib.fit(..., objective=IWAEObjective(5))`,
 # `vaelib.objectives.IWAEObjective`) keeps the diagonal Gaussian and changes the objective instead: it maximizes
 # $\mathcal{L}_k$ rather than $\mathcal{L}_1 = \mathrm{ELBO}$. Why that helps without a new family:
 #
@@ -851,7 +851,7 @@ make_conv = lambda: vaelib.build_vae("conv", latent_dim=20)  # noqa: E731
 conv_vae, _ = load_or_train("conv_vae", make_conv, train, test, train_from_scratch=TRAIN_FROM_SCRATCH,
                             epochs=1 if FAST else 10, progress=False)
 conv_iwae, _ = load_or_train("conv_iwae", make_conv, train, test, train_from_scratch=TRAIN_FROM_SCRATCH,
-                             epochs=1 if FAST else 10, iwae_k=5, progress=False)
+                             epochs=1 if FAST else 10, objective=vaelib.objectives.IWAEObjective(5), progress=False)
 x_conv = x_eval[:N_CONV]
 tic = time.time()
 conv, conv_gaps = {}, {}
