@@ -41,6 +41,7 @@ include_patterns = [
     "notebooks/[0-9][0-9]_*.ipynb",
     "pretrained/README.md",
     "benchmarks/RESULTS.md",
+    "CHANGELOG.md",
     "docs/*.rst",
     "docs/*.md",
 ]
@@ -100,4 +101,4 @@ suppress_warnings = [] if os.environ.get("SITE_STRICT_DOCSTRINGS") == "1" else [
 # The learning path is every notebooks/NN_*.ipynb in numeric order, titled as in the guide's table.
 site_nav_guide = "notebooks/README"
 site_nav_notebooks = "notebooks/[0-9][0-9]_*.ipynb"
-site_nav_reference = ["docs/api", "pretrained/README", "benchmarks/RESULTS"]
+site_nav_reference = ["docs/api", "pretrained/README", "benchmarks/RESULTS", "CHANGELOG"]
