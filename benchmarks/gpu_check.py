@@ -43,7 +43,8 @@ def time_vaelib(arch, device, batch_size, train, variant):
     """One warm-up epoch (compiles, captures graphs), then one timed epoch: images per second."""
     torch.manual_seed(0)
     model = build_vae(arch, latent_dim=20)
-    history = fit(model, train, epochs=2, batch_size=batch_size, device=device, progress=False, **VARIANTS[variant])
+    history = fit(model, train, epochs=2, batch_size=batch_size, device=device, progress=False,
+                  **throughput.fit_settings(VARIANTS, variant))
     return len(train) / history["seconds"][1]
 
 
