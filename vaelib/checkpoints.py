@@ -177,6 +177,17 @@ def _is_plain(value) -> bool:
     return False
 
 
+def _plain_dict_problem(field: str, value, alternative: str = "") -> str | None:
+    """What is wrong with a field that must be a dict of plain values keyed by names, or None."""
+    if not isinstance(value, dict):
+        return f"'{field}' has type {_kind(value)}, not a dict{alternative}"
+    if not all(isinstance(key, str) for key in value):
+        return f"'{field}' has keys that are not names (strings)"
+    if not _is_plain(value):
+        return f"'{field}' holds values other than numbers, strings, lists and tensors"
+    return None
+
+
 def _field_problem(ckpt: dict) -> str | None:
     """What is wrong with the checkpoint's fields besides config and state_dict, in a few words; None if nothing.
 
@@ -211,21 +222,13 @@ def _field_problem(ckpt: dict) -> str | None:
             return f"'history' item {i} has keys that are not names (strings)"
         if not _is_plain(row):
             return f"'history' item {i} holds values other than numbers, strings, lists and tensors"
-    train_args = ckpt.get("train_args", {})
-    if not isinstance(train_args, dict):
-        return f"'train_args' has type {_kind(train_args)}, not a dict"
-    if not all(isinstance(key, str) for key in train_args):
-        return "'train_args' has keys that are not names (strings)"
-    if not _is_plain(train_args):
-        return "'train_args' holds values other than numbers, strings, lists and tensors"
-    run_config = ckpt.get("run_config")
-    if run_config is not None:
-        if not isinstance(run_config, dict):
-            return f"'run_config' has type {_kind(run_config)}, not a dict (or None)"
-        if not all(isinstance(key, str) for key in run_config):
-            return "'run_config' has keys that are not names (strings)"
-        if not _is_plain(run_config):
-            return "'run_config' holds values other than numbers, strings, lists and tensors"
+    problem = _plain_dict_problem("train_args", ckpt.get("train_args", {}))
+    if problem:
+        return problem
+    if ckpt.get("run_config") is not None:
+        problem = _plain_dict_problem("run_config", ckpt["run_config"], " (or None)")
+        if problem:
+            return problem
     best_run = ckpt.get("best")
     if best_run is not None:
         if not isinstance(best_run, dict):

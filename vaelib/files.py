@@ -74,7 +74,10 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", **open_kwargs):
         with deferred_interrupt():
             f = os.fdopen(fd, mode, **open_kwargs)
             try:
-                yield f
+                try:
+                    yield f
+                except OSError as err:  # a write inside the block (an image writer's, say): name the file too
+                    raise named_os_error(err, path) from None
                 try:
                     f.flush()
                     os.fsync(f.fileno())

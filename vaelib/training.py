@@ -394,7 +394,8 @@ def fit(model, train, test=None, *, beta=1.0, objective=None, config: RunConfig 
             RunConfig (settings given here override the stored ones: ``epochs=`` to train longer,
             ``lr=`` to finish lower).
         callbacks: vaelib.callbacks (``SampleGrid``, ``TensorBoard``, ``CollapseWarning``, ``EpochEnd``,
-            or your own ``Callback``), after the progress bar and NaN guard, before the checkpoints.
+            or your own ``Callback``), after the progress bar and NaN guard; ``EpochEnd`` before the
+            epoch's checkpoint is written (what it adds to the record is saved), the others after it.
 
     What fit does not change: the global random generator (the run draws from its own seeds and
     the caller's generator state is put back), the memory format of a network it did not build
@@ -466,8 +467,11 @@ def _fit(model, train, test, objective, config: RunConfig, device, run_dir, resu
         resume(run, resume_from, config.lr)
     if distributed.active():
         objective = distributed.DistributedObjective(model, objective)
-    callbacks = ([NaNGuard(run_dir=run_dir), ProgressBar(config.progress)] + callbacks
-                 + ([Checkpoints(run_dir)] if run_dir is not None else []))
+    # EpochEnd hooks may add to the epoch's record: they run before it is saved; the others (sample
+    # grids, TensorBoard...) after, so that a failing one never costs the epoch's checkpoint
+    hooks = [c for c in callbacks if isinstance(c, EpochEnd)]
+    callbacks = ([NaNGuard(run_dir=run_dir), ProgressBar(config.progress)] + hooks
+                 + ([Checkpoints(run_dir)] if run_dir is not None else []) + [c for c in callbacks if c not in hooks])
     if not distributed.is_main():  # the guard runs everywhere, everything that writes or prints on rank 0
         callbacks = [c for c in callbacks if isinstance(c, NaNGuard)]
     for callback in callbacks:
