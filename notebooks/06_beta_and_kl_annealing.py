@@ -229,9 +229,14 @@ beta_explorer(models_by_beta, test)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
+import warnings
+
 collapsed = make_model()
-history_collapsed = vaelib.fit(collapsed, train, test, epochs=5, beta=30.0, device=device, progress=False,
-                               callbacks=[vaelib.callbacks.CollapseWarning(0.05)])
+with warnings.catch_warnings(record=True) as caught:  # shown below as one line, without the file it came from
+    warnings.simplefilter("always")
+    history_collapsed = vaelib.fit(collapsed, train, test, epochs=5, beta=30.0, device=device, progress=False,
+                                   callbacks=[vaelib.callbacks.CollapseWarning(0.05)])
+print("warning:", *[w.message for w in caught if "posterior collapse" in str(w.message)])
 for row in history_collapsed:
     print(f"epoch {row['epoch']}: test KL {row['test_kl']:.3f} nats, active units {row['active_units']}/10, "
           f"test reconstruction {row['test_reconstruction']:.1f}")

@@ -83,3 +83,34 @@ def test_notebook_is_a_lesson(path):
     begins, ends = text.count("### BEGIN SOLUTION"), text.count("### END SOLUTION")
     assert begins == ends and 2 <= begins, "2-4 exercises with reference solutions"
     assert "import vaelib" in text or "from vaelib" in text
+
+
+# A path of the machine that ran a notebook: /home/..., /tmp/..., C:\Users\... (the learner's
+# machine is another one, and the stored outputs are what every reader sees).
+MACHINE_PATH = re.compile(r"(?<![\w.~])(?:/(?:work|tmp|home|root|usr|opt|var|mnt|srv|Users|private)/|[A-Z]:\\)\S*")
+
+
+def stored_texts(cell) -> list[str]:
+    """Every text a code cell's stored outputs show: streams, plain text, HTML, tracebacks."""
+    texts = []
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream":
+            texts.append("".join(output["text"]))
+        texts += ["".join(v) for k, v in output.get("data", {}).items() if k.startswith("text/")]
+        texts += output.get("traceback", [])
+    return texts
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_stored_outputs_show_no_path_of_the_machine_that_ran_them(path):
+    cells = json.loads(path.read_text())["cells"]
+    found = [(i, m) for i, cell in enumerate(cells) for text in stored_texts(cell) for m in MACHINE_PATH.findall(text)]
+    assert not found, f"cell {found[0][0]} shows {found[0][1]!r}: print paths relative to a folder, or not at all"
+
+
+def test_the_path_check_sees_the_paths_it_is_for():
+    for text in ["/work/main/vaelib/training.py:494: UserWarning", "not found under /home/ana/data/KMNIST/raw",
+                 "C:\\Users\\ana\\data", "/tmp/ipykernel_123/456.py:3"]:
+        assert MACHINE_PATH.search(text), text
+    for text in ["runs/demo/checkpoint_best.pth", "1/2 of the images", "https://arxiv.org/abs/1312.6114", "~/data"]:
+        assert not MACHINE_PATH.search(text), text

@@ -24,6 +24,7 @@ import torch
 
 from .checkpoints import save
 from .distributed import all_sum
+from .validation import user_stacklevel
 
 __all__ = ["Run", "Callback", "NaNGuard", "ProgressBar", "Checkpoints", "CollapseWarning", "SampleGrid",
            "TensorBoard", "EpochEnd", "TrainingDiverged"]
@@ -238,7 +239,7 @@ class CollapseWarning(Callback):
                 save(run.model, path, epoch=run.epoch, history=run.history, train_args=run.train_args,
                      data=run.train, run_config=_run_config(run), **_best_fields(run))
                 msg += f"; saved {path}"
-            warnings.warn(msg, stacklevel=2)
+            warnings.warn(msg, stacklevel=user_stacklevel())  # at the user's fit(...) line
 
 
 def _fixed_latents(model, n: int, seed: int):
