@@ -272,7 +272,8 @@ MODEL_FLAGS = {"arch": "arch", "hidden_dim": "latent_dim", "likelihood_type": "l
 
 def _model_flags(config) -> dict:
     """The value each model flag would need to have for the model ``config`` describes."""
-    return {flag: bool(config.get(key)) if flag == "conditional" else config.get(key) for flag, key in MODEL_FLAGS.items()}
+    return {flag: bool(config.get(key)) if flag == "conditional" else config.get(key)
+            for flag, key in MODEL_FLAGS.items()}
 
 
 def _contradictions(args, explicit: set, stored: dict, source: str) -> None:
@@ -436,14 +437,15 @@ def _train_claimed(args, explicit: set, run_dir: Path, device, resume) -> int:
         _say(f"resuming {resume} after epoch {done}")
     elif args.initial_checkpoint_path:
         model = model_to_train(args.initial_checkpoint_path)
-        _contradictions(args, explicit, _model_flags(model.config), f"--initial_checkpoint_path {args.initial_checkpoint_path}")
+        _contradictions(args, explicit, _model_flags(model.config),
+                        f"--initial_checkpoint_path {args.initial_checkpoint_path}")
         _say(f"starting from the weights of {args.initial_checkpoint_path} ({model.config.arch}, "
              f"latent {model.latent_dim}); architecture flags are taken from it")
     if resume is None:
         binarize = _binarization(model.config.likelihood if model is not None else args.likelihood_type, args.binarize)
     # loaded on the CPU: fit moves the data (in a distributed run, each process's shard) to the device once
-    train, test = (load_dataset(args.dataset, split, binarize, subset, "cpu", args.data_root, image_size=args.image_size)
-                   for split, subset in (("train", args.subset), ("test", args.subset and min(args.subset, 10000))))
+    train, test = (load_dataset(args.dataset, split, binarize, n, "cpu", args.data_root, image_size=args.image_size)
+                   for split, n in (("train", args.subset), ("test", args.subset and min(args.subset, 10000))))
     model = model or _new_model(args, explicit, train)
     train_args.update(_model_flags(model.config))  # what was built
     train_args.update(binarize=binarize or "none", dataset=train.name, image_size=train.image_shape[-1])
@@ -488,10 +490,11 @@ def _check_output_file(path, image: bool = True) -> None:
     an unknown image extension, or a folder without write permission."""
     from .plotting import image_format
     path, folder = Path(path), Path(path).parent
-    try:
-        image and image_format(path)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
+    if image:
+        try:
+            image_format(path)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
     if path.is_dir():
         raise UsageError(f"output path {path} is a folder: give a file name, e.g. {path / 'samples.png'}")
     while not folder.exists() and folder != folder.parent:
@@ -525,7 +528,8 @@ def _generate(args) -> int:
     return 0
 
 
-QUICKER = "--subset N and a smaller --k give a quick estimate of the NLL, --bounds FILE.json lets an interrupted run continue"
+QUICKER = ("--subset N and a smaller --k give a quick estimate of the NLL, --bounds FILE.json lets an interrupted run "
+           "continue")  # what a long evaluation's time estimate suggests
 
 
 def _evaluate(args) -> int:
@@ -552,7 +556,7 @@ def _evaluate(args) -> int:
     try:
         indices = shard_indices(len(test), args.shard)
     except ValueError as err:
-        raise UsageError(f"{err} (--subset keeps only the first N test images)") from None
+        raise UsageError(f"{err} (a larger --subset, or none)") from None
     todo, record = len(indices), None
     if args.bounds:
         _check_output_file(args.bounds, image=False)
@@ -567,7 +571,8 @@ def _evaluate(args) -> int:
         ev = evaluate_elbo(model, test, seed=args.seed)
         print(f"test negative ELBO: {-ev['elbo']:.2f} nats (reconstruction {-ev['reconstruction']:.2f}, "
               f"KL {ev['kl']:.2f}, active units {ev['active_units']}/{model.latent_dim})")
-    nll = recorded_nll(model, test, args.k, indices, record, args.seed, args.batch_size, args.precision, quicker=QUICKER)
+    nll = recorded_nll(model, test, args.k, indices, record, args.seed, args.batch_size, args.precision,
+                       quicker=QUICKER)
     print(f"test NLL (IWAE, k={args.k}): {nll['nll']:.2f} nats (standard error {nll['std_error']:.2f} over "
           f"{nll['n']:,} images{' of this shard' if args.shard else ''}) = {nll['bits_per_dim']:.4f} bits/dim")
     if args.samples:

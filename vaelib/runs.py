@@ -288,7 +288,8 @@ def stored_data(checkpoint) -> dict:
     if ckpt.get("data"):
         return ckpt["data"]
     binarize = (ckpt.get("train_args") or {}).get("binarize")
-    return {"dataset": "mnist", "image_shape": [1, 28, 28], "binarize": None if binarize in (None, "none") else binarize}
+    return {"dataset": "mnist", "image_shape": [1, 28, 28],
+            "binarize": None if binarize in (None, "none") else binarize}
 
 
 KEEP = "as trained"  # stored_split's default binarization: the checkpoint's own
