@@ -54,6 +54,8 @@ def test_stored_data_reads_a_path_a_loaded_model_or_a_dict(tmp_path):
     expected = {"dataset": "images", "image_shape": [1, 28, 28], "binarize": "dynamic"}
     assert runs.stored_data(path) == runs.stored_data(vaelib.load(path)) == expected
     assert runs.stored_data(vaelib.checkpoints.load_checkpoint(path))["dataset"] == "images"
+    other = vaelib.save(torch.nn.Linear(784, 2), tmp_path / "other.pth", data=images())  # a module vaelib can't build
+    assert runs.stored_data(other) == expected
     with pytest.raises(ValueError, match="not loaded from a checkpoint"):
         runs.stored_data(tiny())
 

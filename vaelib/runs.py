@@ -264,10 +264,15 @@ def _model(checkpoint, device="cpu"):
 
 
 def _stored(checkpoint) -> dict:
-    """The checkpoint dict (without weights) of a path, a loaded model or a dict."""
+    """The checkpoint dict of a path, a dict, or a model loaded from a checkpoint."""
+    import torch
+
+    from .checkpoints import load_checkpoint
     if isinstance(checkpoint, dict):
         return checkpoint
-    stored = getattr(_model(checkpoint), "checkpoint", None)
+    if not isinstance(checkpoint, torch.nn.Module):
+        return load_checkpoint(checkpoint)  # any module's checkpoint records its data, even one vaelib cannot build
+    stored = getattr(checkpoint, "checkpoint", None)
     if stored is None:
         raise ValueError("the model was not loaded from a checkpoint, so there is no record of its run: pass the "
                          "checkpoint's path, or a model from vaelib.load(path)")
