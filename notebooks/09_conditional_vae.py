@@ -51,8 +51,8 @@ import torch
 import torch.nn.functional as F
 
 import vaelib
-import vaelib.cli
 import vaelib.pretrained
+import vaelib.runs
 from vaelib.plotting import figure_path, plot_latent_scatter, plot_manifold, show_images
 
 FAST = vaelib.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
@@ -384,30 +384,25 @@ print("CVAE class centroids, distance from 0:", [round(v, 1) for v in norms.toli
 #     --num_samples 16 --grid_size 4 --output_path sevens.png
 # ```
 #
-# The next cell runs that `generate` command (through `vaelib.cli.main`, the function behind
-# `python -m vaelib`) on our model, in a temporary folder, and shows the file it wrote. It draws
-# $z$ with a generator seeded by `--seed` (default 0), so it must give exactly what
-# `cvae.sample(16, y=..., generator=...)` gives with the same seed.
+# The next cell calls `vaelib.runs.sample_grid`, the function behind `python -m vaelib generate`,
+# with the same settings as that command (`n=16, nrow=4, digit=7`), on the checkpoint of our
+# model, in a temporary folder, and shows the file it wrote. It draws $z$ with a generator seeded
+# by `seed` (`--seed`, default 0), so it must give exactly what `cvae.sample(16, y=...,
+# generator=...)` gives with the same seed.
 
 # %%
 with tempfile.TemporaryDirectory() as tmp:
     checkpoint = vaelib.pretrained.pretrained_path("cvae_2d")
     if TRAIN_FROM_SCRATCH or not checkpoint.exists():
         checkpoint = vaelib.save_checkpoint(os.path.join(tmp, "cvae.pth"), cvae)
-    here = os.getcwd()
-    os.chdir(tmp)                     # so that the command prints a short relative path
-    try:
-        code = vaelib.cli.main(["generate", "--checkpoint_path", str(checkpoint), "--digit", "7",
-                                "--num_samples", "16", "--grid_size", "4", "--output_path", "sevens.png"])
-        grid_png = plt.imread("sevens.png")
-    finally:
-        os.chdir(here)
-print("exit code:", code)
+    written = vaelib.runs.sample_grid(checkpoint, os.path.join(tmp, "sevens.png"), n=16, nrow=4, seed=0, digit=7)
+    print("wrote", written.name)
+    grid_png = plt.imread(written)
 g = torch.Generator().manual_seed(0)
 api = cvae.sample(16, y=torch.full((16,), 7), generator=g)
 big = vaelib.plotting.image_grid(api, 4).repeat_interleave(4, 0).repeat_interleave(4, 1)
 same = (torch.from_numpy(grid_png[..., 0]).float() - big).abs().max().item() < 0.01   # up to 8-bit PNG rounding
-print("the CLI's grid equals cvae.sample with the same seed:", same)
+print("the grid of generate's function equals cvae.sample with the same seed:", same)
 fig, ax = plt.subplots(figsize=(3, 3))
 ax.imshow(grid_png)
 ax.axis("off")

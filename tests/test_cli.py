@@ -103,10 +103,9 @@ def test_a_cosine_learning_rate_decays_over_the_run_and_continues_when_resumed(t
     assert main(["train", "warm", "--runs_dir", str(runs), "--num_epochs", "2", "--learning_rate", "3e-3",
                  "--warmup_steps", "6", *common]) == 0
     assert last_lr("warm") == pytest.approx(3e-3)
-    from argparse import Namespace
-
-    from vaelib.cli import _lr_schedule
-    rise = _lr_schedule(Namespace(num_epochs=2, warmup_steps=4, lr_schedule="constant"), steps_per_epoch=4)
+    from vaelib.runs import RunConfig
+    from vaelib.training import _lr_factor  # the CLI's _lr_schedule, now fit's
+    rise = _lr_factor(RunConfig(epochs=2, warmup_steps=4, lr_schedule="constant"), steps_per_epoch=4)
     assert [rise(step) for step in range(6)] == pytest.approx([0.25, 0.5, 0.75, 1, 1, 1])
 
 

@@ -88,7 +88,7 @@ def test_printed_numbers_name_their_test_images(tmp_path, capsys):
 
 @needs_mnist
 def test_a_long_evaluation_says_how_long_before_it_goes_on(tmp_path, capsys, monkeypatch):
-    import vaelib.cli
+    import vaelib.evaluation
     runs = tmp_path / "runs"
     assert main(["train", "s", "--subset", "200", "--num_epochs", "1", "--arch", "mlp", "--runs_dir", str(runs),
                  "--quiet"]) == 0
@@ -97,7 +97,7 @@ def test_a_long_evaluation_says_how_long_before_it_goes_on(tmp_path, capsys, mon
     capsys.readouterr()
     assert main(argv) == 0
     assert "estimated time" not in str(capsys.readouterr())  # a short run says nothing
-    monkeypatch.setattr(vaelib.cli, "LONG_EVALUATION_SECONDS", 0.0)  # every run counts as long
+    monkeypatch.setattr(vaelib.evaluation, "LONG_EVALUATION_SECONDS", 0.0)  # every run counts as long
     assert main(argv) == 0
     said = str(capsys.readouterr())
     assert re.search(r"estimated time: about \d+ min for 40 images at k=4 \(\d+\.\d\d s per image on the first 10\)",
@@ -110,8 +110,8 @@ def test_the_estimate_reads_hours_and_minutes():
     class Bar:
         write = staticmethod(lines.append)
 
-    import vaelib.cli
-    vaelib.cli._estimate(Bar, seconds=9.2, done=8, total=10_000, k=5000)
+    import vaelib.evaluation
+    vaelib.evaluation._estimate(Bar, seconds=9.2, done=8, total=10_000, k=5000)
     assert lines and "about 3 h 12 min for 10,000 images at k=5000 (1.15 s per image on the first 8)" in lines[0]
 
 

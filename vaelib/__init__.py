@@ -12,7 +12,9 @@ Modules, in the order the course teaches them (each is imported when first used,
 - ``vaelib.bounds``: the ELBO and the importance-weighted bound (old name: ``vaelib.elbo``)
 - ``vaelib.networks`` and ``vaelib.vae``: encoders, decoders, the VAE, ``VAEConfig``
 - ``vaelib.schedules``: beta / KL annealing schedules; ``vaelib.objectives``: ELBO, beta-ELBO, IWAE
-- ``vaelib.training``: ``fit``; ``vaelib.callbacks``: checkpoints, samples, TensorBoard, guards;
+- ``vaelib.training``: ``fit``; ``vaelib.runs``: a run's settings (``RunConfig``), its folder and what
+  its checkpoints hold (the library behind ``python -m vaelib train|generate``);
+  ``vaelib.callbacks``: checkpoints, samples, TensorBoard, guards;
   ``vaelib.distributed``: several GPUs or processes with ``torchrun``
 - ``vaelib.checkpoints``: saving and loading (``vaelib.save``, ``vaelib.load``)
 - ``vaelib.evaluation``: test ELBO, IWAE log-likelihood, bits/dim
@@ -42,8 +44,8 @@ _EXPORTS = {
 }
 _MODULES = {"autoregressive", "bounds", "callbacks", "checks", "checkpoints", "coursework", "data", "distributed", "elbo",
             "evaluation", "files", "kl", "likelihoods", "networks", "objectives", "plotting", "posteriors",
-            "pretrained", "priors", "reparameterization", "sample_quality", "schedules", "settings", "threads", "training",
-            "vae", "validation", "widgets"}
+            "pretrained", "priors", "reparameterization", "runs", "sample_quality", "schedules", "settings", "threads",
+            "training", "vae", "validation", "widgets"}
 
 __all__ = ["__version__", *_EXPORTS]
 

@@ -9,17 +9,19 @@ The flags of ``train`` and ``generate`` are those of the original project's ``tr
     python -m vaelib generate --checkpoint_path runs/my_run/checkpoint_best.pth --info_only
     python -m vaelib evaluate --checkpoint_path runs/my_run/checkpoint_best.pth --k 5000
     python -m vaelib export runs/my_run/checkpoint_best.pth pretrained/my_model.pth
-    python -m vaelib coursework notebooks/ --out student/
-    python -m vaelib coursework notebooks/ --nbgrader course/
+    python -m vaelib coursework notebooks/ --out student/        (or --nbgrader course/)
 
-Bad input ends with one line on stderr that says what is wrong and how to fix it, and exit code 2
-(arguments) or 1 (data, checkpoints, a diverged run); never a traceback.
+This module parses, calls the library and prints: the run folder and the checkpoints are
+vaelib.runs, the evaluation vaelib.evaluation. Bad input ends with one line on stderr that says what
+is wrong and how to fix it, and exit code 2 (arguments) or 1 (data, checkpoints, a diverged run);
+never a traceback. Library errors name Python arguments; the messages here name the flags.
 """
 from __future__ import annotations
 
 import argparse
 import math
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -28,6 +30,15 @@ __all__ = ["main", "build_parser"]
 
 class UsageError(Exception):
     """Arguments that parse but make no sense together; reported as one line, exit code 2."""
+
+
+def _flagged(err: Exception, *names: str) -> UsageError:
+    """A library error naming Python arguments (``digit 3``, ``temperature=1``) as a usage error naming
+    the flags of the same names (``--digit 3``, ``--temperature 1``)."""
+    message = str(err)
+    for name in names:
+        message = re.sub(rf"\b{name}\b(=?)", lambda m, name=name: f"--{name}" + " " * bool(m[1]), message)
+    return UsageError(message)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,16 +59,14 @@ def _number(kind, low, inclusive=True, what="a number"):
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
         if not math.isfinite(value) or value < low or (value == low and not inclusive):
-            bound = f">= {low}" if inclusive else f"> {low}"
-            raise argparse.ArgumentTypeError(f"{text} is out of range: must be {bound}")
+            raise argparse.ArgumentTypeError(f"{text} is out of range: must be {'>=' if inclusive else '>'} {low}")
         return value
     return parse
 
 
-nonneg_int = _number(int, 0, what="a whole number")
-positive_int = _number(int, 1, what="a whole number")
-positive_float = _number(float, 0, inclusive=False)
-nonneg_float = _number(float, 0)
+nonneg_int, positive_int = _number(int, 0, what="a whole number"), _number(int, 1, what="a whole number")
+positive_float, nonneg_float = _number(float, 0, inclusive=False), _number(float, 0)
+
 
 def device_name(text: str) -> str:
     """cpu, cuda, cuda:N, mps or auto; whether it is available is checked when it is used."""
@@ -252,30 +261,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# train ------------------------------------------------------------------------------------------------
+
 # train flags that describe the model, and the config keys they set (vaelib.vae.build_vae)
-MODEL_FLAGS = {"arch": "arch", "hidden_dim": "latent_dim", "likelihood_type": "likelihood",
-               "hidden_units": "hidden", "channels": "channels", "sigma": "sigma", "conditional": "num_classes",
-               "posterior": "posterior", "iaf_steps": "iaf_steps", "iaf_hidden": "iaf_hidden", "prior": "prior",
+MODEL_FLAGS = {"arch": "arch", "hidden_dim": "latent_dim", "likelihood_type": "likelihood", "hidden_units": "hidden",
+               "channels": "channels", "sigma": "sigma", "conditional": "num_classes", "posterior": "posterior",
+               "iaf_steps": "iaf_steps", "iaf_hidden": "iaf_hidden", "prior": "prior",
                "prior_components": "prior_components", "pixelcnn_layers": "pixelcnn_layers"}
 
 
+def _model_flags(config) -> dict:
+    """The value each model flag would need to have for the model ``config`` describes."""
+    return {flag: bool(config.get(key)) if flag == "conditional" else config.get(key)
+            for flag, key in MODEL_FLAGS.items()}
+
+
+def _contradictions(args, explicit: set, stored: dict, source: str) -> None:
+    """Refuse the flags typed on the command line whose value differs from ``stored`` (flag: value)."""
+    from .likelihoods import canonical_name
+    given = {**vars(args), "likelihood_type": canonical_name(args.likelihood_type),
+             "binarize": _binarization(stored.get("likelihood_type", args.likelihood_type), args.binarize) or "none"}
+    wrong = [f"--{flag}{'' if isinstance(given[flag], bool) else f' {getattr(args, flag)}'} (the checkpoint has "
+             f"{value})" for flag, value in stored.items() if flag in explicit and given[flag] != value]
+    if wrong:
+        raise UsageError(f"{', '.join(wrong)} contradict{'s' if len(wrong) == 1 else ''} {source}: drop "
+                         f"{'this flag' if len(wrong) == 1 else 'these flags'} (the model and its data are taken "
+                         f"from the checkpoint), or start a new run under another name")
+
+
 def _binarization(likelihood: str, binarize: str) -> str | None:
+    """--binarize auto: dynamic binarization for the binary likelihoods, none for the others."""
     from .likelihoods import is_binary
     if binarize == "auto":
         return "dynamic" if is_binary(likelihood) else None
     return None if binarize == "none" else binarize
 
 
-def _check_warmup(args, steps_per_epoch: int) -> None:
-    """--warmup_steps must leave some of the run (fit builds the schedule; the cosine spans all of
-    --num_epochs, so a resumed run that raises --num_epochs stretches it from then on)."""
-    total = args.num_epochs * steps_per_epoch
-    if args.warmup_steps >= total:
-        raise UsageError(f"--warmup_steps {args.warmup_steps} is not shorter than the whole run ({args.num_epochs} "
-                         f"epochs x {steps_per_epoch} steps = {total}): lower it or raise --num_epochs")
-
-
-def _schedule(args, steps_per_epoch: int):
+def _beta(args, steps_per_epoch: int):
+    """The original project's beta flags as a schedule of vaelib.schedules."""
     from .schedules import Constant, make_schedule
     name = args.beta_schedule or ("linear" if args.beta_annealing_period > 0 else "constant")
     if name == "constant":
@@ -284,51 +307,8 @@ def _schedule(args, steps_per_epoch: int):
         return Constant(args.beta if args.beta_max is None else args.beta_max)
     if args.beta_annealing_period == 0:
         raise UsageError(f"--beta_schedule {name} needs --beta_annealing_period N (epochs)")
-    target = args.beta if args.beta_max is None else args.beta_max
-    start = 0.0 if args.beta_max is None else args.beta
+    target, start = (args.beta, 0.0) if args.beta_max is None else (args.beta_max, args.beta)
     return make_schedule(name, beta_max=target, period=args.beta_annealing_period * steps_per_epoch, start=start)
-
-
-def _flag_value(flag: str, config: dict):
-    """The value that ``--flag`` would need to have for the model ``config`` describes."""
-    value = config.get(MODEL_FLAGS[flag])
-    return bool(value) if flag == "conditional" else value
-
-
-def _contradictions(args, explicit: set, config: dict, source: str) -> None:
-    """Refuse model flags given on the command line that differ from the model in ``source``."""
-    from .likelihoods import canonical_name
-    wrong = []
-    for flag in MODEL_FLAGS:
-        if flag not in explicit:
-            continue
-        given, stored = getattr(args, flag), _flag_value(flag, config)
-        if flag == "likelihood_type":
-            given = canonical_name(given)
-        if given != stored:
-            shown = "" if isinstance(given, bool) else f" {getattr(args, flag)}"
-            wrong.append(f"--{flag}{shown} (the checkpoint has {stored})")
-    if wrong:
-        raise UsageError(f"{', '.join(wrong)} contradict{'s' if len(wrong) == 1 else ''} {source}: drop "
-                         f"{'this flag' if len(wrong) == 1 else 'these flags'} (the model is taken from the "
-                         f"checkpoint), or start a new run under another name")
-
-
-def _stored_data(ckpt: dict) -> dict:
-    """The training data a checkpoint records (a version-1 checkpoint: MNIST)."""
-    data = ckpt.get("data")
-    if data:
-        return data
-    binarize = (ckpt.get("train_args") or {}).get("binarize")
-    return {"dataset": "mnist", "image_shape": [1, 28, 28], "binarize": None if binarize in (None, "none") else binarize}
-
-
-def _train(args, explicit: set) -> int:
-    from . import distributed
-    try:
-        return _train_run(args, explicit)
-    finally:
-        distributed.stop()
 
 
 def _say(*args, **kwargs) -> None:
@@ -338,152 +318,152 @@ def _say(*args, **kwargs) -> None:
         print(*args, **kwargs)
 
 
-def _train_run(args, explicit: set) -> int:
+def _train(args, explicit: set) -> int:
     from . import distributed
     from .files import run_folder
     from .runs import RunClaim, RunFolderError
     from .training import pick_device
-
     try:
-        run_dir = run_folder(args.runs_dir, args.run_name)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
-    device = distributed.start(args.device) or pick_device(args.device)
-    # rank 0 claims the folder (one process per run name); the others only look at what it holds
-    claim = RunClaim(run_dir, args.resume_if_exists, lock=distributed.is_main())
-    try:
-        resume = claim.acquire()
-    except RunFolderError as err:  # the command line names its flag
-        raise UsageError(str(err).replace("(resume_if_exists)", "(--resume_if_exists)")) from None
-    try:
-        return _train_claimed(args, explicit, run_dir, device, resume)
-    finally:
-        claim.release()  # a run that wrote nothing leaves no folder behind
-
-
-def _train_claimed(args, explicit: set, run_dir: Path, device, resume) -> int:
-    from . import distributed
-    from .callbacks import CollapseWarning, SampleGrid, TensorBoard
-    from .checkpoints import load, load_checkpoint, model_from_checkpoint
-    from .data import load_dataset
-    from .likelihoods import canonical_name
-    from .objectives import ELBOObjective, IWAEObjective
-    from .runs import RunConfig
-    from .training import fit, seed_everything
-    from .vae import VAEConfig, build_vae
-
-    distributed.barrier()  # every process has looked at the run folder before rank 0 writes in it
-    if resume is not None and args.initial_checkpoint_path:
-        raise UsageError("--initial_checkpoint_path and an existing run to resume: use one or the other")
-    callbacks = []
-    if args.tensorboard:
         try:
-            callbacks.append(TensorBoard(run_dir / "tensorboard", seed=args.seed))
-        except ImportError:
-            raise UsageError("--tensorboard needs the tensorboard package: pip install tensorboard "
-                             "(or pip install -e '.[tensorboard]')") from None
-    seed_everything(args.seed)  # before the model is built: its initial weights are drawn from the seed
+            run_dir = run_folder(args.runs_dir, args.run_name)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+        device = distributed.start(args.device) or pick_device(args.device)
+        # rank 0 claims the folder (one process per run name); the others only look at what it holds
+        claim = RunClaim(run_dir, args.resume_if_exists, lock=distributed.is_main())
+        try:
+            resume = claim.acquire()
+        except RunFolderError as err:
+            raise _flagged(err, "resume_if_exists") from None
+        try:
+            distributed.barrier()  # every process has looked at the run folder before rank 0 writes in it
+            return _train_claimed(args, explicit, run_dir, device, resume)
+        finally:
+            claim.release()  # a run that wrote nothing leaves no folder behind
+    finally:
+        distributed.stop()
 
-    train_args = {k: v for k, v in vars(args).items() if k not in ("command", "debug")}
-    train_args.update(world_size=distributed.world_size(), effective_batch_size=args.batch_size * distributed.world_size())
-    done, binarize = 0, None
-    if resume is not None:
-        ckpt = load_checkpoint(resume)
-        stored = _stored_data(ckpt)
-        model = model_from_checkpoint(ckpt, resume)
-        _contradictions(args, explicit, model.config, f"the run being resumed ({resume})")
-        done = int(ckpt.get("epoch", 0))
-        # the run keeps its data as it was; flags that say otherwise are refused
-        wanted = {"dataset": args.dataset, "image_size": args.image_size,
-                  "binarize": _binarization(model.config.likelihood, args.binarize) or "none"}
-        kept = {"dataset": stored["dataset"], "image_size": stored["image_shape"][-1],
-                "binarize": stored["binarize"] or "none"}
-        wrong = [f"--{flag} {getattr(args, flag)} (the run has {kept[flag]})" for flag in wanted
-                 if flag in explicit and wanted[flag] != kept[flag]]
-        if wrong:
-            raise UsageError(f"{', '.join(wrong)} contradict{'s' if len(wrong) == 1 else ''} the run being resumed: "
-                             f"drop {'it' if len(wrong) == 1 else 'them'}, or start a new run")
-        args.dataset, args.image_size, binarize = stored["dataset"], stored["image_shape"][-1], stored["binarize"]
-        # the learning rate and its schedule continue as they were unless this command sets them
-        for flag in ("learning_rate", "lr_schedule", "warmup_steps"):
-            if flag not in explicit and flag in (ckpt.get("train_args") or {}):
-                setattr(args, flag, ckpt["train_args"][flag])
-        # the stored flags describe the run; this command's explicit flags are recorded on top of them
-        train_args = {**train_args, **(ckpt.get("train_args") or {}),
-                      **{k: v for k, v in train_args.items() if k in explicit}}
-        if done >= args.num_epochs:
-            _say(f"nothing trained: run {args.run_name!r} has already trained {done} epochs and --num_epochs "
-                  f"{args.num_epochs} is the total; raise --num_epochs to continue it", file=sys.stderr)
-            return 0 if done == args.num_epochs else 2
-        _say(f"resuming {resume} after epoch {done}")
-    elif args.initial_checkpoint_path:
-        model = load(args.initial_checkpoint_path).train()
-        if model.config is None:
-            raise UsageError(f"{args.initial_checkpoint_path} holds a hand-built architecture: fine-tune it from "
-                             f"Python with vaelib.load(path, model=...) and vaelib.fit")
-        _contradictions(args, explicit, model.config, f"--initial_checkpoint_path {args.initial_checkpoint_path}")
-        _say(f"starting from the weights of {args.initial_checkpoint_path} ({model.config.arch}, "
-              f"latent {model.latent_dim}); architecture flags are taken from it")
-    else:
-        model = None
-    likelihood = model.config.likelihood if model is not None else args.likelihood_type
-    if resume is None:
-        binarize = _binarization(likelihood, args.binarize)
-    # loaded on the CPU: fit moves the data (in a distributed run, each process's shard) to the device once
-    train = load_dataset(args.dataset, "train", binarize, args.subset, "cpu", args.data_root, image_size=args.image_size)
-    test = load_dataset(args.dataset, "test", binarize, None if args.subset is None else min(args.subset, 10000),
-                        "cpu", args.data_root, image_size=args.image_size)
-    if model is None:
-        if args.posterior != "iaf" and ({"iaf_steps", "iaf_hidden"} & explicit):
-            raise UsageError("--iaf_steps and --iaf_hidden shape the IAF posterior: add --posterior iaf, or drop them")
-        if "sigma" in explicit and canonical_name(args.likelihood_type) not in ("gaussian", "learned_gaussian"):
-            raise UsageError(f"--sigma is the Gaussian likelihood's standard deviation, and the likelihood is "
-                             f"{args.likelihood_type}: add --likelihood_type mse (or learned_gaussian), or drop --sigma")
-        if "channels" in explicit and args.arch == "mlp":
-            raise UsageError("--channels sets the conv networks' first convolution, and --arch is mlp: add --arch conv, "
-                             "or set the MLP's width with --hidden_units")
-        if args.pixelcnn_layers != 1 and canonical_name(args.likelihood_type) != "pixelcnn":
-            raise UsageError("--pixelcnn_layers sets the depth of the pixelcnn decoder: add --likelihood_type pixelcnn, "
-                             "or drop it")
-        if args.prior == "standard" and "prior_components" in explicit:
-            raise UsageError("--prior_components counts the components of a learned prior: add --prior mog or vamp")
-        model = build_vae(config=VAEConfig(
-            arch=args.arch, latent_dim=args.hidden_dim, likelihood=args.likelihood_type, hidden=args.hidden_units,
-            channels=args.channels, sigma=args.sigma, num_classes=train.num_classes if args.conditional else 0,
-            image_shape=train.image_shape, posterior=args.posterior, iaf_steps=args.iaf_steps,
-            iaf_hidden=args.iaf_hidden, prior=args.prior, prior_components=args.prior_components or 0,
-            pixelcnn_layers=args.pixelcnn_layers))
-    train_args.update({flag: _flag_value(flag, model.config) for flag in MODEL_FLAGS})  # what was built
-    train_args.update(binarize=binarize or "none", dataset=train.name, image_size=train.image_shape[-1])
-    steps_per_epoch = math.ceil(len(train) // distributed.world_size() / args.batch_size)
-    schedule = _schedule(args, steps_per_epoch)
-    _check_warmup(args, steps_per_epoch)
+
+def _resumed(args, explicit: set, resume: Path, train_args: dict):
+    """The model of the run to resume, its binarization, its epochs and its flags, with this command's on top;
+    the data flags and the learning rate's become those of the run."""
+    from .runs import model_to_train, stored_data
+    model = model_to_train(resume)
+    data, stored_args = stored_data(model), model.checkpoint.get("train_args") or {}
+    _contradictions(args, explicit, {**_model_flags(model.config), "dataset": data["dataset"],
+                                     "image_size": data["image_shape"][-1], "binarize": data["binarize"] or "none"},
+                    f"the run being resumed ({resume})")
+    args.dataset, args.image_size = data["dataset"], data["image_shape"][-1]
+    for flag in ("learning_rate", "lr_schedule", "warmup_steps"):  # they continue unless this command sets them
+        if flag not in explicit and flag in stored_args:
+            setattr(args, flag, stored_args[flag])
+    train_args = {**train_args, **stored_args, **{k: v for k, v in train_args.items() if k in explicit}}
+    return model, data["binarize"], int(model.checkpoint.get("epoch", 0)), train_args
+
+
+def _new_model(args, explicit: set, train):
+    """The model the flags describe, after refusing flags that shape parts it does not have."""
+    from .likelihoods import canonical_name
+    from .vae import VAEConfig, build_vae
+    likelihood = canonical_name(args.likelihood_type)
+    if args.posterior != "iaf" and ({"iaf_steps", "iaf_hidden"} & explicit):
+        raise UsageError("--iaf_steps and --iaf_hidden shape the IAF posterior: add --posterior iaf, or drop them")
+    if "sigma" in explicit and likelihood not in ("gaussian", "learned_gaussian"):
+        raise UsageError(f"--sigma is the Gaussian likelihood's standard deviation, and the likelihood is "
+                         f"{args.likelihood_type}: add --likelihood_type mse (or learned_gaussian), or drop --sigma")
+    if "channels" in explicit and args.arch == "mlp":
+        raise UsageError("--channels sets the conv networks' first convolution, and --arch is mlp: add --arch conv, "
+                         "or set the MLP's width with --hidden_units")
+    if args.pixelcnn_layers != 1 and likelihood != "pixelcnn":
+        raise UsageError("--pixelcnn_layers sets the depth of the pixelcnn decoder: add --likelihood_type pixelcnn, "
+                         "or drop it")
+    if args.prior == "standard" and "prior_components" in explicit:
+        raise UsageError("--prior_components counts the components of a learned prior: add --prior mog or vamp")
+    return build_vae(config=VAEConfig(
+        arch=args.arch, latent_dim=args.hidden_dim, likelihood=args.likelihood_type, hidden=args.hidden_units,
+        channels=args.channels, sigma=args.sigma, num_classes=train.num_classes if args.conditional else 0,
+        image_shape=train.image_shape, posterior=args.posterior, iaf_steps=args.iaf_steps, iaf_hidden=args.iaf_hidden,
+        prior=args.prior, prior_components=args.prior_components or 0, pixelcnn_layers=args.pixelcnn_layers))
+
+
+def _objective(args, steps_per_epoch: int):
+    """The objective the flags ask for; the beta schedule's flags are checked by name."""
+    from .objectives import ELBOObjective, IWAEObjective
     if args.iwae_k > 1 and (args.beta != 1 or args.beta_annealing_period or args.beta_max is not None):
         raise UsageError("--iwae_k trains on L_k, which has no beta: drop --beta, --beta_max and --beta_annealing_period")
     if args.iwae_k > 1 and args.compile:
         raise UsageError("--compile is not supported with --iwae_k > 1 yet: drop one of them")
     if args.free_bits and (args.iwae_k > 1 or args.compile):
         raise UsageError("--free_bits changes the ELBO's KL term: it does not combine with --iwae_k or --compile")
-    if distributed.active():
-        _say(f"{distributed.world_size()} processes x batch {args.batch_size} = effective batch "
-             f"{train_args['effective_batch_size']}, {len(train) // distributed.world_size():,} images per process")
-    _say(f"training {model.config.arch} VAE ({model.num_parameters():,} parameters, latent {model.latent_dim}, "
-          f"{model.config.likelihood} likelihood) on {len(train):,} {train.name} images {train.image_shape}, "
-          f"tested on {_which_test_images(len(test), args.subset)}, {device}, {'IWAE k=' + str(args.iwae_k) if args.iwae_k > 1 else 'beta ' + repr(schedule)}")
-    callbacks.insert(0, SampleGrid(run_dir / "samples.png", seed=args.seed))
+    beta = _beta(args, steps_per_epoch)
+    total = args.num_epochs * steps_per_epoch  # fit checks this too, but only after the data and the model
+    if args.warmup_steps >= total:
+        raise UsageError(f"--warmup_steps {args.warmup_steps} is not shorter than the whole run ({args.num_epochs} "
+                         f"epochs x {steps_per_epoch} steps = {total}): lower it or raise --num_epochs")
+    if args.iwae_k > 1:
+        return IWAEObjective(args.iwae_k), f"IWAE k={args.iwae_k}"
+    return ELBOObjective(beta, compile=args.compile, free_bits=args.free_bits), f"beta {beta!r}"
+
+
+def _train_claimed(args, explicit: set, run_dir: Path, device, resume) -> int:
+    from . import distributed
+    from .callbacks import CollapseWarning, SampleGrid, TensorBoard
+    from .data import load_dataset
+    from .runs import RunConfig, model_to_train
+    from .training import fit, seed_everything
+
+    if resume is not None and args.initial_checkpoint_path:
+        raise UsageError("--initial_checkpoint_path and an existing run to resume: use one or the other")
+    callbacks = [SampleGrid(run_dir / "samples.png", seed=args.seed)]
+    if args.tensorboard:
+        try:
+            callbacks.append(TensorBoard(run_dir / "tensorboard", seed=args.seed))
+        except ImportError:
+            raise UsageError("--tensorboard needs the tensorboard package: pip install tensorboard "
+                             "(or pip install -e '.[tensorboard]')") from None
     if args.detect_posterior_collapse:
         callbacks.append(CollapseWarning(args.collapse_threshold))
-    objective = (IWAEObjective(args.iwae_k) if args.iwae_k > 1
-                 else ELBOObjective(schedule, compile=args.compile, free_bits=args.free_bits))
+    seed_everything(args.seed)  # before the model is built: its initial weights are drawn from the seed
+    world = distributed.world_size()
+    train_args = {**{k: v for k, v in vars(args).items() if k not in ("command", "debug")},
+                  "world_size": world, "effective_batch_size": args.batch_size * world}
+    model, done = None, 0
+    if resume is not None:
+        model, binarize, done, train_args = _resumed(args, explicit, resume, train_args)
+        if done >= args.num_epochs:
+            _say(f"nothing trained: run {args.run_name!r} has already trained {done} epochs and --num_epochs "
+                 f"{args.num_epochs} is the total; raise --num_epochs to continue it", file=sys.stderr)
+            return 0 if done == args.num_epochs else 2
+        _say(f"resuming {resume} after epoch {done}")
+    elif args.initial_checkpoint_path:
+        model = model_to_train(args.initial_checkpoint_path)
+        _contradictions(args, explicit, _model_flags(model.config),
+                        f"--initial_checkpoint_path {args.initial_checkpoint_path}")
+        _say(f"starting from the weights of {args.initial_checkpoint_path} ({model.config.arch}, "
+             f"latent {model.latent_dim}); architecture flags are taken from it")
+    if resume is None:
+        binarize = _binarization(model.config.likelihood if model is not None else args.likelihood_type, args.binarize)
+    # loaded on the CPU: fit moves the data (in a distributed run, each process's shard) to the device once
+    train, test = (load_dataset(args.dataset, split, binarize, n, "cpu", args.data_root, image_size=args.image_size)
+                   for split, n in (("train", args.subset), ("test", args.subset and min(args.subset, 10000))))
+    model = model or _new_model(args, explicit, train)
+    train_args.update(_model_flags(model.config))  # what was built
+    train_args.update(binarize=binarize or "none", dataset=train.name, image_size=train.image_shape[-1])
+    objective, loss = _objective(args, math.ceil(len(train) // world / args.batch_size))
+    if distributed.active():
+        _say(f"{world} processes x batch {args.batch_size} = effective batch {train_args['effective_batch_size']}, "
+             f"{len(train) // world:,} images per process")
+    tested = _which_test_images(len(test), args.subset)
+    _say(f"training {model.config.arch} VAE ({model.num_parameters():,} parameters, latent {model.latent_dim}, "
+         f"{model.config.likelihood} likelihood) on {len(train):,} {train.name} images {train.image_shape}, "
+         f"tested on {tested}, {device}, {loss}")
     config = RunConfig(epochs=args.num_epochs, lr=args.learning_rate, batch_size=args.batch_size, seed=args.seed,
                        clip_grad=args.clip_grad, precision=args.precision, lr_schedule=args.lr_schedule,
                        warmup_steps=args.warmup_steps, device=str(device), progress=not args.quiet, command=train_args)
     history = fit(model, train, test, objective=objective, config=config, run_dir=run_dir, resume_from=resume,
                   callbacks=callbacks)
-    best = max(row["test_elbo"] for row in history)
-    _say(f"done: {args.num_epochs - done} epoch(s) trained, best test ELBO {best:.2f} nats on "
-         f"{_which_test_images(len(test), args.subset)}; checkpoints, "
-          f"history.csv and samples.png in {run_dir}")
+    _say(f"done: {args.num_epochs - done} epoch(s) trained, best test ELBO {max(r['test_elbo'] for r in history):.2f} "
+         f"nats on {tested}; checkpoints, history.csv and samples.png in {run_dir}")
     return 0
 
 
@@ -492,42 +472,7 @@ def _which_test_images(n: int, subset: int | None) -> str:
     return f"the first {n:,} test images" if subset is not None and subset <= n else f"all {n:,} test images"
 
 
-def _describe(model, path) -> str:
-    ckpt = model.checkpoint
-    data = _stored_data(ckpt)
-    lines = [f"checkpoint: {path}",
-             f"vaelib version: {ckpt.get('vaelib_version')} (format {ckpt.get('format_version')})",
-             f"architecture: {model.config.arch}, latent size {model.latent_dim}, "
-             f"likelihood {model.config.likelihood}"
-             + (f" ({model.config.pixelcnn_layers} layers)" if model.config.get("pixelcnn_layers", 1) > 1 else "")
-             + f", posterior {model.config.posterior}, prior {model.config.prior}"
-             + (f", conditional on {model.num_classes} classes" if model.num_classes else ""),
-             f"trained on: {data['dataset']}, images {tuple(data['image_shape'])}, "
-             f"binarization {data['binarize'] or 'none'}",
-             f"epochs trained: {ckpt.get('epoch', 0)}"]
-    best = ckpt.get("best_test_elbo")
-    subset = (ckpt.get("train_args") or {}).get("subset")
-    on = (f" on the first {subset:,} test images (trained with --subset)" if isinstance(subset, int)
-          else " on the whole test set")
-    lines.append(f"best test ELBO: {best:.2f} nats{on}" if best is not None else "best test ELBO: unknown")
-    args = ckpt.get("train_args") or {}
-    if args:
-        lines.append("training arguments:")
-        lines += [f"  {k}: {v}" for k, v in sorted(args.items())]
-    lines.append("layers:")
-    lines.append(f"  {'name':<34} {'shape':<22} {'parameters':>12}")
-    for name, p in model.named_parameters():
-        lines.append(f"  {name:<34} {str(tuple(p.shape)):<22} {p.numel():>12,}")
-    lines.append(f"  {'total':<57} {model.num_parameters():>12,}")
-    return "\n".join(_printable(line) for line in lines)
-
-
-def _printable(text: str) -> str:
-    """``text`` with every control character escaped (``\\x1b``, ``\\n``...): strings read from a file
-    (a run name, training arguments) must not reach the terminal as escape sequences, which can
-    clear the screen, retitle the window or, on some terminals, set the clipboard."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
-
+# generate, evaluate, export, coursework ---------------------------------------------------------------
 
 def _checkpoint_path(path: str) -> str:
     """``path``, or a pointer to what exists when a user of the original project asks for its file."""
@@ -544,7 +489,7 @@ def _check_output_file(path, image: bool = True) -> None:
     """Fail before any work on an output path that cannot be written: a folder, a path below a file,
     an unknown image extension, or a folder without write permission."""
     from .plotting import image_format
-    path = Path(path)
+    path, folder = Path(path), Path(path).parent
     if image:
         try:
             image_format(path)
@@ -552,7 +497,6 @@ def _check_output_file(path, image: bool = True) -> None:
             raise UsageError(str(err)) from None
     if path.is_dir():
         raise UsageError(f"output path {path} is a folder: give a file name, e.g. {path / 'samples.png'}")
-    folder = path.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     if not folder.is_dir():
@@ -562,166 +506,93 @@ def _check_output_file(path, image: bool = True) -> None:
 
 
 def _generate(args) -> int:
-    import torch
-
     from .checkpoints import load
-    from .plotting import save_image_grid
+    from .runs import describe, sample_grid
     from .training import pick_device
-
     if not args.info_only:
         _check_output_file(args.output_path)  # before the model is loaded and sampled
     model = load(_checkpoint_path(args.checkpoint_path), device=pick_device(args.device))
     if args.info_only:
-        print(_describe(model, args.checkpoint_path))
+        print(describe(model, args.checkpoint_path))
         return 0
-    capacity = args.grid_size ** 2
-    if args.num_samples > capacity:
-        raise UsageError(f"a grid of {args.grid_size}x{args.grid_size} holds {capacity} images, not "
-                         f"{args.num_samples}: raise --grid_size to {math.ceil(math.sqrt(args.num_samples))} "
-                         f"or lower --num_samples")
-    y = None
-    if model.num_classes:
-        if args.digit is not None and args.digit >= model.num_classes:
-            raise UsageError(f"--digit {args.digit}: this model knows labels 0 to {model.num_classes - 1}")
-        y = (torch.full((args.num_samples,), args.digit) if args.digit is not None
-             else torch.arange(args.num_samples) // args.grid_size % model.num_classes).to(model.device)
-    elif args.digit is not None:
-        raise UsageError("--digit needs a conditional model; this checkpoint is unconditional")
-    if args.temperature != 1 and model.config.prior != "standard":
-        raise UsageError(f"--temperature scales samples of N(0, I); this model's prior is learned "
-                         f"({model.config.prior}): drop --temperature")
-    g = torch.Generator(device=model.device).manual_seed(args.seed)
-    images = model.sample(args.num_samples, temperature=args.temperature, y=y, generator=g)
-    out = save_image_grid(images, args.output_path, nrow=args.grid_size)
+    if args.num_samples > args.grid_size ** 2:
+        raise UsageError(f"a grid of {args.grid_size}x{args.grid_size} holds {args.grid_size ** 2} images, not "
+                         f"{args.num_samples}: raise --grid_size to {math.ceil(math.sqrt(args.num_samples))} or lower "
+                         f"--num_samples")
+    try:
+        out = sample_grid(model, args.output_path, args.num_samples, args.grid_size, args.seed, args.digit,
+                          args.temperature)
+    except ValueError as err:  # the arguments, checked before anything is sampled
+        raise _flagged(err, "digit", "temperature") from None
     print(f"wrote {args.num_samples} samples to {out}")
     return 0
 
 
+QUICKER = ("--subset N and a smaller --k give a quick estimate of the NLL, --bounds FILE.json lets an interrupted run "
+           "continue")  # what a long evaluation's time estimate suggests
+
+
 def _evaluate(args) -> int:
-    import torch
-
     from .checkpoints import load
-    from .data import DATASETS, load_dataset
-    from .evaluation import BoundsRecord, evaluate_elbo, file_sha256, iwae_bounds, summarize_bounds
+    from .data import DATASETS
+    from .evaluation import bounds_record, evaluate_elbo, recorded_nll, shard_indices
+    from .runs import KEEP, stored_data, stored_split
     from .training import pick_device
-
     if args.combine:
-        if args.checkpoint_path is not None:
-            raise UsageError("--checkpoint_path with --combine: the shard files name their checkpoint (its sha256) "
-                             "and are combined as they are; drop --checkpoint_path")
         return _combine(args)
     if args.checkpoint_path is None:
         raise UsageError("--checkpoint_path is required (or --combine FILES to combine the shards of an evaluation)")
     device = pick_device(args.device)
     model = load(_checkpoint_path(args.checkpoint_path), device=device)
-    stored = _stored_data(model.checkpoint)
+    stored = stored_data(model)
     if args.samples and (tuple(model.image_shape or ()) != (1, 28, 28) or stored["dataset"] != "mnist"):
         raise UsageError("--samples scores digits with an MNIST classifier: it needs a model trained on MNIST (1x28x28)")
     if args.dataset is None and stored["dataset"] not in DATASETS:
         raise UsageError(f"this model was trained on your own images ({stored['dataset']!r}), which the command line "
                          f"cannot load: pass --dataset NAME, or evaluate it from Python with vaelib.evaluation")
-    binarize = stored["binarize"] if args.binarize is None else (None if args.binarize == "none" else args.binarize)
-    test = load_dataset(args.dataset or stored["dataset"], "test", binarize, args.subset, device, args.data_root,
-                        image_size=stored["image_shape"][-1])
-    indices = list(range(len(test)))
-    if args.shard is not None:
-        indices = indices[args.shard[0]::args.shard[1]]
-        if not indices:
-            raise UsageError(f"shard {args.shard[0]}/{args.shard[1]} of {len(test):,} test images holds no image (a "
-                             f"shard I/N holds the images whose index is I mod N): use fewer shards, or no --subset")
-    record = None
+    binarize = KEEP if args.binarize is None else None if args.binarize == "none" else args.binarize
+    test = stored_split(model, "test", dataset=args.dataset, binarize=binarize, subset=args.subset, device=device,
+                        root=args.data_root)
+    try:
+        indices = shard_indices(len(test), args.shard)
+    except ValueError as err:
+        raise UsageError(f"{err} (a larger --subset, or none)") from None
+    todo, record = len(indices), None
     if args.bounds:
         _check_output_file(args.bounds, image=False)
-        record = BoundsRecord(args.bounds, {
-            "checkpoint_sha256": file_sha256(args.checkpoint_path), "k": args.k, "seed": args.seed,
-            "binarize": binarize, "dataset": test.name, "n_images": len(test), "precision": args.precision,
-            "image_shape": list(test.image_shape), "shard": None if args.shard is None else list(args.shard)})
-        done = [i for i in indices if i in record.bounds]
-        if done:
-            print(f"resuming {args.bounds}: {len(done):,} of {len(indices):,} images already done")
-        indices = [i for i in indices if i not in record.bounds]
-    shard = "" if args.shard is None else f" (shard {args.shard[0]}/{args.shard[1]}: {len(indices):,} to do)"
-    print(f"evaluating {args.checkpoint_path} on {len(test):,} {test.name} test images{shard} ({binarize or 'no'} "
+        record = bounds_record(args.bounds, args.checkpoint_path, test, args.k, args.seed, args.precision, args.shard)
+        todo = sum(i not in record.bounds for i in indices)
+        if todo < len(indices):
+            print(f"resuming {args.bounds}: {len(indices) - todo:,} of {len(indices):,} images already done")
+    shard = "" if args.shard is None else f" (shard {args.shard[0]}/{args.shard[1]}: {todo:,} to do)"
+    print(f"evaluating {args.checkpoint_path} on {len(test):,} {test.name} test images{shard} ({test.binarize or 'no'} "
           f"binarization), k={args.k}, seed={args.seed}, {device}, {args.precision}")
     if args.shard is None:
         ev = evaluate_elbo(model, test, seed=args.seed)
         print(f"test negative ELBO: {-ev['elbo']:.2f} nats (reconstruction {-ev['reconstruction']:.2f}, "
               f"KL {ev['kl']:.2f}, active units {ev['active_units']}/{model.latent_dim})")
-    bounds = {} if record is None else record.bounds
-    _run_bounds(iwae_bounds(model, test, args.k, args.seed, args.batch_size, indices, args.precision), bounds,
-                len(indices), args.k, record)
-    mine = torch.tensor([bounds[i] for i in (range(len(test)) if args.shard is None else
-                                             range(args.shard[0], len(test), args.shard[1]))])
-    _check_finite(mine, "the model")
-    nll = summarize_bounds(mine, test.image_shape, args.k, args.seed)
+    nll = recorded_nll(model, test, args.k, indices, record, args.seed, args.batch_size, args.precision,
+                       quicker=QUICKER)
     print(f"test NLL (IWAE, k={args.k}): {nll['nll']:.2f} nats (standard error {nll['std_error']:.2f} over "
           f"{nll['n']:,} images{' of this shard' if args.shard else ''}) = {nll['bits_per_dim']:.4f} bits/dim")
     if args.samples:
-        _sample_scores(model, args, binary=binarize is not None)
+        _sample_scores(model, args, binary=test.binarize is not None)
     return 0
 
 
-def _run_bounds(batches, bounds: dict, total: int, k: int, record, every: float = 10.0) -> None:
-    """Collect per-image bounds into ``bounds``, saving ``record`` at least every ``every`` seconds."""
-    import time
-
-    from tqdm.auto import tqdm
-    start = last = time.monotonic()
-    try:
-        with tqdm(total=total, desc=f"IWAE k={k}", unit="img", leave=False) as bar:
-            for idx, bound in batches:
-                bounds.update({int(i): float(b) for i, b in zip(idx, bound)})
-                if bar.n == 0 and total > len(idx):
-                    _estimate(bar, time.monotonic() - start, len(idx), total, k)
-                bar.update(len(idx))
-                if record is not None and time.monotonic() - last > every:
-                    record.save()
-                    last = time.monotonic()
-    finally:  # also when interrupted: what was computed is kept, and the next run starts from there
-        if record is not None:
-            record.save()
-
-
-def _check_finite(bounds, source: str) -> None:
-    """Refuse to report an NLL of NaN or infinity: say which images and where the fault is."""
-    import torch
-    bad = (~torch.isfinite(bounds)).nonzero().flatten().tolist()
-    if bad:
-        raise ValueError(f"{len(bad):,} of {len(bounds):,} per-image bounds from {source} are not finite (NaN or "
-                         f"infinite; first at position {bad[0]}), so there is no NLL to report: evaluate with "
-                         f"--precision fp32, and check the checkpoint (does 'generate' give digits?)")
-
-
-LONG_EVALUATION_SECONDS = 60.0  # evaluations expected to take longer say so after their first batch
-
-
-def _estimate(bar, seconds: float, done: int, total: int, k: int) -> None:
-    """Before a long evaluation goes on: its expected time, from its first batch."""
-    if seconds / done * (total - done) > LONG_EVALUATION_SECONDS:
-        hours, minutes = divmod(round(seconds / done * total / 60), 60)
-        when = f"{hours} h {minutes} min" if hours else f"{max(minutes, 1)} min"
-        bar.write(f"estimated time: about {when} for {total:,} images at k={k} ({seconds / done:.2f} s per image on "
-                  f"the first {done:,}); --subset N and a smaller --k give a quick estimate of the NLL, --bounds "
-                  f"FILE.json lets an interrupted run continue")
-
-
 def _combine(args) -> int:
-    import torch
-
-    from .evaluation import BoundsRecord, summarize_bounds
+    from .evaluation import NonFiniteBounds, combine_bounds
+    if args.checkpoint_path is not None:
+        raise UsageError("--checkpoint_path with --combine: the shard files name their checkpoint (its sha256) "
+                         "and are combined as they are; drop --checkpoint_path")
     try:
-        meta, bounds = BoundsRecord.combine(args.combine)
+        nll = combine_bounds(args.combine)
+    except NonFiniteBounds:
+        raise  # a fault of the bounds, not of the arguments: exit code 1
     except ValueError as err:
         raise UsageError(str(err)) from None
-    missing = [i for i in range(meta["n_images"]) if i not in bounds]
-    if missing:
-        raise UsageError(f"the files cover {len(bounds):,} of {meta['n_images']:,} images ({len(missing):,} missing, "
-                         f"e.g. image {missing[0]}): run the missing shards with --bounds, then combine again")
-    combined = torch.tensor([bounds[i] for i in range(meta["n_images"])])
-    _check_finite(combined, "the shard files")
-    nll = summarize_bounds(combined, meta["image_shape"], meta["k"], meta["seed"])
-    print(f"test NLL (IWAE, k={meta['k']}): {nll['nll']:.2f} nats (standard error {nll['std_error']:.2f} over "
-          f"{nll['n']:,} images, {len(args.combine)} files, {meta['precision']}) = {nll['bits_per_dim']:.4f} bits/dim")
+    print(f"test NLL (IWAE, k={nll['k']}): {nll['nll']:.2f} nats (standard error {nll['std_error']:.2f} over "
+          f"{nll['n']:,} images, {nll['files']} files, {nll['precision']}) = {nll['bits_per_dim']:.4f} bits/dim")
     return 0
 
 
@@ -746,7 +617,6 @@ def _sample_scores(model, args, binary: bool) -> None:
 
 def _export(args) -> int:
     from .checkpoints import export_checkpoint
-
     destination = Path(args.destination)
     if destination.is_dir():
         raise UsageError(f"{destination} is a folder: give the file to write, e.g. {destination / Path(args.source).name}")
@@ -772,46 +642,44 @@ def _coursework(args) -> int:
     def summary(results, what, where):
         states = [state for _, _, state in results]
         written, kept = states.count("written") + states.count("replaced"), states.count("kept")
-        them = "it" if kept == 1 else "them"
         return (f"wrote {written} {what}{'' if written == 1 else 's'} to {where}, {states.count('unchanged')} "
-                f"unchanged, {kept} kept" + (f" (listed above: nothing was lost; --overwrite replaces {them})"
-                                             if kept else ""))
+                f"unchanged, {kept} kept" + (f" (listed above: nothing was lost; --overwrite replaces "
+                                             f"{'it' if kept == 1 else 'them'})" if kept else ""))
 
-    if args.nbgrader is not None:
-        *results, (config, _, config_state) = make_nbgrader_course(args.source, args.nbgrader, overwrite=args.overwrite)
-        for path, counts, state in results:
-            report(path, state, f"{counts['tests']} autograded checks, {counts['written']} written answers, "
-                                f"{counts['answers']} code answers")
-        if config_state == "written":
-            print(f"{config}: written")
-        elif config_state == "kept":  # there to be edited: even --overwrite keeps it
-            print(f"kept {config}: it differs from vaelib's, and is yours to edit: never replaced, not even by "
-                  f"--overwrite (delete it to get vaelib's again)")
-        print(summary(results, "nbgrader source notebook", Path(args.nbgrader) / "source"))
-        print(f"next, in {args.nbgrader}: nbgrader generate_assignment NN_name (see notebooks/README.md)")
+    if args.nbgrader is None:
+        results = make_student_versions(args.source, args.out, overwrite=args.overwrite)
+        for path, regions, state in results:  # a .py twin: only its edits are news
+            report(path, state, path.suffix == ".ipynb" and f"{regions} solution region{'s' * (regions != 1)} removed")
+        print(summary(results, "student file", f"{args.out} (notebooks and their .py twins)"))
         return 0
-    results = make_student_versions(args.source, args.out, overwrite=args.overwrite)
-    for path, regions, state in results:
-        if path.suffix == ".ipynb":
-            report(path, state, f"{regions} solution region{'s' if regions != 1 else ''} removed")
-        else:  # a twin: only its edits are news
-            report(path, state, None)
-    print(summary(results, "student file", f"{args.out} (notebooks and their .py twins)"))
+    *results, (config, _, config_state) = make_nbgrader_course(args.source, args.nbgrader, overwrite=args.overwrite)
+    for path, counts, state in results:
+        report(path, state, f"{counts['tests']} autograded checks, {counts['written']} written answers, "
+                            f"{counts['answers']} code answers")
+    if config_state == "written":
+        print(f"{config}: written")
+    elif config_state == "kept":  # there to be edited: even --overwrite keeps it
+        print(f"kept {config}: it differs from vaelib's, and is yours to edit: never replaced, not even by "
+              f"--overwrite (delete it to get vaelib's again)")
+    print(summary(results, "nbgrader source notebook", Path(args.nbgrader) / "source"))
+    print(f"next, in {args.nbgrader}: nbgrader generate_assignment NN_name (see notebooks/README.md)")
     return 0
 
+
+# main -------------------------------------------------------------------------------------------------
 
 def _explicit_flags(argv) -> set:
     """The destinations of the options actually typed (not defaulted): parse again with no defaults."""
     parser = build_parser()
-    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)][0]
-    for sub in subparsers.choices.values():
+    for sub in [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)][0].choices.values():
         for action in sub._actions:
             action.default = argparse.SUPPRESS
     return set(vars(parser.parse_args(argv)))
 
 
 def _report(command: str, message: str) -> None:
-    print(f"vaelib {command}: error: {_printable(message)}", file=sys.stderr)
+    from .runs import printable  # a message may quote a file's contents: no escape sequence reaches the terminal
+    print(f"vaelib {command}: error: {printable(message)}", file=sys.stderr)
 
 
 def main(argv=None) -> int:
@@ -825,11 +693,11 @@ def main(argv=None) -> int:
     from .coursework import CourseworkError
     from .data import DataError
     from .files import describe_os_error
+    from .threads import cpu_threads
     from .training import TrainingDiverged
 
     command = {"train": _train, "generate": _generate, "evaluate": _evaluate, "export": _export,
                "coursework": _coursework}[args.command]
-    from .threads import cpu_threads
     try:
         with cpu_threads(getattr(args, "threads", None)):
             return command(args, _explicit_flags(argv)) if args.command == "train" else command(args)

@@ -8,6 +8,10 @@ and the samples of z. Data may be vaelib.ImageData, a tensor of images, or ``(im
 a tensor, a sequence or one int for all); its images must have the model's ``image_shape`` ``(C, H, W)``
 (else one ``ValueError`` before any work). Every function runs the model in eval mode and leaves each
 of its modules in the mode it found (vaelib.vae.evaluating).
+
+A long IWAE evaluation can stop and resume, or be split into shards run anywhere: :func:`recorded_nll`
+keeps each image's bound in a :func:`bounds_record` file as it comes, and :func:`combine_bounds` merges
+the files of the shards (what ``vaelib evaluate`` does with ``--bounds``, ``--shard`` and ``--combine``).
 """
 from __future__ import annotations
 
@@ -26,7 +30,9 @@ from .validation import matching_images, whole_number
 from .vae import built_by_vaelib, evaluating
 
 __all__ = ["evaluate_elbo", "iwae_nll", "iwae_bounds", "summarize_bounds", "image_generator", "bits_per_dim",
-           "reconstruction_error", "active_units", "fixed_batches", "BoundsRecord", "file_sha256"]
+           "reconstruction_error", "active_units", "fixed_batches", "BoundsRecord", "file_sha256", "bounds_record",
+           "recorded_nll", "shard_indices", "combine_bounds", "check_finite", "NonFiniteBounds",
+           "LONG_EVALUATION_SECONDS"]
 
 PIXELS = 784  # MNIST's C*H*W
 
@@ -223,7 +229,7 @@ class BoundsRecord:
                          for key, value in self.meta.items() if key != "shard" and stored["meta"].get(key) != value]
             if different:
                 raise ValueError(f"{self.path} holds bounds of another evaluation ({'; '.join(different)}): "
-                                 f"choose another --bounds file")
+                                 f"choose another bounds file")
             self.bounds = stored["bounds"]
 
     @classmethod
@@ -235,7 +241,7 @@ class BoundsRecord:
             if stored.get("format") != cls.FORMAT:
                 raise ValueError
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            raise ValueError(f"{path} is not a readable bounds file of 'vaelib evaluate --bounds'") from None
+            raise ValueError(f"{path} is not a readable bounds file (vaelib.evaluation.BoundsRecord)") from None
         return stored
 
     def save(self) -> None:
@@ -288,3 +294,118 @@ def reconstruction_error(model, data, batch_size: int = 1000, seed: int = 0) -> 
             total += (model.reconstruct(x, y) - x).pow(2).sum().item()
     per_image = total / len(data)
     return {"mse_sum": per_image, "mse": per_image / math.prod(data.image_shape)}
+
+
+# An evaluation that can stop and resume, or be split into shards run anywhere and combined: each
+# image's bound is kept in a BoundsRecord as it comes (see BoundsRecord and iwae_bounds).
+
+LONG_EVALUATION_SECONDS = 60.0  # evaluations expected to take longer say so after their first batch
+QUICKER = ("a subset of the images and a smaller k give a quick estimate of the NLL, a BoundsRecord lets an "
+           "interrupted evaluation continue")
+
+
+class NonFiniteBounds(ValueError):
+    """Per-image bounds that are NaN or infinite: there is no NLL to report."""
+
+
+def check_finite(bounds, source: str) -> None:
+    """Refuse bounds of NaN or infinity (:class:`NonFiniteBounds`), naming how many, the first, and
+    ``source`` (where they came from: "the model", "the shard files")."""
+    bad = (~torch.isfinite(torch.as_tensor(bounds))).nonzero().flatten().tolist()
+    if bad:
+        raise NonFiniteBounds(f"{len(bad):,} of {len(bounds):,} per-image bounds from {source} are not finite (NaN "
+                              f"or infinite; first at position {bad[0]}), so there is no NLL to report: evaluate "
+                              f"with precision fp32, and check the model (do its samples look right?)")
+
+
+def shard_indices(n_images: int, shard: tuple[int, int] | None = None) -> list[int]:
+    """The images of shard ``(i, n)``: those whose index is i mod n (all ``n_images`` for ``None``)."""
+    if shard is None:
+        return list(range(n_images))
+    indices = list(range(shard[0], n_images, shard[1]))
+    if not indices:
+        raise ValueError(f"shard {shard[0]}/{shard[1]} of {n_images:,} images holds no image (a shard i/n holds "
+                         f"the images whose index is i mod n): use fewer shards, or more images")
+    return indices
+
+
+def bounds_record(path, checkpoint_path, data, k: int, seed: int = 0, precision: str = "fp32",
+                  shard: tuple[int, int] | None = None) -> BoundsRecord:
+    """The :class:`BoundsRecord` in file ``path`` of evaluating the checkpoint file ``checkpoint_path``
+    on ``data`` (vaelib.ImageData: its name, size and binarization are recorded) with ``k`` samples
+    and ``seed``: the bounds the file already holds, or none; a ``ValueError`` if it holds another
+    evaluation's."""
+    return BoundsRecord(path, {
+        "checkpoint_sha256": file_sha256(checkpoint_path), "k": k, "seed": seed, "binarize": data.binarize,
+        "dataset": data.name, "n_images": len(data), "precision": precision, "image_shape": list(data.image_shape),
+        "shard": None if shard is None else list(shard)})
+
+
+def recorded_nll(model, data, k: int, indices=None, record: BoundsRecord | None = None, seed: int = 0,
+                 batch_size: int | None = None, precision: str = "fp32", progress: bool = True,
+                 quicker: str = QUICKER) -> dict:
+    """:func:`iwae_nll` of the images ``indices`` (default: all), computing only the bounds ``record``
+    lacks and saving them into it as they come (at least every 10 s, and when interrupted).
+
+    Returns what :func:`summarize_bounds` returns, over all of ``indices``. An evaluation expected to
+    take over :data:`LONG_EVALUATION_SECONDS` writes its expected time after its first batch, with
+    ``quicker`` (how to get an answer sooner). Bounds that are not finite are a :class:`NonFiniteBounds`.
+    """
+    data, _ = _checked(model, data, batch_size)
+    indices = list(range(len(data))) if indices is None else list(indices)
+    bounds = {} if record is None else record.bounds
+    todo = [i for i in indices if i not in bounds]
+    _collect(iwae_bounds(model, data, k, seed, batch_size, todo, precision), bounds, len(todo), k, record,
+             progress, quicker)
+    mine = torch.tensor([bounds[i] for i in indices])
+    check_finite(mine, "the model")
+    return summarize_bounds(mine, data.image_shape, k, seed)
+
+
+def _collect(batches, bounds: dict, total: int, k: int, record, progress: bool, quicker: str,
+             every: float = 10.0) -> None:
+    """Collect per-image bounds into ``bounds``, saving ``record`` at least every ``every`` seconds."""
+    import time
+
+    from tqdm.auto import tqdm
+    start = last = time.monotonic()
+    try:
+        with tqdm(total=total, desc=f"IWAE k={k}", unit="img", leave=False, disable=not progress) as bar:
+            for batch, (idx, bound) in enumerate(batches):
+                bounds.update({int(i): float(b) for i, b in zip(idx, bound)})
+                if batch == 0 and total > len(idx):
+                    _estimate(bar, time.monotonic() - start, len(idx), total, k, quicker)
+                bar.update(len(idx))
+                if record is not None and time.monotonic() - last > every:
+                    record.save()
+                    last = time.monotonic()
+    finally:  # also when interrupted: what was computed is kept, and the next run starts from there
+        if record is not None:
+            record.save()
+
+
+def _estimate(bar, seconds: float, done: int, total: int, k: int, quicker: str = QUICKER) -> None:
+    """Before a long evaluation goes on: its expected time, from its first batch."""
+    if seconds / done * (total - done) > LONG_EVALUATION_SECONDS:
+        hours, minutes = divmod(round(seconds / done * total / 60), 60)
+        when = f"{hours} h {minutes} min" if hours else f"{max(minutes, 1)} min"
+        bar.write(f"estimated time: about {when} for {total:,} images at k={k} ({seconds / done:.2f} s per image on "
+                  f"the first {done:,}); {quicker}")
+
+
+def combine_bounds(paths) -> dict:
+    """The NLL of one evaluation from the bounds files of its shards (:meth:`BoundsRecord.combine`).
+
+    Returns what :func:`summarize_bounds` returns, with ``files`` (how many) and ``precision`` (every
+    precision the files were computed at, ``"bf16+fp32"``). A ``ValueError`` when the files measured
+    different things or miss images; a :class:`NonFiniteBounds` when their bounds are not finite.
+    """
+    meta, bounds = BoundsRecord.combine(paths)
+    missing = [i for i in range(meta["n_images"]) if i not in bounds]
+    if missing:
+        raise ValueError(f"the files cover {len(bounds):,} of {meta['n_images']:,} images ({len(missing):,} missing, "
+                         f"e.g. image {missing[0]}): evaluate the missing shards into bounds files, then combine again")
+    combined = torch.tensor([bounds[i] for i in range(meta["n_images"])])
+    check_finite(combined, "the shard files")
+    return {**summarize_bounds(combined, meta["image_shape"], meta["k"], meta["seed"]), "files": len(paths),
+            "precision": meta["precision"]}

@@ -1,4 +1,6 @@
-"""A training run: how it goes (:class:`RunConfig`) and where it is written (:class:`RunClaim`).
+"""A training run: how it goes (:class:`RunConfig`), where it is written (:class:`RunClaim`), and what
+its checkpoints hold (:func:`stored_data`, :func:`model_to_train`, :func:`describe`, :func:`sample_grid`).
+This is the library behind ``python -m vaelib train|generate``, callable from a notebook.
 
     config = RunConfig(epochs=30, lr=3e-3, batch_size=256, lr_schedule="cosine")
     history = vaelib.fit(model, train, test, config=config)      # or fit(..., epochs=30, lr=3e-3, ...)
@@ -17,11 +19,21 @@ The run's folder:
     finally:
         claim.release()              # the lock goes; a run that wrote nothing leaves no folder
 
+    with RunClaim("runs/my_run", resume_if_exists=True) as checkpoint:   # the same, as a block
+        ...
+
 Any non-empty run folder is an existing run, continued only when asked to. The folder is claimed
 at the moment it is checked, by creating a lock file in it exclusively (``O_EXCL``): of two
 processes started with the same run name, one trains and the other is refused, instead of both
 training and one silently overwriting the other's checkpoints. A lock left by a process that no
 longer runs (killed, or a machine that crashed) is taken over.
+
+A run's checkpoints, read back (each function takes a checkpoint path or a model from ``vaelib.load``):
+
+    print(describe("runs/my_run/checkpoint_best.pth"))              # generate --info_only
+    sample_grid("runs/my_run/checkpoint_best.pth", "samples.png")   # generate
+    test = stored_split("runs/my_run/checkpoint_best.pth", "test")  # the data it was trained on
+    model = model_to_train("runs/my_run/checkpoint_last.pth")       # to continue it, or fine-tune it
 """
 from __future__ import annotations
 
@@ -34,7 +46,8 @@ from pathlib import Path
 from .precision import checked_precision
 from .validation import positive_number, whole_number
 
-__all__ = ["RunConfig", "RunClaim", "RunFolderError", "LOCK_NAME", "LR_SCHEDULES"]
+__all__ = ["RunConfig", "RunClaim", "RunFolderError", "LOCK_NAME", "LR_SCHEDULES", "stored_data", "stored_split",
+           "model_to_train", "describe", "printable", "grid_labels", "sample_grid"]
 
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -230,3 +243,175 @@ class RunClaim:
                     raise
                 break
         self.created = []
+
+    def __enter__(self) -> Path | None:
+        """``with RunClaim(run_dir) as resume:``: :meth:`acquire` on entry, :meth:`release` on exit."""
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+# A run's checkpoints, read back: the data it was trained on, its model, its description, its samples.
+# Every function below takes a checkpoint path or a model loaded from one (vaelib.load).
+
+def _model(checkpoint, device="cpu"):
+    """``checkpoint`` itself when it is a model; else the model the checkpoint file holds, on ``device``."""
+    import torch
+
+    from .checkpoints import load
+    return checkpoint if isinstance(checkpoint, torch.nn.Module) else load(checkpoint, device=device)
+
+
+def _stored(checkpoint) -> dict:
+    """The checkpoint dict of a path, a dict, or a model loaded from a checkpoint."""
+    import torch
+
+    from .checkpoints import load_checkpoint
+    if isinstance(checkpoint, dict):
+        return checkpoint
+    if not isinstance(checkpoint, torch.nn.Module):
+        return load_checkpoint(checkpoint)  # any module's checkpoint records its data, even one vaelib cannot build
+    stored = getattr(checkpoint, "checkpoint", None)
+    if stored is None:
+        raise ValueError("the model was not loaded from a checkpoint, so there is no record of its run: pass the "
+                         "checkpoint's path, or a model from vaelib.load(path)")
+    return stored
+
+
+def stored_data(checkpoint) -> dict:
+    """The data a checkpoint was trained on: ``{"dataset", "image_shape", "binarize"}``.
+
+    ``checkpoint`` is a path, a model from ``vaelib.load`` or a checkpoint dict
+    (``vaelib.checkpoints.load_checkpoint``). ``dataset`` is a name of ``vaelib.load_dataset``, or
+    the name of the user's own images; ``image_shape`` is ``[C, H, W]``; ``binarize`` is ``None``,
+    ``"dynamic"`` or ``"static"``. A checkpoint that records no data (format version 1, from before
+    vaelib trained on anything else) was trained on 1x28x28 MNIST, binarized as its training
+    arguments say.
+    """
+    ckpt = _stored(checkpoint)
+    if ckpt.get("data"):
+        return ckpt["data"]
+    binarize = (ckpt.get("train_args") or {}).get("binarize")
+    return {"dataset": "mnist", "image_shape": [1, 28, 28],
+            "binarize": None if binarize in (None, "none") else binarize}
+
+
+KEEP = "as trained"  # stored_split's default binarization: the checkpoint's own
+
+
+def stored_split(checkpoint, split: str = "test", *, dataset: str | None = None, binarize=KEEP,
+                 subset: int | None = None, device="cpu", root=None):
+    """One split of the data set a checkpoint was trained on, prepared as it was (vaelib.ImageData).
+
+    The images get the checkpoint's size and, unless ``binarize`` says otherwise (``None``,
+    ``"dynamic"``, ``"static"``), its binarization. ``dataset`` names another data set to load
+    instead (at the same image size); it is needed for a model trained on the user's own images,
+    which vaelib cannot load by name (a ``ValueError`` says so). ``subset``, ``device`` and ``root``
+    are those of ``vaelib.load_dataset``.
+    """
+    from .data import DATASETS, load_dataset
+    stored = stored_data(checkpoint)
+    if dataset is None and stored["dataset"] not in DATASETS:
+        raise ValueError(f"this model was trained on your own images ({stored['dataset']!r}), which vaelib cannot "
+                         f"load by name: pass them to vaelib.evaluation, or pass dataset=NAME")
+    return load_dataset(dataset or stored["dataset"], split, stored["binarize"] if binarize == KEEP else binarize,
+                        subset, device, root, image_size=stored["image_shape"][-1])
+
+
+def model_to_train(path):
+    """The model checkpoint ``path`` holds, rebuilt from its config with its weights, on the CPU and in
+    train mode: ready for ``vaelib.fit``, to continue its run (``resume_from=path``, which also restores
+    the optimizer) or to start from its weights (fine-tuning).
+
+    ``model.checkpoint`` holds the rest of the file: ``epoch`` (epochs trained), ``train_args`` (the
+    flags of the ``vaelib train`` command that ran it, if one did), ``history``; :func:`stored_data`
+    reads its data. A ``CheckpointError`` names what is wrong with a damaged file, or one of an
+    architecture vaelib cannot rebuild (load that with ``vaelib.load(path, model=...)``).
+    """
+    return _model(path).train()
+
+
+def printable(text) -> str:
+    """``text`` with every control character escaped (``\\x1b``, ``\\n``...). Strings read from a file
+    (a run name, training arguments) go through here before they reach a terminal, where an escape
+    sequence can clear the screen, retitle the window or, on some terminals, set the clipboard."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
+def describe(checkpoint, path=None) -> str:
+    """What a checkpoint holds, in lines (what ``vaelib generate --info_only`` prints): vaelib version,
+    architecture, data, epochs, best test ELBO, training arguments, and every layer's shape.
+
+    ``checkpoint`` is a path (loaded on the CPU) or a model from ``vaelib.load``; ``path`` names it on
+    the first line (a path names itself). Every control character read from the file is escaped
+    (:func:`printable`), so the text is safe to print.
+    """
+    model = _model(checkpoint)
+    ckpt, data = _stored(model), stored_data(model)
+    path = checkpoint if path is None and model is not checkpoint else path
+    config = model.config
+    lines = [f"checkpoint: {path}"] if path is not None else []
+    lines += [f"vaelib version: {ckpt.get('vaelib_version')} (format {ckpt.get('format_version')})",
+              f"architecture: {config.arch}, latent size {model.latent_dim}, likelihood {config.likelihood}"
+              + (f" ({config.pixelcnn_layers} layers)" if config.get("pixelcnn_layers", 1) > 1 else "")
+              + f", posterior {config.posterior}, prior {config.prior}"
+              + (f", conditional on {model.num_classes} classes" if model.num_classes else ""),
+              f"trained on: {data['dataset']}, images {tuple(data['image_shape'])}, "
+              f"binarization {data['binarize'] or 'none'}",
+              f"epochs trained: {ckpt.get('epoch', 0)}",
+              _best_line(ckpt)]
+    args = ckpt.get("train_args") or {}
+    if args:
+        lines += ["training arguments:", *(f"  {k}: {v}" for k, v in sorted(args.items()))]
+    lines += ["layers:", f"  {'name':<34} {'shape':<22} {'parameters':>12}",
+              *(f"  {name:<34} {str(tuple(p.shape)):<22} {p.numel():>12,}" for name, p in model.named_parameters()),
+              f"  {'total':<57} {model.num_parameters():>12,}"]
+    return "\n".join(printable(line) for line in lines)
+
+
+def _best_line(ckpt: dict) -> str:
+    best = ckpt.get("best_test_elbo")
+    if best is None:
+        return "best test ELBO: unknown"
+    subset = (ckpt.get("train_args") or {}).get("subset")
+    on = (f"the first {subset:,} test images (trained with --subset)" if isinstance(subset, int)
+          else "the whole test set")
+    return f"best test ELBO: {best:.2f} nats on {on}"
+
+
+def grid_labels(model, n: int, nrow: int = 8, digit: int | None = None):
+    """The labels :func:`sample_grid` draws: ``None`` for an unconditional model; for a conditional one
+    ``digit`` for every image, or without it one label per row, 0, 1, 2... (row r: r mod the classes)."""
+    import torch
+    classes = model.num_classes
+    if digit is not None and not classes:
+        raise ValueError(f"digit {digit} needs a conditional model; this one is unconditional: drop digit")
+    if digit is not None and not 0 <= digit < classes:
+        raise ValueError(f"digit {digit}: this model knows labels 0 to {classes - 1}")
+    if not classes:
+        return None
+    labels = torch.full((n,), digit) if digit is not None else torch.arange(n) // nrow % classes
+    return labels.to(model.device)
+
+
+def sample_grid(checkpoint, path, n: int = 64, nrow: int = 8, seed: int = 0, digit: int | None = None,
+                temperature: float = 1.0, device="cpu"):
+    """Sample ``n`` new images from a trained model and write them as one grid, ``nrow`` images a row
+    (PNG, or the format of ``path``'s extension): what ``python -m vaelib generate`` does. Returns the path.
+
+    ``checkpoint`` is a checkpoint path (loaded on ``device``) or a model. z is drawn by a
+    ``torch.Generator`` on the model's device seeded with ``seed``, so the grid shows exactly
+    ``model.sample(n, temperature=temperature, y=grid_labels(model, n, nrow, digit), generator=...)``.
+    ``digit`` picks the label of a conditional model (:func:`grid_labels`); ``temperature`` below 1
+    gives cleaner, less varied images (a model with a learned prior takes only 1). A wrong argument is
+    a ``ValueError`` raised before anything is sampled.
+    """
+    import torch
+
+    from .plotting import image_format, save_image_grid
+    image_format(path)  # an unknown extension fails before the sampling, which can be slow (pixelcnn)
+    model = _model(checkpoint, device)
+    y = grid_labels(model, n, nrow, digit)
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    return save_image_grid(model.sample(n, temperature=temperature, y=y, generator=generator), path, nrow=nrow)
