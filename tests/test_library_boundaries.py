@@ -94,12 +94,12 @@ def test_fit_checks_its_test_set_before_the_first_step(wrong, images):
 # fit's other arguments ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(lr_schedule="cosine"),
-     r"^lr_schedule must be a function f\(step\) .* vaelib\.schedules\.WarmupCosine\(total_steps\); got 'cosine'$"),
+    (dict(lr_schedule="linear"),
+     r"^lr_schedule must be 'constant', 'cosine' or a function f\(step\) .*WarmupCosine\(total_steps\).*got 'linear'$"),
     (dict(lr_schedule=WarmupCosine),
      r"^lr_schedule=WarmupCosine is a class: pass an instance .*\.WarmupCosine\(total_steps\)$"),
     (dict(objective="iwae"),
-     r"^objective must be an objective object, .* vaelib\.objectives\.IWAEObjective\(k=5\) .*got 'iwae'$"),
+     r"^objective must be an objective: a function objective\(model, x, y, step\) .*IWAEObjective\(k=5\).*got 'iwae'$"),
     (dict(objective=IWAEObjective), r"^objective=IWAEObjective is a class: pass an instance"),
     (dict(beta=-1), r"^beta must be a number >= 0 .* got -1$"),
     (dict(beta=float("nan")), r"^beta must be a number >= 0"),

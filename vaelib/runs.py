@@ -99,7 +99,10 @@ class RunConfig:
         if self.clip_grad is not None:
             positive_number("clip_grad", self.clip_grad)
         checked_precision(self.precision)
-        if isinstance(self.lr_schedule, type) or not (self.lr_schedule in LR_SCHEDULES or callable(self.lr_schedule)):
+        if isinstance(self.lr_schedule, type):  # WarmupCosine instead of WarmupCosine(...): it would fail at step 0
+            raise ValueError(f"lr_schedule={self.lr_schedule.__name__} is a class: pass an instance made from it, "
+                             f"e.g. vaelib.schedules.WarmupCosine(total_steps)")
+        if not (self.lr_schedule in LR_SCHEDULES or callable(self.lr_schedule)):
             raise ValueError(f"lr_schedule must be 'constant', 'cosine' or a function f(step) giving the learning "
                              f"rate's factor (e.g. vaelib.schedules.WarmupCosine(total_steps)), got {self.lr_schedule!r}")
         whole_number("warmup_steps", self.warmup_steps, 0)
