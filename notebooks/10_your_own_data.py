@@ -808,7 +808,7 @@ try:
     show_images(kmnist.images.float() / 255, nrow=16, title="KMNIST: cursive Japanese characters")
     plt.show()
 except vaelib.DataError as err:
-    print("DataError:", err)
+    print("DataError:", str(err).replace(str(vaelib.data.data_root()), "<data root>"))  # not this machine's path
 
 # %% [markdown]
 # This notebook was executed offline: the printed line is what you see then. With the files in place
@@ -909,7 +909,7 @@ try:
     plt.show()
     print(cifar)
 except vaelib.DataError as err:
-    print("DataError:", err)
+    print("DataError:", str(err).replace(str(vaelib.data.data_root()), "<data root>"))  # not this machine's path
 
 # %% [markdown]
 # With the files in place, the same `build_vae(..., image_shape=(3, 32, 32))` and `fit` train on
