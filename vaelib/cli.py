@@ -707,6 +707,9 @@ def main(argv=None) -> int:
     except (DataError, CheckpointError, TrainingDiverged, ValueError) as err:
         _report(args.command, str(err))
         return 1
+    except BrokenPipeError:  # `... --info_only | head`: the reader has all it wanted; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's advice: no second error at exit
+        return 0
     except OSError as err:  # a full disk, a read-only folder, a path below a file...
         _report(args.command, describe_os_error(err))
         return 1
