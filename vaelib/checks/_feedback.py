@@ -18,7 +18,7 @@ the reference answer, then the table of the usual mistakes, each with the wrong 
   unsolved exercise, ``NotImplementedError``, stops the notebook there, as nbgrader's stubs intend).
 - ``expect(out, right, mistakes, otherwise)`` goes on when ``out`` is near the right answer, and otherwise fails
   with ``diagnose``'s hint: the hint of the first mistake in the table that the answer makes. A mistake is the
-  wrong answer it gives (or a list of them), compared with the answer as the right one is (``near``); or a test of the answer itself
+  wrong answer it gives (or ``either`` of several), compared with the answer as the right one is (``near``); or a test of the answer itself
   (a shape, a sign, a NaN), True or False, or a ``lambda:`` where it may only run once the mistakes above it are
   ruled out. ``otherwise`` when none matches.
 """
@@ -40,6 +40,13 @@ def _report(name: str, ok: bool, message: str) -> bool:
 
 class _Failed(Exception):
     """Stops a check: it fails with this message."""
+
+
+class either(tuple):  # noqa: N801  (reads as a wrong answer: ``(either(a, b), hint)``)
+    """Several wrong answers that share one hint."""
+
+    def __new__(cls, *answers):
+        return super().__new__(cls, answers)
 
 
 class correct(str):  # noqa: N801  (reads as a verdict: ``return correct(f"...")``)
@@ -81,14 +88,14 @@ def answer(fn, *args, on_error=None):
 
 def diagnose(near, mistakes, otherwise: str | None = None) -> str | None:
     """The hint of the first ``(wrong, hint)`` in ``mistakes`` whose ``wrong`` matches: a wrong answer for which
-    ``near(wrong)`` is true (a list: any of its wrong answers), True itself, or a ``lambda:`` that returns true.
+    ``near(wrong)`` is true (for ``either(a, b, ...)``, any of them), True itself, or a ``lambda:`` that returns true.
     ``otherwise`` when none does."""
     for wrong, hint in mistakes:
         if isinstance(wrong, bool):
             found = wrong
         elif callable(wrong):
             found = wrong()
-        elif isinstance(wrong, list):
+        elif isinstance(wrong, either):
             found = any(near(w) for w in wrong)
         else:
             found = near(wrong)

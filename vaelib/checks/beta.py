@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from ._feedback import _as_tensor, answer, exercise_check, expect
+from ._feedback import _as_tensor, answer, either, exercise_check, expect
 
 __all__ = ['check_linear_warmup', 'check_free_bits_kl', 'check_sigmoid_schedule', 'check_beta_update']
 
@@ -120,7 +120,7 @@ def check_beta_update(fn) -> bool:
         expect(value, max(0.0, beta + lr * (k - target)), [
             (beta + lr * (k - target), f"beta = {value:g} is negative. Hint: a multiplier of an inequality constraint "
                                        "stays >= 0: clip at 0 (a negative beta would *reward* KL)"),
-            ([max(0.0, beta - lr * (k - target)), beta - lr * (k - target)],
+            (either(max(0.0, beta - lr * (k - target)), beta - lr * (k - target)),
              "the sign is flipped: your beta falls when the KL is above the target. Hint: too much KL calls for a "
              "larger beta, a stronger pull on the KL"),
             (max(0.0, beta + (k - target)), "the step size lr is missing. Hint: move beta by lr times the violation"),

@@ -6,7 +6,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._feedback import _as_tensor, answer, exercise_check, expect
+from ._feedback import _as_tensor, answer, either, exercise_check, expect
 
 __all__ = ['check_vae_loss', 'check_gaussian_vae_loss', 'check_optimal_sigma', 'check_diversity',
            'check_effective_betas']
@@ -33,9 +33,9 @@ def check_vae_loss(fn) -> bool:
             (-expected, "that is the ELBO itself. Hint: the loss to minimize is minus the ELBO"),
             (rec.mean(), "the KL term is missing. Hint: loss = reconstruction + KL"),
             ((rec - kl).mean(), "the KL has the wrong sign. Hint: the KL is a penalty, add it"),
-            ([bce_mean + kl.mean(), bce_mean + kl.sum()], "the reconstruction term is averaged over pixels: that "
-                                                          "weighs the KL 784 times too much. Hint: sum over pixels "
-                                                          "(reduction='sum', then / batch)"),
+            (either(bce_mean + kl.mean(), bce_mean + kl.sum()),
+             "the reconstruction term is averaged over pixels: that weighs the KL 784 times too much. Hint: sum over "
+             "pixels (reduction='sum', then / batch)"),
             (rec.sum() + kl.sum(), "you sum over the batch. Hint: average over the batch instead"),
         ], otherwise="wrong value. Hint: mean over the batch of [BCE summed over pixels + KL summed over latent "
                      "dimensions]", near=lambda a, b: torch.allclose(a.float(), b.float(), rtol=1e-4, atol=1e-3))
@@ -104,13 +104,14 @@ def check_optimal_sigma(fn) -> bool:
             return f"shape {tuple(out.shape)}: sigma* is one number"
         expect(out.reshape(()), expected, [
             (expected ** 2, "that is sigma*^2, the mean squared error. Hint: take the square root"),
-            ([err.pow(2).sum().sqrt(), err.pow(2).sum()], "you sum the squared errors. Hint: average them over the "
-                                                          "784 B pixel values"),
-            ([(err.pow(2).sum() / batch).sqrt(), (err.pow(2).sum() / 784).sqrt()],
+            (either(err.pow(2).sum().sqrt(), err.pow(2).sum()),
+             "you sum the squared errors. Hint: average them over the 784 B pixel values"),
+            (either((err.pow(2).sum() / batch).sqrt(), (err.pow(2).sum() / 784).sqrt()),
              "wrong normalization. Hint: divide the summed squared error by 784 B, all the pixel values of the batch"),
             (err.abs().mean(), "that is the mean absolute error. Hint: the root of the mean squared error"),
-            ([err.std(), err.std(unbiased=False)], "std() subtracts the average error first. Hint: sigma* uses the "
-                                                   "errors themselves: the root of the mean of (x - mean)^2"),
+            (either(err.std(), err.std(unbiased=False)), "std() subtracts the average error first. Hint: sigma* "
+                                                         "uses the errors themselves: the root of the mean of "
+                                                         "(x - mean)^2"),
         ], otherwise="wrong value. Hint: sigma* = sqrt(1 / (784 B) * sum over b, j of (x - m)^2)",
            near=lambda a, b: torch.allclose(a.float(), b.float(), rtol=1e-4, atol=1e-6))
 
