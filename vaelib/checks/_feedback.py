@@ -91,6 +91,8 @@ def diagnose(near, mistakes, otherwise: str | None = None) -> str | None:
     ``near(wrong)`` is true (for ``either(a, b, ...)``, any of them), True itself, or a ``lambda:`` that returns true.
     ``otherwise`` when none does."""
     for wrong, hint in mistakes:
+        if isinstance(wrong, torch.Tensor) and wrong.dtype == torch.bool:
+            raise TypeError("a test in a table of mistakes must be a Python bool: wrap it in bool(...)")
         if isinstance(wrong, bool):
             found = wrong
         elif callable(wrong):
