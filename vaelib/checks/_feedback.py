@@ -139,18 +139,3 @@ def _log_normal_diag(z, mu, logvar):
     """log N(z; mu, diag exp(logvar)), summed over the last dimension."""
     return -0.5 * ((z - mu) ** 2 / logvar.exp() + logvar + math.log(2 * math.pi)).sum(-1)
 
-
-def _call(name, fn, *args):  # TEMPORARY: until every check is rewritten
-    try:
-        return fn(*args), None
-    except NotImplementedError:
-        raise
-    except Exception as err:
-        return None, f"your function raised {type(err).__name__}: {err}"
-
-
-def _number(out):  # TEMPORARY
-    try:
-        return float(out), None
-    except (TypeError, ValueError, RuntimeError):
-        return None, f"expected one number, got {type(out).__name__} {tuple(getattr(out, 'shape', ()))}"
