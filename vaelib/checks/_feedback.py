@@ -1,5 +1,5 @@
 """What every check shares. A check is one function that reads top to bottom: its cases, the learner's answer,
-the reference answer, then the table of the usual mistakes, each with the wrong answer it gives and a hint::
+the reference answer, then its table of the usual mistakes, each the wrong answer it gives and its hint::
 
     @exercise_check("correct on 3 random batches")
     def check_gaussian_kl(fn) -> bool:
@@ -11,16 +11,10 @@ the reference answer, then the table of the usual mistakes, each with the wrong 
                 (out.dim() == 0, "a single number; expected one KL per example"),
             ], otherwise="wrong values. Hint: ...")
 
-- ``@exercise_check(passed)`` names the check after its function and prints its one line: ``✓ name: passed``
-  when the function returns None (or ``correct(message)``), ``✗ name: message`` when it returns a message or
-  calls ``fail(message)``; the check returns True or False (and raises under VAELIB_CHECKS_STRICT=1).
-- ``answer(fn, *args)`` calls the learner's function: an error in it fails the check with that error (an
-  unsolved exercise, ``NotImplementedError``, stops the notebook there, as nbgrader's stubs intend).
-- ``expect(out, right, mistakes, otherwise)`` goes on when ``out`` is near the right answer, and otherwise fails
-  with ``diagnose``'s hint: the hint of the first mistake in the table that the answer makes. A mistake is the
-  wrong answer it gives (or ``either`` of several), compared with the answer as the right one is (``near``); or a test of the answer itself
-  (a shape, a sign, a NaN), True or False, or a ``lambda:`` where it may only run once the mistakes above it are
-  ruled out. ``otherwise`` when none matches.
+``exercise_check`` prints the check's one line (✓ and its message when the function returns nothing or
+``correct(message)``, ✗ and the message it returns or ``fail``s with) and returns True or False, raising under
+VAELIB_CHECKS_STRICT=1. ``answer`` calls the learner's function: an error there fails the check with the error.
+``expect`` goes on when the answer is near the right one, else fails with ``diagnose``'s hint.
 """
 from __future__ import annotations
 
@@ -54,7 +48,8 @@ class correct(str):  # noqa: N801  (reads as a verdict: ``return correct(f"...")
 
 
 def exercise_check(passed: str | None = None):
-    """Make ``body`` a check: see the module's docstring."""
+    """Make the decorated function a check named after it: it passes with ``passed`` when the function returns
+    None, with ``correct(message)``'s message, and fails with any other message it returns or ``fail``s with."""
     def decorate(body):
         @functools.wraps(body)
         def check(*args, **kwargs) -> bool:
@@ -86,10 +81,11 @@ def answer(fn, *args, on_error=None):
         fail(on_error(message) if on_error else message)
 
 
-def diagnose(near, mistakes, otherwise: str | None = None) -> str | None:
-    """The hint of the first ``(wrong, hint)`` in ``mistakes`` whose ``wrong`` matches: a wrong answer for which
-    ``near(wrong)`` is true (for ``either(a, b, ...)``, any of them), True itself, or a ``lambda:`` that returns true.
-    ``otherwise`` when none does."""
+def diagnose(near, mistakes, otherwise: str) -> str:
+    """The hint of the first ``(wrong, hint)`` in ``mistakes`` that the answer matches, ``otherwise`` when none does.
+    ``wrong`` is the wrong answer that the mistake gives, compared with the answer by ``near(wrong)`` (``either(a,
+    b)``: any of them); or a test of the answer itself (a shape, a sign, a NaN): True or False, or a ``lambda:``
+    where the test may only run once the mistakes above it are ruled out."""
     for wrong, hint in mistakes:
         if isinstance(wrong, torch.Tensor) and wrong.dtype == torch.bool:
             raise TypeError("a test in a table of mistakes must be a Python bool: wrap it in bool(...)")
@@ -107,8 +103,8 @@ def diagnose(near, mistakes, otherwise: str | None = None) -> str | None:
 
 
 def expect(out, right, mistakes, otherwise: str, near=None, tol=1e-4):
-    """Go on when ``near(out, right)`` (by default ``_close`` with ``tol``); otherwise fail with ``diagnose``'s
-    hint."""
+    """Go on when the answer ``out`` is near the ``right`` one (``near(out, right)``, by default ``_close`` with
+    ``tol``); otherwise fail with the hint of the first of the ``mistakes`` it makes (``diagnose``)."""
     near = near or (lambda a, b: _close(a, b, tol))
     if not near(out, right):
         fail(diagnose(lambda wrong: near(out, wrong), mistakes, otherwise))

@@ -214,7 +214,8 @@ def check_per_pixel_nll(fn) -> bool:
                 (kind == "pixelcnn" and out.dim() == 4 and out.shape[1] == model.likelihood.params_channels,
                  f"shape {tuple(out.shape)}: you read the pixelcnn decoder's output as logits, but it is a feature "
                  "map. Hint: the logits are model.likelihood.logits(params, x)"),
-            ], otherwise=f"shape {tuple(out.shape)}, expected {tuple(expected.shape)}: one value per pixel of each image")
+            ], otherwise=f"shape {tuple(out.shape)}, expected {tuple(expected.shape)}: one value per pixel of each "
+                         "image")
         near = lambda a, b: torch.allclose(a, b, atol=1e-4, rtol=1e-4)  # noqa: E731
         expect(out, expected, [
             (-expected, "that is log p, not -log p. Hint: the NLL is minus the log-probability "

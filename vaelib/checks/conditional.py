@@ -83,8 +83,8 @@ def check_elbo_scores(fn) -> bool:
         (torch.stack([p.reconstruction for p in parts], 1), "the KL term is missing. Hint: score with the whole ELBO "
                                                             "(.elbo), reconstruction minus KL"),
         (3 * expected, "three times too large: you sum over the samples. Hint: average them"),
-        (lambda: torch.allclose(out, out[:, :1].expand_as(out)), "every column is the same. Hint: column k scores "
-                                                                 "the images with the label k: y = torch.full((B,), k)"),
+        (lambda: torch.allclose(out, out[:, :1].expand_as(out)),
+         "every column is the same. Hint: column k scores the images with the label k: y = torch.full((B,), k)"),
     ], otherwise="wrong values. Hint: column k = model.elbo(x, y=labels k).elbo, averaged over n_samples calls",
            near=lambda a, b: a.shape == b.shape and torch.allclose(a.float(), b, atol=1e-2, rtol=0))
 

@@ -55,7 +55,8 @@ def check_fixed_std_q(best_mean, smallest_gap) -> bool:
     if abs(m - m_star) < 0.01 and abs(gap - gap_star) < 0.01:
         return correct(f"best mean {m_star:.3f}, smallest gap {gap_star:.2f} nats")
     return diagnose(None, [
-        (abs(gap + gap_star) < 0.05 or gap < 0, "your gap is negative. Hint: the gap is log p(x) - ELBO, which is >= 0"),
+        (abs(gap + gap_star) < 0.05 or gap < 0, "your gap is negative. Hint: the gap is log p(x) - ELBO, which is "
+                                                ">= 0"),
         (abs(gap - _toy_gap(m, 1.0)) < 0.05, "that gap is for a standard deviation of e, not 1. Hint: toy_elbo takes "
                                              "the log-std, and a std of 1 is a log-std of 0"),
         (abs(gap - _toy_gap(m, 0.0)) > 0.05, f"your gap is not log p(x) - ELBO at your mean m = {m:.3f}. Hint: "
@@ -148,8 +149,8 @@ def check_elbo_mc(fn) -> bool:
 
         def samples_with_std(wrong_std):   # z drawn with the wrong scale, scored with log_std or with log |scale|
             z_wrong = m + wrong_std * eps
-            return any(near((log_joint(z_wrong) - lq).mean())
-                       for lq in (_log_normal(z_wrong, m, log_std), _log_normal(z_wrong, m, torch.log(wrong_std.abs()))))
+            scored = (_log_normal(z_wrong, m, log_std), _log_normal(z_wrong, m, torch.log(wrong_std.abs())))
+            return any(near((log_joint(z_wrong) - lq).mean()) for lq in scored)
 
         return diagnose(near, [
             (log_joint(z).mean(), "you averaged log p(x0, z) alone. Hint: the ELBO also subtracts log q(z), so that a "

@@ -216,6 +216,7 @@ def check_mixture_log_likelihood(fn) -> bool:
              "you kept only the most likely component (right when one component dominates, wrong when several "
              "explain the image equally well). Hint: sum over all components, with torch.logsumexp"),
             (torch.logsumexp(per_pixel + weights.log(), 1), "you averaged over pixels. Hint: given the component, the "
-                                                            "pixels are independent, so their log-probabilities add up"),
+                                                            "pixels are independent, so their log-probabilities add "
+                                                            "up"),
         ], otherwise="wrong values. Hint: log p_k(x) = sum_j [x_j l_kj - softplus(l_kj)] for each component, then "
                      "log sum_k exp(log w_k + log p_k(x))", near=_near)

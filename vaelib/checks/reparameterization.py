@@ -21,7 +21,8 @@ def check_reparameterize(fn) -> bool:
                                            "exp(logvar / 2)"),
             (mu + logvar * eps, "you scale eps by logvar itself. Hint: sigma = exp(logvar / 2)"),
             (torch.exp(0.5 * logvar) * eps, "the mean is missing. Hint: shift the scaled noise by mu"),
-        ], otherwise="wrong values. Hint: z = mu + sigma * eps with sigma = exp(logvar / 2), using the eps you are given")
+        ], otherwise="wrong values. Hint: z = mu + sigma * eps with sigma = exp(logvar / 2), using the eps you are "
+                     "given")
         if out.grad_fn is None or not out.requires_grad:
             return ("the values are right but no gradient flows to mu and logvar. Hint: build z from mu and logvar "
                     "with torch operations, no .detach()/.item()")
@@ -51,7 +52,8 @@ def check_reinforce_baseline(fn) -> bool:
                                "subtract b from f(z), then multiply by the score"),
             ((f(z) - b) * (z - mu) / sigma, "you divide by sigma instead of sigma^2. Hint: d/dmu log N(z; mu, "
                                             "sigma^2) = (z - mu) / sigma^2"),
-            (-expected, "the sign is flipped. Hint: the score is (z - mu) / sigma^2, positive when z is above the mean"),
+            (-expected, "the sign is flipped. Hint: the score is (z - mu) / sigma^2, positive when z is above the "
+                        "mean"),
         ], otherwise=f"wrong values (shape {tuple(out.shape)}, expected {tuple(expected.shape)}). Hint: (f(z) - b) * "
                      "(z - mu) / sigma^2, one term per sample")
 
@@ -95,8 +97,9 @@ def check_sigma_gradients(pathwise_fn, score_fn) -> bool:
         expected = (f(z) * score_sigma).mean().item()
         value = _estimate(score_fn, "score function", f, mu, sigma, z)
         expect(value, expected, [
-            ((f(z) * (z - mu) / sigma ** 2).mean().item(), "score function: that is the gradient with respect to "
-                                                          "mu. Hint: differentiate the surrogate with respect to sigma"),
+            ((f(z) * (z - mu) / sigma ** 2).mean().item(),
+             "score function: that is the gradient with respect to mu. Hint: differentiate the surrogate with respect "
+             "to sigma"),
             (-expected, "score function: the sign is flipped. Hint: the surrogate is + f(z) * log q(z)"),
             (len(z) * expected, "score function: you sum over the samples. Hint: average the surrogate over them"),
             ((f(z) * (z - mu) ** 2 / sigma ** 3).mean().item(),
