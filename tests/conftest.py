@@ -1,4 +1,6 @@
-"""Shared fixtures. Tests read MNIST from $VAELIB_DATA (the root conftest.py sets it)."""
+"""Shared fixtures and helpers. Tests read MNIST from $VAELIB_DATA (the root conftest.py sets it)."""
+import contextlib
+import io
 import os
 from pathlib import Path
 
@@ -19,6 +21,28 @@ def _checks_report_rather_than_raise(monkeypatch):
     """The root conftest makes exercise checks strict for the notebooks; the unit tests of the checks
     test the learner's default (print and return False), and set strictness themselves where they test it."""
     monkeypatch.delenv("VAELIB_CHECKS_STRICT", raising=False)
+
+
+def run_check(check, *args):
+    """Run an exercise check on a learner's answer(s) ``args``: ``(its verdict, the one line it printed)``."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        ok = check(*args)
+    return ok, printed.getvalue().strip()
+
+
+def assert_catches(check, right, wrong, hint, passed=None, also_right=()):
+    """``check`` accepts the right answer and each of ``also_right`` (printing exactly ``✓ <check>: <passed>`` when
+    ``passed`` is given), and rejects ``wrong`` with a ✗ line that contains ``hint``. An answer is the check's
+    argument (mostly the learner's function), or a tuple of its arguments."""
+    def arguments(answer):
+        return answer if isinstance(answer, tuple) else (answer,)
+
+    for answer in (right, *also_right):
+        ok, line = run_check(check, *arguments(answer))
+        assert ok and (passed is None or line == f"✓ {check.__name__}: {passed}"), line
+    ok, line = run_check(check, *arguments(wrong))
+    assert not ok and line.startswith(f"✗ {check.__name__}: ") and hint in line, line
 
 
 @pytest.fixture(scope="session")

@@ -9,10 +9,7 @@ import torch.nn.functional as F
 from vaelib import checks
 from vaelib.plotting import lerp, slerp
 
-
-def _run(check, fn, capsys):
-    ok = check(fn)
-    return ok, capsys.readouterr().out.strip()
+from .conftest import assert_catches, run_check
 
 
 def right_kl(mu, logvar):
@@ -26,10 +23,8 @@ def right_kl(mu, logvar):
     (lambda mu, lv: 0.5 * (mu ** 2 + lv - torch.log(lv) - 1).sum(-1), "logvar as if it were the variance"),
     (lambda mu, lv: (mu ** 2 + lv.exp() - lv - 1).sum(-1), "factor 1/2"),
 ])
-def test_gaussian_kl(fn, hint, capsys):
-    assert _run(checks.check_gaussian_kl, right_kl, capsys) == (True, "✓ check_gaussian_kl: correct on 3 random batches")
-    ok, out = _run(checks.check_gaussian_kl, fn, capsys)
-    assert not ok and out.startswith("✗") and hint in out
+def test_gaussian_kl(fn, hint):
+    assert_catches(checks.check_gaussian_kl, right_kl, fn, hint, passed="correct on 3 random batches")
 
 
 # every exercise check that takes the learner's function alone: the notebooks' common case
@@ -53,8 +48,8 @@ def test_an_unsolved_exercise_stops_the_notebook_and_a_wrong_one_fails_in_strict
     assert f"✗ {name}:" in capsys.readouterr().out
 
 
-def test_a_crashing_answer_is_reported(capsys):
-    ok, out = _run(checks.check_gaussian_kl, lambda mu, logvar: mu @ logvar, capsys)
+def test_a_crashing_answer_is_reported():
+    ok, out = run_check(checks.check_gaussian_kl, lambda mu, logvar: mu @ logvar)
     assert not ok and "your function raised RuntimeError" in out
 
 
@@ -70,9 +65,9 @@ def test_strict_mode_raises(capsys, monkeypatch):
     (lambda mu, lv, eps: torch.exp(0.5 * lv) * eps, "mean is missing"),
     (lambda mu, lv, eps: (mu + torch.exp(0.5 * lv) * eps).detach(), "no gradient flows"),
 ])
-def test_reparameterize(fn, hint, capsys):
-    assert _run(checks.check_reparameterize, lambda mu, lv, eps: mu + torch.exp(0.5 * lv) * eps, capsys)[0]
-    ok, out = _run(checks.check_reparameterize, fn, capsys)
+def test_reparameterize(fn, hint):
+    assert run_check(checks.check_reparameterize, lambda mu, lv, eps: mu + torch.exp(0.5 * lv) * eps)[0]
+    ok, out = run_check(checks.check_reparameterize, fn)
     assert not ok and hint in out
 
 
@@ -81,11 +76,9 @@ def test_reparameterize(fn, hint, capsys):
     (lambda logits, x: -F.binary_cross_entropy_with_logits(logits, x, reduction="none").mean((1, 2, 3)), "average over pixels"),
     (lambda logits, x: -F.binary_cross_entropy_with_logits(logits, x, reduction="sum"), "single number"),
 ])
-def test_bernoulli_log_likelihood(fn, hint, capsys):
+def test_bernoulli_log_likelihood(fn, hint):
     right = lambda logits, x: torch.distributions.Bernoulli(logits=logits).log_prob(x).sum((1, 2, 3))  # noqa: E731
-    assert _run(checks.check_bernoulli_log_likelihood, right, capsys)[0]
-    ok, out = _run(checks.check_bernoulli_log_likelihood, fn, capsys)
-    assert not ok and hint in out
+    assert_catches(checks.check_bernoulli_log_likelihood, right, fn, hint)
 
 
 @pytest.mark.parametrize("fn, hint", [
@@ -93,11 +86,9 @@ def test_bernoulli_log_likelihood(fn, hint, capsys):
     (lambda w: torch.logsumexp(w, 0), "subtract log k"),
     (lambda w: w.mean(0), "the ELBO, not the IWAE bound"),
 ])
-def test_iwae_from_log_weights(fn, hint, capsys):
+def test_iwae_from_log_weights(fn, hint):
     right = lambda w: torch.logsumexp(w, 0) - math.log(w.shape[0])  # noqa: E731
-    assert _run(checks.check_iwae_from_log_weights, right, capsys)[0]
-    ok, out = _run(checks.check_iwae_from_log_weights, fn, capsys)
-    assert not ok and hint in out
+    assert_catches(checks.check_iwae_from_log_weights, right, fn, hint)
 
 
 @pytest.mark.parametrize("fn, hint", [
@@ -105,29 +96,25 @@ def test_iwae_from_log_weights(fn, hint, capsys):
     (lambda nats: nats / 784, "nats per pixel"),
     (lambda nats: nats * math.log(2) / 784, "multiplied by ln 2"),
 ])
-def test_bits_per_dim(fn, hint, capsys):
-    assert _run(checks.check_bits_per_dim, lambda nats: nats / 784 / math.log(2), capsys)[0]
-    ok, out = _run(checks.check_bits_per_dim, fn, capsys)
-    assert not ok and hint in out
+def test_bits_per_dim(fn, hint):
+    assert_catches(checks.check_bits_per_dim, lambda nats: nats / 784 / math.log(2), fn, hint)
 
 
 @pytest.mark.parametrize("fn, hint", [
     (lerp, "straight line"),
     (lambda z0, z1, t: slerp(z1, z0, t), "does not start at z0"),
 ])
-def test_slerp(fn, hint, capsys):
-    assert _run(checks.check_slerp, slerp, capsys)[0]
-    ok, out = _run(checks.check_slerp, fn, capsys)
-    assert not ok and hint in out
+def test_slerp(fn, hint):
+    assert_catches(checks.check_slerp, slerp, fn, hint)
 
 
 @pytest.mark.parametrize("fn, hint", [
     (lambda step, beta_max, warmup: beta_max * step / warmup, "keeps growing"),
     (lambda step, beta_max, warmup: min(1.0, step / warmup), "beta_max is ignored"),
 ])
-def test_linear_warmup(fn, hint, capsys):
-    assert _run(checks.check_linear_warmup, lambda s, b, w: min(b, b * s / w), capsys)[0]
-    ok, out = _run(checks.check_linear_warmup, fn, capsys)
+def test_linear_warmup(fn, hint):
+    assert run_check(checks.check_linear_warmup, lambda s, b, w: min(b, b * s / w))[0]
+    ok, out = run_check(checks.check_linear_warmup, fn)
     assert not ok and hint in out
 
 
@@ -143,7 +130,5 @@ def _right_loss(logits, x, mu, logvar):
      + (0.5 * (mu ** 2 + lv.exp() - lv - 1)).sum(-1).mean(), "averaged over pixels"),
     (lambda lg, x, mu, lv: _right_loss(lg, x, mu, lv) * len(x), "sum over the batch"),
 ])
-def test_vae_loss(fn, hint, capsys):
-    assert _run(checks.check_vae_loss, _right_loss, capsys)[0]
-    ok, out = _run(checks.check_vae_loss, fn, capsys)
-    assert not ok and hint in out
+def test_vae_loss(fn, hint):
+    assert_catches(checks.check_vae_loss, _right_loss, fn, hint)

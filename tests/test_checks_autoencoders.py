@@ -9,10 +9,7 @@ from torch import nn
 from vaelib import checks
 from vaelib.plotting import slerp
 
-
-def _run(check, *args, capsys):
-    ok = check(*args)
-    return ok, capsys.readouterr().out.strip()
+from .conftest import assert_catches, run_check
 
 
 def right_path(z0, z1, n):
@@ -27,11 +24,9 @@ def right_path(z0, z1, n):
     (lambda z0, z1, n: right_path(z0, z1, n + 1), "points; asked for n"),
     (lambda z0, z1, n: slerp(z0, z1, torch.linspace(0, 1, n)), "not evenly spaced on the straight line"),
 ])
-def test_interpolate_codes(fn, hint, capsys):
-    assert _run(checks.check_interpolate_codes, right_path, capsys=capsys) == (
-        True, "✓ check_interpolate_codes: correct for 3 pairs of codes (2-D, 16-D, 5-D)")
-    ok, out = _run(checks.check_interpolate_codes, fn, capsys=capsys)
-    assert not ok and out.startswith("✗") and hint in out
+def test_interpolate_codes(fn, hint):
+    assert_catches(checks.check_interpolate_codes, right_path, fn, hint,
+                   passed="correct for 3 pairs of codes (2-D, 16-D, 5-D)")
 
 
 class Autoencoder(nn.Module):
@@ -64,29 +59,29 @@ def _loss(model, x, reduction="sum"):
         return F.binary_cross_entropy_with_logits(model.decoder(model.encoder(x)), x, reduction=reduction)
 
 
-def test_autoencoder_16d(data, capsys):
+def test_autoencoder_16d(data):
     x, trained = data
     loss = _loss(trained, x).item() / len(x)
-    ok, out = _run(checks.check_autoencoder_16d, trained, loss, x, capsys=capsys)
+    ok, out = run_check(checks.check_autoencoder_16d, trained, loss, x)
     assert ok and out == f"✓ check_autoencoder_16d: a trained 16-D code, and the right test loss ({loss:.1f} nats per image)"
-    assert _run(checks.check_autoencoder_16d, trained, torch.tensor(loss), x, capsys=capsys)[0]
+    assert run_check(checks.check_autoencoder_16d, trained, torch.tensor(loss), x)[0]
 
     with torch.no_grad():
         probs = torch.sigmoid(trained.decoder(trained.encoder(x)))
     for wrong, hint in [(-loss, "sign is flipped"), (loss / 784, "loss per pixel"), (loss * len(x), "sum over the images"),
                         (F.binary_cross_entropy_with_logits(probs, x, reduction="sum").item() / len(x), "probabilities"),
                         (loss + 5.0, "not this model's reconstruction loss")]:
-        ok, out = _run(checks.check_autoencoder_16d, trained, wrong, x, capsys=capsys)
+        ok, out = run_check(checks.check_autoencoder_16d, trained, wrong, x)
         assert not ok and out.startswith("✗") and hint in out, (wrong, out)
 
 
-def test_autoencoder_16d_wrong_model(data, capsys):
+def test_autoencoder_16d_wrong_model(data):
     x, _ = data
     torch.manual_seed(0)
     untrained = Autoencoder(16)      # e.g. the optimizer was given the 2-D model's parameters
-    ok, out = _run(checks.check_autoencoder_16d, untrained, _loss(untrained, x).item() / len(x), x, capsys=capsys)
+    ok, out = run_check(checks.check_autoencoder_16d, untrained, _loss(untrained, x).item() / len(x), x)
     assert not ok and "not trained" in out and f"{784 * math.log(2):.0f}" in out
     two_d = Autoencoder(2)
-    ok, out = _run(checks.check_autoencoder_16d, two_d, _loss(two_d, x).item() / len(x), x, capsys=capsys)
+    ok, out = run_check(checks.check_autoencoder_16d, two_d, _loss(two_d, x).item() / len(x), x)
     assert not ok and "Autoencoder(code_dim=16)" in out
 

@@ -5,10 +5,7 @@ import torch.nn.functional as F
 
 from vaelib import checks
 
-
-def _run(check, fn, capsys):
-    ok = check(fn)
-    return ok, capsys.readouterr().out.strip()
+from .conftest import assert_catches
 
 
 def _count(row, col, k, height, width, centre=False, right=False, below=False, clip=True):
@@ -45,13 +42,10 @@ def right_pixels_seen_with_a_mask(row, col, kernel_size, height, width):
     (lambda r, c, k, h, w: _count(c, r, k, w, h), "column by column"),
     (lambda r, c, k, h, w: _count(r, c, k, h, w) - min(c, k // 2), "Hint: for each pixel of the k x k window"),
 ])
-def test_pixels_seen(fn, hint, capsys):
-    expected = (True, "✓ check_pixels_seen: correct in the middle of the image, at its borders and for other "
-                      "window sizes")
-    assert _run(checks.check_pixels_seen, right_pixels_seen, capsys) == expected
-    assert _run(checks.check_pixels_seen, right_pixels_seen_with_a_mask, capsys) == expected
-    ok, out = _run(checks.check_pixels_seen, fn, capsys)
-    assert not ok and out.startswith("✗") and hint in out, out
+def test_pixels_seen(fn, hint):
+    assert_catches(checks.check_pixels_seen, right_pixels_seen, fn, hint,
+                   passed="correct in the middle of the image, at its borders and for other window sizes",
+                   also_right=[right_pixels_seen_with_a_mask])
 
 
 def right_sampler(logits_fn, shape, generator):
@@ -126,11 +120,9 @@ def stores_probabilities(logits_fn, shape, generator):
     (no_generator, "pass generator=generator"),
     (stores_probabilities, "values other than 0 and 1"),
 ])
-def test_autoregressive_sampler(fn, hint, capsys):
-    assert _run(checks.check_autoregressive_sampler, right_sampler, capsys) == (
-        True, "✓ check_autoregressive_sampler: raster order, 20 calls for 4x5 images, and random, reproducible draws")
-    ok, out = _run(checks.check_autoregressive_sampler, fn, capsys)
-    assert not ok and out.startswith("✗") and hint in out, out
+def test_autoregressive_sampler(fn, hint):
+    assert_catches(checks.check_autoregressive_sampler, right_sampler, fn, hint,
+                   passed="raster order, 20 calls for 4x5 images, and random, reproducible draws")
 
 
 def _logits(model, z, x):
@@ -158,13 +150,10 @@ def right_per_pixel_nll_from_probabilities(model, z, x):
      "its decoder's output *is* the logits"),
     (lambda m, z, x: right_per_pixel_nll(m, z, x).flip(-1), "the sums per image are right"),
 ])
-def test_per_pixel_nll(fn, hint, capsys):
-    expected = (True, "✓ check_per_pixel_nll: correct for the pixelcnn and the factorized Bernoulli decoder; each "
-                      "map sums to -log p(x|z)")
-    assert _run(checks.check_per_pixel_nll, right_per_pixel_nll, capsys) == expected
-    assert _run(checks.check_per_pixel_nll, right_per_pixel_nll_from_probabilities, capsys) == expected
-    ok, out = _run(checks.check_per_pixel_nll, fn, capsys)
-    assert not ok and out.startswith("✗") and hint in out, out
+def test_per_pixel_nll(fn, hint):
+    assert_catches(checks.check_per_pixel_nll, right_per_pixel_nll, fn, hint,
+                   passed="correct for the pixelcnn and the factorized Bernoulli decoder; each map sums to -log p(x|z)",
+                   also_right=[right_per_pixel_nll_from_probabilities])
 
 
 def test_the_map_sums_to_the_likelihood():

@@ -6,10 +6,7 @@ import torch
 
 from vaelib import checks
 
-
-def _run(check, fn, capsys):
-    ok = check(fn)
-    return ok, capsys.readouterr().out.strip()
+from .conftest import assert_catches, run_check
 
 
 def right_free_bits(kl_per_dim, free_nats):
@@ -26,11 +23,9 @@ def right_free_bits(kl_per_dim, free_nats):
     (lambda kl, lam: right_free_bits(kl, lam).item(), "no gradient flows"),
     (lambda kl, lam: right_free_bits(kl.detach(), lam) + 0 * kl.sum(), "the gradient is not"),
 ])
-def test_free_bits_kl(fn, hint, capsys):
-    assert _run(checks.check_free_bits_kl, right_free_bits, capsys) == (
-        True, "✓ check_free_bits_kl: correct, and gradients flow only through the dimensions above free_nats")
-    ok, out = _run(checks.check_free_bits_kl, fn, capsys)
-    assert not ok and out.startswith("✗") and hint in out
+def test_free_bits_kl(fn, hint):
+    assert_catches(checks.check_free_bits_kl, right_free_bits, fn, hint,
+                   passed="correct, and gradients flow only through the dimensions above free_nats")
 
 
 def right_sigmoid(step, beta_max, midpoint, width):
@@ -44,16 +39,14 @@ def right_sigmoid(step, beta_max, midpoint, width):
     (lambda t, b, m, w: b / (1 + math.exp(-t / w)), "shift the step by the midpoint"),
     (lambda t, b, m, w: b / (1 + math.exp(-(t - m) / w)) + 0.1, "Hint: beta_max / (1 + exp"),
 ])
-def test_sigmoid_schedule(fn, hint, capsys):
-    assert _run(checks.check_sigmoid_schedule, right_sigmoid, capsys) == (
-        True, "✓ check_sigmoid_schedule: matches vaelib.schedules.Sigmoid before, at and after the midpoint")
-    ok, out = _run(checks.check_sigmoid_schedule, fn, capsys)
-    assert not ok and out.startswith("✗") and hint in out
+def test_sigmoid_schedule(fn, hint):
+    assert_catches(checks.check_sigmoid_schedule, right_sigmoid, fn, hint,
+                   passed="matches vaelib.schedules.Sigmoid before, at and after the midpoint")
 
 
-def test_a_float32_sigmoid_passes(capsys):
+def test_a_float32_sigmoid_passes():
     fn = lambda t, b, m, w: b * torch.sigmoid(torch.tensor((t - m) / w, dtype=torch.float32))  # noqa: E731
-    assert _run(checks.check_sigmoid_schedule, fn, capsys)[0]
+    assert run_check(checks.check_sigmoid_schedule, fn)[0]
 
 
 def test_unsolved_stubs_stop_the_notebook():
@@ -82,10 +75,8 @@ def right_update(beta, kl, target, lr):
      "carries a gradient"),
     (lambda b, k, t, lr: min(b, b + lr * (_num(k) - t)), "beta = "),
 ])
-def test_beta_update(fn, hint, capsys):
-    assert _run(checks.check_beta_update, right_update, capsys) == (
+def test_beta_update(fn, hint):
+    assert run_check(checks.check_beta_update, right_update) == (
         True, "✓ check_beta_update: correct above, at and below the target, and clipped at 0")
     detached = lambda b, k, t, lr: torch.clamp(torch.as_tensor(b + lr * (k - t)).detach(), min=0.0)  # noqa: E731
-    assert _run(checks.check_beta_update, detached, capsys)[0]
-    ok, out = _run(checks.check_beta_update, fn, capsys)
-    assert not ok and out.startswith("✗") and hint in out
+    assert_catches(checks.check_beta_update, detached, fn, hint)

@@ -10,6 +10,8 @@ import vaelib
 from vaelib import checks
 from vaelib.evaluation import evaluate_elbo, iwae_nll
 
+from .conftest import run_check
+
 needs_fashion = pytest.mark.skipif(
     not (Path(os.environ.get("VAELIB_DATA", "")) / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte").exists(),
     reason="Fashion-MNIST not found: set VAELIB_DATA")
@@ -39,13 +41,8 @@ def honest(model):
     return _report(model)
 
 
-def _run(model, report, capsys):
-    ok = checks.check_capstone_report(model, report)
-    return ok, capsys.readouterr().out.strip()
-
-
-def test_an_honest_report_passes_and_names_its_protocol(model, honest, capsys):
-    ok, out = _run(model, honest, capsys)
+def test_an_honest_report_passes_and_names_its_protocol(model, honest):
+    ok, out = run_check(checks.check_capstone_report, model, honest)
     assert ok and out.startswith("✓ check_capstone_report: ELBO reproduced")
     assert "fashion_mnist, dynamic binarization, seed 0" in out and "k = 20 (papers use 5000: say so)" in out
     assert "200 test images (not all 10,000" in out
@@ -64,20 +61,20 @@ def test_an_honest_report_passes_and_names_its_protocol(model, honest, capsys):
     (lambda r, m: {**r, "seed": 5}, "the ELBO does not reproduce"),
     (lambda r, m: {**r, "nll_per_image": r["nll_per_image"].flip(0)}, "spot-checked images"),
 ])
-def test_a_wrong_report_is_rejected(model, honest, change, hint, capsys):
-    ok, out = _run(model, change(honest, model), capsys)
+def test_a_wrong_report_is_rejected(model, honest, change, hint):
+    ok, out = run_check(checks.check_capstone_report, model, change(honest, model))
     assert not ok and out.startswith("✗") and hint in out
 
 
-def test_a_density_or_a_conditional_model_is_rejected(honest, capsys):
+def test_a_density_or_a_conditional_model_is_rejected(honest):
     gaussian = vaelib.build_vae("mlp", latent_dim=4, hidden=64, likelihood="gaussian")
-    ok, out = _run(gaussian, honest, capsys)
+    ok, out = run_check(checks.check_capstone_report, gaussian, honest)
     assert not ok and "a density" in out
     conditional = vaelib.build_vae("mlp", latent_dim=4, hidden=64, num_classes=10)
-    ok, out = _run(conditional, honest, capsys)
+    ok, out = run_check(checks.check_capstone_report, conditional, honest)
     assert not ok and "log p(x|y)" in out
 
 
-def test_a_static_report_passes_when_it_was_evaluated_static(model, capsys):
-    ok, out = _run(model, _report(model, binarize="static"), capsys)
+def test_a_static_report_passes_when_it_was_evaluated_static(model):
+    ok, out = run_check(checks.check_capstone_report, model, _report(model, binarize="static"))
     assert ok and "static binarization" in out

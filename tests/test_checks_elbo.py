@@ -7,13 +7,10 @@ from torch.distributions import Normal
 
 from vaelib import checks
 
+from .conftest import assert_catches, run_check
+
 W, B, S, X0 = 1.0, 0.0, 0.2, 2.0   # the toy model of notebook 02
 LOG_PX = Normal(B, math.sqrt(W**2 + S**2)).log_prob(torch.tensor(X0, dtype=torch.float64)).item()
-
-
-def _run(check, *args, capsys):
-    ok = check(*args)
-    return ok, capsys.readouterr().out.strip()
 
 
 def _gap(m, log_std):
@@ -25,12 +22,12 @@ def _gap(m, log_std):
     return LOG_PX - (reconstruction + log_prior + entropy)
 
 
-def test_fixed_std_q(capsys):
+def test_fixed_std_q():
     grid = torch.linspace(-1, 4, 5001).tolist()
     best = min(grid, key=lambda m: _gap(m, 0.0))
-    ok, out = _run(checks.check_fixed_std_q, best, _gap(best, 0.0), capsys=capsys)
+    ok, out = run_check(checks.check_fixed_std_q, best, _gap(best, 0.0))
     assert ok and out == "✓ check_fixed_std_q: best mean 1.923, smallest gap 10.87 nats"
-    assert _run(checks.check_fixed_std_q, torch.tensor(best), torch.tensor(_gap(best, 0.0)), capsys=capsys)[0]
+    assert run_check(checks.check_fixed_std_q, torch.tensor(best), torch.tensor(_gap(best, 0.0)))[0]
     coarse = min(torch.linspace(-1, 4, 6).tolist(), key=lambda m: _gap(m, 0.0))      # m = 2
     worst = max(grid, key=lambda m: _gap(m, 0.0))
     for m, gap, hint in [(best, -_gap(best, 0.0), "negative"),
@@ -38,7 +35,7 @@ def test_fixed_std_q(capsys):
                          (worst, _gap(worst, 0.0), "far from the best mean"),
                          (coarse, _gap(coarse, 0.0), "finer grid"),
                          (best, _gap(best, 0.0) + 1.0, "not log p(x) - ELBO at your mean")]:
-        ok, out = _run(checks.check_fixed_std_q, m, gap, capsys=capsys)
+        ok, out = run_check(checks.check_fixed_std_q, m, gap)
         assert not ok and out.startswith("✗") and hint in out, (m, gap, out)
 
 
@@ -59,11 +56,8 @@ def right_iwae(z):
      "did not subtract log q(z)"),
     (lambda z: torch.logsumexp(_log_lik(z, S**2), 1) - math.log(z.shape[1]), "variance s^2 as the scale"),
 ])
-def test_toy_iwae_prior(fn, hint, capsys):
-    assert _run(checks.check_toy_iwae_prior, right_iwae, capsys=capsys) == (
-        True, "✓ check_toy_iwae_prior: correct for k = 1, 10 and 100")
-    ok, out = _run(checks.check_toy_iwae_prior, fn, capsys=capsys)
-    assert not ok and out.startswith("✗") and hint in out
+def test_toy_iwae_prior(fn, hint):
+    assert_catches(checks.check_toy_iwae_prior, right_iwae, fn, hint, passed="correct for k = 1, 10 and 100")
 
 
 def _log_normal(z, m, log_std):
@@ -92,9 +86,7 @@ def _with_z(f):
     (lambda lj, m, ls, eps: (lj(m + (2 * ls).exp() * eps) - _log_normal(m + (2 * ls).exp() * eps, m, 2 * ls)).mean(),
      "the variance"),
 ])
-def test_elbo_mc(fn, hint, capsys):
-    assert _run(checks.check_elbo_mc, right_elbo_mc, capsys=capsys) == (
-        True, "✓ check_elbo_mc: correct on 3 cases (a Gaussian and a bimodal log-joint)")
-    ok, out = _run(checks.check_elbo_mc, fn, capsys=capsys)
-    assert not ok and out.startswith("✗") and hint in out
+def test_elbo_mc(fn, hint):
+    assert_catches(checks.check_elbo_mc, right_elbo_mc, fn, hint,
+                   passed="correct on 3 cases (a Gaussian and a bimodal log-joint)")
 

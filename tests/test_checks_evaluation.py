@@ -8,12 +8,7 @@ import vaelib
 from vaelib import checks
 from vaelib.evaluation import evaluate_elbo
 
-from .conftest import needs_mnist
-
-
-def _run(check, fn, capsys):
-    ok = check(fn)
-    return ok, capsys.readouterr().out.strip()
+from .conftest import assert_catches, needs_mnist, run_check
 
 
 def right_needed(per_image, target):
@@ -28,13 +23,10 @@ def right_needed(per_image, target):
     (lambda v, t: math.ceil((t / v.std().item()) ** 2), "upside down"),
     (lambda v, t: math.ceil((v.mean().item() / t) ** 2), "mean of the values"),
 ])
-def test_images_needed(fn, hint, capsys):
-    assert _run(checks.check_images_needed, right_needed, capsys) == (
-        True, "✓ check_images_needed: correct on 3 cases")
-    # numpy's standard deviation (dividing by N) is accepted too
-    assert _run(checks.check_images_needed, lambda v, t: math.ceil((v.numpy().std() / t) ** 2), capsys)[0]
-    ok, out = _run(checks.check_images_needed, fn, capsys)
-    assert not ok and out.startswith("✗") and hint in out
+def test_images_needed(fn, hint):
+    numpy_std = lambda v, t: math.ceil((v.numpy().std() / t) ** 2)  # noqa: E731   (dividing by N): accepted too
+    assert_catches(checks.check_images_needed, right_needed, fn, hint, passed="correct on 3 cases",
+                   also_right=[numpy_std])
 
 
 def _sets(n):
@@ -89,10 +81,10 @@ def minus(model, n_images, seeds):
     (minus, "minus the ELBOs"),
     (lambda model, n, seeds: right_protocol(model, n, seeds)[0], "expected (dynamic, static)"),
 ])
-def test_protocol_elbos(fn, hint, capsys):
-    assert _run(checks.check_protocol_elbos, right_protocol, capsys) == (
+def test_protocol_elbos(fn, hint):
+    assert run_check(checks.check_protocol_elbos, right_protocol) == (
         True, "✓ check_protocol_elbos: correct on a small model (3 seeds, 20 images)")
-    ok, out = _run(checks.check_protocol_elbos, fn, capsys)
+    ok, out = run_check(checks.check_protocol_elbos, fn)
     assert not ok and hint in out
 
 
@@ -109,14 +101,12 @@ def right_ess(log_w):
     (lambda lw: torch.exp(2 * lw - 2 * lw.max()), "expected one number"),
     (lambda lw: len(lw), "equals k only for equal weights"),
 ])
-def test_effective_sample_size(fn, hint, capsys):
-    assert _run(checks.check_effective_sample_size, right_ess, capsys) == (
+def test_effective_sample_size(fn, hint):
+    assert run_check(checks.check_effective_sample_size, right_ess) == (
         True, "✓ check_effective_sample_size: correct on 3 sets of log-weights, including some that underflow")
     # the shift-by-the-maximum way is right too
     shifted = lambda lw: ((lw - lw.max()).exp().sum() ** 2 / (2 * (lw - lw.max())).exp().sum()).item()  # noqa: E731
-    assert _run(checks.check_effective_sample_size, shifted, capsys)[0]
-    ok, out = _run(checks.check_effective_sample_size, fn, capsys)
-    assert not ok and hint in out
+    assert_catches(checks.check_effective_sample_size, shifted, fn, hint)
 
 
 def right_paired(a, b):
@@ -134,10 +124,8 @@ def right_paired(a, b):
     (lambda a, b: ((a - b).abs().mean().item(), (a - b).std().item() / math.sqrt(len(a))), "wrong mean difference"),
     (lambda a, b: (a - b).mean(), "two numbers"),
 ])
-def test_paired_difference(fn, hint, capsys):
-    assert _run(checks.check_paired_difference, right_paired, capsys) == (
+def test_paired_difference(fn, hint):
+    assert run_check(checks.check_paired_difference, right_paired) == (
         True, "✓ check_paired_difference: correct on 3 paired samples")
     population = lambda a, b: ((a - b).mean(), (a - b).std(unbiased=False) / math.sqrt(len(a)))  # noqa: E731
-    assert _run(checks.check_paired_difference, population, capsys)[0]
-    ok, out = _run(checks.check_paired_difference, fn, capsys)
-    assert not ok and out.startswith("✗") and hint in out
+    assert_catches(checks.check_paired_difference, population, fn, hint)

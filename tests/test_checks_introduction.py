@@ -5,10 +5,7 @@ import torch.nn.functional as F
 
 from vaelib import checks
 
-
-def _run(check, fn, capsys):
-    ok = check(fn)
-    return ok, capsys.readouterr().out.strip()
+from .conftest import assert_catches, run_check
 
 
 def right_class_means(images, labels):
@@ -23,11 +20,8 @@ def right_class_means(images, labels):
     (lambda im, lb: torch.stack([im[lb == c].mean() for c in range(10)]), "averaged over the pixels"),
     (lambda im, lb: torch.stack([im[lb == c].mean(0) for c in range(9)]), "shape (9, 1, 28, 28)"),
 ])
-def test_class_means(fn, hint, capsys):
-    assert _run(checks.check_class_means, right_class_means, capsys) == (
-        True, "✓ check_class_means: correct on 3 random labelled sets")
-    ok, out = _run(checks.check_class_means, fn, capsys)
-    assert not ok and out.startswith("✗") and hint in out
+def test_class_means(fn, hint):
+    assert_catches(checks.check_class_means, right_class_means, fn, hint, passed="correct on 3 random labelled sets")
 
 
 def _distances(means, p=2.0):
@@ -57,11 +51,10 @@ def grey_pair(means):
     (grey_pair, "same average grey level"),
     (lambda means: _distances(means).fill_diagonal_(float("inf")).argmin().item(), "return the two class labels"),
 ])
-def test_closest_pair(fn, hint, capsys):
-    assert _run(checks.check_closest_pair, right_pair, capsys) == (True, "✓ check_closest_pair: correct on 3 sets of means")
-    assert _run(checks.check_closest_pair, lambda means: torch.tensor(right_pair(means)[::-1]), capsys)[0]
-    ok, out = _run(checks.check_closest_pair, fn, capsys)
-    assert not ok and out.startswith("✗") and hint in out
+def test_closest_pair(fn, hint):
+    assert_catches(checks.check_closest_pair, right_pair, fn, hint,
+                   passed="correct on 3 sets of means",
+                   also_right=[lambda means: torch.tensor(right_pair(means)[::-1])])
 
 
 def _log_lik(x, logits):
@@ -88,11 +81,11 @@ def right_mc(grey, logits, n, generator):
     (lambda grey, logits, n, gen: _log_lik(torch.bernoulli(grey.expand(n, 1, 28, 28), generator=gen), logits),
      "one per draw"),
 ])
-def test_expected_log_likelihood_mc(fn, hint, capsys):
-    assert _run(checks.check_expected_log_likelihood_mc, right_mc, capsys) == (
+def test_expected_log_likelihood_mc(fn, hint):
+    assert run_check(checks.check_expected_log_likelihood_mc, right_mc) == (
         True, "✓ check_expected_log_likelihood_mc: within Monte-Carlo error of the expectation "
               "(2000 draws, 2 seeds), and reproducible")
-    ok, out = _run(checks.check_expected_log_likelihood_mc, fn, capsys)
+    ok, out = run_check(checks.check_expected_log_likelihood_mc, fn)
     assert not ok and out.startswith("✗") and hint in out
 
 
@@ -115,9 +108,7 @@ def right_mixture(x, logits, weights):
     (lambda x, l, w: torch.logsumexp((x[:, None] * l[None] - F.softplus(l)[None]).mean((2, 3, 4)) + w.log(), 1),
      "averaged over pixels"),
 ])
-def test_mixture_log_likelihood(fn, hint, capsys):
-    assert _run(checks.check_mixture_log_likelihood, right_mixture, capsys) == (
-        True, "✓ check_mixture_log_likelihood: correct on 3 mixtures, and stable where the probabilities underflow")
-    ok, out = _run(checks.check_mixture_log_likelihood, fn, capsys)
-    assert not ok and out.startswith("✗") and hint in out
+def test_mixture_log_likelihood(fn, hint):
+    assert_catches(checks.check_mixture_log_likelihood, right_mixture, fn, hint,
+                   passed="correct on 3 mixtures, and stable where the probabilities underflow")
 

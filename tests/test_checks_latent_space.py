@@ -7,10 +7,7 @@ import torch
 from vaelib import checks
 from vaelib.plotting import lerp, slerp
 
-
-def _run(check, *args, capsys):
-    ok = check(*args)
-    return ok, capsys.readouterr().out.strip()
+from .conftest import assert_catches, run_check
 
 
 def right_centroids(codes, labels):
@@ -25,11 +22,9 @@ def right_centroids(codes, labels):
      "wrong order"),
     (lambda c, y: right_centroids(c, y).norm(dim=1), "centroids' norms"),
 ])
-def test_class_centroids(fn, hint, capsys):
-    assert _run(checks.check_class_centroids, right_centroids, capsys=capsys) == (
-        True, "✓ check_class_centroids: correct on 3 random sets of codes (classes of unequal sizes)")
-    ok, out = _run(checks.check_class_centroids, fn, capsys=capsys)
-    assert not ok and out.startswith("✗") and hint in out
+def test_class_centroids(fn, hint):
+    assert_catches(checks.check_class_centroids, right_centroids, fn, hint,
+                   passed="correct on 3 random sets of codes (classes of unequal sizes)")
 
 
 def chi2_cdf(d, value):
@@ -49,10 +44,10 @@ def monte_carlo(d):
      "normal approximation"),
     (monte_carlo, "Monte-Carlo"),
 ])
-def test_shell_probability(fn, hint, capsys):
-    assert _run(checks.check_shell_probability, lambda d: chi2_cdf(d, d / 2), capsys=capsys) == (
+def test_shell_probability(fn, hint):
+    assert run_check(checks.check_shell_probability, lambda d: chi2_cdf(d, d / 2)) == (
         True, "✓ check_shell_probability: correct for D = 1, 2, 7, 20, 100")
-    ok, out = _run(checks.check_shell_probability, fn, capsys=capsys)
+    ok, out = run_check(checks.check_shell_probability, fn)
     assert not ok and hint in out
 
 
@@ -78,10 +73,10 @@ def equal_norm_shortcut(z0, z1):
     (lambda z0, z1: (_mid(lerp, z0, z1), 1.0), "unit direction"),
     (lambda z0, z1: (lerp(z0, z1, torch.tensor([0.5]))[0], slerp(z0, z1, torch.tensor([0.5]))[0]), "two numbers"),
 ])
-def test_midpoint_norms(fn, hint, capsys):
-    assert _run(checks.check_midpoint_norms, right_midpoints, capsys=capsys) == (
+def test_midpoint_norms(fn, hint):
+    assert run_check(checks.check_midpoint_norms, right_midpoints) == (
         True, "✓ check_midpoint_norms: correct on 3 random pairs of endpoints with different norms")
-    ok, out = _run(checks.check_midpoint_norms, fn, capsys=capsys)
+    ok, out = run_check(checks.check_midpoint_norms, fn)
     assert not ok and hint in out
 
 
@@ -121,11 +116,11 @@ def total_variance(model, var=lambda m: m.var(0, unbiased=False)):
     return var(mu) + logvar.exp().mean(0)
 
 
-def test_aggregate_posterior_right(capsys):
-    ok, out = _run(checks.check_aggregate_posterior, total_variance(TRAINED), TRAINED, X, PRETRAINED, capsys=capsys)
+def test_aggregate_posterior_right():
+    ok, out = run_check(checks.check_aggregate_posterior, total_variance(TRAINED), TRAINED, X, PRETRAINED)
     assert ok and out.startswith("✓ check_aggregate_posterior: right for your trained model: total variance")
-    assert _run(checks.check_aggregate_posterior, total_variance(TRAINED, lambda m: m.var(0)).tolist(), TRAINED, X,
-                capsys=capsys)[0]
+    assert run_check(checks.check_aggregate_posterior, total_variance(TRAINED, lambda m: m.var(0)).tolist(), TRAINED,
+                     X)[0]
 
 
 @pytest.mark.parametrize("args, hint", [
@@ -139,6 +134,6 @@ def test_aggregate_posterior_right(capsys):
     ((total_variance(TRAINED).sum(), TRAINED, X), "one number per latent dimension"),
     ((torch.ones(2), _Model(torch.randn(50, 3), torch.randn(50, 3) - 3), X), "latent_dim=2"),
 ])
-def test_aggregate_posterior_wrong(args, hint, capsys):
-    ok, out = _run(checks.check_aggregate_posterior, *args, capsys=capsys)
+def test_aggregate_posterior_wrong(args, hint):
+    ok, out = run_check(checks.check_aggregate_posterior, *args)
     assert not ok and hint in out

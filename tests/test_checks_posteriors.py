@@ -5,10 +5,7 @@ from torch.distributions import MultivariateNormal, Normal
 
 from vaelib import checks
 
-
-def _run(check, fn, capsys):
-    ok = check(fn)
-    return ok, capsys.readouterr().out.strip()
+from .conftest import assert_catches, run_check
 
 
 def _log_n(v):
@@ -34,18 +31,16 @@ def right_affine(z, L, b):
     (lambda z, L, b: _log_n(z) - torch.log(torch.diagonal(L).abs()).sum(), "at z itself"),
     (lambda z, L, b: Normal(0.0, 1.0).log_prob(_eps(z, L, b)) - torch.log(torch.diagonal(L).abs()), "sum over the latent"),
 ])
-def test_affine_flow_log_prob(fn, hint, capsys):
-    assert _run(checks.check_affine_flow_log_prob, right_affine, capsys) == (
-        True, "✓ check_affine_flow_log_prob: correct on 3 affine flows, including ones that flip an axis")
-    ok, out = _run(checks.check_affine_flow_log_prob, fn, capsys)
-    assert not ok and out.startswith("✗") and hint in out
+def test_affine_flow_log_prob(fn, hint):
+    assert_catches(checks.check_affine_flow_log_prob, right_affine, fn, hint,
+                   passed="correct on 3 affine flows, including ones that flip an axis")
 
 
-def test_affine_flow_log_prob_accepts_other_right_answers(capsys):
+def test_affine_flow_log_prob_accepts_other_right_answers():
     def with_inverse(z, L, b):                      # the explicit inverse is fine too
         return _log_n((z - b) @ torch.linalg.inv(L).T) - torch.linalg.slogdet(L)[1]
 
-    assert _run(checks.check_affine_flow_log_prob, with_inverse, capsys)[0]
+    assert run_check(checks.check_affine_flow_log_prob, with_inverse)[0]
 
 
 def _psi(z, w, b, derivative=lambda a: 1 - torch.tanh(a) ** 2):
@@ -65,19 +60,17 @@ def right_planar(z, u, w, b):
     (lambda z, u, w, b: torch.log(torch.abs(_psi(z, w, b) @ u)), "add the 1"),
     (lambda z, u, w, b: torch.log(torch.abs(1 + _psi(z, w, b) @ u)).sum(), "expected shape"),
 ])
-def test_planar_log_det(fn, hint, capsys):
-    assert _run(checks.check_planar_log_det, right_planar, capsys) == (
-        True, "✓ check_planar_log_det: correct on 3 planar flows (D = 2, 3, 5), against autograd's Jacobian")
-    ok, out = _run(checks.check_planar_log_det, fn, capsys)
-    assert not ok and out.startswith("✗") and hint in out
+def test_planar_log_det(fn, hint):
+    assert_catches(checks.check_planar_log_det, right_planar, fn, hint,
+                   passed="correct on 3 planar flows (D = 2, 3, 5), against autograd's Jacobian")
 
 
-def test_planar_log_det_accepts_the_full_determinant(capsys):
+def test_planar_log_det_accepts_the_full_determinant():
     def brute_force(z, u, w, b):
         J = torch.eye(len(u)) + u[None, :, None] * _psi(z, w, b)[:, None, :]   # I + u psi^T, row by row
         return torch.linalg.slogdet(J)[1]
 
-    assert _run(checks.check_planar_log_det, brute_force, capsys)[0]
+    assert run_check(checks.check_planar_log_det, brute_force)[0]
 
 
 def right_elbo(log_joint, mu, L, eps):
@@ -98,22 +91,20 @@ def right_elbo(log_joint, mu, L, eps):
      "standard normal at z"),
     (lambda lj, mu, L, eps: lj(mu + eps @ L.T).mean(), "every sample gives log Z"),
 ])
-def test_full_gaussian_elbo(fn, hint, capsys):
-    assert _run(checks.check_full_gaussian_elbo, right_elbo, capsys) == (
-        True, "✓ check_full_gaussian_elbo: correct on 3 cases; with q equal to a Gaussian posterior it returns log Z exactly")
-    ok, out = _run(checks.check_full_gaussian_elbo, fn, capsys)
-    assert not ok and out.startswith("✗") and hint in out
+def test_full_gaussian_elbo(fn, hint):
+    assert_catches(checks.check_full_gaussian_elbo, right_elbo, fn, hint,
+                   passed="correct on 3 cases; with q equal to a Gaussian posterior it returns log Z exactly")
 
 
-def test_full_gaussian_elbo_accepts_torch_distributions(capsys):
+def test_full_gaussian_elbo_accepts_torch_distributions():
     def with_mvn(log_joint, mu, L, eps):
         z = mu + eps @ L.T
         return (log_joint(z) - MultivariateNormal(mu, scale_tril=L).log_prob(z)).mean().item()
 
-    assert _run(checks.check_full_gaussian_elbo, with_mvn, capsys)[0]
+    assert run_check(checks.check_full_gaussian_elbo, with_mvn)[0]
 
 
-def test_the_checks_are_exported_and_strict_mode_raises(monkeypatch, capsys):
+def test_the_checks_are_exported_and_strict_mode_raises(monkeypatch):
     from vaelib.checks import posteriors
     assert set(posteriors.__all__) <= set(checks.__all__)
     monkeypatch.setenv("VAELIB_CHECKS_STRICT", "1")

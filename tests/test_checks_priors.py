@@ -6,10 +6,7 @@ import torch
 
 from vaelib import checks
 
-
-def _run(check, fn, capsys):
-    ok = check(fn)
-    return ok, capsys.readouterr().out.strip()
+from .conftest import assert_catches
 
 
 # --- exercise 1: the parameters a prior adds -------------------------------------------------------------------
@@ -34,11 +31,9 @@ def right_count(kind, d, k, shape):
     (lambda kind, d, k, shape: 2 * d if kind == "standard" else right_count(kind, d, k, shape), "buffers"),
     (lambda kind, d, k, shape: [right_count(kind, d, k, shape)] * 2, "one number"),
 ])
-def test_prior_parameters(fn, hint, capsys):
-    assert _run(checks.check_prior_parameters, right_count, capsys) == (
-        True, "✓ check_prior_parameters: right for the standard, mixture and VampPrior, in 6 configurations")
-    ok, out = _run(checks.check_prior_parameters, fn, capsys)
-    assert not ok and out.startswith("✗") and hint in out
+def test_prior_parameters(fn, hint):
+    assert_catches(checks.check_prior_parameters, right_count, fn, hint,
+                   passed="right for the standard, mixture and VampPrior, in 6 configurations")
 
 
 def test_the_prior_count_is_what_vaelib_builds():
@@ -92,11 +87,9 @@ def _per_coordinate(z, mu, logvar):
                           - log_mean(mu + torch.exp(0.5 * lv) * eps, mu, lv)).mean(0), "average over the samples"),
     (lambda mu, lv, eps: right_mi(mu, lv, eps) + math.log(len(mu)), "more than log N"),
 ])
-def test_mutual_information(fn, hint, capsys):
-    assert _run(checks.check_mutual_information, right_mi, capsys) == (
-        True, "✓ check_mutual_information: correct on 3 sets of posteriors, overlapping and apart")
-    ok, out = _run(checks.check_mutual_information, fn, capsys)
-    assert not ok and out.startswith("✗") and hint in out
+def test_mutual_information(fn, hint):
+    assert_catches(checks.check_mutual_information, right_mi, fn, hint,
+                   passed="correct on 3 sets of posteriors, overlapping and apart")
 
 
 def test_mutual_information_is_bounded_by_log_n():
@@ -124,11 +117,8 @@ def right_best(mu, logvar):
     (lambda mu, lv: (mu.mean(1), right_best(mu, lv)[1]), "shapes"),
     (lambda mu, lv: right_best(mu, lv)[0], "two tensors"),
 ])
-def test_best_gaussian_prior(fn, hint, capsys):
-    assert _run(checks.check_best_gaussian_prior, right_best, capsys) == (
-        True, "✓ check_best_gaussian_prior: correct on 3 sets of posteriors")
-    ok, out = _run(checks.check_best_gaussian_prior, fn, capsys)
-    assert not ok and out.startswith("✗") and hint in out
+def test_best_gaussian_prior(fn, hint):
+    assert_catches(checks.check_best_gaussian_prior, right_best, fn, hint, passed="correct on 3 sets of posteriors")
 
 
 def test_the_best_gaussian_prior_maximizes_the_expected_log_density():

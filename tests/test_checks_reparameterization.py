@@ -5,10 +5,7 @@ from torch.distributions import Normal
 
 from vaelib import checks
 
-
-def _run(check, *fns, capsys):
-    ok = check(*fns)
-    return ok, capsys.readouterr().out.strip()
+from .conftest import assert_catches, run_check
 
 
 def right_terms(f, z, mu, sigma, b):
@@ -22,11 +19,9 @@ def right_terms(f, z, mu, sigma, b):
     (lambda f, z, mu, sigma, b: (f(z) - b) * (z - mu) / sigma, "divide by sigma instead of sigma^2"),
     (lambda f, z, mu, sigma, b: right_terms(f, z, mu, sigma, b).mean(), "a single number"),
 ])
-def test_reinforce_baseline(fn, hint, capsys):
-    assert _run(checks.check_reinforce_baseline, right_terms, capsys=capsys) == (
-        True, "✓ check_reinforce_baseline: correct on 3 test problems, each with its own baseline")
-    ok, out = _run(checks.check_reinforce_baseline, fn, capsys=capsys)
-    assert not ok and out.startswith("✗") and hint in out
+def test_reinforce_baseline(fn, hint):
+    assert_catches(checks.check_reinforce_baseline, right_terms, fn, hint,
+                   passed="correct on 3 test problems, each with its own baseline")
 
 
 def right_pathwise(f, mu, sigma, eps):
@@ -65,11 +60,9 @@ def score_through_sample(f, mu, sigma, z):
     (right_pathwise, lambda f, mu, sigma, z: (f(z) * (z - mu) / sigma ** 2).mean(),
      "score function: that is the gradient with respect to mu"),
 ])
-def test_sigma_gradients(pathwise, score, hint, capsys):
-    assert _run(checks.check_sigma_gradients, right_pathwise, right_score, capsys=capsys) == (
-        True, "✓ check_sigma_gradients: both estimators are correct on 3 test problems")
-    ok, out = _run(checks.check_sigma_gradients, pathwise, score, capsys=capsys)
-    assert not ok and out.startswith("✗") and hint in out
+def test_sigma_gradients(pathwise, score, hint):
+    assert_catches(checks.check_sigma_gradients, (right_pathwise, right_score), (pathwise, score), hint,
+                   passed="both estimators are correct on 3 test problems")
 
 
 @pytest.mark.parametrize("fn, hint", [
@@ -79,11 +72,9 @@ def test_sigma_gradients(pathwise, score, hint, capsys):
     (lambda rate, u: -torch.log(u) / rate.item(), "no gradient reaches the rate"),
     (lambda rate, u: -torch.log(u) / rate.detach() + 0 * rate ** 2, "gradient with respect to the rate is not"),
 ])
-def test_exponential_rsample(fn, hint, capsys):
-    assert _run(checks.check_exponential_rsample, lambda rate, u: -torch.log(u) / rate, capsys=capsys) == (
-        True, "✓ check_exponential_rsample: correct, and gradients reach the rate")
-    ok, out = _run(checks.check_exponential_rsample, fn, capsys=capsys)
-    assert not ok and out.startswith("✗") and hint in out
+def test_exponential_rsample(fn, hint):
+    assert_catches(checks.check_exponential_rsample, (lambda rate, u: -torch.log(u) / rate), fn, hint,
+                   passed="correct, and gradients reach the rate")
 
 
 def test_unsolved_stubs_stop_the_notebook():
@@ -114,11 +105,9 @@ def right_full_cov(mu, raw, eps):
     (lambda mu, raw, eps: mu + (_tril_scale(raw) @ _tril_scale(raw).transpose(-1, -2) @ eps[..., None])[..., 0],
      "by the covariance"),
 ])
-def test_full_covariance_rsample(fn, hint, capsys):
+def test_full_covariance_rsample(fn, hint):
     expected = "✓ check_full_covariance_rsample: correct on 3 random batches, and gradients reach mu and raw_scale"
-    assert _run(checks.check_full_covariance_rsample, right_full_cov, capsys=capsys) == (True, expected)
+    assert run_check(checks.check_full_covariance_rsample, right_full_cov) == (True, expected)
     # einsum, or a torch MultivariateNormal built on the same scale, are right too
     einsum = lambda mu, raw, eps: mu + torch.einsum("bij,bj->bi", _tril_scale(raw), eps)  # noqa: E731
-    assert _run(checks.check_full_covariance_rsample, einsum, capsys=capsys)[0]
-    ok, out = _run(checks.check_full_covariance_rsample, fn, capsys=capsys)
-    assert not ok and out.startswith("✗") and hint in out
+    assert_catches(checks.check_full_covariance_rsample, einsum, fn, hint)

@@ -6,10 +6,7 @@ from torch.distributions import Normal
 
 from vaelib import checks
 
-
-def _run(check, fn, capsys):
-    ok = check(fn)
-    return ok, capsys.readouterr().out.strip()
+from .conftest import assert_catches, run_check
 
 
 def _kl(mu, logvar):
@@ -39,11 +36,9 @@ def _sse(x, mean):
     (lambda x, m, mu, lv, s, b: (_sse(x, m) / (2 * s ** 2) + 784 * math.log(2 * math.pi * s ** 2)
                                  + b * _kl(mu, lv)).mean(), "constant is twice too large"),
 ])
-def test_gaussian_vae_loss(fn, hint, capsys):
-    assert _run(checks.check_gaussian_vae_loss, right_loss, capsys) == (
-        True, "✓ check_gaussian_vae_loss: correct for 3 values of sigma and beta")
-    ok, out = _run(checks.check_gaussian_vae_loss, fn, capsys)
-    assert not ok and out.startswith("✗") and hint in out
+def test_gaussian_vae_loss(fn, hint):
+    assert_catches(checks.check_gaussian_vae_loss, right_loss, fn, hint,
+                   passed="correct for 3 values of sigma and beta")
 
 
 def right_sigma(x, mean):
@@ -58,10 +53,10 @@ def right_sigma(x, mean):
     (lambda x, m: (x - m).std(), "std() subtracts"),
     (lambda x, m: float(right_sigma(x, m)), None),           # a float is fine
 ])
-def test_optimal_sigma(fn, hint, capsys):
-    assert _run(checks.check_optimal_sigma, right_sigma, capsys) == (
+def test_optimal_sigma(fn, hint):
+    assert run_check(checks.check_optimal_sigma, right_sigma) == (
         True, "✓ check_optimal_sigma: correct on 2 random batches")
-    ok, out = _run(checks.check_optimal_sigma, fn, capsys)
+    ok, out = run_check(checks.check_optimal_sigma, fn)
     if hint is None:
         assert ok
     else:
@@ -80,11 +75,8 @@ def right_diversity(images):
     (lambda im: (im - im.mean(0)).pow(2).sum((1, 2, 3)).sqrt().mean(), "a mean of distances"),
     (lambda im: (im - im.mean((1, 2, 3), keepdim=True)).pow(2).sum((1, 2, 3)).mean(), "own mean brightness"),
 ])
-def test_diversity(fn, hint, capsys):
-    assert _run(checks.check_diversity, right_diversity, capsys) == (
-        True, "✓ check_diversity: correct on 2 random batches")
-    ok, out = _run(checks.check_diversity, fn, capsys)
-    assert not ok and out.startswith("✗") and hint in out
+def test_diversity(fn, hint):
+    assert_catches(checks.check_diversity, right_diversity, fn, hint, passed="correct on 2 random batches")
 
 
 def test_unsolved_stubs_stop_the_notebook():
@@ -118,12 +110,10 @@ def _replace(position, value):
     (_replace(4, 7.0), "(e): 7 is not the beta"),
     ([1.0, 784.0], "expected five"),
 ])
-def test_effective_betas(betas, hint, capsys):
-    assert _run(checks.check_effective_betas, RIGHT_BETAS, capsys) == (
-        True, "✓ check_effective_betas: all five right: every reduction is a hidden weight between the two terms")
-    assert _run(checks.check_effective_betas, dict(zip("abcde", RIGHT_BETAS)), capsys)[0]
-    ok, out = _run(checks.check_effective_betas, betas, capsys)
-    assert not ok and out.startswith("✗") and hint in out
+def test_effective_betas(betas, hint):
+    assert_catches(checks.check_effective_betas, RIGHT_BETAS, betas, hint,
+                   passed="all five right: every reduction is a hidden weight between the two terms",
+                   also_right=[dict(zip("abcde", RIGHT_BETAS))])
 
 
 def test_the_effective_betas_are_the_losses_weights():

@@ -8,10 +8,7 @@ from torch.special import ndtr, xlogy
 
 from vaelib import checks
 
-
-def _run(check, fn, capsys):
-    ok = check(fn)
-    return ok, capsys.readouterr().out.strip()
+from .conftest import assert_catches, run_check
 
 
 # Exercise 1: channels-last arrays -> (N, C, H, W) floats ------------------------------------------
@@ -31,14 +28,11 @@ def right_channels_first(array):
     (lambda a: a.transpose(0, 3, 1, 2) / 255, "expected a torch tensor"),
     (lambda a: a.permute(0, 3, 1, 2).float() / 255, "torch.as_tensor(array)"),
 ])
-def test_channels_first(fn, hint, capsys):
-    assert _run(checks.check_channels_first, right_channels_first, capsys) == (
-        True, "✓ check_channels_first: correct on 3 batches (square and non-square, colour and grey)")
+def test_channels_first(fn, hint):
     # numpy's own transpose, then a tensor, is right too
-    assert _run(checks.check_channels_first,
-                lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2))).float() / 255, capsys)[0]
-    ok, out = _run(checks.check_channels_first, fn, capsys)
-    assert not ok and out.startswith("✗") and hint in out
+    numpy_first = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2))).float() / 255  # noqa: E731
+    assert_catches(checks.check_channels_first, right_channels_first, fn, hint,
+                   passed="correct on 3 batches (square and non-square, colour and grey)", also_right=[numpy_first])
 
 
 # Exercise 2: the smallest BCE of grey levels ---------------------------------------------------------
@@ -55,11 +49,9 @@ def right_floor(x):
     (lambda x: (-xlogy(x, x) / math.log(2)).mean(), "only the x log x part"),
     (lambda x: (-(xlogy(x, x) + xlogy(1 - x, 1 - x)) / math.log(2)).mean(dim=(1, 2, 3)), "expected one number"),
 ])
-def test_bernoulli_floor(fn, hint, capsys):
-    assert _run(checks.check_bernoulli_floor, right_floor, capsys) == (
-        True, "✓ check_bernoulli_floor: correct on 3 batches with black, white and grey pixels")
-    ok, out = _run(checks.check_bernoulli_floor, fn, capsys)
-    assert not ok and out.startswith("✗") and hint in out
+def test_bernoulli_floor(fn, hint):
+    assert_catches(checks.check_bernoulli_floor, right_floor, fn, hint,
+                   passed="correct on 3 batches with black, white and grey pixels")
 
 
 # Exercise 3: the histogram baseline ------------------------------------------------------------------
@@ -95,11 +87,9 @@ def pooled(train, test):
     (lambda tr, te: -right_histogram(tr, te), "sign is flipped"),
     (lambda tr, te: _bits(tr, te).mean(1), "expected one number"),
 ])
-def test_histogram_bits_per_dim(fn, hint, capsys):
-    assert _run(checks.check_histogram_bits_per_dim, right_histogram, capsys) == (
-        True, "✓ check_histogram_bits_per_dim: correct on 3 small data sets")
-    ok, out = _run(checks.check_histogram_bits_per_dim, fn, capsys)
-    assert not ok and out.startswith("✗") and hint in out
+def test_histogram_bits_per_dim(fn, hint):
+    assert_catches(checks.check_histogram_bits_per_dim, right_histogram, fn, hint,
+                   passed="correct on 3 small data sets")
 
 
 # Exercise 4: the discretized Gaussian ----------------------------------------------------------------
@@ -139,15 +129,13 @@ def sigma_is_log_sigma(x, mean, log_sigma):
     (lambda x, m, ls: torch.log(torch.sub(*_edges(x, m, ls))), "one number per pixel"),
     (lambda x, m, ls: torch.sub(*_edges(x, m, ls)).prod(dim=3).prod(dim=2).prod(dim=1), "positive values"),
 ])
-def test_discretized_gaussian(fn, hint, capsys):
-    assert _run(checks.check_discretized_gaussian, right_discretized, capsys) == (
-        True, "✓ check_discretized_gaussian: correct on 3 batches, black and white pixels included")
-    ok, out = _run(checks.check_discretized_gaussian, fn, capsys)
-    assert not ok and out.startswith("✗") and hint in out
+def test_discretized_gaussian(fn, hint):
+    assert_catches(checks.check_discretized_gaussian, right_discretized, fn, hint,
+                   passed="correct on 3 batches, black and white pixels included")
 
 
-def test_discretized_gaussian_float32_gets_its_own_hint(capsys):
-    ok, out = _run(checks.check_discretized_gaussian, float32_version, capsys)
+def test_discretized_gaussian_float32_gets_its_own_hint():
+    ok, out = run_check(checks.check_discretized_gaussian, float32_version)
     assert not ok and "close, but not within rounding" in out and "float64" in out
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._feedback import _report, _call, _as_tensor
+from ._feedback import _as_tensor, answer, correct, diagnose, exercise_check, expect
 
 __all__ = ["check_pixels_seen", "check_autoregressive_sampler", "check_per_pixel_nll"]
 
@@ -28,47 +28,40 @@ def _seen(row, col, k, height, width, centre=False, right=False, rows_below=Fals
     return count
 
 
+@exercise_check("correct in the middle of the image, at its borders and for other window sizes")
 def check_pixels_seen(fn) -> bool:
     """``fn(row, col, kernel_size, height, width)``: how many pixels of a ``height x width`` image pixel
     ``(row, col)`` reads through one masked ``kernel_size x kernel_size`` window (mask A): the pixels of the
     rows above within reach and the pixels to its left in its own row, only those inside the image."""
-    name = "check_pixels_seen"
     cases = [(14, 14, 7, 28, 28), (0, 0, 7, 28, 28), (0, 5, 7, 28, 28), (1, 0, 7, 28, 28), (27, 27, 7, 28, 28),
              (2, 1, 5, 28, 28), (5, 5, 3, 28, 28), (3, 26, 7, 28, 28), (1, 2, 5, 4, 6), (10, 3, 9, 12, 20)]
     for row, col, k, height, width in cases:
-        out, error = _call(name, fn, row, col, k, height, width)
-        if error:
-            return _report(name, False, error)
+        out = answer(fn, row, col, k, height, width)
         try:
             value = float(_as_tensor(out).reshape(()))
         except (TypeError, ValueError, RuntimeError):
-            return _report(name, False, f"expected one number, got {type(out).__name__}")
-        expected = _seen(row, col, k, height, width)
-        if value == expected:
-            continue
+            return f"expected one number, got {type(out).__name__}"
         where = f"pixel ({row}, {col}) of a {height}x{width} image, window {k}x{k}"
         inside = (row >= k // 2 and col >= k // 2 and col + k // 2 < width)
-        if value == (k * k - 1) // 2 and not inside:
-            return _report(name, False, f"{where}: you count {value:g}, the whole half-window, but part of it lies "
-                                        "outside the image (zero padding: nothing to see there). Hint: count only "
-                                        "rows 0..height-1 and columns 0..width-1")
-        if value == _seen(row, col, k, height, width, centre=True):
-            return _report(name, False, f"{where}: you count the pixel itself. Hint: mask A hides the centre; "
-                                        "a pixel that saw itself could just copy its value")
-        if value == _seen(row, col, k, height, width, right=True):
-            return _report(name, False, f"{where}: you count the pixels to the right in the same row. Hint: in "
-                                        "raster order they come later, so mask A hides them")
-        if value == _seen(row, col, k, height, width, centre=True, right=True, rows_below=True):
-            return _report(name, False, f"{where}: you count the whole window. Hint: mask A lets through only the "
-                                        "rows above the centre and the pixels left of it in its row")
-        if value == _seen(col, row, k, width, height):
-            return _report(name, False, f"{where}: you count as if the order went column by column. Hint: raster "
-                                        "order goes row by row: the rows *above* come first, then the pixels to the "
-                                        "left")
-        return _report(name, False, f"{where}: you count {value:g}. Hint: for each pixel of the k x k window around "
-                                    "(row, col), count it if it lies inside the image and comes before (row, col) "
-                                    "in raster order")
-    return _report(name, True, "correct in the middle of the image, at its borders and for other window sizes")
+        expect(value, _seen(row, col, k, height, width), [
+            (value == (k * k - 1) // 2 and not inside,
+             f"{where}: you count {value:g}, the whole half-window, but part of it lies outside the image (zero "
+             "padding: nothing to see there). Hint: count only rows 0..height-1 and columns 0..width-1"),
+            (_seen(row, col, k, height, width, centre=True), f"{where}: you count the pixel itself. Hint: mask A hides "
+                                                             "the centre; a pixel that saw itself could just copy its "
+                                                             "value"),
+            (_seen(row, col, k, height, width, right=True), f"{where}: you count the pixels to the right in the same "
+                                                            "row. Hint: in raster order they come later, so mask A "
+                                                            "hides them"),
+            (_seen(row, col, k, height, width, centre=True, right=True, rows_below=True),
+             f"{where}: you count the whole window. Hint: mask A lets through only the rows above the centre and the "
+             "pixels left of it in its row"),
+            (_seen(col, row, k, width, height), f"{where}: you count as if the order went column by column. Hint: "
+                                                "raster order goes row by row: the rows *above* come first, then the "
+                                                "pixels to the left"),
+        ], otherwise=f"{where}: you count {value:g}. Hint: for each pixel of the k x k window around (row, col), count "
+                     "it if it lies inside the image and comes before (row, col) in raster order",
+           near=lambda a, b: a == b)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -98,11 +91,12 @@ def _upper_right_rule(x):
     return logits
 
 
-def _upper_right_expected(b, h, w):
+def _upper_right_drawn(b, h, w, by_columns=False):
+    """What a sampler draws from ``_upper_right_rule``: in raster order, or (a mistake) column by column."""
     x = torch.zeros(b, 1, h, w)
-    for r in range(h):
-        for c in range(w):
-            x[:, :, r, c] = _upper_right_rule(x)[:, :, r, c] > 0
+    order = [(r, c) for c in range(w) for r in range(h)] if by_columns else [(r, c) for r in range(h) for c in range(w)]
+    for r, c in order:
+        x[:, :, r, c] = _upper_right_rule(x)[:, :, r, c] > 0
     return x
 
 
@@ -110,72 +104,59 @@ def _half_rule(x):
     return torch.zeros_like(x)   # every pixel Bernoulli(1/2), whatever came before
 
 
+@exercise_check()
 def check_autoregressive_sampler(fn) -> bool:
     """``fn(logits_fn, shape, generator)``: images ``(B, 1, H, W)`` of 0/1 drawn pixel by pixel in raster order,
     where ``logits_fn(x)`` returns the ``(B, 1, H, W)`` logits of every pixel given the pixels of ``x`` before it
     (teacher forcing) and ``shape = (B, 1, H, W)``; one call of ``logits_fn`` per pixel, for the whole batch, and
     every draw from ``generator``."""
-    name = "check_autoregressive_sampler"
     shape = (3, 1, 4, 5)
     b, _, h, w = shape
     recorder = _Recorder(_upper_right_rule)
-    out, error = _call(name, fn, recorder, shape, torch.Generator().manual_seed(0))
-    if error:
-        return _report(name, False, error)
+    out = answer(fn, recorder, shape, torch.Generator().manual_seed(0))
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != shape:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        return _report(name, False, f"expected images of shape {shape}, got {got}. Hint: return x, the drawn images")
+        return f"expected images of shape {shape}, got {got}. Hint: return x, the drawn images"
     steps = h * w
-    if recorder.calls == 1:
-        return _report(name, False, "you called logits_fn once: every pixel was drawn from the logits of one image, "
-                                    "so no pixel depends on the pixels drawn before it. Hint: one call per pixel, "
-                                    "after the pixels before it are filled in")
-    if recorder.calls == steps * b:
-        return _report(name, False, f"you called logits_fn {recorder.calls} times, once per pixel *and image*. Hint: "
-                                    f"draw a pixel for the whole batch at once: {steps} calls for {h}x{w} images")
     if recorder.calls != steps:
-        return _report(name, False, f"you called logits_fn {recorder.calls} times for images of {steps} pixels. "
-                                    "Hint: one call per pixel, in raster order")
-    expected = _upper_right_expected(b, h, w)
-    if not torch.equal(out.float(), expected):
-        empty = torch.zeros(b, 1, h, w)
-        empty[:, :, 0, 0::2] = 1
-        if torch.equal(out.float(), empty):
-            return _report(name, False, "each pixel was drawn as if no pixel before it were on. Hint: write each drawn "
-                                        "pixel into x before the next call, so that later pixels see it")
-        column_order = torch.zeros(b, 1, h, w)
-        for c in range(w):
-            for r in range(h):
-                column_order[:, :, r, c] = _upper_right_rule(column_order)[:, :, r, c] > 0
-        if torch.equal(out.float(), column_order):
-            return _report(name, False, "you go column by column. Hint: raster order goes row by row (the outer loop "
-                                        "over rows): the model's pixel (r, c) may read (r - 1, c + 1)")
-        return _report(name, False, "for a model whose pixel copies the pixel above and to its right, your images "
-                                    "are not what it must draw. Hint: loop over rows, then columns; draw pixel (r, c) "
-                                    "from sigmoid(logits_fn(x)[:, :, r, c]) and store it in x[:, :, r, c]")
+        return diagnose(None, [
+            (recorder.calls == 1, "you called logits_fn once: every pixel was drawn from the logits of one image, so "
+                                  "no pixel depends on the pixels drawn before it. Hint: one call per pixel, after "
+                                  "the pixels before it are filled in"),
+            (recorder.calls == steps * b, f"you called logits_fn {recorder.calls} times, once per pixel *and image*. "
+                                          f"Hint: draw a pixel for the whole batch at once: {steps} calls for {h}x{w} "
+                                          "images"),
+        ], otherwise=f"you called logits_fn {recorder.calls} times for images of {steps} pixels. Hint: one call per "
+                     "pixel, in raster order")
+    empty = torch.zeros(b, 1, h, w)
+    empty[:, :, 0, 0::2] = 1
+    expect(out.float(), _upper_right_drawn(b, h, w), [
+        (empty, "each pixel was drawn as if no pixel before it were on. Hint: write each drawn pixel into x before the "
+                "next call, so that later pixels see it"),
+        (_upper_right_drawn(b, h, w, by_columns=True), "you go column by column. Hint: raster order goes row by row "
+                                                       "(the outer loop over rows): the model's pixel (r, c) may read "
+                                                       "(r - 1, c + 1)"),
+    ], otherwise="for a model whose pixel copies the pixel above and to its right, your images are not what it must "
+                 "draw. Hint: loop over rows, then columns; draw pixel (r, c) from sigmoid(logits_fn(x)[:, :, r, c]) "
+                 "and store it in x[:, :, r, c]", near=torch.equal)
     # a model with p = 1/2 everywhere: the draws must be random, reproducible with the generator
     shape = (64, 1, 4, 4)
-    first, error = _call(name, fn, _Recorder(_half_rule), shape, torch.Generator().manual_seed(1))
-    if error:
-        return _report(name, False, error)
-    first = _as_tensor(first).float()
+    first = _as_tensor(answer(fn, _Recorder(_half_rule), shape, torch.Generator().manual_seed(1))).float()
     if not ((first == 0) | (first == 1)).all():
-        return _report(name, False, "your images hold values other than 0 and 1. Hint: draw each pixel with "
-                                    "torch.bernoulli(p, generator=generator), p = sigmoid(logit); do not store p")
+        return ("your images hold values other than 0 and 1. Hint: draw each pixel with torch.bernoulli(p, "
+                "generator=generator), p = sigmoid(logit); do not store p")
     mean = first.mean().item()
     if mean in (0.0, 1.0):
-        return _report(name, False, f"with p = 1/2 for every pixel all your pixels are {mean:g}: you take the most "
-                                    "likely value instead of drawing it. Hint: torch.bernoulli(p, generator=generator)")
+        return (f"with p = 1/2 for every pixel all your pixels are {mean:g}: you take the most likely value instead of "
+                "drawing it. Hint: torch.bernoulli(p, generator=generator)")
     if not 0.35 < mean < 0.65:
-        return _report(name, False, f"with p = 1/2 for every pixel, {mean:.0%} of your pixels are on. Hint: "
-                                    "p = sigmoid(logit), then torch.bernoulli(p, generator=generator)")
-    second, error = _call(name, fn, _Recorder(_half_rule), shape, torch.Generator().manual_seed(1))
-    if error:
-        return _report(name, False, error)
+        return (f"with p = 1/2 for every pixel, {mean:.0%} of your pixels are on. Hint: p = sigmoid(logit), then "
+                "torch.bernoulli(p, generator=generator)")
+    second = answer(fn, _Recorder(_half_rule), shape, torch.Generator().manual_seed(1))
     if not torch.equal(_as_tensor(second).float(), first):
-        return _report(name, False, "two calls with generators of the same seed drew different images. Hint: pass "
-                                    "generator=generator to torch.bernoulli")
-    return _report(name, True, f"raster order, {steps} calls for {h}x{w} images, and random, reproducible draws")
+        return ("two calls with generators of the same seed drew different images. Hint: pass generator=generator to "
+                "torch.bernoulli")
+    return correct(f"raster order, {steps} calls for {h}x{w} images, and random, reproducible draws")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -199,53 +180,52 @@ def _reference_nll(model, z, x):
     return F.binary_cross_entropy_with_logits(logits, x, reduction="none")
 
 
+def _blind_nll(model, z, x):
+    """The per-pixel NLL of a pixelcnn decoder whose logits come from an empty image (no teacher forcing)."""
+    with torch.no_grad():
+        logits = model.likelihood.logits(model.decoder(z), torch.zeros_like(x))
+    return F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+
+
+@exercise_check("correct for the pixelcnn and the factorized Bernoulli decoder; each map sums to -log p(x|z)")
 def check_per_pixel_nll(fn) -> bool:
     """``fn(model, z, x)``: ``(B, 1, H, W)``, each pixel's -log p(x_i | x_<i, z) for the ``pixelcnn`` decoder and
     -log p(x_i | z) for a factorized Bernoulli one, so that the map sums to ``-model.decode(z).log_prob(x)``."""
-    name = "check_per_pixel_nll"
     models, x, z = _small_models()
     for kind in ("pixelcnn", "bernoulli"):
         model = models[kind]
-        with torch.no_grad():
-            out, error = _call(name, fn, model, z, x)
-            expected = _reference_nll(model, z, x)
-        if error:
+
+        def explain(error):
             if kind == "bernoulli" and "logits" in error:
-                return _report(name, False, f"for a factorized Bernoulli decoder {error}. Hint: its decoder's output "
-                                            "*is* the logits; only the pixelcnn likelihood has a logits(params, x)")
-            return _report(name, False, f"for the {kind} decoder {error}")
+                return (f"for a factorized Bernoulli decoder {error}. Hint: its decoder's output *is* the logits; "
+                        "only the pixelcnn likelihood has a logits(params, x)")
+            return f"for the {kind} decoder {error}"
+
+        with torch.no_grad():
+            out = answer(fn, model, z, x, on_error=explain)
+            expected = _reference_nll(model, z, x)
         if not isinstance(out, torch.Tensor):
-            return _report(name, False, f"expected a tensor (B, 1, H, W), got {type(out).__name__}")
+            return f"expected a tensor (B, 1, H, W), got {type(out).__name__}"
         out = out.detach().float()
         if out.shape != expected.shape:
-            if out.numel() == len(x):
-                return _report(name, False, f"one value per image, shape {tuple(out.shape)}. Hint: keep one value per "
-                                            "pixel, (B, 1, H, W): do not sum")
-            if kind == "pixelcnn" and out.dim() == 4 and out.shape[1] == model.likelihood.params_channels:
-                return _report(name, False, f"shape {tuple(out.shape)}: you read the pixelcnn decoder's output as "
-                                            "logits, but it is a feature map. Hint: the logits are "
-                                            "model.likelihood.logits(params, x)")
-            return _report(name, False, f"shape {tuple(out.shape)}, expected {tuple(expected.shape)}: one value per "
-                                        "pixel of each image")
-        if torch.allclose(out, expected, atol=1e-4, rtol=1e-4):
-            continue
-        if torch.allclose(out, -expected, atol=1e-4, rtol=1e-4):
-            return _report(name, False, "that is log p, not -log p. Hint: the NLL is minus the log-probability "
-                                        "(binary_cross_entropy_with_logits gives it directly)")
-        if kind == "pixelcnn":
-            with torch.no_grad():
-                params = model.decoder(z)
-                blind = F.binary_cross_entropy_with_logits(model.likelihood.logits(params, torch.zeros_like(x)), x,
-                                                           reduction="none")
-            if torch.allclose(out, blind, atol=1e-4, rtol=1e-4):
-                return _report(name, False, "your logits come from an empty image, so no pixel sees the pixels "
-                                            "before it. Hint: teacher forcing: model.likelihood.logits(params, x) "
-                                            "with the image x itself")
-        if torch.allclose(out.sum(dim=(1, 2, 3)), expected.sum(dim=(1, 2, 3)), atol=1e-3, rtol=1e-4):
-            return _report(name, False, "the sums per image are right but the map is not. Hint: keep each pixel's "
-                                        "own term, binary_cross_entropy_with_logits(..., reduction='none')")
-        return _report(name, False, f"wrong values for the {kind} decoder. Hint: logits of every pixel given z (and, "
-                                    "for the pixelcnn decoder, the pixels of x before it), then "
-                                    "binary_cross_entropy_with_logits(logits, x, reduction='none')")
-    return _report(name, True, "correct for the pixelcnn and the factorized Bernoulli decoder; each map sums to "
-                               "-log p(x|z)")
+            return diagnose(None, [
+                (out.numel() == len(x), f"one value per image, shape {tuple(out.shape)}. Hint: keep one value per "
+                                        "pixel, (B, 1, H, W): do not sum"),
+                (kind == "pixelcnn" and out.dim() == 4 and out.shape[1] == model.likelihood.params_channels,
+                 f"shape {tuple(out.shape)}: you read the pixelcnn decoder's output as logits, but it is a feature "
+                 "map. Hint: the logits are model.likelihood.logits(params, x)"),
+            ], otherwise=f"shape {tuple(out.shape)}, expected {tuple(expected.shape)}: one value per pixel of each "
+                         "image")
+        near = lambda a, b: torch.allclose(a, b, atol=1e-4, rtol=1e-4)  # noqa: E731
+        expect(out, expected, [
+            (-expected, "that is log p, not -log p. Hint: the NLL is minus the log-probability "
+                        "(binary_cross_entropy_with_logits gives it directly)"),
+            (lambda: kind == "pixelcnn" and near(out, _blind_nll(model, z, x)),
+             "your logits come from an empty image, so no pixel sees the pixels before it. Hint: teacher forcing: "
+             "model.likelihood.logits(params, x) with the image x itself"),
+            (torch.allclose(out.sum(dim=(1, 2, 3)), expected.sum(dim=(1, 2, 3)), atol=1e-3, rtol=1e-4),
+             "the sums per image are right but the map is not. Hint: keep each pixel's own term, "
+             "binary_cross_entropy_with_logits(..., reduction='none')"),
+        ], otherwise=f"wrong values for the {kind} decoder. Hint: logits of every pixel given z (and, for the pixelcnn "
+                     "decoder, the pixels of x before it), then binary_cross_entropy_with_logits(logits, x, "
+                     "reduction='none')", near=near)

@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from ._feedback import _report
+from ._feedback import correct, exercise_check
 
 __all__ = ['check_capstone_report']
 
@@ -24,6 +24,7 @@ def _dataset(name: str, binarize: str, n_images: int):
     return cls("test", binarize=binarize, subset=n_images)
 
 
+@exercise_check()
 def check_capstone_report(model, report: dict, spot_checks: int = 8, max_k: int = 2000) -> bool:
     """Check a capstone report against the model it describes.
 
@@ -41,45 +42,41 @@ def check_capstone_report(model, report: dict, spot_checks: int = 8, max_k: int 
     to keep it quick), and checks that the numbers agree with each other. It prints one line and returns
     ``True`` or ``False``.
     """
-    name = "check_capstone_report"
     if not isinstance(report, dict):
-        return _report(name, False, f"expected a dict, got {type(report).__name__}. Hint: the keys are "
-                                    + ", ".join(_REQUIRED))
+        return f"expected a dict, got {type(report).__name__}. Hint: the keys are " + ", ".join(_REQUIRED)
     missing = [key for key in _REQUIRED if key not in report]
     if missing:
-        return _report(name, False, "missing " + ", ".join(missing) + ". A number needs its protocol: say which "
-                                    "data, which binarization and seed, how many images and which k")
+        return ("missing " + ", ".join(missing) + ". A number needs its protocol: say which data, which binarization "
+                "and seed, how many images and which k")
     dataset, binarize = report["dataset"], report["binarize"]
     if dataset not in ("fashion_mnist", "mnist"):
-        return _report(name, False, f"dataset {dataset!r}: this check knows 'fashion_mnist' and 'mnist'")
+        return f"dataset {dataset!r}: this check knows 'fashion_mnist' and 'mnist'"
     if binarize not in ("dynamic", "static"):
-        return _report(name, False, f"binarize={binarize!r}. A Bernoulli likelihood is a probability of *binary* "
-                                    "images (notebook 00): evaluate on a binarized test set, 'dynamic' or 'static'")
+        return (f"binarize={binarize!r}. A Bernoulli likelihood is a probability of *binary* images (notebook 00): "
+                "evaluate on a binarized test set, 'dynamic' or 'static'")
     likelihood = getattr(model, "config", {}).get("likelihood", "")
     if likelihood not in _DISCRETE:
-        return _report(name, False, f"the model's likelihood is {likelihood!r}, a density: its log-likelihood depends "
-                                    "on the units and cannot be compared as nats per image (notebook 05). Hint: a "
-                                    "Bernoulli likelihood on binarized images")
+        return (f"the model's likelihood is {likelihood!r}, a density: its log-likelihood depends on the units and "
+                "cannot be compared as nats per image (notebook 05). Hint: a Bernoulli likelihood on binarized images")
     if getattr(model, "num_classes", 0):
-        return _report(name, False, "a conditional model bounds log p(x|y), not log p(x) (notebook 09). Hint: "
-                                    "report an unconditional model")
+        return ("a conditional model bounds log p(x|y), not log p(x) (notebook 09). Hint: report an unconditional "
+                "model")
     try:
         seed, n, k = int(report["seed"]), int(report["n_images"]), int(report["k"])
         elbo, nll, bpd = float(report["elbo"]), float(report["nll"]), float(report["bits_per_dim"])
         per_image = torch.as_tensor(report["nll_per_image"], dtype=torch.float64).flatten()
     except (TypeError, ValueError, RuntimeError) as err:
-        return _report(name, False, f"a value of the report is not a number: {err}")
+        return f"a value of the report is not a number: {err}"
     if not 1 <= n <= 10_000 or k < 1:
-        return _report(name, False, f"n_images = {n}, k = {k}: expected 1 to 10,000 test images and k >= 1")
+        return f"n_images = {n}, k = {k}: expected 1 to 10,000 test images and k >= 1"
     if len(per_image) != n:
-        return _report(name, False, f"nll_per_image holds {len(per_image)} values for n_images = {n}. Hint: one "
-                                    "value per evaluated image")
+        return f"nll_per_image holds {len(per_image)} values for n_images = {n}. Hint: one value per evaluated image"
     if nll < 0 or elbo > 0:
-        return _report(name, False, "a sign is off: the ELBO of binary images is <= 0 nats and the NLL, minus the "
-                                    f"bound, is >= 0 (you report elbo = {elbo:.2f}, nll = {nll:.2f})")
+        return ("a sign is off: the ELBO of binary images is <= 0 nats and the NLL, minus the bound, is >= 0 (you "
+                f"report elbo = {elbo:.2f}, nll = {nll:.2f})")
     if abs(per_image.mean().item() - nll) > 1e-3 * max(1.0, nll):
-        return _report(name, False, f"the mean of nll_per_image is {per_image.mean().item():.2f}, not your nll "
-                                    f"{nll:.2f}. Hint: report the mean of the very values you list")
+        return (f"the mean of nll_per_image is {per_image.mean().item():.2f}, not your nll {nll:.2f}. Hint: report the "
+                "mean of the very values you list")
     if abs(bpd - nll / (784 * math.log(2))) > 1e-4 * max(1.0, bpd):
         if abs(bpd - nll / math.log(2)) < 1e-3 * nll:
             hint = "that is bits per image. Hint: divide by the 784 pixels too"
@@ -87,11 +84,10 @@ def check_capstone_report(model, report: dict, spot_checks: int = 8, max_k: int 
             hint = "that is nats per pixel. Hint: divide by ln 2 too"
         else:
             hint = "Hint: bits/dim = NLL in nats / (784 ln 2)"
-        return _report(name, False, f"bits_per_dim = {bpd:.4f} does not match nll = {nll:.2f}: {hint}")
+        return f"bits_per_dim = {bpd:.4f} does not match nll = {nll:.2f}: {hint}"
     if nll > -elbo + 0.5:
-        return _report(name, False, f"your NLL ({nll:.2f}) is worse than minus your ELBO ({-elbo:.2f}), but "
-                                    "L_k >= ELBO, so -L_k <= -ELBO. Hint: evaluate both on the same images, and "
-                                    "check which is minus which")
+        return (f"your NLL ({nll:.2f}) is worse than minus your ELBO ({-elbo:.2f}), but L_k >= ELBO, so -L_k <= -ELBO. "
+                "Hint: evaluate both on the same images, and check which is minus which")
 
     import vaelib.evaluation
     with torch.no_grad():
@@ -101,12 +97,11 @@ def check_capstone_report(model, report: dict, spot_checks: int = 8, max_k: int 
             other = "static" if binarize == "dynamic" else "dynamic"
             other_elbo = vaelib.evaluation.evaluate_elbo(model, _dataset(dataset, other, n), seed=seed)["elbo"]
             if abs(other_elbo - elbo) <= 0.05:
-                return _report(name, False, f"your ELBO is the one of the {other} binarization, but the report says "
-                                            f"{binarize!r}. Hint: state the protocol you evaluated with")
-            return _report(name, False, f"the ELBO does not reproduce: {reproduced:.2f} nats for {dataset}, "
-                                        f"{binarize}, seed {seed}, the first {n} test images, against your "
-                                        f"{elbo:.2f}. Hint: report what evaluate_elbo(model, data, seed=seed) "
-                                        "returns, with its default batch size, for exactly the protocol you state")
+                return (f"your ELBO is the one of the {other} binarization, but the report says {binarize!r}. Hint: "
+                        "state the protocol you evaluated with")
+            return (f"the ELBO does not reproduce: {reproduced:.2f} nats for {dataset}, {binarize}, seed {seed}, the "
+                    f"first {n} test images, against your {elbo:.2f}. Hint: report what evaluate_elbo(model, data, "
+                    "seed=seed) returns, with its default batch size, for exactly the protocol you state")
         # L_k on a few of the images, exactly as iwae_nll computes them: the same binarization (drawn at once
         # from seed) and, per image, the same samples of z (vaelib.evaluation.iwae_bounds)
         idx = torch.linspace(0, n - 1, min(spot_checks, n)).round().long().unique()
@@ -117,14 +112,13 @@ def check_capstone_report(model, report: dict, spot_checks: int = 8, max_k: int 
     differences = (-bounds.double().cpu()) - per_image[idx]     # recomputed minus reported NLL, per image
     typical = differences.abs().median().item()
     if k_check == k and typical > 2.0 or k_check < k and (differences.median().item() < -2.0 or typical > 4.0):
-        return _report(name, False, f"on {len(idx)} spot-checked images your per-image NLLs differ from "
-                                    f"-L_{k_check} recomputed under the stated protocol by {typical:.1f} nats "
-                                    "(median). Hint: evaluate the images of the protocol you state, in their "
-                                    "order (same binarization seed, the first n_images test images)")
+        return (f"on {len(idx)} spot-checked images your per-image NLLs differ from -L_{k_check} recomputed under the "
+                f"stated protocol by {typical:.1f} nats (median). Hint: evaluate the images of the protocol you state, "
+                "in their order (same binarization seed, the first n_images test images)")
     notes = [f"{dataset}, {binarize} binarization, seed {seed}"]
     standard_error = per_image.std().item() / math.sqrt(n) if n > 1 else float("nan")
     notes.append(f"{n} test images" + (f" (not all 10,000: the standard error is {standard_error:.2f} nats, "
                                        "say so)" if n < 10_000 else f", standard error {standard_error:.2f} nats"))
     notes.append(f"k = {k}" + (" (papers use 5000: say so)" if k < 5000 else ""))
-    return _report(name, True, f"ELBO reproduced, NLL consistent on {len(idx)} spot-checked images, bits/dim "
-                               "consistent; protocol: " + "; ".join(notes))
+    return correct(f"ELBO reproduced, NLL consistent on {len(idx)} spot-checked images, bits/dim consistent; "
+                   "protocol: " + "; ".join(notes))

@@ -5,34 +5,29 @@ import math
 
 import torch
 
-from ._feedback import _report, _call, _close, _as_tensor
+from ._feedback import _as_tensor, _close, answer, correct, diagnose, exercise_check, expect
 
 __all__ = ['check_iwae_from_log_weights', 'check_fixed_std_q', 'check_toy_iwae_prior', 'check_elbo_mc']
 
 
+@exercise_check("correct for k = 1, 7 and 50, and numerically stable")
 def check_iwae_from_log_weights(fn) -> bool:
     """``fn(log_w)``: the importance-weighted bound from log weights ``(k, B)``: log mean_k exp(log_w), ``(B,)``."""
-    name = "check_iwae_from_log_weights"
     g = torch.Generator().manual_seed(3)
     for k in (1, 7, 50):
         log_w = torch.randn(k, 6, generator=g) * 3 - 400  # realistic magnitudes: exp() underflows to 0
-        out, error = _call(name, fn, log_w.clone())
-        if error:
-            return _report(name, False, error)
-        out = _as_tensor(out)
+        out = _as_tensor(answer(fn, log_w.clone()))
         expected = torch.logsumexp(log_w, 0) - math.log(k)
-        if _close(out, expected, 1e-3):
-            continue
-        if out.shape == expected.shape and not torch.isfinite(out).all():
-            return _report(name, False, "you get -inf: exp(-400) underflows. Hint: use torch.logsumexp, "
-                                        "which subtracts the maximum before exponentiating")
-        if k > 1 and out.shape == expected.shape and _close(out, torch.logsumexp(log_w, 0), 1e-3):
-            return _report(name, False, "that is log of the sum, not of the mean. Hint: subtract log k")
-        if k > 1 and out.shape == expected.shape and _close(out, log_w.mean(0), 1e-3):
-            return _report(name, False, "that is the mean of the log weights: the ELBO, not the IWAE bound. "
-                                        "Hint: average the weights, then take the log")
-        return _report(name, False, f"wrong values for k={k}. Hint: log (1/k) sum_i exp(log_w_i), per example")
-    return _report(name, True, "correct for k = 1, 7 and 50, and numerically stable")
+        expect(out, expected, [
+            (out.shape == expected.shape and not torch.isfinite(out).all(),
+             "you get -inf: exp(-400) underflows. Hint: use torch.logsumexp, which subtracts the maximum before "
+             "exponentiating"),
+            (k > 1 and _close(out, torch.logsumexp(log_w, 0), 1e-3),
+             "that is log of the sum, not of the mean. Hint: subtract log k"),
+            (k > 1 and _close(out, log_w.mean(0), 1e-3), "that is the mean of the log weights: the ELBO, not the IWAE "
+                                                         "bound. Hint: average the weights, then take the log"),
+        ], otherwise=f"wrong values for k={k}. Hint: log (1/k) sum_i exp(log_w_i), per example",
+           tol=1e-3)
 
 
 # The toy model of notebook 02: z ~ N(0, 1), x | z ~ N(W z + B, S^2), observed x = X0.
@@ -47,75 +42,63 @@ def _toy_gap(m, log_std):
             + (math.exp(2 * log_std) + (m - post_mean) ** 2) / (2 * post_var) - 0.5)
 
 
+@exercise_check()
 def check_fixed_std_q(best_mean, smallest_gap) -> bool:
     """Your best mean ``m`` for q = N(m, 1) on the toy model, and the smallest gap log p(x) - ELBO it reaches
     (two numbers, from a grid search with ``toy_elbo(m, 0)``)."""
-    name = "check_fixed_std_q"
     try:
         m, gap = float(best_mean), float(smallest_gap)
     except (TypeError, ValueError) as err:
-        return _report(name, False, f"two numbers expected (a mean and a gap): {err}")
+        return f"two numbers expected (a mean and a gap): {err}"
     m_star = W * (X0 - B) / (W ** 2 + S ** 2)       # the ELBO is quadratic in m, maximal at the posterior mean
     gap_star = _toy_gap(m_star, 0.0)
     if abs(m - m_star) < 0.01 and abs(gap - gap_star) < 0.01:
-        return _report(name, True, f"best mean {m_star:.3f}, smallest gap {gap_star:.2f} nats")
-    if abs(gap + gap_star) < 0.05 or gap < 0:
-        return _report(name, False, "your gap is negative. Hint: the gap is log p(x) - ELBO, which is >= 0")
-    if abs(gap - _toy_gap(m, 1.0)) < 0.05:
-        return _report(name, False, "that gap is for a standard deviation of e, not 1. Hint: toy_elbo takes the "
-                                    "log-std, and a std of 1 is a log-std of 0")
-    if abs(gap - _toy_gap(m, 0.0)) > 0.05:
-        return _report(name, False, f"your gap is not log p(x) - ELBO at your mean m = {m:.3f}. Hint: evaluate "
-                                    "log_px - toy_elbo(m, 0) at the mean you found")
-    if _toy_gap(m, 0.0) > gap_star + 1.0:
-        return _report(name, False, f"m = {m:.3f} is far from the best mean: its gap is {gap:.1f} nats. Hint: "
-                                    "take the mean with the smallest gap (the largest ELBO), over a grid that "
-                                    "covers the posterior")
-    return _report(name, False, f"close, but m = {m:.3f} is not the minimum yet. Hint: a finer grid of means "
-                                "(spacing 0.01 or less)")
+        return correct(f"best mean {m_star:.3f}, smallest gap {gap_star:.2f} nats")
+    return diagnose(None, [
+        (abs(gap + gap_star) < 0.05 or gap < 0, "your gap is negative. Hint: the gap is log p(x) - ELBO, which is "
+                                                ">= 0"),
+        (abs(gap - _toy_gap(m, 1.0)) < 0.05, "that gap is for a standard deviation of e, not 1. Hint: toy_elbo takes "
+                                             "the log-std, and a std of 1 is a log-std of 0"),
+        (abs(gap - _toy_gap(m, 0.0)) > 0.05, f"your gap is not log p(x) - ELBO at your mean m = {m:.3f}. Hint: "
+                                             "evaluate log_px - toy_elbo(m, 0) at the mean you found"),
+        (_toy_gap(m, 0.0) > gap_star + 1.0, f"m = {m:.3f} is far from the best mean: its gap is {gap:.1f} nats. Hint: "
+                                            "take the mean with the smallest gap (the largest ELBO), over a grid that "
+                                            "covers the posterior"),
+    ], otherwise=f"close, but m = {m:.3f} is not the minimum yet. Hint: a finer grid of means (spacing 0.01 or less)")
 
 
+@exercise_check("correct for k = 1, 10 and 100")
 def check_toy_iwae_prior(fn) -> bool:
     """``fn(z)``: the importance-weighted bound L_k on the toy model with the prior as proposal. ``z`` (R, k)
     holds R independent sets of k draws from p(z) = N(0, 1) (float64); return one L_k per set, shape (R,):
     log (1/k) sum_i w_i with w_i = p(x0, z_i) / q(z_i) = p(x0 | z_i), in log space. (The toy model of section 2:
     w = 1, b = 0, s = 0.2, x0 = 2.)"""
-    name = "check_toy_iwae_prior"
     g = torch.Generator().manual_seed(10)
     for reps, k in ((6, 10), (5, 1), (4, 100)):
         z = torch.randn(reps, k, generator=g, dtype=torch.float64)
-        out, error = _call(name, fn, z.clone())
-        if error:
-            return _report(name, False, error)
-        out = _as_tensor(out).detach().double()
+        out = _as_tensor(answer(fn, z.clone())).detach().double()
         log_w = -0.5 * ((X0 - W * z - B) / S) ** 2 - math.log(S) - 0.5 * math.log(2 * math.pi)   # log p(x0 | z)
         expected = torch.logsumexp(log_w, 1) - math.log(k)
-        if _close(out, expected, 1e-6):
-            continue
-        if out.dim() == 0 or out.numel() == 1 and reps > 1:
-            return _report(name, False, "a single number. Hint: one bound per row of z, shape (R,); average "
-                                        "the rows afterwards")
-        if out.shape == (k,) and k != reps:
-            return _report(name, False, f"shape ({k},): you reduced over the R repetitions (dim 0). Hint: the k "
-                                        "draws of one estimate lie along dim 1")
-        if out.shape != expected.shape:
-            return _report(name, False, f"shape {tuple(out.shape)}; expected one bound per row of z, {tuple(expected.shape)}")
-        if k > 1 and _close(out, torch.logsumexp(log_w, 1), 1e-6):
-            return _report(name, False, "that is the log of the sum, not of the mean. Hint: subtract log k")
-        if k > 1 and _close(out, log_w.mean(1), 1e-6):
-            return _report(name, False, "that is the mean of the log weights, an ELBO estimate, not L_k. Hint: "
-                                        "average the weights, then take the log")
         log_prior = -0.5 * z ** 2 - 0.5 * math.log(2 * math.pi)
-        if _close(out, torch.logsumexp(log_w + log_prior, 1) - math.log(k), 1e-6):
-            return _report(name, False, "you added log p(z) but did not subtract log q(z). Hint: with q = p(z) "
-                                        "the two cancel, and the weight is p(x0 | z)")
         log_w_var = -0.5 * ((X0 - W * z - B) / S ** 2) ** 2 - math.log(S ** 2) - 0.5 * math.log(2 * math.pi)
-        if _close(out, torch.logsumexp(log_w_var, 1) - math.log(k), 1e-6):
-            return _report(name, False, "you used the variance s^2 as the scale. Hint: Normal(loc, scale) takes "
-                                        "the standard deviation s")
-        return _report(name, False, f"wrong values for k={k}. Hint: for each row, log (1/k) sum_i p(x0 | z_i), "
-                                    "computed in log space")
-    return _report(name, True, "correct for k = 1, 10 and 100")
+        expect(out, expected, [
+            (out.dim() == 0 or out.numel() == 1 and reps > 1,
+             "a single number. Hint: one bound per row of z, shape (R,); average the rows afterwards"),
+            (out.shape == (k,) and k != reps, f"shape ({k},): you reduced over the R repetitions (dim 0). Hint: the k "
+                                              "draws of one estimate lie along dim 1"),
+            (out.shape != expected.shape,
+             f"shape {tuple(out.shape)}; expected one bound per row of z, {tuple(expected.shape)}"),
+            (k > 1 and _close(out, torch.logsumexp(log_w, 1), 1e-6),
+             "that is the log of the sum, not of the mean. Hint: subtract log k"),
+            (k > 1 and _close(out, log_w.mean(1), 1e-6), "that is the mean of the log weights, an ELBO estimate, not "
+                                                         "L_k. Hint: average the weights, then take the log"),
+            (torch.logsumexp(log_w + log_prior, 1) - math.log(k), "you added log p(z) but did not subtract log q(z). "
+                                                                  "Hint: with q = p(z) the two cancel, and the "
+                                                                  "weight is p(x0 | z)"),
+            (torch.logsumexp(log_w_var, 1) - math.log(k), "you used the variance s^2 as the scale. Hint: "
+                                                          "Normal(loc, scale) takes the standard deviation s"),
+        ], otherwise=f"wrong values for k={k}. Hint: for each row, log (1/k) sum_i p(x0 | z_i), computed in log space",
+           tol=1e-6)
 
 
 def _log_normal(z, m, log_std):
@@ -144,16 +127,13 @@ def _elbo_cases():
                                           (_bimodal_log_joint, -0.2, 0.4))]
 
 
+@exercise_check("correct on 3 cases (a Gaussian and a bimodal log-joint)")
 def check_elbo_mc(fn) -> bool:
     """``fn(log_joint, m, log_std, eps)``: the Monte-Carlo ELBO of q = N(m, exp(log_std)^2) for a model with a
     1-D latent, whose log p(x0, z) is the callable ``log_joint``: with z_i = m + exp(log_std) eps_i for the given
     standard-normal noise ``eps`` (n,), the average over the samples of log p(x0, z_i) - log q(z_i). One number."""
-    name = "check_elbo_mc"
     for log_joint, m, log_std, eps in _elbo_cases():
-        out, error = _call(name, fn, log_joint, m.clone(), log_std.clone(), eps.clone())
-        if error:
-            return _report(name, False, error)
-        out = _as_tensor(out).detach().double()
+        out = _as_tensor(answer(fn, log_joint, m.clone(), log_std.clone(), eps.clone())).detach().double()
         std = torch.exp(log_std)
         z = m + std * eps
         log_q = _log_normal(z, m, log_std)
@@ -161,34 +141,34 @@ def check_elbo_mc(fn) -> bool:
         if out.numel() == 1 and abs(out.item() - expected.item()) < 1e-6 * max(1.0, abs(expected.item())):
             continue
         if out.shape == eps.shape:
-            return _report(name, False, f"{len(eps)} values, one per sample. Hint: the ELBO is their average")
+            return f"{len(eps)} values, one per sample. Hint: the ELBO is their average"
         if out.numel() != 1:
-            return _report(name, False, f"shape {tuple(out.shape)}; expected one number")
+            return f"shape {tuple(out.shape)}; expected one number"
         value = out.item()
         near = lambda a: abs(value - float(a)) < 1e-6 * max(1.0, abs(float(a)))  # noqa: E731
-        if near(log_joint(z).mean()):
-            return _report(name, False, "you averaged log p(x0, z) alone. Hint: the ELBO also subtracts log q(z), "
-                                        "so that a q spread over unlikely z is not rewarded for free")
-        if near((log_joint(z) + log_q).mean()):
-            return _report(name, False, "you added log q(z); the ELBO subtracts it. Hint: E_q[log p(x0, z) - log q(z)]")
-        if near((log_joint(z) - _log_normal(z, torch.zeros_like(m), torch.zeros_like(log_std))).mean()):
-            return _report(name, False, "you subtracted the prior's log-density, which leaves E_q[log p(x0 | z)], "
-                                        "the reconstruction term. Hint: subtract log q(z), the density of the "
-                                        "distribution you sampled from")
-        if near(torch.logsumexp(log_joint(z) - log_q, 0) - math.log(len(eps))):
-            return _report(name, False, "that is the log of the average weight, the importance-weighted bound "
-                                        "L_n (an estimate of log p(x0)), not the ELBO. Hint: average the log "
-                                        "weights instead")
-        for wrong_std, what in ((log_std, "log_std itself"), (torch.exp(2 * log_std), "the variance")):
+
+        def samples_with_std(wrong_std):   # z drawn with the wrong scale, scored with log_std or with log |scale|
             z_wrong = m + wrong_std * eps
-            if any(near((log_joint(z_wrong) - lq).mean())
-                   for lq in (_log_normal(z_wrong, m, log_std), _log_normal(z_wrong, m, torch.log(wrong_std.abs())))):
-                return _report(name, False, f"your samples use {what} as the standard deviation. Hint: "
-                                            "z = m + exp(log_std) * eps")
-        if abs(value - expected.item()) < 5 * ((log_joint(z) - log_q).std() / math.sqrt(len(eps))).item():
-            return _report(name, False, "close, but not computed from the noise you were given. Hint: build the "
-                                        "samples from eps, z = m + exp(log_std) * eps, so that the answer is "
-                                        "reproducible")
-        return _report(name, False, "wrong value. Hint: z_i = m + exp(log_std) eps_i, then the average of "
-                                    "log_joint(z_i) - log N(z_i; m, exp(log_std)^2)")
-    return _report(name, True, "correct on 3 cases (a Gaussian and a bimodal log-joint)")
+            scored = (_log_normal(z_wrong, m, log_std), _log_normal(z_wrong, m, torch.log(wrong_std.abs())))
+            return any(near((log_joint(z_wrong) - lq).mean()) for lq in scored)
+
+        return diagnose(near, [
+            (log_joint(z).mean(), "you averaged log p(x0, z) alone. Hint: the ELBO also subtracts log q(z), so that a "
+                                  "q spread over unlikely z is not rewarded for free"),
+            ((log_joint(z) + log_q).mean(), "you added log q(z); the ELBO subtracts it. Hint: E_q[log p(x0, z) - "
+                                            "log q(z)]"),
+            ((log_joint(z) - _log_normal(z, torch.zeros_like(m), torch.zeros_like(log_std))).mean(),
+             "you subtracted the prior's log-density, which leaves E_q[log p(x0 | z)], the reconstruction term. Hint: "
+             "subtract log q(z), the density of the distribution you sampled from"),
+            (torch.logsumexp(log_joint(z) - log_q, 0) - math.log(len(eps)),
+             "that is the log of the average weight, the importance-weighted bound L_n (an estimate of log p(x0)), "
+             "not the ELBO. Hint: average the log weights instead"),
+            (lambda: samples_with_std(log_std), "your samples use log_std itself as the standard deviation. Hint: "
+                                                "z = m + exp(log_std) * eps"),
+            (lambda: samples_with_std(torch.exp(2 * log_std)), "your samples use the variance as the standard "
+                                                               "deviation. Hint: z = m + exp(log_std) * eps"),
+            (abs(value - expected.item()) < 5 * ((log_joint(z) - log_q).std() / math.sqrt(len(eps))).item(),
+             "close, but not computed from the noise you were given. Hint: build the samples from eps, z = m + "
+             "exp(log_std) * eps, so that the answer is reproducible"),
+        ], otherwise="wrong value. Hint: z_i = m + exp(log_std) eps_i, then the average of log_joint(z_i) - "
+                     "log N(z_i; m, exp(log_std)^2)")

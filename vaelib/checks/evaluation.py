@@ -5,76 +5,58 @@ import math
 
 import torch
 
-from ._feedback import _report, _call, _number
+from ._feedback import answer, correct, diagnose, either, exercise_check, expect, one_number
 
 __all__ = ['check_bits_per_dim', 'check_images_needed', 'check_protocol_elbos', 'check_effective_sample_size',
            'check_paired_difference']
 
 
+@exercise_check("correct (80 nats is about 0.147 bits/dim)")
 def check_bits_per_dim(fn) -> bool:
     """``fn(nats)``: nats per 28x28 image -> bits per pixel."""
-    name = "check_bits_per_dim"
     for nats in (80.0, 543.43, 100.0):
-        out, error = _call(name, fn, nats)
-        if error:
-            return _report(name, False, error)
-        value, error = _number(out)
-        if error:
-            return _report(name, False, error)
-        expected = nats / (784 * math.log(2))
-        if abs(value - expected) < 1e-6 * max(1.0, expected):
-            continue
-        if abs(value - nats / math.log(2)) < 1e-6 * nats:
-            return _report(name, False, "that is bits per image. Hint: divide by the 784 pixels too")
-        if abs(value - nats / 784) < 1e-9 * nats:
-            return _report(name, False, "that is nats per pixel. Hint: one nat is 1/ln 2 bits")
-        if abs(value - nats * math.log(2) / 784) < 1e-9 * nats:
-            return _report(name, False, "you multiplied by ln 2. Hint: bits = nats / ln 2")
-        return _report(name, False, "wrong value. Hint: bits/dim = nats / (784 * ln 2)")
-    return _report(name, True, "correct (80 nats is about 0.147 bits/dim)")
+        value = one_number(answer(fn, nats))
+        expect(value, nats / (784 * math.log(2)), [
+            (abs(value - nats / math.log(2)) < 1e-6 * nats, "that is bits per image. Hint: divide by the 784 pixels "
+                                                            "too"),
+            (abs(value - nats / 784) < 1e-9 * nats, "that is nats per pixel. Hint: one nat is 1/ln 2 bits"),
+            (abs(value - nats * math.log(2) / 784) < 1e-9 * nats, "you multiplied by ln 2. Hint: bits = nats / ln 2"),
+        ], otherwise="wrong value. Hint: bits/dim = nats / (784 * ln 2)",
+           near=lambda a, b: abs(a - b) < 1e-6 * max(1.0, b))
 
 
+@exercise_check("correct on 3 cases")
 def check_images_needed(fn) -> bool:
     """``fn(per_image, target)``: the smallest number of images n for which the standard error s / sqrt(n)
     of a mean is at most ``target``, with s the standard deviation of ``per_image`` ``(N,)``, one value per
     image. Returns an integer."""
-    name = "check_images_needed"
     g = torch.Generator().manual_seed(9)
     for spread, target in ((20.0, 0.1), (8.0, 0.5), (35.0, 2.0)):
         per_image = 90 + spread * torch.randn(64, generator=g)
-        out, error = _call(name, fn, per_image.clone(), target)
-        if error:
-            return _report(name, False, error)
-        value, error = _number(out)
-        if error:
-            return _report(name, False, f"{error}: the number of images")
+        value = one_number(answer(fn, per_image.clone(), target), ": the number of images")
         # torch's std divides by N - 1, numpy's by N: either is a fine estimate of s
         stds = (per_image.std().item(), per_image.std(unbiased=False).item())
         exact = [(s / target) ** 2 for s in stds]
         if any(value == math.ceil(e) for e in exact):
             continue
-        near = lambda a: abs(value - a) <= 1.0 + 1e-6 * abs(a)  # noqa: E731
-        if any(near(e) for e in exact):
-            return _report(name, False, f"{value:g} is not the smallest whole number that reaches the target. "
-                                        "Hint: round (s / target)^2 up, with math.ceil")
-        if any(near(s / target) for s in stds):
-            return _report(name, False, "you forgot a square: the standard error falls like 1/sqrt(n). Hint: "
-                                        "solve s / sqrt(n) = target for n")
-        if any(near((s * s / target) ** 2) for s in stds):
-            return _report(name, False, "you used the variance where the standard deviation belongs. Hint: s is "
-                                        "the standard deviation over images, per_image.std()")
-        if any(near(s * s / target) for s in stds):
-            return _report(name, False, "the target is not squared. Hint: n = (s / target)^2")
-        if any(near((target / s) ** 2) for s in stds):
-            return _report(name, False, "the ratio is upside down: that number is tiny. Hint: n = (s / target)^2")
-        if near((per_image.mean().item() / target) ** 2):
-            return _report(name, False, "you used the mean of the values. Hint: the standard error depends on "
-                                        "their spread, the standard deviation")
-        return _report(name, False, "wrong value. Hint: the standard error of a mean of n values is s / sqrt(n); "
-                                    "solve s / sqrt(n) <= target for the smallest n")
-    return _report(name, True, "correct on 3 cases")
+        return diagnose(lambda a: abs(value - a) <= 1.0 + 1e-6 * abs(a), [
+            (either(*exact), f"{value:g} is not the smallest whole number that reaches the target. Hint: round "
+                             "(s / target)^2 up, with math.ceil"),
+            (either(*(s / target for s in stds)), "you forgot a square: the standard error falls like 1/sqrt(n). "
+                                                  "Hint: solve s / sqrt(n) = target for n"),
+            (either(*((s * s / target) ** 2 for s in stds)), "you used the variance where the standard deviation "
+                                                             "belongs. Hint: s is the standard deviation over "
+                                                             "images, per_image.std()"),
+            (either(*(s * s / target for s in stds)), "the target is not squared. Hint: n = (s / target)^2"),
+            (either(*((target / s) ** 2 for s in stds)), "the ratio is upside down: that number is tiny. Hint: n = "
+                                                         "(s / target)^2"),
+            ((per_image.mean().item() / target) ** 2, "you used the mean of the values. Hint: the standard error "
+                                                      "depends on their spread, the standard deviation"),
+        ], otherwise="wrong value. Hint: the standard error of a mean of n values is s / sqrt(n); solve s / sqrt(n) "
+                     "<= target for the smallest n")
 
 
+@exercise_check()
 def check_protocol_elbos(fn) -> bool:
     """``fn(model, n_images, seeds)``: ``(dynamic, static)``, the test ELBO (nats per image, as
     ``evaluate_elbo``'s ``"elbo"``) of ``model`` on the first ``n_images`` MNIST test images: ``dynamic``
@@ -82,28 +64,25 @@ def check_protocol_elbos(fn) -> bool:
     Runs ``fn`` on a small untrained model (reads MNIST from disk, no download)."""
     import vaelib
     from vaelib.evaluation import evaluate_elbo
-    name = "check_protocol_elbos"
     n, seeds = 20, [3, 7, 11]
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = vaelib.build_vae("mlp", latent_dim=2, hidden=16).eval()
-    out, error = _call(name, fn, model, n, list(seeds))
-    if error:
-        return _report(name, False, error)
+    out = answer(fn, model, n, list(seeds))
     try:
         dynamic, static = out
         dynamic = list(dynamic)
     except (TypeError, ValueError):
-        return _report(name, False, "expected (dynamic, static): a list with one ELBO per seed, and one ELBO. "
-                                    "Hint: return two things, e.g. return dynamic_elbos, static_elbo")
+        return ("expected (dynamic, static): a list with one ELBO per seed, and one ELBO. Hint: return two things, "
+                "e.g. return dynamic_elbos, static_elbo")
     if isinstance(static, dict) or any(isinstance(d, dict) for d in dynamic):
-        return _report(name, False, "evaluate_elbo returns a dict of several numbers. Hint: take its 'elbo' entry")
+        return "evaluate_elbo returns a dict of several numbers. Hint: take its 'elbo' entry"
     try:
         dynamic, static = [float(d) for d in dynamic], float(static)
     except (TypeError, ValueError, RuntimeError):
-        return _report(name, False, "expected numbers: a list of floats (one per seed) and a float")
+        return "expected numbers: a list of floats (one per seed) and a float"
     if len(dynamic) != len(seeds):
-        return _report(name, False, f"{len(dynamic)} dynamic values for {len(seeds)} seeds. Hint: one ELBO per seed")
+        return f"{len(dynamic)} dynamic values for {len(seeds)} seeds. Hint: one ELBO per seed"
 
     def elbo(binarize, seed, subset=n):
         data = vaelib.MNIST("test", binarize=binarize, subset=subset, download=False)
@@ -112,118 +91,94 @@ def check_protocol_elbos(fn) -> bool:
     # the numbers are deterministic for a seed; draws differ by a tenth of a nat or more on this model
     near = lambda a, b: abs(a - b) < 2e-3 + 1e-6 * abs(b)  # noqa: E731
     want = [elbo("dynamic", s) for s in seeds]
-    if not all(near(d, w) for d, w in zip(dynamic, want)):
-        if all(near(d, -w) for d, w in zip(dynamic, want)):
-            return _report(name, False, "those are minus the ELBOs (NLL-like, positive). Hint: report the ELBO "
-                                        "itself, a negative number of nats")
-        if len(set(dynamic)) == 1:
-            return _report(name, False, "every seed gives the same number. Hint: pass seed=... to evaluate_elbo: "
-                                        "the seed fixes the binarization draw")
-        if all(near(d, elbo("dynamic", s)) for d, s in zip(dynamic, range(len(seeds)))):
-            return _report(name, False, "you use the seeds 0, 1, 2, ... instead of the seeds you are given. "
-                                        "Hint: loop over the seeds argument")
-        if near(dynamic[0], elbo("dynamic", seeds[0], None)):
-            return _report(name, False, "you evaluate all 10,000 test images. Hint: keep the first n_images "
-                                        "(subset=n_images)")
-        return _report(name, False, "the dynamic ELBOs are wrong. Hint: the first n_images test images, "
-                                    "dynamically binarized, evaluated once per seed (evaluate_elbo takes seed=)")
+    expect(dynamic, want, [
+        ([-w for w in want], "those are minus the ELBOs (NLL-like, positive). Hint: report the ELBO itself, a "
+                             "negative number of nats"),
+        (len(set(dynamic)) == 1, "every seed gives the same number. Hint: pass seed=... to evaluate_elbo: the seed "
+                                 "fixes the binarization draw"),
+        (lambda: all(near(d, elbo("dynamic", s)) for d, s in zip(dynamic, range(len(seeds)))),
+         "you use the seeds 0, 1, 2, ... instead of the seeds you are given. Hint: loop over the seeds argument"),
+        (lambda: near(dynamic[0], elbo("dynamic", seeds[0], None)), "you evaluate all 10,000 test images. Hint: keep "
+                                                                    "the first n_images (subset=n_images)"),
+    ], otherwise="the dynamic ELBOs are wrong. Hint: the first n_images test images, dynamically binarized, "
+                 "evaluated once per seed (evaluate_elbo takes seed=)",
+           near=lambda ds, ws: all(near(d, w) for d, w in zip(ds, ws)))
     want_static = [elbo("static", s) for s in sorted({0, *seeds})]   # the seed of the z samples is free
-    if any(near(static, w) for w in want_static):
-        return _report(name, True, "correct on a small model (3 seeds, 20 images)")
-    if any(near(static, w) for w in want):
-        return _report(name, False, "your static number is one of the dynamic ones. Hint: the static draw is "
-                                    "a data set of its own: vaelib.MNIST('test', binarize='static', ...)")
-    if any(near(static, -w) for w in want_static):
-        return _report(name, False, "the static value is minus the ELBO. Hint: report the ELBO itself")
-    if near(static, elbo("static", 0, None)):
-        return _report(name, False, "the static value covers all 10,000 test images. Hint: keep the first "
-                                    "n_images (subset=n_images)")
-    return _report(name, False, "the static ELBO is wrong. Hint: evaluate the same first n_images test "
-                                "images, statically binarized (vaelib.MNIST's binarize='static')")
+    return diagnose(lambda w: near(static, w), [
+        (either(*want_static), correct("correct on a small model (3 seeds, 20 images)")),
+        (either(*want), "your static number is one of the dynamic ones. Hint: the static draw is a data set of "
+                           "its own: vaelib.MNIST('test', binarize='static', ...)"),
+        (either(*(-w for w in want_static)), "the static value is minus the ELBO. Hint: report the ELBO itself"),
+        (lambda: near(static, elbo("static", 0, None)), "the static value covers all 10,000 test images. Hint: keep "
+                                                        "the first n_images (subset=n_images)"),
+    ], otherwise="the static ELBO is wrong. Hint: evaluate the same first n_images test images, statically binarized "
+                 "(vaelib.MNIST's binarize='static')")
 
 
+@exercise_check("correct on 3 sets of log-weights, including some that underflow")
 def check_effective_sample_size(fn) -> bool:
     """``fn(log_w)``: the effective sample size (sum_i w_i)^2 / sum_i w_i^2 of k importance weights given by
     their logs, ``(k,) -> number``; log-weights of images are around -100, where exp underflows."""
-    name = "check_effective_sample_size"
     g = torch.Generator().manual_seed(10)
     cases = [-100 + 2 * torch.randn(50, generator=g),      # weights of similar size: a large ESS
              torch.full((20,), -90.0),                       # equal weights: ESS = k exactly
              -120 + 8 * torch.randn(200, generator=g)]       # a few weights dominate: a small ESS
+    near = lambda a, b: abs(a - b) <= 1e-3 * max(1.0, abs(b))  # noqa: E731
     for log_w in cases:
-        out, error = _call(name, fn, log_w.clone())
-        if error:
-            return _report(name, False, error)
-        value, error = _number(out)
-        if error:
-            return _report(name, False, f"{error}. Hint: sum over the k samples")
+        value = one_number(answer(fn, log_w.clone()), ". Hint: sum over the k samples")
         lw = log_w.double()
         expected = torch.exp(2 * torch.logsumexp(lw, 0) - torch.logsumexp(2 * lw, 0)).item()
-        near = lambda a: abs(value - a) <= 1e-3 * max(1.0, abs(a))  # noqa: E731
-        if near(expected):
-            continue
         unsquared = torch.exp(torch.logsumexp(lw, 0) - torch.logsumexp(2 * lw, 0)).item()
-        if near(unsquared) or (value == math.inf and unsquared > 3e38):   # 3e38: float32 overflows
-            return _report(name, False, f"got {value:g}, but the ESS lies between 1 and k: the numerator is not "
-                                        "squared. Hint: ESS = (sum w)^2 / sum w^2")
-        if not math.isfinite(value) or value == 0:
-            return _report(name, False, f"got {value}: exp(log_w) underflows to 0 for log-weights near -100. "
-                                        "Hint: stay in log space (torch.logsumexp), or subtract the largest "
-                                        "log-weight before exponentiating: the ratio does not change")
-        if near(1 / expected):
-            return _report(name, False, "upside down: that is 1/ESS, between 1/k and 1. Hint: (sum w)^2 on top")
-        if near(math.log(expected)):
-            return _report(name, False, "that is log ESS. Hint: exponentiate it")
-        if value == len(log_w):
-            return _report(name, False, f"that is k = {len(log_w)}: the ESS equals k only for equal weights")
-        if near((lw.sum() ** 2 / (lw ** 2).sum()).item()):
-            return _report(name, False, "you used the log-weights as weights. Hint: the weights are w = exp(log_w)")
-        return _report(name, False, "wrong value. Hint: ESS = (sum_i w_i)^2 / sum_i w_i^2 with w_i = exp(log_w_i), "
-                                    "between 1 and k")
-    return _report(name, True, "correct on 3 sets of log-weights, including some that underflow")
+        expect(value, expected, [
+            (near(value, unsquared) or (value == math.inf and unsquared > 3e38),   # 3e38: float32 overflows
+             f"got {value:g}, but the ESS lies between 1 and k: the numerator is not squared. Hint: ESS = (sum w)^2 / "
+             "sum w^2"),
+            (not math.isfinite(value) or value == 0,
+             f"got {value}: exp(log_w) underflows to 0 for log-weights near -100. Hint: stay in log space "
+             "(torch.logsumexp), or subtract the largest log-weight before exponentiating: the ratio does not change"),
+            (1 / expected, "upside down: that is 1/ESS, between 1/k and 1. Hint: (sum w)^2 on top"),
+            (math.log(expected), "that is log ESS. Hint: exponentiate it"),
+            (value == len(log_w), f"that is k = {len(log_w)}: the ESS equals k only for equal weights"),
+            ((lw.sum() ** 2 / (lw ** 2).sum()).item(), "you used the log-weights as weights. Hint: the weights are "
+                                                       "w = exp(log_w)"),
+        ], otherwise="wrong value. Hint: ESS = (sum_i w_i)^2 / sum_i w_i^2 with w_i = exp(log_w_i), between 1 and k",
+           near=near)
 
 
+@exercise_check("correct on 3 paired samples")
 def check_paired_difference(fn) -> bool:
     """``fn(a, b)``: the paired comparison of two models scored on the same images, ``a`` and ``b`` of shape
     ``(N,)`` (one value per image, image i in both): the mean difference mean(a - b) and its standard error
     s / sqrt(N), with s the standard deviation of the per-image differences. Returns two numbers."""
-    name = "check_paired_difference"
     g = torch.Generator().manual_seed(17)
+    near = lambda x, y: abs(x - y) <= 1e-6 * max(1.0, abs(y))  # noqa: E731
     for n, shift in ((64, 1.5), (300, -0.7), (20, 0.2)):
         difficulty = 25 * torch.randn(n, generator=g, dtype=torch.float64)      # what both models share
         a = -90 + difficulty + 0.8 * torch.randn(n, generator=g, dtype=torch.float64)
         b = -90 - shift + difficulty + 0.8 * torch.randn(n, generator=g, dtype=torch.float64)
-        out, error = _call(name, fn, a.clone(), b.clone())
-        if error:
-            return _report(name, False, error)
+        out = answer(fn, a.clone(), b.clone())
         try:
             mean, se = (float(v) for v in out)
         except (TypeError, ValueError, RuntimeError):
-            return _report(name, False, f"you returned {out!r}. Hint: two numbers, (mean difference, its standard "
-                                        "error)")
+            return f"you returned {out!r}. Hint: two numbers, (mean difference, its standard error)"
         d = a - b
         right_mean = d.mean().item()
         ses = [d.std(unbiased=u).item() / math.sqrt(n) for u in (True, False)]   # either estimate of s is fine
-        near = lambda x, y: abs(x - y) <= 1e-6 * max(1.0, abs(y))  # noqa: E731
         if near(mean, right_mean) and any(near(se, s) for s in ses):
             continue
-        if near(mean, -right_mean):
-            return _report(name, False, "the difference has the wrong sign. Hint: a minus b, image by image")
-        if not near(mean, right_mean):
-            return _report(name, False, "wrong mean difference. Hint: the average over images of a_i - b_i")
         unpaired = [math.sqrt(a.var(unbiased=u).item() / n + b.var(unbiased=u).item() / n) for u in (True, False)]
-        if any(near(se, s) for s in unpaired):
-            return _report(name, False, "that is the standard error for two independent samples. Both models saw the "
-                                        "same images, and most of the spread (easy and hard digits) is shared. "
-                                        "Hint: take the per-image differences first, then their standard error")
-        if any(near(se, s * math.sqrt(n) / n) for s in ses):
-            return _report(name, False, "you divided by n. Hint: the standard error of a mean is s / sqrt(n)")
-        if any(near(se, s * math.sqrt(n)) for s in ses):
-            return _report(name, False, "that is the standard deviation of the differences. Hint: divide by sqrt(n) "
-                                        "for the standard error of their mean")
-        if any(near(se, (s * math.sqrt(n)) ** 2 / math.sqrt(n)) for s in ses):
-            return _report(name, False, "you used the variance where the standard deviation belongs. Hint: s is the "
-                                        "standard deviation of the differences")
-        return _report(name, False, "wrong standard error. Hint: s / sqrt(n), with s the standard deviation of the "
-                                    "per-image differences a_i - b_i")
-    return _report(name, True, "correct on 3 paired samples")
+        return diagnose(lambda s: near(se, s), [
+            (near(mean, -right_mean), "the difference has the wrong sign. Hint: a minus b, image by image"),
+            (not near(mean, right_mean), "wrong mean difference. Hint: the average over images of a_i - b_i"),
+            (either(*unpaired), "that is the standard error for two independent samples. Both models saw the same "
+                                "images, and most of the spread (easy and hard digits) is shared. Hint: take the "
+                                "per-image differences first, then their standard error"),
+            (either(*(s * math.sqrt(n) / n for s in ses)), "you divided by n. Hint: the standard error of a mean is "
+                                                           "s / sqrt(n)"),
+            (either(*(s * math.sqrt(n) for s in ses)), "that is the standard deviation of the differences. Hint: "
+                                                       "divide by sqrt(n) for the standard error of their mean"),
+            (either(*((s * math.sqrt(n)) ** 2 / math.sqrt(n) for s in ses)),
+             "you used the variance where the standard deviation belongs. Hint: s is the standard deviation of the "
+             "differences"),
+        ], otherwise="wrong standard error. Hint: s / sqrt(n), with s the standard deviation of the per-image "
+                     "differences a_i - b_i")

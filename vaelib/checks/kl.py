@@ -5,102 +5,80 @@ import math
 
 import torch
 
-from ._feedback import _report, _call, _close, _as_tensor, _log_normal_diag, _cases
+from ._feedback import _as_tensor, _cases, _close, _log_normal_diag, answer, diagnose, exercise_check, expect
 
 __all__ = ['check_gaussian_kl', 'check_kl_diag', 'check_best_reverse_fit', 'check_kl_to_mixture_mc']
 
 
+@exercise_check("correct on 3 random batches")
 def check_gaussian_kl(fn) -> bool:
     """``fn(mu, logvar)``: KL(N(mu, exp(logvar)) || N(0, I)) per example, ``(B, D) -> (B,)``."""
-    name = "check_gaussian_kl"
     for mu, logvar in _cases():
-        out, error = _call(name, fn, mu.clone(), logvar.clone())
-        if error:
-            return _report(name, False, error)
-        out = _as_tensor(out)
+        out = _as_tensor(answer(fn, mu.clone(), logvar.clone()))
         per_dim = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1)
         expected = per_dim.sum(-1)
-        if _close(out, expected):
-            continue
-        if out.shape == per_dim.shape and _close(out, per_dim):
-            return _report(name, False, "you return one KL per latent dimension, (B, D). Hint: the KL of the "
-                                        "whole latent vector sums over the dimensions: .sum(-1)")
-        if out.shape == expected.shape and _close(out, -expected):
-            return _report(name, False, "the sign is flipped. Hint: a KL divergence is never negative")
-        if out.shape == expected.shape and _close(out, per_dim.mean(-1)):
-            return _report(name, False, "you average over latent dimensions. Hint: sum over them instead")
-        if out.shape == expected.shape and _close(out, 2 * expected):
-            return _report(name, False, "twice the right value. Hint: the closed form has a factor 1/2")
         var_as_logvar = 0.5 * (mu.pow(2) + logvar - torch.log(logvar.abs().clamp_min(1e-12)) - 1).sum(-1)
-        if out.shape == expected.shape and (_close(out, var_as_logvar) or not torch.isfinite(out).all()):
-            return _report(name, False, "you used logvar as if it were the variance. Hint: the variance is "
-                                        "logvar.exp(), and log(variance) is logvar itself")
-        if out.dim() == 0:
-            return _report(name, False, f"a single number; expected one KL per example, shape {tuple(expected.shape)}")
-        return _report(name, False, f"wrong values (shape {tuple(out.shape)}, expected {tuple(expected.shape)}). "
-                                    "Hint: write KL_j = 1/2 (mu_j^2 + sigma_j^2 - log sigma_j^2 - 1), then sum over j")
-    return _report(name, True, "correct on 3 random batches")
+        expect(out, expected, [
+            (per_dim, "you return one KL per latent dimension, (B, D). Hint: the KL of the whole latent vector sums "
+                      "over the dimensions: .sum(-1)"),
+            (-expected, "the sign is flipped. Hint: a KL divergence is never negative"),
+            (per_dim.mean(-1), "you average over latent dimensions. Hint: sum over them instead"),
+            (2 * expected, "twice the right value. Hint: the closed form has a factor 1/2"),
+            (out.shape == expected.shape and (_close(out, var_as_logvar) or not torch.isfinite(out).all()),
+             "you used logvar as if it were the variance. Hint: the variance is logvar.exp(), and log(variance) is "
+             "logvar itself"),
+            (out.dim() == 0, f"a single number; expected one KL per example, shape {tuple(expected.shape)}"),
+        ], otherwise=f"wrong values (shape {tuple(out.shape)}, expected {tuple(expected.shape)}). Hint: write KL_j = "
+                     "1/2 (mu_j^2 + sigma_j^2 - log sigma_j^2 - 1), then sum over j")
 
 
 def _kl_diag_per_dim(mu_q, logvar_q, mu_p, logvar_p):
     return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p) ** 2) / logvar_p.exp() - 1)
 
 
+@exercise_check("correct on 3 random batches")
 def check_kl_diag(fn) -> bool:
     """``fn(mu_q, logvar_q, mu_p, logvar_p)``: KL(N(mu_q, diag e^logvar_q) || N(mu_p, diag e^logvar_p)) summed over
     the last dimension, ``4 x (B, D) -> (B,)``."""
-    name = "check_kl_diag"
     g = torch.Generator().manual_seed(11)
     for _ in range(3):
         mu_q, logvar_q, mu_p, logvar_p = (torch.randn(5, 4, generator=g) for _ in range(4))
-        out, error = _call(name, fn, mu_q.clone(), logvar_q.clone(), mu_p.clone(), logvar_p.clone())
-        if error:
-            return _report(name, False, error)
-        out = _as_tensor(out)
+        out = _as_tensor(answer(fn, mu_q.clone(), logvar_q.clone(), mu_p.clone(), logvar_p.clone()))
         per_dim = _kl_diag_per_dim(mu_q, logvar_q, mu_p, logvar_p)
         expected = per_dim.sum(-1)
-        if _close(out, expected):
-            continue
-        same = out.shape == expected.shape
-        wrong = lambda value: same and _close(out, value)  # noqa: E731
-        if out.shape == per_dim.shape and _close(out, per_dim):
-            return _report(name, False, "one KL per dimension, (B, D). Hint: the dimensions are independent, so "
-                                        "their KLs add up: sum over the last dimension")
-        if wrong(-expected):
-            return _report(name, False, "the sign is flipped. Hint: a KL divergence is never negative")
-        if wrong(_kl_diag_per_dim(mu_p, logvar_p, mu_q, logvar_q).sum(-1)):
-            return _report(name, False, "that is KL(p || q): the roles of q and p are swapped. Hint: the "
-                                        "expectation is under q, the first distribution")
-        if wrong(per_dim.mean(-1)):
-            return _report(name, False, "you average over dimensions. Hint: sum over them instead")
-        if wrong(2 * expected):
-            return _report(name, False, "twice the right value. Hint: the closed form has a factor 1/2")
-        if wrong((0.5 * (logvar_p - logvar_q + logvar_q.exp() / logvar_p.exp() + (mu_q - mu_p) ** 2 - 1)).sum(-1)):
-            return _report(name, False, "the squared difference of the means is not divided by the variance of p. "
-                                        "Hint: (sigma_q^2 + (mu_q - mu_p)^2) / sigma_p^2, both terms")
-        if wrong((0.5 * (logvar_q - logvar_p + (logvar_q.exp() + (mu_q - mu_p) ** 2) / logvar_p.exp() - 1)).sum(-1)):
-            return _report(name, False, "the log term has the wrong sign. Hint: it is log(sigma_p / sigma_q)")
-        if wrong((0.5 * (logvar_p - logvar_q + ((0.5 * logvar_q).exp() + (mu_q - mu_p) ** 2)
-                         / (0.5 * logvar_p).exp() - 1)).sum(-1)):
-            return _report(name, False, "you used standard deviations where variances belong. Hint: the variance "
-                                        "is exp(logvar), the standard deviation exp(logvar / 2)")
-        if wrong(_kl_diag_per_dim(mu_q, logvar_q, mu_p, torch.zeros_like(logvar_p)).sum(-1)):
-            return _report(name, False, "logvar_p is ignored: that is a KL to a unit-variance Gaussian. Hint: p's "
-                                        "variance appears in the log term and in the denominator")
-        if wrong(_kl_diag_per_dim(mu_q, logvar_q, torch.zeros_like(mu_p), logvar_p).sum(-1)):
-            return _report(name, False, "mu_p is ignored. Hint: the means enter through (mu_q - mu_p)^2")
         log_abs = lambda v: torch.log(v.abs().clamp_min(1e-12))  # noqa: E731
         as_variance = 0.5 * (log_abs(logvar_p) - log_abs(logvar_q) + (logvar_q + (mu_q - mu_p) ** 2) / logvar_p - 1)
-        if same and (_close(out, as_variance.sum(-1)) or not torch.isfinite(out).all()):
-            return _report(name, False, "you used logvar as if it were the variance. Hint: the variance is "
-                                        "logvar.exp(), and log(variance) is logvar itself")
-        if out.dim() == 0:
-            return _report(name, False, f"a single number; expected one KL per example, shape {tuple(expected.shape)}")
-        if not same:
-            return _report(name, False, f"shape {tuple(out.shape)}; expected one KL per example, {tuple(expected.shape)}")
-        return _report(name, False, "wrong values. Hint: per dimension, log(sigma_p / sigma_q) + (sigma_q^2 + "
-                                    "(mu_q - mu_p)^2) / (2 sigma_p^2) - 1/2, then sum over dimensions")
-    return _report(name, True, "correct on 3 random batches")
+        expect(out, expected, [
+            (per_dim, "one KL per dimension, (B, D). Hint: the dimensions are independent, so their KLs add up: "
+                      "sum over the last dimension"),
+            (-expected, "the sign is flipped. Hint: a KL divergence is never negative"),
+            (_kl_diag_per_dim(mu_p, logvar_p, mu_q, logvar_q).sum(-1), "that is KL(p || q): the roles of q and p are "
+                                                                       "swapped. Hint: the expectation is under q, "
+                                                                       "the first distribution"),
+            (per_dim.mean(-1), "you average over dimensions. Hint: sum over them instead"),
+            (2 * expected, "twice the right value. Hint: the closed form has a factor 1/2"),
+            ((0.5 * (logvar_p - logvar_q + logvar_q.exp() / logvar_p.exp() + (mu_q - mu_p) ** 2 - 1)).sum(-1),
+             "the squared difference of the means is not divided by the variance of p. Hint: (sigma_q^2 + "
+             "(mu_q - mu_p)^2) / sigma_p^2, both terms"),
+            ((0.5 * (logvar_q - logvar_p + (logvar_q.exp() + (mu_q - mu_p) ** 2) / logvar_p.exp() - 1)).sum(-1),
+             "the log term has the wrong sign. Hint: it is log(sigma_p / sigma_q)"),
+            ((0.5 * (logvar_p - logvar_q + ((0.5 * logvar_q).exp() + (mu_q - mu_p) ** 2) / (0.5 * logvar_p).exp()
+                     - 1)).sum(-1),
+             "you used standard deviations where variances belong. Hint: the variance is exp(logvar), the standard "
+             "deviation exp(logvar / 2)"),
+            (_kl_diag_per_dim(mu_q, logvar_q, mu_p, torch.zeros_like(logvar_p)).sum(-1),
+             "logvar_p is ignored: that is a KL to a unit-variance Gaussian. Hint: p's variance appears in the log "
+             "term and in the denominator"),
+            (_kl_diag_per_dim(mu_q, logvar_q, torch.zeros_like(mu_p), logvar_p).sum(-1),
+             "mu_p is ignored. Hint: the means enter through (mu_q - mu_p)^2"),
+            (out.shape == expected.shape and (_close(out, as_variance.sum(-1)) or not torch.isfinite(out).all()),
+             "you used logvar as if it were the variance. Hint: the variance is logvar.exp(), and log(variance) is "
+             "logvar itself"),
+            (out.dim() == 0, f"a single number; expected one KL per example, shape {tuple(expected.shape)}"),
+            (out.shape != expected.shape,
+             f"shape {tuple(out.shape)}; expected one KL per example, {tuple(expected.shape)}"),
+        ], otherwise="wrong values. Hint: per dimension, log(sigma_p / sigma_q) + (sigma_q^2 + (mu_q - mu_p)^2) / "
+                     "(2 sigma_p^2) - 1/2, then sum over dimensions")
 
 
 # The integration grid and the target of notebook 03, section 5: an equal mixture of N(-a, 1) and N(a, 1).
@@ -121,22 +99,20 @@ def _kl_tables(a, m_grid, log_s_grid):
     return reverse, forward
 
 
+@exercise_check("the global minimum for a = 1, 3 and 4")
 def check_best_reverse_fit(fn) -> bool:
     """``fn(a, m_grid, log_s_grid)``: the global minimum over the grid of KL(q || p) for q = N(m, s^2), m in
     ``m_grid``, log s in ``log_s_grid`` (float64), p = the equal mixture of N(-a, 1) and N(a, 1). The KL is
     integrated by the trapezoid rule on section 5's ``grid = torch.linspace(-12, 12, 1201)``. Returns the
     best ``(m, s, kl)``: three numbers, s the standard deviation."""
-    name = "check_best_reverse_fit"
     m_grid = torch.linspace(0, 6, 31, dtype=torch.float64)
     log_s_grid = torch.linspace(math.log(0.3), math.log(6.0), 40, dtype=torch.float64)
     for a in (1.0, 3.0, 4.0):
-        out, error = _call(name, fn, a, m_grid.clone(), log_s_grid.clone())
-        if error:
-            return _report(name, False, error)
+        out = answer(fn, a, m_grid.clone(), log_s_grid.clone())
         try:
             m, s, kl = (float(v) for v in out)
         except (TypeError, ValueError):
-            return _report(name, False, f"you returned {out!r}. Hint: return three numbers, (m, s, kl)")
+            return f"you returned {out!r}. Hint: return three numbers, (m, s, kl)"
         reverse, forward = _kl_tables(a, m_grid, log_s_grid)
         i, j = divmod(int(reverse.argmin()), len(log_s_grid))
         m_best, s_best, kl_best = m_grid[i].item(), log_s_grid[j].exp().item(), reverse[i, j].item()
@@ -146,27 +122,22 @@ def check_best_reverse_fit(fn) -> bool:
         fi, fj = divmod(int(forward.argmin()), len(log_s_grid))
         at_forward = (fi, fj) != (i, j) and abs(abs(m) - m_grid[fi].item()) < 1e-6 \
             and abs(s - log_s_grid[fj].exp().item()) < 1e-6 * s
-        if at_forward or abs(kl - forward[fi, fj].item()) < 1e-4:
-            return _report(name, False, "that is the minimum of the forward KL(p || q), the mass-covering fit. "
-                                        "Hint: the reverse KL averages log q - log p under q")
-        if right_m and right_s and abs(kl - (kl_best - math.log(2))) < 1e-4:
-            return _report(name, False, "your KL is log 2 too small: the target is not normalized. Hint: an equal "
-                                        "mixture gives each bump the weight 1/2")
-        if right_m and abs(s - log_s_grid[j].item()) < 1e-6:
-            return _report(name, False, "you return log s. Hint: return the standard deviation s = exp(log s)")
-        if kl < 0:
-            return _report(name, False, "a negative KL: the sign is flipped. Hint: the integrand is "
-                                        "q (log q - log p)")
-        if abs(kl - kl_best) < 1e-4:
-            return _report(name, False, "the right smallest KL, but not at your (m, s). Hint: check how you turn "
-                                        "the position of the minimum into a row (m) and a column (s)")
-        if right_m and right_s:
-            return _report(name, False, f"the right (m, s) for a = {a}, but your KL ({kl:.4f}) is not the "
-                                        "reverse KL there. Hint: return the smallest KL itself, in nats")
-        return _report(name, False, f"for a = {a}: not the global minimum of the reverse KL over the grid. Hint: "
-                                    "evaluate KL(q || p) for every (m, log s) pair of the two grids and take the "
-                                    "smallest")
-    return _report(name, True, "the global minimum for a = 1, 3 and 4")
+        return diagnose(None, [
+            (at_forward or abs(kl - forward[fi, fj].item()) < 1e-4,
+             "that is the minimum of the forward KL(p || q), the mass-covering fit. Hint: the reverse KL averages "
+             "log q - log p under q"),
+            (right_m and right_s and abs(kl - (kl_best - math.log(2))) < 1e-4,
+             "your KL is log 2 too small: the target is not normalized. Hint: an equal mixture gives each bump the "
+             "weight 1/2"),
+            (right_m and abs(s - log_s_grid[j].item()) < 1e-6,
+             "you return log s. Hint: return the standard deviation s = exp(log s)"),
+            (kl < 0, "a negative KL: the sign is flipped. Hint: the integrand is q (log q - log p)"),
+            (abs(kl - kl_best) < 1e-4, "the right smallest KL, but not at your (m, s). Hint: check how you turn the "
+                                       "position of the minimum into a row (m) and a column (s)"),
+            (right_m and right_s, f"the right (m, s) for a = {a}, but your KL ({kl:.4f}) is not the reverse KL "
+                                  "there. Hint: return the smallest KL itself, in nats"),
+        ], otherwise=f"for a = {a}: not the global minimum of the reverse KL over the grid. Hint: evaluate "
+                     "KL(q || p) for every (m, log s) pair of the two grids and take the smallest")
 
 
 def _mixture_prior_case(g, batch=5, dims=3, k=4, samples=7):
@@ -177,57 +148,46 @@ def _mixture_prior_case(g, batch=5, dims=3, k=4, samples=7):
     return mu, logvar, eps, weights, means, logvars
 
 
+@exercise_check("correct on 3 random batches and mixture priors")
 def check_kl_to_mixture_mc(fn) -> bool:
     """``fn(mu, logvar, eps, weights, means, logvars)``: the Monte-Carlo estimate of KL(q || p) per example, with
     q = N(mu, diag exp(logvar)) ((B, D) each) and the mixture prior p(z) = sum_k weights[k] N(z; means[k],
     diag exp(logvars[k])) (weights (K,), means and logvars (K, D)). The samples are z = mu + exp(logvar / 2) * eps,
     with ``eps`` (S, B, D) given; return the average over the S samples of log q(z) - log p(z): shape (B,)."""
-    name = "check_kl_to_mixture_mc"
     g = torch.Generator().manual_seed(15)
     for _ in range(3):
-        mu, logvar, eps, weights, means, logvars = _mixture_prior_case(g)
-        out, error = _call(name, fn, mu.clone(), logvar.clone(), eps.clone(), weights.clone(), means.clone(),
-                           logvars.clone())
-        if error:
-            return _report(name, False, error)
-        out = _as_tensor(out).detach().float()
+        mu, logvar, eps, weights, means, logvars = case = _mixture_prior_case(g)
+        out = _as_tensor(answer(fn, *(t.clone() for t in case))).detach().float()
         z = mu + torch.exp(0.5 * logvar) * eps                                        # (S, B, D)
         log_q = _log_normal_diag(z, mu, logvar)                                       # (S, B)
         log_comp = _log_normal_diag(z[:, :, None, :], means, logvars)                 # (S, B, K)
         log_p = torch.logsumexp(log_comp + weights.log(), -1)
         expected = (log_q - log_p).mean(0)
-        if _close(out, expected, 1e-3):
-            continue
-        if out.shape == log_q.shape:
-            return _report(name, False, f"shape {tuple(out.shape)}: one value per sample and example. Hint: "
-                                        "average over the samples (dim 0)")
-        if out.shape != expected.shape:
-            return _report(name, False, f"shape {tuple(out.shape)}; expected one KL per example, {tuple(expected.shape)}")
-        if _close(out, -expected, 1e-3):
-            return _report(name, False, "the sign is flipped: that is the average of log p(z) - log q(z). Hint: "
-                                        "KL(q || p) = E_q[log q(z) - log p(z)]")
-        if _close(out, (log_q - (log_comp * weights).sum(-1)).mean(0), 1e-3):
-            return _report(name, False, "you used sum_k w_k log N_k(z) for log p(z): the mixture of the logs, which "
-                                        "by Jensen is below the log of the mixture, so your KL is too large. Hint: "
-                                        "log p(z) = log sum_k w_k N_k(z), computed with torch.logsumexp")
-        if _close(out, (log_q - torch.logsumexp(log_comp, -1)).mean(0), 1e-3):
-            return _report(name, False, "the mixture weights are missing. Hint: add log w_k to each component's "
-                                        "log-density before the logsumexp")
         per_coord = torch.logsumexp(-0.5 * ((z[:, :, None, :] - means) ** 2 / logvars.exp() + logvars
                                             + math.log(2 * math.pi)) + weights.log()[:, None], -2).sum(-1)
-        if _close(out, (log_q - per_coord).mean(0), 1e-3):
-            return _report(name, False, "you mixed every coordinate separately. Hint: the components are "
-                                        "D-dimensional Gaussians: sum each component's log-density over the "
-                                        "dimensions first, then mix the K components")
-        z_prior_like = eps
-        if _close(out, (_log_normal_diag(z_prior_like, mu, logvar) - torch.logsumexp(
-                _log_normal_diag(z_prior_like[:, :, None, :], means, logvars) + weights.log(), -1)).mean(0), 1e-3):
-            return _report(name, False, "your samples are eps itself, not samples of q. Hint: z = mu + "
-                                        "exp(logvar / 2) * eps")
-        if _close(out, (log_q - log_p).mean(0) / mu.shape[-1], 1e-3):
-            return _report(name, False, "you divided by the number of latent dimensions. Hint: the KL of the whole "
-                                        "latent vector is a sum over dimensions")
-        return _report(name, False, "wrong values. Hint: z = mu + exp(logvar / 2) * eps; log q(z) and each "
-                                    "component's log N_k(z) sum over dimensions; log p(z) = logsumexp_k(log w_k + "
-                                    "log N_k(z)); average log q - log p over the samples")
-    return _report(name, True, "correct on 3 random batches and mixture priors")
+        log_p_of_eps = torch.logsumexp(_log_normal_diag(eps[:, :, None, :], means, logvars) + weights.log(), -1)
+        expect(out, expected, [
+            (out.shape == log_q.shape, f"shape {tuple(out.shape)}: one value per sample and example. Hint: average "
+                                       "over the samples (dim 0)"),
+            (out.shape != expected.shape,
+             f"shape {tuple(out.shape)}; expected one KL per example, {tuple(expected.shape)}"),
+            (-expected, "the sign is flipped: that is the average of log p(z) - log q(z). Hint: KL(q || p) = "
+                        "E_q[log q(z) - log p(z)]"),
+            ((log_q - (log_comp * weights).sum(-1)).mean(0),
+             "you used sum_k w_k log N_k(z) for log p(z): the mixture of the logs, which by Jensen is below the log "
+             "of the mixture, so your KL is too large. Hint: log p(z) = log sum_k w_k N_k(z), computed with "
+             "torch.logsumexp"),
+            ((log_q - torch.logsumexp(log_comp, -1)).mean(0),
+             "the mixture weights are missing. Hint: add log w_k to each component's log-density before the "
+             "logsumexp"),
+            ((log_q - per_coord).mean(0),
+             "you mixed every coordinate separately. Hint: the components are D-dimensional Gaussians: sum each "
+             "component's log-density over the dimensions first, then mix the K components"),
+            ((_log_normal_diag(eps, mu, logvar) - log_p_of_eps).mean(0),
+             "your samples are eps itself, not samples of q. Hint: z = mu + exp(logvar / 2) * eps"),
+            ((log_q - log_p).mean(0) / mu.shape[-1],
+             "you divided by the number of latent dimensions. Hint: the KL of the whole latent vector is a sum over "
+             "dimensions"),
+        ], otherwise="wrong values. Hint: z = mu + exp(logvar / 2) * eps; log q(z) and each component's log N_k(z) "
+                     "sum over dimensions; log p(z) = logsumexp_k(log w_k + log N_k(z)); average log q - log p over "
+                     "the samples", tol=1e-3)

@@ -6,7 +6,7 @@ import math
 import torch
 from torch.autograd.functional import jacobian
 
-from ._feedback import _report, _call, _as_tensor
+from ._feedback import _as_tensor, answer, either, exercise_check, expect, fail
 
 __all__ = ['check_affine_flow_log_prob', 'check_planar_log_det', 'check_full_gaussian_elbo']
 
@@ -21,16 +21,16 @@ def _near(out, expected, tol=1e-4) -> bool:
             and torch.allclose(out.double(), expected.double(), rtol=tol, atol=tol))
 
 
-def _tensor_output(name, out, expected_shape, what):
-    """``(tensor, None)`` or ``(None, message)`` for a learner's output that should have ``expected_shape``."""
+def _tensor_output(out, expected_shape, what):
+    """The learner's output as a tensor of ``expected_shape``; the check fails when it is not one."""
     try:
         out = _as_tensor(out).detach()
     except (TypeError, ValueError, RuntimeError):
-        return None, f"expected a tensor of shape {tuple(expected_shape)}, got {type(out).__name__}"
+        fail(f"expected a tensor of shape {tuple(expected_shape)}, got {type(out).__name__}")
     if out.shape != torch.Size(expected_shape):
-        return None, (f"expected shape {tuple(expected_shape)} ({what}), got {tuple(out.shape)}. "
-                      "Hint: sum over the latent dimensions (the last one), one value per row of z")
-    return out, None
+        fail(f"expected shape {tuple(expected_shape)} ({what}), got {tuple(out.shape)}. Hint: sum over the latent "
+             "dimensions (the last one), one value per row of z")
+    return out
 
 
 def _affine_cases():
@@ -48,50 +48,38 @@ def _affine_cases():
     return cases
 
 
+@exercise_check("correct on 3 affine flows, including ones that flip an axis")
 def check_affine_flow_log_prob(fn) -> bool:
     """``fn(z, L, b)``: log q(z) for each row of ``z`` ``(N, D)``, where z = b + L eps, eps ~ N(0, I), L lower
     triangular with a non-zero diagonal (possibly negative entries), b ``(D,)``. Returns ``(N,)``."""
-    name = "check_affine_flow_log_prob"
     for z, L, b in _affine_cases():
-        out, error = _call(name, fn, z.float().clone(), L.float().clone(), b.float().clone())
-        if error:
-            return _report(name, False, error)
-        out, error = _tensor_output(name, out, (len(z),), "one log-density per row of z")
-        if error:
-            return _report(name, False, error)
+        out = answer(fn, z.float().clone(), L.float().clone(), b.float().clone())
+        out = _tensor_output(out, (len(z),), "one log-density per row of z")
         eps = torch.linalg.solve_triangular(L, (z - b).T, upper=False).T
         log_det = torch.log(torch.diagonal(L).abs()).sum()
-        expected = _std_normal_log_prob(eps) - log_det
-        if _near(out, expected):
-            continue
-        negative = bool((torch.diagonal(L) < 0).any())
-        if negative and torch.isnan(out).any():
-            return _report(name, False, "you get NaN where L has a negative diagonal entry: the log of a negative "
-                                        "number. Hint: the change of variables uses |det J|, the absolute value")
-        if _near(out, _std_normal_log_prob(eps) + log_det):
-            return _report(name, False, "the log-determinant has the wrong sign. Where the map stretches space "
-                                        "(|det L| > 1) the same probability is spread thinner, so log q goes down. "
-                                        "Hint: log q(z) = log N(eps) - log|det L|")
-        if _near(out, _std_normal_log_prob(eps)):
-            return _report(name, False, "that is log N(eps; 0, I) alone: the volume change is missing. "
-                                        "Hint: subtract log|det J| of the map")
-        wrong_eps = {
-            "forward": ((z - b) @ L.T, "you applied L to z - b instead of undoing it. Hint: eps solves L eps = z - b"),
-            "transpose": (torch.linalg.solve_triangular(L.T, (z - b).T, upper=True).T,
-                          "you solved with L transposed. Hint: z = b + L eps, so eps solves L eps = z - b "
-                          "(solve_triangular(L, (z - b).T, upper=False).T for rows)"),
-            "no inverse": (z - b, "you evaluated the Gaussian at z - b without undoing L. Hint: eps solves "
-                                  "L eps = z - b"),
-            "at z": (z, "you evaluated the base density at z itself. Hint: first recover eps from z, then "
-                        "evaluate N(eps; 0, I)"),
-        }
-        for wrong, hint in wrong_eps.values():
-            if any(_near(out, _std_normal_log_prob(wrong) + s * log_det) for s in (-1, 0, 1)):
-                return _report(name, False, hint)
-        return _report(name, False, "wrong values. Hint: eps from L eps = z - b, then log N(eps; 0, I) - "
-                                    "sum_i log|L_ii| (the determinant of a triangular matrix is the product of "
-                                    "its diagonal)")
-    return _report(name, True, "correct on 3 affine flows, including ones that flip an axis")
+        base = _std_normal_log_prob
+
+        def at(wrong_eps):   # the base density at a wrong eps, with or without (either sign of) the volume term
+            return either(*(base(wrong_eps) + s * log_det for s in (-1, 0, 1)))
+
+        expect(out, base(eps) - log_det, [
+            (bool((torch.diagonal(L) < 0).any()) and bool(torch.isnan(out).any()),
+             "you get NaN where L has a negative diagonal entry: the log of a negative number. Hint: the change of "
+             "variables uses |det J|, the absolute value"),
+            (base(eps) + log_det, "the log-determinant has the wrong sign. Where the map stretches space (|det L| > 1) "
+                                  "the same probability is spread thinner, so log q goes down. Hint: log q(z) = "
+                                  "log N(eps) - log|det L|"),
+            (base(eps), "that is log N(eps; 0, I) alone: the volume change is missing. Hint: subtract log|det J| of "
+                        "the map"),
+            (at((z - b) @ L.T), "you applied L to z - b instead of undoing it. Hint: eps solves L eps = z - b"),
+            (at(torch.linalg.solve_triangular(L.T, (z - b).T, upper=True).T),
+             "you solved with L transposed. Hint: z = b + L eps, so eps solves L eps = z - b "
+             "(solve_triangular(L, (z - b).T, upper=False).T for rows)"),
+            (at(z - b), "you evaluated the Gaussian at z - b without undoing L. Hint: eps solves L eps = z - b"),
+            (at(z), "you evaluated the base density at z itself. Hint: first recover eps from z, then evaluate "
+                    "N(eps; 0, I)"),
+        ], otherwise="wrong values. Hint: eps from L eps = z - b, then log N(eps; 0, I) - sum_i log|L_ii| (the "
+                     "determinant of a triangular matrix is the product of its diagonal)", near=_near)
 
 
 def _planar_cases():
@@ -108,45 +96,35 @@ def _planar_cases():
     return cases
 
 
+@exercise_check("correct on 3 planar flows (D = 2, 3, 5), against autograd's Jacobian")
 def check_planar_log_det(fn) -> bool:
     """``fn(z, u, w, b)``: log|det J| of the planar flow f(z) = z + u tanh(w.z + b) at each row of ``z``
     ``(N, D)``; ``u``, ``w`` ``(D,)``, ``b`` a number. Returns ``(N,)``. Compared with autograd's Jacobian."""
-    name = "check_planar_log_det"
     for z, u, w, b in _planar_cases():
-        out, error = _call(name, fn, z.float().clone(), u.float().clone(), w.float().clone(), b)
-        if error:
-            return _report(name, False, error)
-        out, error = _tensor_output(name, out, (len(z),), "one log-determinant per row of z")
-        if error:
-            return _report(name, False, error)
+        out = answer(fn, z.float().clone(), u.float().clone(), w.float().clone(), b)
+        out = _tensor_output(out, (len(z),), "one log-determinant per row of z")
 
         def f(v):
             return v + u * torch.tanh(v @ w + b)
 
         expected = torch.stack([torch.linalg.slogdet(jacobian(f, row))[1] for row in z])
-        if _near(out, expected):
-            continue
         a = z @ w + b
-        lemma = lambda psi: psi @ u  # noqa: E731   psi (N, D): det(I + u psi^T) = 1 + psi.u
-        derivative = ((1 - torch.tanh(a) ** 2)[:, None] * w)
-        if _near(out, -expected):
-            return _report(name, False, "the sign is flipped: that is minus log|det J|. Hint: return log|det J| "
-                                        "itself; the density subtracts it later")
-        if _near(out, torch.exp(expected)):
-            return _report(name, False, "that is det J itself. Hint: return its logarithm, log|1 + psi.u|")
-        if _near(out, torch.log(torch.abs(lemma(torch.tanh(a)[:, None] * w) + 1))):
-            return _report(name, False, "you used tanh where its derivative belongs. Hint: the Jacobian of "
-                                        "u tanh(w.z + b) is u tanh'(w.z + b) w^T, and tanh'(a) = 1 - tanh(a)^2")
-        if _near(out, torch.log(torch.abs(lemma(w.expand_as(z)) + 1))):
-            return _report(name, False, "your psi is w alone. Hint: chain rule: the derivative of tanh(w.z + b) "
-                                        "with respect to z is tanh'(w.z + b) w")
-        if _near(out, torch.log(torch.abs(lemma(((1 - torch.tanh(a))[:, None] * w)) + 1))):
-            return _report(name, False, "tanh'(a) is 1 - tanh(a)^2, not 1 - tanh(a). Hint: square the tanh")
-        if _near(out, torch.log(torch.abs(lemma(derivative)))):
-            return _report(name, False, "the identity's share is missing: the Jacobian is I + u psi^T, and the "
-                                        "matrix determinant lemma gives det(I + u psi^T) = 1 + psi.u. Hint: add the 1")
-        return _report(name, False, "wrong values. Hint: psi = (1 - tanh(w.z + b)^2) w, then log|1 + psi.u| per row")
-    return _report(name, True, "correct on 3 planar flows (D = 2, 3, 5), against autograd's Jacobian")
+        log_det_of = lambda psi: torch.log(torch.abs(psi @ u + 1))  # noqa: E731   det(I + u psi^T) = 1 + psi.u
+        expect(out, expected, [
+            (-expected, "the sign is flipped: that is minus log|det J|. Hint: return log|det J| itself; the density "
+                        "subtracts it later"),
+            (torch.exp(expected), "that is det J itself. Hint: return its logarithm, log|1 + psi.u|"),
+            (log_det_of(torch.tanh(a)[:, None] * w), "you used tanh where its derivative belongs. Hint: the Jacobian "
+                                                     "of u tanh(w.z + b) is u tanh'(w.z + b) w^T, and tanh'(a) = "
+                                                     "1 - tanh(a)^2"),
+            (log_det_of(w.expand_as(z)), "your psi is w alone. Hint: chain rule: the derivative of tanh(w.z + b) with "
+                                         "respect to z is tanh'(w.z + b) w"),
+            (log_det_of((1 - torch.tanh(a))[:, None] * w), "tanh'(a) is 1 - tanh(a)^2, not 1 - tanh(a). Hint: square "
+                                                           "the tanh"),
+            (torch.log(torch.abs(((1 - torch.tanh(a) ** 2)[:, None] * w) @ u)),
+             "the identity's share is missing: the Jacobian is I + u psi^T, and the matrix determinant lemma gives "
+             "det(I + u psi^T) = 1 + psi.u. Hint: add the 1"),
+        ], otherwise="wrong values. Hint: psi = (1 - tanh(w.z + b)^2) w, then log|1 + psi.u| per row", near=_near)
 
 
 def _banana_log_joint(z):
@@ -176,50 +154,41 @@ def _elbo_cases():
     return cases
 
 
+@exercise_check("correct on 3 cases; with q equal to a Gaussian posterior it returns log Z exactly")
 def check_full_gaussian_elbo(fn) -> bool:
     """``fn(log_joint, mu, L, eps)``: the Monte-Carlo ELBO of q = N(mu, L L^T) (L lower triangular, positive
     diagonal) for the log-joint ``log_joint`` ``(S, D) -> (S,)``, from the noise ``eps`` ``(S, D)``: with
     z_s = mu + L eps_s, the mean over s of log_joint(z_s) - log q(z_s). Returns one number."""
-    name = "check_full_gaussian_elbo"
     for i, (log_joint, mu, L, eps) in enumerate(_elbo_cases()):
-        out, error = _call(name, fn, log_joint, mu.clone(), L.clone(), eps.clone())
-        if error:
-            return _report(name, False, error)
+        out = answer(fn, log_joint, mu.clone(), L.clone(), eps.clone())
         try:
             out = _as_tensor(out).detach().double()
         except (TypeError, ValueError, RuntimeError):
-            return _report(name, False, f"expected one number, got {type(out).__name__}")
+            return f"expected one number, got {type(out).__name__}"
         z = mu + eps @ L.T
         log_det = torch.log(torch.diagonal(L)).sum()
-        per_sample = log_joint(z) - (_std_normal_log_prob(eps) - log_det)
+        base = _std_normal_log_prob
+        per_sample = log_joint(z) - (base(eps) - log_det)
         expected = per_sample.mean()
         if out.numel() != 1:
             if out.shape == per_sample.shape:
-                return _report(name, False, "you return one value per sample. Hint: the ELBO is their mean")
-            return _report(name, False, f"expected one number, got shape {tuple(out.shape)}")
+                return "you return one value per sample. Hint: the ELBO is their mean"
+            return f"expected one number, got shape {tuple(out.shape)}"
         value = out.reshape(()).item()
-        near = lambda a: abs(value - a) < 1e-4 * max(1.0, abs(a))  # noqa: E731
-        if near(expected.item()):
-            continue
-        if near(per_sample.sum().item()):
-            return _report(name, False, "that is the sum over samples. Hint: the ELBO is their mean")
-        if near((log_joint(z) - _std_normal_log_prob(eps)).mean().item()):
-            return _report(name, False, "log q(z) is missing the volume term. Hint: z = mu + L eps is an affine "
-                                        "flow: log q(z) = log N(eps; 0, I) - sum_i log L_ii")
-        if near((log_joint(z) - _std_normal_log_prob(eps) - log_det).mean().item()):
-            return _report(name, False, "the log-determinant has the wrong sign in log q. Hint: log q(z) = "
-                                        "log N(eps; 0, I) - sum_i log L_ii")
         z_t = mu + eps @ L
-        if near((log_joint(z_t) - _std_normal_log_prob(eps) + log_det).mean().item()):
-            return _report(name, False, "your samples have covariance L^T L, not L L^T. Hint: z = mu + L eps, "
-                                        "which for rows of eps is mu + eps @ L.T")
-        if near((log_joint(z) - _std_normal_log_prob(z) + log_det).mean().item()):
-            return _report(name, False, "you evaluated the standard normal at z. Hint: log q(z) uses the noise "
-                                        "eps that made z: log N(eps; 0, I) - sum_i log L_ii")
-        if i == 0:
-            return _report(name, False, f"got {value:.4f}, but when q is exactly the normalized posterior every "
-                                        f"sample gives log Z = {expected.item():.4f}. Hint: z = mu + L eps, then the "
-                                        "mean of log_joint(z) - log q(z)")
-        return _report(name, False, "wrong value. Hint: z = mu + L eps; log q(z) = log N(eps; 0, I) - "
-                                    "sum_i log L_ii; average log_joint(z) - log q(z) over the samples")
-    return _report(name, True, "correct on 3 cases; with q equal to a Gaussian posterior it returns log Z exactly")
+        expect(value, expected.item(), [
+            (per_sample.sum().item(), "that is the sum over samples. Hint: the ELBO is their mean"),
+            ((log_joint(z) - base(eps)).mean().item(), "log q(z) is missing the volume term. Hint: z = mu + L eps is "
+                                                       "an affine flow: log q(z) = log N(eps; 0, I) - sum_i log L_ii"),
+            ((log_joint(z) - base(eps) - log_det).mean().item(), "the log-determinant has the wrong sign in log q. "
+                                                                 "Hint: log q(z) = log N(eps; 0, I) - sum_i log L_ii"),
+            ((log_joint(z_t) - base(eps) + log_det).mean().item(), "your samples have covariance L^T L, not L L^T. "
+                                                                   "Hint: z = mu + L eps, which for rows of eps is "
+                                                                   "mu + eps @ L.T"),
+            ((log_joint(z) - base(z) + log_det).mean().item(), "you evaluated the standard normal at z. Hint: log q(z) "
+                                                               "uses the noise eps that made z: log N(eps; 0, I) - "
+                                                               "sum_i log L_ii"),
+            (i == 0, f"got {value:.4f}, but when q is exactly the normalized posterior every sample gives log Z = "
+                     f"{expected.item():.4f}. Hint: z = mu + L eps, then the mean of log_joint(z) - log q(z)"),
+        ], otherwise="wrong value. Hint: z = mu + L eps; log q(z) = log N(eps; 0, I) - sum_i log L_ii; average "
+                     "log_joint(z) - log q(z) over the samples", near=lambda a, b: abs(a - b) < 1e-4 * max(1.0, abs(b)))

@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from ._feedback import _report, _call, _close, _as_tensor, _log_normal_diag, _number
+from ._feedback import _as_tensor, _log_normal_diag, answer, diagnose, either, exercise_check, expect, one_number
 
 __all__ = ['check_prior_parameters', 'check_mutual_information', 'check_best_gaussian_prior']
 
@@ -27,57 +27,42 @@ def _prior_module(kind, latent_dim, components, image_shape):
     return VampPrior(latent_dim, MLPEncoder(latent_dim, 8, image_shape=image_shape), image_shape, components)
 
 
+@exercise_check("right for the standard, mixture and VampPrior, in 6 configurations")
 def check_prior_parameters(fn) -> bool:
     """``fn(kind, latent_dim, components, image_shape)``: the number of learned numbers that the prior ``kind``
     (``"standard"``, ``"mog"`` or ``"vamp"``) adds to a VAE, as vaelib builds it (its ``parameters()``; the
     VampPrior's encoder is the VAE's own and is not counted again). ``image_shape`` is ``(C, H, W)``."""
-    name = "check_prior_parameters"
     for kind, d, k, shape in _PRIOR_CASES:
-        out, error = _call(name, fn, kind, d, k, tuple(shape))
-        if error:
-            return _report(name, False, error)
-        value, problem = _number(out)
-        if problem:
-            return _report(name, False, f"{problem}. Hint: return one whole number, the count of learned numbers")
-        expected = sum(p.numel() for p in _prior_module(kind, d, k, shape).parameters())
-        if value == expected:
+        out = answer(fn, kind, d, k, tuple(shape))
+        value = one_number(out, ". Hint: return one whole number, the count of learned numbers")
+        if value == sum(p.numel() for p in _prior_module(kind, d, k, shape).parameters()):
             continue
         case = f"for kind={kind!r}, latent_dim={d}, components={k}, image_shape={shape}"
         pixels = math.prod(shape)
-        if kind == "standard":
-            return _report(name, False, f"{value:g} {case}. Hint: N(0, I) learns nothing; its mean and scale are "
-                                        "fixed numbers (buffers), not parameters")
-        if kind == "mog":
-            if value == 2 * k * d:
-                return _report(name, False, f"{value:g} {case}: the means and log-variances, but not the weights. "
-                                            "Hint: the mixture weights are learned too, through one logit per "
-                                            "component")
-            if value == 2 * k * d + k - 1:
-                return _report(name, False, f"{value:g} {case}: K - 1 weights. Hint: vaelib learns all K logits "
-                                            "(the softmax makes one of them redundant, but all K are parameters)")
-            if value in (k * d + k, k * d):
-                return _report(name, False, f"{value:g} {case}. Hint: every component has its own mean *and* its "
-                                            "own variance in each of the D dimensions")
-            if value in (k * (d + 2), k * 3, 2 * d + 1):
-                return _report(name, False, f"{value:g} {case}. Hint: the components are diagonal Gaussians in D "
-                                            "dimensions: D means and D log-variances each, not one")
-        if kind == "vamp":
-            if value in (2 * k * d, k * d, 2 * k * d + k):
-                return _report(name, False, f"{value:g} {case}: that counts latent means and variances. Hint: the "
-                                            "VampPrior learns pseudo-images; the means and variances of its "
-                                            "components come from the encoder")
-            if value == k * shape[-1] * shape[-2] and shape[0] > 1:
-                return _report(name, False, f"{value:g} {case}: the channels are missing. Hint: each pseudo-image "
-                                            "has the shape of an image, C x H x W")
-            if value > k * pixels:
-                return _report(name, False, f"{value:g} {case}: more than the pseudo-images. Hint: the encoder is "
-                                            "the VAE's own, shared with the prior, so it adds nothing")
-            if value == pixels:
-                return _report(name, False, f"{value:g} {case}: one pseudo-image. Hint: there are K of them")
-        return _report(name, False, f"{value:g} {case}, expected another number. Hint: list the prior's learned "
-                                    "tensors and their shapes (MixtureOfGaussiansPrior: means, logvars, logits; "
-                                    "VampPrior: pseudo_inputs)")
-    return _report(name, True, "right for the standard, mixture and VampPrior, in 6 configurations")
+        mog, vamp = kind == "mog", kind == "vamp"
+        return diagnose(None, [
+            (kind == "standard", f"{value:g} {case}. Hint: N(0, I) learns nothing; its mean and scale are fixed "
+                                 "numbers (buffers), not parameters"),
+            (mog and value == 2 * k * d, f"{value:g} {case}: the means and log-variances, but not the weights. Hint: "
+                                         "the mixture weights are learned too, through one logit per component"),
+            (mog and value == 2 * k * d + k - 1, f"{value:g} {case}: K - 1 weights. Hint: vaelib learns all K logits "
+                                                 "(the softmax makes one of them redundant, but all K are parameters)"),
+            (mog and value in (k * d + k, k * d), f"{value:g} {case}. Hint: every component has its own mean *and* "
+                                                  "its own variance in each of the D dimensions"),
+            (mog and value in (k * (d + 2), k * 3, 2 * d + 1), f"{value:g} {case}. Hint: the components are diagonal "
+                                                               "Gaussians in D dimensions: D means and D "
+                                                               "log-variances each, not one"),
+            (vamp and value in (2 * k * d, k * d, 2 * k * d + k),
+             f"{value:g} {case}: that counts latent means and variances. Hint: the VampPrior learns pseudo-images; "
+             "the means and variances of its components come from the encoder"),
+            (vamp and value == k * shape[-1] * shape[-2] and shape[0] > 1,
+             f"{value:g} {case}: the channels are missing. Hint: each pseudo-image has the shape of an image, "
+             "C x H x W"),
+            (vamp and value > k * pixels, f"{value:g} {case}: more than the pseudo-images. Hint: the encoder is the "
+                                          "VAE's own, shared with the prior, so it adds nothing"),
+            (vamp and value == pixels, f"{value:g} {case}: one pseudo-image. Hint: there are K of them"),
+        ], otherwise=f"{value:g} {case}, expected another number. Hint: list the prior's learned tensors and their "
+                     "shapes (MixtureOfGaussiansPrior: means, logvars, logits; VampPrior: pseudo_inputs)")
 
 
 # --- exercise 2: the mutual information I(x; z) --------------------------------------------------------------
@@ -101,115 +86,90 @@ def _mi_parts(mu, logvar, eps, leave_out=False):
     return own, torch.logsumexp(pairs, -1) - math.log(n), z
 
 
+@exercise_check("correct on 3 sets of posteriors, overlapping and apart")
 def check_mutual_information(fn) -> bool:
     """``fn(mu, logvar, eps)``: the Monte-Carlo estimate of I(x; z) for N posteriors q(z|x_n) = N(mu_n, diag
     exp(logvar_n)) (``mu``, ``logvar`` (N, D)), with samples z_sn = mu_n + exp(logvar_n / 2) * eps_sn (``eps``
     (S, N, D)): the average over s and n of log q(z_sn|x_n) - log q(z_sn), where q(z) = (1/N) sum_m q(z|x_m) is
     the aggregate posterior. One number, in nats."""
-    name = "check_mutual_information"
     g = torch.Generator().manual_seed(13)
     for n, d, s, spread in ((40, 2, 3, 0.5), (25, 3, 4, 3.0), (60, 5, 2, 1.0)):
         mu, logvar, eps = _mi_case(g, n, d, s, spread)
-        out, error = _call(name, fn, mu.clone(), logvar.clone(), eps.clone())
-        if error:
-            return _report(name, False, error)
+        out = answer(fn, mu.clone(), logvar.clone(), eps.clone())
         if isinstance(out, torch.Tensor) and out.numel() > 1:
-            return _report(name, False, f"shape {tuple(out.shape)}: one value per sample or posterior. Hint: average "
-                                        "over the samples and over the N posteriors, to one number")
-        value, problem = _number(out)
-        if problem:
-            return _report(name, False, problem)
+            return (f"shape {tuple(out.shape)}: one value per sample or posterior. Hint: average over the samples and "
+                    "over the N posteriors, to one number")
+        value = one_number(out)
         own, log_qz, z = _mi_parts(mu, logvar, eps)
         expected = (own - log_qz).mean().item()
-        if abs(value - expected) < 1e-3:
-            continue
-        if abs(value + expected) < 1e-3:
-            return _report(name, False, "the sign is flipped: that is the average of log q(z) - log q(z|x). Hint: "
-                                        "I(x; z) = E[log q(z|x) - log q(z)] is never negative")
-        if abs(value - (expected - math.log(n))) < 1e-3:
-            return _report(name, False, "log N too small: your log q(z) is a log of a sum over the N posteriors. "
-                                        "Hint: q(z) is their average: logsumexp minus log N")
         rate = (0.5 * (mu ** 2 + logvar.exp() - logvar - 1).sum(-1)).mean().item()
         rate_mc = (own - _log_normal_diag(z, 0 * mu, 0 * logvar)).mean().item()
-        if abs(value - rate) < 1e-3 or abs(value - rate_mc) < 1e-3:
-            return _report(name, False, "that is the average KL to N(0, I) (the rate). Hint: I(x; z) compares "
-                                        "q(z|x) with the aggregate posterior q(z), not with the prior")
         own_lo, log_qz_lo, _ = _mi_parts(mu, logvar, eps, leave_out=True)
-        if abs(value - (own_lo - log_qz_lo).mean().item()) < 1e-3:
-            return _report(name, False, "you left each x_n's own posterior out of q(z). Hint: q(z) is the average "
-                                        "of all N posteriors, x_n's own included")
         per_coord = torch.logsumexp(-0.5 * ((z[:, :, None, :] - mu) ** 2 / logvar.exp() + logvar
                                             + math.log(2 * math.pi)), -2).sum(-1) - d * math.log(n)
-        if abs(value - (own - per_coord).mean().item()) < 1e-3:
-            return _report(name, False, "you mixed every coordinate separately. Hint: the posteriors are "
-                                        "D-dimensional: sum each log-density over the dimensions first, then take "
-                                        "the log-mean-exp over the N posteriors")
         own_mu, log_qz_mu, _ = _mi_parts(mu, logvar, 0 * eps)
-        if abs(value - (own_mu - log_qz_mu).mean().item()) < 1e-3:
-            return _report(name, False, "you evaluated the densities at the means, not at samples. Hint: z = mu + "
-                                        "exp(logvar / 2) * eps")
-        if value > math.log(n) + 1e-6:
-            return _report(name, False, f"{value:.3f} nats, more than log N = {math.log(n):.3f}, which I(x; z) can "
-                                        "never exceed when x is one of N images. Hint: check log q(z), the "
-                                        "log-mean-exp over all N posteriors")
-        return _report(name, False, "wrong value. Hint: evaluate each sample z_sn under its own posterior "
-                                    "q(z|x_n) and under the aggregate posterior q(z), and average the difference "
-                                    "of the two log-densities")
-    return _report(name, True, "correct on 3 sets of posteriors, overlapping and apart")
+        expect(value, expected, [
+            (-expected, "the sign is flipped: that is the average of log q(z) - log q(z|x). Hint: I(x; z) = "
+                        "E[log q(z|x) - log q(z)] is never negative"),
+            (expected - math.log(n), "log N too small: your log q(z) is a log of a sum over the N posteriors. Hint: "
+                                     "q(z) is their average: logsumexp minus log N"),
+            (either(rate, rate_mc), "that is the average KL to N(0, I) (the rate). Hint: I(x; z) compares q(z|x) with "
+                                    "the aggregate posterior q(z), not with the prior"),
+            ((own_lo - log_qz_lo).mean().item(), "you left each x_n's own posterior out of q(z). Hint: q(z) is the "
+                                                 "average of all N posteriors, x_n's own included"),
+            ((own - per_coord).mean().item(), "you mixed every coordinate separately. Hint: the posteriors are "
+                                              "D-dimensional: sum each log-density over the dimensions first, then "
+                                              "take the log-mean-exp over the N posteriors"),
+            ((own_mu - log_qz_mu).mean().item(), "you evaluated the densities at the means, not at samples. Hint: z = "
+                                                 "mu + exp(logvar / 2) * eps"),
+            (value > math.log(n) + 1e-6, f"{value:.3f} nats, more than log N = {math.log(n):.3f}, which I(x; z) can "
+                                         "never exceed when x is one of N images. Hint: check log q(z), the "
+                                         "log-mean-exp over all N posteriors"),
+        ], otherwise="wrong value. Hint: evaluate each sample z_sn under its own posterior q(z|x_n) and under the "
+                     "aggregate posterior q(z), and average the difference of the two log-densities",
+           near=lambda a, b: abs(a - b) < 1e-3)
 
 
 # --- exercise 3: the best Gaussian prior for a trained encoder -------------------------------------------------
 
+@exercise_check("correct on 3 sets of posteriors")
 def check_best_gaussian_prior(fn) -> bool:
     """``fn(mu, logvar)``: the diagonal Gaussian N(m, diag exp(log_s2)) closest to the aggregate posterior of
     the N posteriors N(mu_n, diag exp(logvar_n)) (``(N, D)`` each), the one that maximizes E_q(z)[log p(z)]:
     returns ``(m, log_s2)``, each ``(D,)``."""
-    name = "check_best_gaussian_prior"
     g = torch.Generator().manual_seed(21)
     for n, d in ((30, 2), (12, 4), (50, 3)):
         mu = 1.5 * torch.randn(n, d, generator=g, dtype=torch.float64)
         mu = mu + torch.randn(d, generator=g, dtype=torch.float64)      # a common shift: m is not 0
         logvar = torch.randn(n, d, generator=g, dtype=torch.float64) - 1
-        out, error = _call(name, fn, mu.clone(), logvar.clone())
-        if error:
-            return _report(name, False, error)
+        out = answer(fn, mu.clone(), logvar.clone())
         try:
             if not isinstance(out, (tuple, list)):
                 raise TypeError
             m, log_s2 = (_as_tensor(v).detach().double() for v in out)
         except (TypeError, ValueError):
-            return _report(name, False, f"you returned {type(out).__name__}. Hint: return two tensors, (m, log_s2)")
-        m_ref = mu.mean(0)
+            return f"you returned {type(out).__name__}. Hint: return two tensors, (m, log_s2)"
         var_of_means, mean_of_vars = mu.var(0, unbiased=False), logvar.exp().mean(0)
         s2 = var_of_means + mean_of_vars
         if m.shape != (d,) or log_s2.shape != (d,):
-            return _report(name, False, f"shapes {tuple(m.shape)} and {tuple(log_s2.shape)}; expected ({d},) each. "
-                                        "Hint: one mean and one log-variance per latent dimension")
-        if not _close(m, m_ref, 1e-6):
-            if _close(m, torch.zeros(d, dtype=torch.float64), 1e-6):
-                return _report(name, False, "your mean is 0: that is N(0, I)'s. Hint: the best mean is the mean of "
-                                            "q(z), the average of the posterior means")
-            return _report(name, False, "wrong mean. Hint: the best mean is the mean of q(z), an equal mixture of "
-                                        "the N posteriors")
-        if _close(log_s2, s2.log(), 1e-6):
-            continue
-        if _close(log_s2, var_of_means.log(), 1e-6):
-            return _report(name, False, "your variance is only the spread of the posterior means. Hint: the law of "
-                                        "total variance adds the average posterior variance")
-        if _close(log_s2, mean_of_vars.log(), 1e-6):
-            return _report(name, False, "your variance is only the average posterior variance. Hint: the law of "
-                                        "total variance adds the spread of the posterior means")
-        if _close(log_s2, (mu.var(0) + mean_of_vars).log(), 1e-6):
-            return _report(name, False, "you divided by N - 1. Hint: q(z) is exactly the average of these N "
-                                        "posteriors, so its variance divides by N")
-        if _close(log_s2, s2, 1e-6):
-            return _report(name, False, "you return the variance. Hint: return its logarithm, log_s2")
-        if _close(log_s2, s2.sqrt(), 1e-6) or _close(log_s2, s2.sqrt().log(), 1e-6):
-            return _report(name, False, "that is a standard deviation (or its log). Hint: return the log of the "
-                                        "variance")
-        if _close(log_s2, logvar.mean(0), 1e-6):
-            return _report(name, False, "you averaged the log-variances. Hint: average variances (exp(logvar)) and "
-                                        "add the spread of the means, then take the log")
-        return _report(name, False, "wrong log-variance. Hint: the best variance is the variance of q(z) in each "
-                                    "dimension (the law of total variance, notebook 07); return its log")
-    return _report(name, True, "correct on 3 sets of posteriors")
+            return (f"shapes {tuple(m.shape)} and {tuple(log_s2.shape)}; expected ({d},) each. Hint: one mean and one "
+                    "log-variance per latent dimension")
+        expect(m, mu.mean(0), [
+            (torch.zeros(d, dtype=torch.float64), "your mean is 0: that is N(0, I)'s. Hint: the best mean is the mean "
+                                                  "of q(z), the average of the posterior means"),
+        ], otherwise="wrong mean. Hint: the best mean is the mean of q(z), an equal mixture of the N posteriors",
+           tol=1e-6)
+        expect(log_s2, s2.log(), [
+            (var_of_means.log(), "your variance is only the spread of the posterior means. Hint: the law of total "
+                                 "variance adds the average posterior variance"),
+            (mean_of_vars.log(), "your variance is only the average posterior variance. Hint: the law of total "
+                                 "variance adds the spread of the posterior means"),
+            ((mu.var(0) + mean_of_vars).log(), "you divided by N - 1. Hint: q(z) is exactly the average of these N "
+                                               "posteriors, so its variance divides by N"),
+            (s2, "you return the variance. Hint: return its logarithm, log_s2"),
+            (either(s2.sqrt(), s2.sqrt().log()), "that is a standard deviation (or its log). Hint: return the log of "
+                                                 "the variance"),
+            (logvar.mean(0), "you averaged the log-variances. Hint: average variances (exp(logvar)) and add the "
+                             "spread of the means, then take the log"),
+        ], otherwise="wrong log-variance. Hint: the best variance is the variance of q(z) in each dimension (the law "
+                     "of total variance, notebook 07); return its log", tol=1e-6)

@@ -6,50 +6,39 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._feedback import _report, _call, _as_tensor
+from ._feedback import _as_tensor, answer, either, exercise_check, expect
 
 __all__ = ['check_vae_loss', 'check_gaussian_vae_loss', 'check_optimal_sigma', 'check_diversity',
            'check_effective_betas']
 
 
+@exercise_check("correct on 3 random batches")
 def check_vae_loss(fn) -> bool:
     """``fn(logits, x, mu, logvar)``: the VAE loss to minimize, minus the ELBO averaged over the batch
     (Bernoulli reconstruction summed over pixels, Gaussian KL summed over latent dimensions)."""
-    name = "check_vae_loss"
     g = torch.Generator().manual_seed(5)
     for _ in range(3):
         logits = torch.randn(6, 1, 28, 28, generator=g) * 2
         x = torch.bernoulli(torch.rand(6, 1, 28, 28, generator=g), generator=g)
         mu, logvar = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g)
-        out, error = _call(name, fn, logits.clone(), x.clone(), mu.clone(), logvar.clone())
-        if error:
-            return _report(name, False, error)
-        out = _as_tensor(out)
+        out = _as_tensor(answer(fn, logits.clone(), x.clone(), mu.clone(), logvar.clone()))
         rec = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum((1, 2, 3))
         kl = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum(-1)
         expected = (rec + kl).mean()
         if out.dim() > 0 and out.numel() > 1:
-            return _report(name, False, f"shape {tuple(out.shape)}: the loss is one number. Hint: average the "
-                                        "per-image losses over the batch")
-        value = out.reshape(())
-        near = lambda a: torch.allclose(value.float(), a.float(), rtol=1e-4, atol=1e-3)  # noqa: E731
-        if near(expected):
-            continue
-        if near(-expected):
-            return _report(name, False, "that is the ELBO itself. Hint: the loss to minimize is minus the ELBO")
-        if near(rec.mean()):
-            return _report(name, False, "the KL term is missing. Hint: loss = reconstruction + KL")
-        if near((rec - kl).mean()):
-            return _report(name, False, "the KL has the wrong sign. Hint: the KL is a penalty, add it")
+            return (f"shape {tuple(out.shape)}: the loss is one number. Hint: average the per-image losses over the "
+                    "batch")
         bce_mean = F.binary_cross_entropy_with_logits(logits, x)
-        if near(bce_mean + kl.mean()) or near(bce_mean + kl.sum()):
-            return _report(name, False, "the reconstruction term is averaged over pixels: that weighs the KL 784 "
-                                        "times too much. Hint: sum over pixels (reduction='sum', then / batch)")
-        if near(rec.sum() + kl.sum()):
-            return _report(name, False, "you sum over the batch. Hint: average over the batch instead")
-        return _report(name, False, "wrong value. Hint: mean over the batch of [BCE summed over pixels + KL "
-                                    "summed over latent dimensions]")
-    return _report(name, True, "correct on 3 random batches")
+        expect(out.reshape(()), expected, [
+            (-expected, "that is the ELBO itself. Hint: the loss to minimize is minus the ELBO"),
+            (rec.mean(), "the KL term is missing. Hint: loss = reconstruction + KL"),
+            ((rec - kl).mean(), "the KL has the wrong sign. Hint: the KL is a penalty, add it"),
+            (either(bce_mean + kl.mean(), bce_mean + kl.sum()),
+             "the reconstruction term is averaged over pixels: that weighs the KL 784 times too much. Hint: sum over "
+             "pixels (reduction='sum', then / batch)"),
+            (rec.sum() + kl.sum(), "you sum over the batch. Hint: average over the batch instead"),
+        ], otherwise="wrong value. Hint: mean over the batch of [BCE summed over pixels + KL summed over latent "
+                     "dimensions]", near=lambda a, b: torch.allclose(a.float(), b.float(), rtol=1e-4, atol=1e-3))
 
 
 def _grey_batch(g, batch=4, dims=5):
@@ -59,139 +48,103 @@ def _grey_batch(g, batch=4, dims=5):
     return x, mean, torch.randn(batch, dims, generator=g), torch.randn(batch, dims, generator=g)
 
 
+@exercise_check("correct for 3 values of sigma and beta")
 def check_gaussian_vae_loss(fn) -> bool:
     """``fn(x, mean, mu, logvar, sigma, beta)``: the loss of a VAE with a Gaussian likelihood N(x; mean, sigma^2)
     per pixel and weight ``beta`` on the KL: mean over the batch of [-log p(x|z) summed over the 784 pixels, with
     its normalizing constant, + beta * KL summed over latent dimensions]. ``x``, ``mean``: ``(B, 1, 28, 28)``;
     ``mu``, ``logvar``: ``(B, D)``; ``sigma``, ``beta``: floats. One number."""
-    name = "check_gaussian_vae_loss"
     g = torch.Generator().manual_seed(6)
     for sigma, beta in ((0.1, 1.0), (math.sqrt(0.5), 0.02), (0.3, 4.0)):
         x, mean, mu, logvar = _grey_batch(g)
-        out, error = _call(name, fn, x.clone(), mean.clone(), mu.clone(), logvar.clone(), sigma, beta)
-        if error:
-            return _report(name, False, error)
-        out = _as_tensor(out).detach()
+        out = _as_tensor(answer(fn, x.clone(), mean.clone(), mu.clone(), logvar.clone(), sigma, beta)).detach()
         sq = (x - mean).pow(2)
         const = 0.5 * math.log(2 * math.pi * sigma ** 2)                     # per pixel
         rec = (sq / (2 * sigma ** 2) + const).sum((1, 2, 3))                  # -log p(x|z) per image
         kl = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum(-1)
         expected = (rec + beta * kl).mean()
         if out.numel() > 1:
-            return _report(name, False, f"shape {tuple(out.shape)}: the loss is one number. Hint: average the "
-                                        "per-image losses over the batch")
-        value = out.reshape(())
-        near = lambda a: torch.allclose(value.float(), a.float(), rtol=1e-4, atol=1e-3)  # noqa: E731
-        if near(expected):
-            continue
-        if near(-expected):
-            return _report(name, False, "the sign is flipped: that is log p(x|z) - beta KL, the objective to maximize. "
-                                        "Hint: the loss is its negative")
-        if near((sq.sum((1, 2, 3)) / (2 * sigma ** 2) + beta * kl).mean()):
-            return _report(name, False, "the normalizing constant is missing. Hint: -log N(x; m, sigma^2) = "
-                                        "(x - m)^2 / (2 sigma^2) + 1/2 log(2 pi sigma^2) per pixel: the constant "
-                                        "moves no network weight, but it depends on sigma")
+            return (f"shape {tuple(out.shape)}: the loss is one number. Hint: average the per-image losses over the "
+                    "batch")
         rec_var = (sq / (2 * sigma) + 0.5 * math.log(2 * math.pi * sigma)).sum((1, 2, 3))
-        if near((rec_var + beta * kl).mean()):
-            return _report(name, False, "you used sigma as the variance. Hint: the variance is sigma**2")
-        if near((rec + 784 * const + beta * kl).mean()):
-            return _report(name, False, "the constant is twice too large. Hint: it is 1/2 log(2 pi sigma^2) per "
-                                        "pixel, 392 log(2 pi sigma^2) per image")
-        if near((rec / 784 + beta * kl).mean()):
-            return _report(name, False, "the reconstruction term is averaged over pixels, a beta of 784 in "
-                                        "disguise (section 9). Hint: sum over the pixels")
-        if near((rec + kl).mean()):
-            return _report(name, False, "beta is ignored. Hint: multiply the KL by beta")
-        if near((beta * rec + kl).mean()):
-            return _report(name, False, "beta multiplies the reconstruction term. Hint: beta weighs the KL")
-        if near((rec - beta * kl).mean()):
-            return _report(name, False, "the KL has the wrong sign. Hint: the KL is a penalty, add it")
-        if near((rec + beta * kl).sum()):
-            return _report(name, False, "you sum over the batch. Hint: average over the batch instead")
-        return _report(name, False, "wrong value. Hint: mean over the batch of [sum over pixels of (x - m)^2 / "
-                                    "(2 sigma^2) + 1/2 log(2 pi sigma^2), + beta * KL summed over latent dimensions]")
-    return _report(name, True, "correct for 3 values of sigma and beta")
+        expect(out.reshape(()), expected, [
+            (-expected, "the sign is flipped: that is log p(x|z) - beta KL, the objective to maximize. Hint: the loss "
+                        "is its negative"),
+            ((sq.sum((1, 2, 3)) / (2 * sigma ** 2) + beta * kl).mean(),
+             "the normalizing constant is missing. Hint: -log N(x; m, sigma^2) = (x - m)^2 / (2 sigma^2) + 1/2 "
+             "log(2 pi sigma^2) per pixel: the constant moves no network weight, but it depends on sigma"),
+            ((rec_var + beta * kl).mean(), "you used sigma as the variance. Hint: the variance is sigma**2"),
+            ((rec + 784 * const + beta * kl).mean(), "the constant is twice too large. Hint: it is 1/2 log(2 pi "
+                                                     "sigma^2) per pixel, 392 log(2 pi sigma^2) per image"),
+            ((rec / 784 + beta * kl).mean(), "the reconstruction term is averaged over pixels, a beta of 784 in "
+                                             "disguise (section 9). Hint: sum over the pixels"),
+            ((rec + kl).mean(), "beta is ignored. Hint: multiply the KL by beta"),
+            ((beta * rec + kl).mean(), "beta multiplies the reconstruction term. Hint: beta weighs the KL"),
+            ((rec - beta * kl).mean(), "the KL has the wrong sign. Hint: the KL is a penalty, add it"),
+            ((rec + beta * kl).sum(), "you sum over the batch. Hint: average over the batch instead"),
+        ], otherwise="wrong value. Hint: mean over the batch of [sum over pixels of (x - m)^2 / (2 sigma^2) + 1/2 "
+                     "log(2 pi sigma^2), + beta * KL summed over latent dimensions]",
+           near=lambda a, b: torch.allclose(a.float(), b.float(), rtol=1e-4, atol=1e-3))
 
 
+@exercise_check("correct on 2 random batches")
 def check_optimal_sigma(fn) -> bool:
     """``fn(x, mean)``: the closed-form sigma* = sqrt(mean over all B * 784 pixels of (x - mean)^2), one sigma
     shared by the batch. ``x``, ``mean``: ``(B, 1, 28, 28)``. One number (a float or a 0-d tensor)."""
-    name = "check_optimal_sigma"
     g = torch.Generator().manual_seed(7)
     for batch in (3, 5):
         x, mean, _, _ = _grey_batch(g, batch)
-        out, error = _call(name, fn, x.clone(), mean.clone())
-        if error:
-            return _report(name, False, error)
-        out = _as_tensor(out).detach()
+        out = _as_tensor(answer(fn, x.clone(), mean.clone())).detach()
         err = x - mean
         expected = err.pow(2).mean().sqrt()
         if out.numel() == batch:
-            return _report(name, False, f"one sigma per image, shape {tuple(out.shape)}. Hint: one sigma shared "
-                                        "by the batch: average over the images too")
+            return (f"one sigma per image, shape {tuple(out.shape)}. Hint: one sigma shared by the batch: average "
+                    "over the images too")
         if out.numel() != 1:
-            return _report(name, False, f"shape {tuple(out.shape)}: sigma* is one number")
-        value = out.reshape(())
-        near = lambda a: torch.allclose(value.float(), a.float(), rtol=1e-4, atol=1e-6)  # noqa: E731
-        if near(expected):
-            continue
-        if near(expected ** 2):
-            return _report(name, False, "that is sigma*^2, the mean squared error. Hint: take the square root")
-        if near(err.pow(2).sum().sqrt()) or near(err.pow(2).sum()):
-            return _report(name, False, "you sum the squared errors. Hint: average them over the 784 B pixel values")
-        if near((err.pow(2).sum() / batch).sqrt()) or near((err.pow(2).sum() / 784).sqrt()):
-            return _report(name, False, "wrong normalization. Hint: divide the summed squared error by 784 B, "
-                                        "all the pixel values of the batch")
-        if near(err.abs().mean()):
-            return _report(name, False, "that is the mean absolute error. Hint: the root of the mean squared error")
-        if near(err.std()) or near(err.std(unbiased=False)):
-            return _report(name, False, "std() subtracts the average error first. Hint: sigma* uses the errors "
-                                        "themselves: the root of the mean of (x - mean)^2")
-        return _report(name, False, "wrong value. Hint: sigma* = sqrt(1 / (784 B) * sum over b, j of (x - m)^2)")
-    return _report(name, True, "correct on 2 random batches")
+            return f"shape {tuple(out.shape)}: sigma* is one number"
+        expect(out.reshape(()), expected, [
+            (expected ** 2, "that is sigma*^2, the mean squared error. Hint: take the square root"),
+            (either(err.pow(2).sum().sqrt(), err.pow(2).sum()),
+             "you sum the squared errors. Hint: average them over the 784 B pixel values"),
+            (either((err.pow(2).sum() / batch).sqrt(), (err.pow(2).sum() / 784).sqrt()),
+             "wrong normalization. Hint: divide the summed squared error by 784 B, all the pixel values of the batch"),
+            (err.abs().mean(), "that is the mean absolute error. Hint: the root of the mean squared error"),
+            (either(err.std(), err.std(unbiased=False)), "std() subtracts the average error first. Hint: sigma* "
+                                                         "uses the errors themselves: the root of the mean of "
+                                                         "(x - mean)^2"),
+        ], otherwise="wrong value. Hint: sigma* = sqrt(1 / (784 B) * sum over b, j of (x - m)^2)",
+           near=lambda a, b: torch.allclose(a.float(), b.float(), rtol=1e-4, atol=1e-6))
 
 
+@exercise_check("correct on 2 random batches")
 def check_diversity(fn) -> bool:
     """``fn(images)``: the diversity of a batch of images ``(n, 1, 28, 28)``: the mean over the n images of
     their squared Euclidean distance (summed over pixels) to the average image. One number."""
-    name = "check_diversity"
     g = torch.Generator().manual_seed(8)
     for n in (16, 5):
         images = torch.rand(n, 1, 28, 28, generator=g) ** 2
-        out, error = _call(name, fn, images.clone())
-        if error:
-            return _report(name, False, error)
-        out = _as_tensor(out).detach()
+        out = _as_tensor(answer(fn, images.clone())).detach()
         dev = images - images.mean(0)
         per_image = dev.pow(2).sum((1, 2, 3))
         expected = per_image.mean()
         if out.numel() == n:
-            return _report(name, False, f"one value per image, shape {tuple(out.shape)}. Hint: average over the "
-                                        "images: the diversity is one number")
+            return (f"one value per image, shape {tuple(out.shape)}. Hint: average over the images: the diversity is "
+                    "one number")
         if out.numel() != 1:
-            return _report(name, False, f"shape {tuple(out.shape)}: the diversity is one number")
-        value = out.reshape(())
-        near = lambda a: torch.allclose(value.float(), a.float(), rtol=1e-4, atol=1e-6)  # noqa: E731
-        if near(expected):
-            continue
-        if near(expected / 784):
-            return _report(name, False, "784 times too small: you average over pixels. Hint: a squared distance "
-                                        "sums the squared differences over the pixels")
-        if near(images.pow(2).sum((1, 2, 3)).mean()):
-            return _report(name, False, "that is the distance to a black image. Hint: subtract the average "
-                                        "image, images.mean(0), first")
-        if near(per_image.sum() / (n - 1)):
-            return _report(name, False, "you divide by n - 1 (as torch.var does). Hint: average over the n images")
-        if near(per_image.sqrt().mean()):
-            return _report(name, False, "a mean of distances. Hint: average the squared distances")
-        if near((images - images.mean((1, 2, 3), keepdim=True)).pow(2).sum((1, 2, 3)).mean()):
-            return _report(name, False, "you subtract each image's own mean brightness. Hint: the average image is "
-                                        "the mean over the images (dim 0), itself a 28x28 image")
-        if near(per_image.sum()):
-            return _report(name, False, "you sum over the images. Hint: average over them")
-        return _report(name, False, "wrong value. Hint: mean over images of the sum over pixels of "
-                                    "(image - average image)^2")
-    return _report(name, True, "correct on 2 random batches")
+            return f"shape {tuple(out.shape)}: the diversity is one number"
+        expect(out.reshape(()), expected, [
+            (expected / 784, "784 times too small: you average over pixels. Hint: a squared distance sums the squared "
+                             "differences over the pixels"),
+            (images.pow(2).sum((1, 2, 3)).mean(), "that is the distance to a black image. Hint: subtract the average "
+                                                  "image, images.mean(0), first"),
+            (per_image.sum() / (n - 1), "you divide by n - 1 (as torch.var does). Hint: average over the n images"),
+            (per_image.sqrt().mean(), "a mean of distances. Hint: average the squared distances"),
+            ((images - images.mean((1, 2, 3), keepdim=True)).pow(2).sum((1, 2, 3)).mean(),
+             "you subtract each image's own mean brightness. Hint: the average image is the mean over the images "
+             "(dim 0), itself a 28x28 image"),
+            (per_image.sum(), "you sum over the images. Hint: average over them"),
+        ], otherwise="wrong value. Hint: mean over images of the sum over pixels of (image - average image)^2",
+           near=lambda a, b: torch.allclose(a.float(), b.float(), rtol=1e-4, atol=1e-6))
 
 
 # The five losses of notebook 05's exercise 4 (D = 20 latent dimensions, 784 pixels): the beta each one trains
@@ -229,27 +182,25 @@ _BETA_ANSWERS = [
 ]
 
 
+@exercise_check("all five right: every reduction is a hidden weight between the two terms")
 def check_effective_betas(betas) -> bool:
     """``betas``: the beta that each of the five losses (a)-(e) of notebook 05's exercise 4 trains with, in order
     (a list of five numbers, or a dict with keys "a" to "e"). beta is the weight of the KL once the loss is
     written as a positive constant times the batch mean of [-log p(x|z) + beta KL], plus a constant."""
-    name = "check_effective_betas"
     if isinstance(betas, dict):
         betas = [betas.get(key) for key in "abcde"]
     try:
         values = [float(v) for v in betas]
     except (TypeError, ValueError):
-        return _report(name, False, f"you gave {betas!r}. Hint: five numbers, one beta per loss, (a) to (e)")
+        return f"you gave {betas!r}. Hint: five numbers, one beta per loss, (a) to (e)"
     if len(values) != 5:
-        return _report(name, False, f"{len(values)} numbers; expected five, one per loss (a) to (e)")
+        return f"{len(values)} numbers; expected five, one per loss (a) to (e)"
     for label, value, (right, slips) in zip("abcde", values, _BETA_ANSWERS):
         if abs(value - right) <= 1e-3 * right:
             continue
         for matches, message in slips:
             if matches(value):
-                return _report(name, False, message)
-        return _report(name, False, f"({label}): {value:g} is not the beta of that loss. Hint: write the loss as "
-                                    "c * mean over the batch of [sum over pixels of the per-pixel term + beta * sum "
-                                    "over latent dimensions of the per-dimension KL]: which factor does each "
-                                    "reduction put in front of each term?")
-    return _report(name, True, "all five right: every reduction is a hidden weight between the two terms")
+                return message
+        return (f"({label}): {value:g} is not the beta of that loss. Hint: write the loss as c * mean over the batch "
+                "of [sum over pixels of the per-pixel term + beta * sum over latent dimensions of the per-dimension "
+                "KL]: which factor does each reduction put in front of each term?")
