@@ -41,6 +41,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -292,7 +293,17 @@ def epoch_printer(phase: str, total: int):
 
 # --- estimates: a few steps and a few images, timed on this device ----------------------------------
 
-def time_training_steps(recipe, train, device, objective, batch_size: int, steps: int, warm: int, clock) -> float:
+class Timing(NamedTuple):
+    """What a timed stretch gave: wall and CPU seconds per unit (a step, an image), over how many units."""
+
+    per_unit: float | None
+    cpu_per_unit: float | None
+    units: int
+    seconds: float
+    exhausted: bool = False  # the evaluation's images ran out while it was timed
+
+
+def time_training_steps(recipe, train, device, objective, batch_size: int, steps: int, warm: int, clock) -> Timing:
     """Seconds per optimizer step of ``objective`` at ``batch_size`` (``warm`` steps first, not timed)."""
     from vaelib.precision import autocast
     from vaelib.training import make_adam, training_layout
@@ -302,11 +313,11 @@ def time_training_steps(recipe, train, device, objective, batch_size: int, steps
     optimizer = make_adam(model.parameters(), 1e-4)
     g = torch.Generator(device=train.device).manual_seed(0)
     batches = iter(())
-    t = None
+    t = c = None
     for step in range(warm + steps):
         if step == warm:
             clock.sync()
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
         try:
             x, _ = next(batches)
         except StopIteration:
@@ -318,20 +329,22 @@ def time_training_steps(recipe, train, device, objective, batch_size: int, steps
         estimate.loss.backward()
         optimizer.step()
     clock.sync()
-    return (time.perf_counter() - t) / steps
+    seconds = time.perf_counter() - t
+    return Timing(seconds / steps, (time.process_time() - c) / steps, steps, seconds)
 
 
-def time_test_elbo(model, test, clock) -> tuple[float, int]:
-    """Seconds of fit's per-epoch test ELBO over all of ``test``, from up to 1,000 images."""
+def time_test_elbo(model, test, clock) -> Timing:
+    """Seconds of fit's per-epoch test ELBO per image, from up to 1,000 images of ``test``."""
     from vaelib.evaluation import evaluate_elbo
     n = min(len(test), 1000)
     part = test[:n]
     evaluate_elbo(model, part[:min(n, 100)])  # warm-up
     clock.sync()
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     evaluate_elbo(model, part)
     clock.sync()
-    return (time.perf_counter() - t) * len(test) / n, n
+    seconds = time.perf_counter() - t
+    return Timing(seconds / n, (time.process_time() - c) / n, n, seconds)
 
 
 class EvalTimer:
@@ -341,35 +354,35 @@ class EvalTimer:
     def __init__(self, min_seconds: float, min_batches: int = 2):
         self.min_seconds, self.min_batches = min_seconds, min_batches
 
-    def measure(self, batches, clock, keep):
+    def measure(self, batches, clock, keep) -> Timing:
         """Consume ``batches`` (of iwae_bounds) until the estimate stands; ``keep(idx, bound)`` gets each.
-        Returns (seconds per image, images timed, seconds timed, exhausted). When the first batch was the
-        only one, its own time (warm-up included, so an overestimate) is the measurement."""
-        done = timed_images = 0
-        t = None
+        When the first batch was the only one, its own time (warm-up included, so an overestimate) is the
+        measurement."""
+        done = timed = 0
+        t = c = first = None
         clock.sync()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for idx, bound in batches:
             keep(idx, bound)
             done += 1
             if done == 1:
                 clock.sync()
-                t = time.perf_counter()
-                first = (t - t0, len(idx))
+                t, c = time.perf_counter(), time.process_time()
+                first = Timing((t - t0) / len(idx), (c - c0) / len(idx), len(idx), t - t0, True)
                 continue
-            timed_images += len(idx)
+            timed += len(idx)
             seconds = time.perf_counter() - t
             if done - 1 >= self.min_batches and seconds >= self.min_seconds:
-                return seconds / timed_images, timed_images, seconds, False
-        if t is None:
-            return None, 0, 0.0, True
-        if not timed_images:
-            return first[0] / first[1], first[1], first[0], True
+                return Timing(seconds / timed, (time.process_time() - c) / timed, timed, seconds)
+        if first is None:
+            return Timing(None, None, 0, 0.0, True)
+        if not timed:
+            return first
         seconds = time.perf_counter() - t
-        return seconds / timed_images, timed_images, seconds, True
+        return Timing(seconds / timed, (time.process_time() - c) / timed, timed, seconds, True)
 
 
-def eval_seconds_per_image(model, test, args, precision, indices, clock, min_seconds):
+def eval_timing(model, test, args, precision, indices, clock, min_seconds) -> Timing:
     """Per-image seconds of k-sample evaluation, timed on ``indices`` of ``test`` (the bounds are thrown away)."""
     from vaelib.evaluation import iwae_bounds
     batches = iwae_bounds(model, test, args.k, args.seed, args.eval_batch_size, indices, precision)
@@ -458,15 +471,16 @@ def evaluate_phase(model, test, args, precision, out: Path, model_path: Path, cl
     batches = iwae_bounds(model, test, args.k, args.seed, args.eval_batch_size, todo, precision)
     try:
         with clock.phase("evaluate"):
-            per_image, n, seconds, exhausted = EvalTimer(3.0 if args.quick or model.device.type != "cpu" else 20.0
-                                                         ).measure(batches, clock, keep)
-            if not exhausted:
+            timing = EvalTimer(3.0 if args.quick or model.device.type != "cpu" else 20.0).measure(batches, clock, keep)
+            if not timing.exhausted:
                 left = len(todo) - len([i for i in todo if i in record.bounds])
-                estimate = per_image * left
-                summary_extra["estimates"]["evaluate_s_per_image_trained"] = per_image
+                estimate = timing.per_unit * left
+                summary_extra["estimates"].update(evaluate_s_per_image_trained=timing.per_unit,
+                                                  evaluate_cpu_s_per_image_trained=timing.cpu_per_unit)
                 print(f"ESTIMATE evaluation: {minutes(estimate)} for the {left:,} images left at k={args.k} "
-                      f"({per_image * 100:.2f} s per 100 images, measured on {n} images in {seconds:.1f} s after "
-                      f"one warm-up batch); {minutes(budget_left())} of the budget left", flush=True)
+                      f"({timing.per_unit * 100:.2f} s per 100 images, measured on {timing.units} images in "
+                      f"{timing.seconds:.1f} s after one warm-up batch); {minutes(budget_left())} of the budget left",
+                      flush=True)
                 if estimate > budget_left() and not args.force:
                     raise RecordError(f"refused: the evaluation's estimate ({minutes(estimate)}) exceeds the "
                                       f"{minutes(budget_left())} left of --budget-minutes {args.budget_minutes:g}; "
@@ -566,28 +580,34 @@ def main(argv=None) -> dict | None:
             warm = 1 if args.quick else 5
             n_steps = args.estimate_steps
             probe_epochs = recipe["epochs"] if recipe["epochs"] != "auto" else 30
-            step_s = time_training_steps(recipe, train, device, elbo_objective(recipe, probe_epochs, steps),
-                                         recipe["batch_size"], n_steps, warm, clock)
+            step = time_training_steps(recipe, train, device, elbo_objective(recipe, probe_epochs, steps),
+                                       recipe["batch_size"], n_steps, warm, clock)
             probe = build(recipe, 12345).to(device)
-            test_s, test_n = time_test_elbo(probe, test, clock)
-            epoch_s = steps * step_s + test_s
-            estimates.update(train_step_s=step_s, train_steps_timed=n_steps, batch_size=recipe["batch_size"],
-                             steps_per_epoch=steps, test_elbo_s=test_s, epoch_s=epoch_s)
-            print(f"measured: {n_steps} ELBO steps of batch {recipe['batch_size']} at {step_s * 1000:.1f} ms each "
-                  f"(after {warm} warm-up steps), the test ELBO of {len(test):,} images {test_s:.2f} s (from "
-                  f"{test_n:,}): {epoch_s:.1f} s per epoch of {len(train):,} images", flush=True)
+            per_test = time_test_elbo(probe, test, clock)
+            test_s, test_cpu = per_test.per_unit * len(test), per_test.cpu_per_unit * len(test)
+            epoch_s, epoch_cpu = steps * step.per_unit + test_s, steps * step.cpu_per_unit + test_cpu
+            estimates.update(train_step_s=step.per_unit, train_step_cpu_s=step.cpu_per_unit, train_steps_timed=n_steps,
+                             batch_size=recipe["batch_size"], steps_per_epoch=steps, test_elbo_s=test_s,
+                             test_elbo_cpu_s=test_cpu, epoch_s=epoch_s, epoch_cpu_s=epoch_cpu)
+            print(f"measured: {n_steps} ELBO steps of batch {recipe['batch_size']} at {step.per_unit * 1000:.1f} ms "
+                  f"each ({step.cpu_per_unit * 1000:.0f} CPU-ms; after {warm} warm-up steps), fit's test ELBO of "
+                  f"{len(test):,} images {test_s:.2f} s (from {per_test.units:,}): {epoch_s:.1f} s per epoch of "
+                  f"{len(train):,} images ({epoch_cpu:.0f} CPU-s)", flush=True)
             tune_s = 0.0
             if recipe["iwae_epochs"]:
                 from vaelib.objectives import IWAEObjective
                 n_iwae = max(3, n_steps // 3)
-                iwae_step_s = time_training_steps(recipe, train, device, IWAEObjective(recipe["iwae_k"]),
-                                                  recipe["iwae_batch_size"], n_iwae, warm, clock)
+                iwae = time_training_steps(recipe, train, device, IWAEObjective(recipe["iwae_k"]),
+                                           recipe["iwae_batch_size"], n_iwae, warm, clock)
                 iwae_steps = math.ceil(len(train) / recipe["iwae_batch_size"])
-                tune_epoch_s = iwae_steps * iwae_step_s + test_s
+                tune_epoch_s = iwae_steps * iwae.per_unit + test_s
+                tune_epoch_cpu = iwae_steps * iwae.cpu_per_unit + test_cpu
                 tune_s = recipe["iwae_epochs"] * tune_epoch_s
-                estimates.update(iwae_step_s=iwae_step_s, iwae_steps_timed=n_iwae, iwae_epoch_s=tune_epoch_s)
+                estimates.update(iwae_step_s=iwae.per_unit, iwae_step_cpu_s=iwae.cpu_per_unit, iwae_steps_timed=n_iwae,
+                                 iwae_epoch_s=tune_epoch_s, iwae_epoch_cpu_s=tune_epoch_cpu)
                 print(f"measured: {n_iwae} IWAE k={recipe['iwae_k']} steps of batch {recipe['iwae_batch_size']} at "
-                      f"{iwae_step_s * 1000:.1f} ms each: {tune_epoch_s:.1f} s per fine-tuning epoch", flush=True)
+                      f"{iwae.per_unit * 1000:.1f} ms each ({iwae.cpu_per_unit * 1000:.0f} CPU-ms): "
+                      f"{tune_epoch_s:.1f} s per fine-tuning epoch ({tune_epoch_cpu:.0f} CPU-s)", flush=True)
             done = {"train": last_epoch(out / "train" / "checkpoint_last.pth"),
                     "finetune": last_epoch(out / "finetune" / "checkpoint_last.pth")}
             model = probe
@@ -607,15 +627,17 @@ def main(argv=None) -> dict | None:
         eval_estimate = 0.0
         if todo:
             probe_images = todo[:max(12, min(len(todo), 400))]
-            per_image, n_img, secs, whole = eval_seconds_per_image(model, test, args, precision, probe_images, clock,
-                                                                   2.0 if args.quick or device.type != "cpu" else 20.0)
-            per_image = per_image or 0.0
-            how = "one batch, its warm-up included" if whole and n_img == len(probe_images) else \
+            timing = eval_timing(model, test, args, precision, probe_images, clock,
+                                 2.0 if args.quick or device.type != "cpu" else 20.0)
+            per_image, cpu_per_image = timing.per_unit or 0.0, timing.cpu_per_unit or 0.0
+            how = "one batch, its warm-up included" if timing.exhausted and timing.units == len(probe_images) else \
                 "after one warm-up batch"
             eval_estimate = per_image * len(todo)
-            estimates.update(evaluate_s_per_image=per_image, evaluate_images_timed=n_img, k=args.k)
-            print(f"measured: k={args.k} evaluation at {per_image * 100:.2f} s per 100 images ({n_img} images in "
-                  f"{secs:.2f} s, {how}): {minutes(eval_estimate)} for {len(todo):,} images", flush=True)
+            estimates.update(evaluate_s_per_image=per_image, evaluate_cpu_s_per_image=cpu_per_image,
+                             evaluate_images_timed=timing.units, k=args.k)
+            print(f"measured: k={args.k} evaluation at {per_image * 100:.2f} s per 100 images "
+                  f"({cpu_per_image * 100:.0f} CPU-s; {timing.units} images in {timing.seconds:.2f} s, {how}): "
+                  f"{minutes(eval_estimate)} for {len(todo):,} images", flush=True)
         if not trained:
             del probe
             model = None
@@ -710,6 +732,8 @@ def write_summary(out, args, recipe, model, model_path, record, test, precision,
                 "images_evaluated": len(record.bounds) - extra["bounds_before"], "estimates": extra["estimates"]}
     ckpt = load_checkpoint(model_path)
     last = (ckpt.get("history") or [{}])[-1]
+    by_phase = {row.get("phase", "?"): round(row["test_elbo"], 3) for row in ckpt.get("history") or []
+                if row.get("test_elbo") is not None}  # each phase's last epoch
     protocol = len(test) == 10000 and args.k == 5000
     summary = {
         "nll": result["nll"], "std_error": result.get("std_error"), "bits_per_dim": result.get("bits_per_dim"),
@@ -717,7 +741,8 @@ def write_summary(out, args, recipe, model, model_path, record, test, precision,
         "protocol": ("the literature's: all 10,000 dynamically binarized MNIST test images, k = 5000" if protocol
                      else f"NOT the literature's protocol: the first {len(test):,} test images, k = {args.k}"),
         "eval_precision": precision, "test_elbo": last.get("test_elbo"), "test_kl": last.get("test_kl"),
-        "active_units": last.get("active_units"), "epochs_trained": ckpt.get("epoch"),
+        "active_units": last.get("active_units"), "test_elbo_after": by_phase,
+        "epochs_trained": ckpt.get("epoch"),
         "checkpoint": model_path.name, "checkpoint_sha256": file_sha256(model_path), "bounds": "bounds.json",
         "recipe": recipe, "parameters": model.num_parameters() if hasattr(model, "num_parameters") else None,
         "runs": previous + [this_run],
