@@ -347,6 +347,16 @@ def time_test_elbo(model, test, clock) -> Timing:
     return Timing(seconds / n, (time.process_time() - c) / n, n, seconds)
 
 
+def time_checkpoint(model) -> float:
+    """Seconds of the two checkpoints fit writes each epoch (last and best, weights and Adam's two moments):
+    six times one save of the weights alone."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as folder:
+        t = time.perf_counter()
+        vaelib.save(model, Path(folder) / "probe.pth")
+        return 6 * (time.perf_counter() - t)
+
+
 class EvalTimer:
     """Per-image seconds of the IWAE evaluation from its first batches: one warm-up batch, then batches
     until ``min_seconds`` and ``min_batches`` have passed."""
@@ -585,14 +595,16 @@ def main(argv=None) -> dict | None:
             probe = build(recipe, 12345).to(device)
             per_test = time_test_elbo(probe, test, clock)
             test_s, test_cpu = per_test.per_unit * len(test), per_test.cpu_per_unit * len(test)
-            epoch_s, epoch_cpu = steps * step.per_unit + test_s, steps * step.cpu_per_unit + test_cpu
+            save_s = time_checkpoint(probe)
+            epoch_s = steps * step.per_unit + test_s + save_s
+            epoch_cpu = steps * step.cpu_per_unit + test_cpu + save_s
             estimates.update(train_step_s=step.per_unit, train_step_cpu_s=step.cpu_per_unit, train_steps_timed=n_steps,
                              batch_size=recipe["batch_size"], steps_per_epoch=steps, test_elbo_s=test_s,
-                             test_elbo_cpu_s=test_cpu, epoch_s=epoch_s, epoch_cpu_s=epoch_cpu)
+                             test_elbo_cpu_s=test_cpu, checkpoints_s=save_s, epoch_s=epoch_s, epoch_cpu_s=epoch_cpu)
             print(f"measured: {n_steps} ELBO steps of batch {recipe['batch_size']} at {step.per_unit * 1000:.1f} ms "
                   f"each ({step.cpu_per_unit * 1000:.0f} CPU-ms; after {warm} warm-up steps), fit's test ELBO of "
-                  f"{len(test):,} images {test_s:.2f} s (from {per_test.units:,}): {epoch_s:.1f} s per epoch of "
-                  f"{len(train):,} images ({epoch_cpu:.0f} CPU-s)", flush=True)
+                  f"{len(test):,} images {test_s:.2f} s (from {per_test.units:,}), its checkpoints {save_s:.2f} s: "
+                  f"{epoch_s:.1f} s per epoch of {len(train):,} images ({epoch_cpu:.0f} CPU-s)", flush=True)
             tune_s = 0.0
             if recipe["iwae_epochs"]:
                 from vaelib.objectives import IWAEObjective
@@ -600,8 +612,8 @@ def main(argv=None) -> dict | None:
                 iwae = time_training_steps(recipe, train, device, IWAEObjective(recipe["iwae_k"]),
                                            recipe["iwae_batch_size"], n_iwae, warm, clock)
                 iwae_steps = math.ceil(len(train) / recipe["iwae_batch_size"])
-                tune_epoch_s = iwae_steps * iwae.per_unit + test_s
-                tune_epoch_cpu = iwae_steps * iwae.cpu_per_unit + test_cpu
+                tune_epoch_s = iwae_steps * iwae.per_unit + test_s + save_s
+                tune_epoch_cpu = iwae_steps * iwae.cpu_per_unit + test_cpu + save_s
                 tune_s = recipe["iwae_epochs"] * tune_epoch_s
                 estimates.update(iwae_step_s=iwae.per_unit, iwae_step_cpu_s=iwae.cpu_per_unit, iwae_steps_timed=n_iwae,
                                  iwae_epoch_s=tune_epoch_s, iwae_epoch_cpu_s=tune_epoch_cpu)
