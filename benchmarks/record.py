@@ -623,8 +623,8 @@ def main(argv=None) -> dict | None:
             done = {"train": last_epoch(out / "train" / "checkpoint_last.pth"),
                     "finetune": last_epoch(out / "finetune" / "checkpoint_last.pth")}
             model = probe
-        # the evaluation, timed on the first images still to do (with the trained model when there is one;
-        # those bounds are kept by the evaluation phase, which re-times them anyway)
+        # the evaluation, timed on the first images still to do with an untrained model of the recipe's shape
+        # (what it costs does not depend on the weights); those bounds are thrown away
         from vaelib.evaluation import BoundsRecord
         bounds_path = out / "bounds.json"
         already = set()
@@ -637,7 +637,8 @@ def main(argv=None) -> dict | None:
         if args.eval_limit is not None:
             todo = todo[:args.eval_limit]
         eval_estimate = 0.0
-        if todo:
+        # a trained model is timed by the evaluation itself, on its first images (kept), before it goes on
+        if todo and (not trained or args.estimate_only):
             probe_images = todo[:max(12, min(len(todo), 400))]
             timing = eval_timing(model, test, args, precision, probe_images, clock,
                                  2.0 if args.quick or device.type != "cpu" else 20.0)
@@ -672,9 +673,10 @@ def main(argv=None) -> dict | None:
                   f"{minutes(left_tune)} for {recipe['iwae_epochs'] - done['finetune']} IWAE epochs", flush=True)
     total = train_estimate + eval_estimate
     estimates.update(train_total_s=train_estimate, evaluate_total_s=eval_estimate, setup_s=clock.elapsed())
+    evaluation = (f"evaluation {minutes(eval_estimate)}" if not (trained and todo) or args.estimate_only else
+                  f"the evaluation of {len(todo):,} images to be timed on its first ones")
     print(f"ESTIMATE all: {minutes(clock.elapsed() + total)} (so far {minutes(clock.elapsed())}, training "
-          f"{minutes(train_estimate)}, evaluation {minutes(eval_estimate)}) against the budget of "
-          f"{args.budget_minutes:g} min", flush=True)
+          f"{minutes(train_estimate)}, {evaluation}) against the budget of {args.budget_minutes:g} min", flush=True)
     if args.estimate_only:
         return {"estimates": estimates, "recipe": recipe}
     if clock.elapsed() + total > budget and not args.force:
