@@ -65,8 +65,8 @@ TRAINING_KEYS = ("epochs", "batch_size", "lr", "warmup_steps", "kl_warmup_epochs
                  "iwae_k", "iwae_epochs", "iwae_lr", "iwae_batch_size", "train_images", "seed", "precision")
 MAX_AUTO_EPOCHS = 200
 MIN_AUTO_EPOCHS = 3
-GPU_CHECK_MINUTES = {"full": 8.0, "quick": 1.0}  # full: gpu_check.py's own docstring (not measured); quick: 54 s
-                                                  # measured on the loaded 2-core CPU, 2026-12-07
+# full: gpu_check.py's own docstring (never measured); quick: 28-54 s measured on the shared 2-core CPU, 2026-12-07
+GPU_CHECK_MINUTES = {"full": 8.0, "quick": 1.0}
 
 
 class RecordError(Exception):
@@ -122,8 +122,8 @@ def parse(argv):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="the output folder (a rerun with the same folder continues)")
     p.add_argument("--quick", action="store_true",
-                   help="the same code on the CPU in under a minute: 512 training images, 1 short epoch, k=10 on 20 "
-                        "test images, gpu_check skipped")
+                   help="the same code on the CPU in under a minute: 256 training images, 1 ELBO and 1 IWAE (k=2) "
+                        "epoch, k=10 on 20 test images, gpu_check skipped")
     p.add_argument("--device", default=None, help="default: cuda (cpu with --quick)")
     p.add_argument("--budget-minutes", type=float, default=8.0, help="refuse to start when the estimate exceeds this")
     p.add_argument("--force", action="store_true", help="start even when the estimate exceeds the budget")
@@ -134,7 +134,7 @@ def parse(argv):
     g = p.add_argument_group("the recipe (defaults: one H100; --quick: smaller)")
     g.add_argument("--epochs", default=None,
                    help="ELBO epochs, or auto (default): as many as the budget leaves after the other phases")
-    g.add_argument("--batch-size", type=int, default=None, help="default 256 (quick 64)")
+    g.add_argument("--batch-size", type=int, default=None, help="default 256 (quick 32)")
     g.add_argument("--lr", type=float, default=None, help="Adam's peak learning rate (default 2e-3), cosine decay")
     g.add_argument("--warmup-steps", type=int, default=None, help="learning-rate warm-up steps (default 200)")
     g.add_argument("--kl-warmup-epochs", type=int, default=None,
@@ -167,7 +167,9 @@ def parse(argv):
             given[key] = value
         else:
             setattr(args, key, default)
-    if args.epochs != "auto":
+    if args.epochs == "auto":
+        given.pop("epochs", None)  # auto is the default, whatever a stored run resolved it to
+    else:
         try:
             args.epochs = int(args.epochs)
         except ValueError:
@@ -691,7 +693,6 @@ def main(argv=None) -> dict | None:
                       kl_warmup_steps_used=kl_warmup_steps(recipe, recipe["epochs"], steps)
                       if recipe["kl_warmup_epochs"] else 0)
         write_json(out / "recipe.json", recipe)
-    history = None
     if not trained:
         model, history = train_phase(recipe, train, test, device, out, clock)
         with clock.phase("save"):
