@@ -154,3 +154,121 @@ def test_prior_headroom_splits_the_kl_and_scores_both_priors_on_the_same_images(
         assert abs(result[name]["nll"] - result["base"]["nll"] - result[name]["difference"]) < 1e-6
     tuned = vaelib.load(tmp_path / "mog.pth")
     assert tuned.config.prior == "mog" and tuned.prior.components == 3
+
+
+def _record_output(tmp_path, *args, env=None):
+    """benchmarks/record.py's exit code, stdout and stderr (for the runs that are to fail)."""
+    import os
+    result = subprocess.run([sys.executable, str(BENCH / "record.py"), *map(str, args)], capture_output=True,
+                            text=True, timeout=600, env={**os.environ, **(env or {})})
+    return result.returncode, result.stdout, result.stderr
+
+
+@needs_mnist
+def test_the_record_command_quick_writes_the_model_the_bounds_and_the_summary(tmp_path):
+    import math
+
+    import vaelib
+    from vaelib.evaluation import BoundsRecord, file_sha256
+
+    out = tmp_path / "record"
+    printed = _run(BENCH / "record.py", "--quick", "--out", out)
+    assert "ESTIMATE training" in printed and "ESTIMATE all" in printed and "measured: 2 ELBO steps" in printed
+    assert "gpu check: skipped" in printed and "test NLL (IWAE, k=10)" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    stored = BoundsRecord.read(out / "bounds.json")
+    assert sorted(stored["bounds"]) == list(range(20))
+    assert stored["meta"]["checkpoint_sha256"] == summary["checkpoint_sha256"] == file_sha256(out / "model.pth")
+    assert (stored["meta"]["k"], stored["meta"]["n_images"], stored["meta"]["binarize"]) == (10, 20, "dynamic")
+    bounds = list(stored["bounds"].values())
+    assert summary["n"] == summary["n_images"] == 20 and summary["complete"] and summary["k"] == 10
+    assert math.isclose(summary["nll"], -sum(bounds) / 20, rel_tol=1e-9) and summary["std_error"] > 0
+    assert math.isclose(summary["bits_per_dim"], summary["nll"] / (784 * math.log(2)), rel_tol=1e-9)
+    assert "NOT the literature's protocol" in summary["protocol"]
+    recipe = summary["recipe"]
+    assert (recipe["pixelcnn_layers"], recipe["epochs"], recipe["iwae_epochs"], recipe["quick"]) == (3, 1, 1, True)
+    assert json.loads((out / "recipe.json").read_text()) == recipe
+    for phase in ("data", "estimate", "train", "finetune", "evaluate", "total"):
+        assert summary["seconds"][phase] >= 0 and summary["cpu_seconds"][phase] >= 0
+    assert summary["device"] == "cpu" and summary["torch"] and summary["vaelib"] == vaelib.__version__
+    assert summary["gpu_check"]["ran"] is False and summary["runs"][0]["estimates"]["epoch_s"] > 0
+    model = vaelib.load(out / "model.pth")
+    assert model.config.pixelcnn_layers == 3 and model.config.likelihood == "pixelcnn"
+    assert [row["phase"] for row in model.checkpoint["history"]] == ["elbo", "iwae2"]
+
+
+@needs_mnist
+def test_the_record_command_continues_where_it_stopped_without_training_again(tmp_path):
+    from vaelib.evaluation import BoundsRecord, file_sha256
+
+    out = tmp_path / "record"
+    first = _run(BENCH / "record.py", "--quick", "--out", out, "--eval-limit", "8")
+    assert "PARTIAL: 8 of 20 images" in first and "ELBO epoch 1/1" in first
+    partial = json.loads((out / "summary.json").read_text())
+    assert partial["complete"] is False and partial["n"] == 8
+    sha, before = file_sha256(out / "model.pth"), BoundsRecord.read(out / "bounds.json")["bounds"]
+    assert sorted(before) == list(range(8))
+
+    second = _run(BENCH / "record.py", "--quick", "--out", out)
+    assert "reusing" in second and "8 of 20 images already done" in second
+    assert "ELBO epoch 1/1" not in second and "IWAE epoch 1/1" not in second and "ESTIMATE training" not in second
+    assert file_sha256(out / "model.pth") == sha  # the checkpoint is the one the first run trained
+    after = BoundsRecord.read(out / "bounds.json")["bounds"]
+    assert sorted(after) == list(range(20)) and all(after[i] == before[i] for i in before)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] and summary["n"] == 20
+    assert [run["images_evaluated"] for run in summary["runs"]] == [8, 12]
+    assert "train" in summary["seconds_all_runs"] and "train" not in summary["seconds"]
+
+
+@needs_mnist
+def test_the_record_command_refuses_bad_input_in_one_line(tmp_path, monkeypatch):
+    import torch
+
+    import vaelib
+    monkeypatch.syspath_prepend(str(BENCH))
+    import record
+
+    def refused(code, *args, env=None):
+        rc, stdout, stderr = _record_output(tmp_path, *args, env=env)
+        assert rc == code and "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, (rc, stderr)
+        return stderr
+
+    if not torch.cuda.is_available():
+        assert "no CUDA device here" in refused(2, "--out", tmp_path / "gpu")
+    assert "VAELIB_DATA" in refused(1, "--quick", "--out", tmp_path / "nodata",
+                                    env={"VAELIB_DATA": str(tmp_path / "missing")})
+    # an output folder of a finished training whose bounds file is damaged
+    out = tmp_path / "damaged"
+    out.mkdir()
+    args = record.parse(["--quick", "--out", str(out)])
+    recipe = record.recipe_of(args, record.resolve_precision(args, torch.device("cpu")))
+    (out / "recipe.json").write_text(json.dumps(recipe))
+    vaelib.save(record.build(recipe, 0), out / "model.pth")
+    (out / "bounds.json").write_text('{"format": "vaelib-iwae-bounds", "bou')
+    assert "not a readable bounds file" in refused(1, "--quick", "--out", out)
+    assert "another recipe (lr 0.002 there, 0.001 now)" in refused(2, "--quick", "--out", out, "--lr", "1e-3")
+    (out / "recipe.json").write_text("{")
+    assert "not a readable recipe" in refused(1, "--quick", "--out", out)
+
+
+def test_the_record_runs_the_gpu_check_only_when_the_budget_has_room_for_it(tmp_path, monkeypatch):
+    import torch
+    monkeypatch.syspath_prepend(str(BENCH))
+    import record
+
+    calls = []
+    cpu = torch.device("cpu")
+    args = record.parse(["--out", str(tmp_path), "--gpu-check", "auto", "--gpu-check-minutes", "8"])
+    skipped = record.gpu_check_phase(args, cpu, tmp_path, lambda: 120.0, main=calls.append)
+    assert skipped["ran"] is False and "2.0 min of the 8-minute budget left" in skipped["why"] and not calls
+    ran = record.gpu_check_phase(args, cpu, tmp_path, lambda: 600.0, main=calls.append)
+    assert ran == {"ran": True, "ok": True, "argv": calls[0], "file": "gpu_check.json"}
+    assert calls[0] == ["--quick", "--out", str(tmp_path / "gpu_check.json")]  # no CUDA: the check's own --quick
+
+    def broken(argv):
+        raise RuntimeError("CUDA out of memory\nmore")
+    failed = record.gpu_check_phase(args, cpu, tmp_path, lambda: 600.0, main=broken)
+    assert failed["ran"] and failed["ok"] is False and failed["error"] == "RuntimeError: CUDA out of memory"
+    quick = record.parse(["--quick", "--out", str(tmp_path)])
+    assert "--quick skips it" in record.gpu_check_phase(quick, cpu, tmp_path, lambda: 600.0, main=calls.append)["why"]
