@@ -2,6 +2,8 @@
 import contextlib
 import io
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,3 +67,13 @@ def trained_mlp(small_train, small_test):
     model = build_vae("mlp", latent_dim=8, hidden=200)
     fit(model, small_train, small_test, epochs=4, device="cpu", progress=False)
     return model.eval()
+
+
+def run_python(*args, cwd=None, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    """``python ARGS`` in a subprocess with this interpreter (a script, ``-m vaelib ...``), output captured;
+    with ``check``, a non-zero exit fails the test with the end of its stderr."""
+    result = subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                            timeout=timeout)
+    if check:
+        assert result.returncode == 0, result.stderr[-2000:]
+    return result

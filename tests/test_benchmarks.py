@@ -4,20 +4,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import needs_mnist
+from .conftest import needs_mnist, run_python
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
-def _run(*args):
-    result = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout
+def _stdout(*args):
+    return run_python(*args, timeout=600).stdout
 
 
 @needs_mnist
 def test_throughput_quick(tmp_path):
-    out = _run(BENCH / "throughput.py", "--quick", "--out", tmp_path / "t.json")
+    out = _stdout(BENCH / "throughput.py", "--quick", "--out", tmp_path / "t.json")
     assert "ratio" in out and "test ELBO after" in out
     record = json.loads((tmp_path / "t.json").read_text())
     assert record["quick"] is True and [r["arch"] for r in record["results"]] == ["mlp", "conv"]
@@ -34,7 +32,7 @@ def test_throughput_quick(tmp_path):
 
 @needs_mnist
 def test_race_sweep_quick_runs_every_recipe_of_the_grid(tmp_path):
-    out = _run(BENCH / "race_sweep.py", "--quick", "--horizon", "2", "3", "--batch_size", "128",
+    out = _stdout(BENCH / "race_sweep.py", "--quick", "--horizon", "2", "3", "--batch_size", "128",
                "--out", tmp_path / "s.json")
     rows = json.loads((tmp_path / "s.json").read_text())["rows"]
     assert [(r["recipe"]["horizon"], r["recipe"]["batch_size"]) for r in rows] == [(2, 128), (3, 128)]
@@ -47,13 +45,13 @@ def test_compare_bounds_reports_the_per_image_difference(tmp_path):
         record = BoundsRecord(tmp_path / f"{name}.json", {"k": 5})
         record.add(range(4), [-80.0 - shift, -82.0 - shift, -84.0, -86.0])  # b is worse on two images
         record.save()
-    out = _run(BENCH / "compare_bounds.py", tmp_path / "a.json", tmp_path / "b.json")
+    out = _stdout(BENCH / "compare_bounds.py", tmp_path / "a.json", tmp_path / "b.json")
     assert "NLL 83.000" in out and "and 83.250" in out and "+0.2500 +- 0.1443 nats" in out and "largest 0.50" in out
 
 
 @needs_mnist
 def test_widget_latency_quick():
-    out = _run(BENCH / "widget_latency.py", "--quick")
+    out = _stdout(BENCH / "widget_latency.py", "--quick")
     assert "latent slider" in out and "slowest p95" in out
 
 
@@ -75,7 +73,7 @@ def test_the_bf16_matmul_variant_sets_the_switch_only_while_it_trains(monkeypatc
 
 @needs_mnist
 def test_the_gpu_check_runs_on_the_cpu_in_quick_mode(tmp_path):
-    out = _run(BENCH / "gpu_check.py", "--quick", "--out", tmp_path / "g.json")
+    out = _stdout(BENCH / "gpu_check.py", "--quick", "--out", tmp_path / "g.json")
     record = json.loads((tmp_path / "g.json").read_text())
     assert record["quick"] is True and [r["arch"] for r in record["throughput"]] == ["mlp", "conv"]
     for row in record["throughput"]:
@@ -86,7 +84,7 @@ def test_the_gpu_check_runs_on_the_cpu_in_quick_mode(tmp_path):
 
 @needs_mnist
 def test_the_notebook_benchmark_runs_a_notebook_and_reports_time_and_memory(tmp_path):
-    out = _run(BENCH / "notebooks.py", "--quick", "--out", tmp_path / "n.json")
+    out = _stdout(BENCH / "notebooks.py", "--quick", "--out", tmp_path / "n.json")
     record = json.loads((tmp_path / "n.json").read_text())
     (row,) = record["results"]
     assert record["mode"] == "fast" and row["notebook"].startswith("00_") and row["ok"], row
@@ -172,7 +170,7 @@ def test_the_record_command_quick_writes_the_model_the_bounds_and_the_summary(tm
     from vaelib.evaluation import BoundsRecord, file_sha256
 
     out = tmp_path / "record"
-    printed = _run(BENCH / "record.py", "--quick", "--out", out)
+    printed = _stdout(BENCH / "record.py", "--quick", "--out", out)
     assert "ESTIMATE training" in printed and "ESTIMATE all" in printed and "measured: 2 ELBO steps" in printed
     assert "gpu check: skipped" in printed and "test NLL (IWAE, k=10)" in printed
     summary = json.loads((out / "summary.json").read_text())
@@ -202,14 +200,14 @@ def test_the_record_command_continues_where_it_stopped_without_training_again(tm
     from vaelib.evaluation import BoundsRecord, file_sha256
 
     out = tmp_path / "record"
-    first = _run(BENCH / "record.py", "--quick", "--out", out, "--eval-limit", "8")
+    first = _stdout(BENCH / "record.py", "--quick", "--out", out, "--eval-limit", "8")
     assert "PARTIAL: 8 of 20 images" in first and "ELBO epoch 1/1" in first
     partial = json.loads((out / "summary.json").read_text())
     assert partial["complete"] is False and partial["n"] == 8
     sha, before = file_sha256(out / "model.pth"), BoundsRecord.read(out / "bounds.json")["bounds"]
     assert sorted(before) == list(range(8))
 
-    second = _run(BENCH / "record.py", "--quick", "--out", out)
+    second = _stdout(BENCH / "record.py", "--quick", "--out", out)
     assert "reusing" in second and "8 of 20 images already done" in second
     assert "ELBO epoch 1/1" not in second and "IWAE epoch 1/1" not in second and "ESTIMATE training" not in second
     assert file_sha256(out / "model.pth") == sha  # the checkpoint is the one the first run trained

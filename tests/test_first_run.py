@@ -1,8 +1,6 @@
 """What a newcomer and a user of the original project type first: the README's first training run,
 the original project's scripts and checkpoint, and numbers that say which images they are on."""
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +9,7 @@ import torch
 import vaelib
 from vaelib.cli import main
 
-from .conftest import needs_mnist
+from .conftest import needs_mnist, run_python
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,15 +22,11 @@ def _in_a_copy_of_the_root(tmp_path) -> Path:
     return tmp_path
 
 
-def _run(argv, cwd):
-    return subprocess.run([sys.executable, *argv], cwd=cwd, capture_output=True, text=True, timeout=900)
-
-
 @needs_mnist
 def test_the_readme_first_training_command_gives_varied_digits(tmp_path):
     readme = (ROOT / "README.md").read_text()
     command = re.search(r"^python -m vaelib train demo[^#\n]*", readme, re.M).group(0).split()
-    done = _run(command[1:], tmp_path)
+    done = run_python(*command[1:], cwd=tmp_path, check=False)
     assert done.returncode == 0, done.stderr
     model = vaelib.load(tmp_path / "runs" / "demo" / "checkpoint_best.pth")
     samples = model.sample(16, generator=torch.Generator().manual_seed(0))
@@ -45,20 +39,21 @@ def test_the_readme_first_training_command_gives_varied_digits(tmp_path):
 @needs_mnist
 def test_the_original_projects_readme_works_verbatim(tmp_path):
     root = _in_a_copy_of_the_root(tmp_path)
-    info = _run(["scripts/generate.py", "--checkpoint_path", "pretrained/checkpoint_best.pth", "--info_only"], root)
+    info = run_python("scripts/generate.py", "--checkpoint_path", "pretrained/checkpoint_best.pth", "--info_only",
+                      cwd=root, check=False)
     assert info.returncode == 0, info.stderr
     for needle in ("architecture: conv", "likelihood gaussian", "num_epochs: 100", "run_name: my_run", "best test ELBO"):
         assert needle in info.stdout, needle
-    grid = _run(["scripts/generate.py", "--checkpoint_path", "pretrained/checkpoint_best.pth", "--num_samples", "64",
-                 "--output_path", "samples.png", "--grid_size", "8"], root)
+    grid = run_python("scripts/generate.py", "--checkpoint_path", "pretrained/checkpoint_best.pth", "--num_samples", "64",
+                      "--output_path", "samples.png", "--grid_size", "8", cwd=root, check=False)
     assert grid.returncode == 0, grid.stderr
     assert (root / "samples.png").read_bytes()[:4] == b"\x89PNG"
     # the training script with the README's flags (one epoch on a subset here, not 100)
-    train = _run(["scripts/train.py", "my_run", "--likelihood_type", "mse", "--num_epochs", "1", "--subset", "300",
-                  "--arch", "mlp"], root)
+    train = run_python("scripts/train.py", "my_run", "--likelihood_type", "mse", "--num_epochs", "1", "--subset", "300",
+                       "--arch", "mlp", cwd=root, check=False)
     assert train.returncode == 0, train.stderr
     assert (root / "runs" / "my_run" / "checkpoint_best.pth").exists()
-    bad = _run(["scripts/train.py"], root)
+    bad = run_python("scripts/train.py", cwd=root, check=False)
     assert bad.returncode == 2 and "run_name" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -83,7 +78,7 @@ def test_printed_numbers_name_their_test_images(tmp_path, capsys):
     assert "on the first 300 test images (trained with --subset)" in capsys.readouterr().out
     assert main(["evaluate", "--checkpoint_path", str(runs / "s" / "checkpoint_best.pth"), "--k", "2"]) == 0
     assert "on 10,000 mnist test images" in capsys.readouterr().out
-    helped = subprocess.run([sys.executable, "-m", "vaelib", "train", "--help"], capture_output=True, text=True).stdout
+    helped = run_python("-m", "vaelib", "train", "--help").stdout
     assert "and test on the first N test images" in " ".join(helped.split())  # --subset says what it cuts
 
 
