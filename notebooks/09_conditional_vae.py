@@ -409,7 +409,7 @@ ax.axis("off")
 plt.show()
 
 # %% [markdown]
-# The grid the command wrote: sixteen 7s, the same as the first samples drawn through the Python
+# The grid that `generate`'s function wrote: sixteen 7s, the same as the first samples drawn through the Python
 # API with seed 0.
 #
 # ## Key takeaways
