@@ -84,8 +84,9 @@ def test_old_checkpoints_have_the_same_weights_as_a_one_layer_decoder():
 def test_a_pixelcnn_vae_trains_evaluates_samples_and_reloads(arch, layers, tmp_path):
     from vaelib.vae import VAEConfig
     torch.manual_seed(0)
-    model = build_vae(config=VAEConfig(arch, latent_dim=4, likelihood="pixelcnn", hidden=32, channels=8,
-                                       pixelcnn_layers=layers))
+    widths = {"channels": 8} if arch == "conv" else {}  # an MLP has no convolutions: build_vae refuses channels=
+    model = build_vae(config=VAEConfig(arch, latent_dim=4, likelihood="pixelcnn", hidden=32, pixelcnn_layers=layers,
+                                       **widths))
     x = torch.bernoulli(torch.rand(16, 1, 28, 28) * 0.3)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     first = model.elbo(x).loss.item()
