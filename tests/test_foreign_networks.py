@@ -49,7 +49,7 @@ def _refused(model, data, match: str, **kwargs) -> str:
 def test_channels_last_images_are_refused_with_the_permute(shape):
     images = torch.rand(shape)
     message = _refused(build_vae("mlp", latent_dim=2, hidden=8), images, r"x\.permute\(0, 3, 1, 2\)")
-    assert "channels-last" in message and str(shape) in message and message.startswith("data: ")
+    assert "channels-last" in message and str(shape) in message and message.startswith("train: ")  # fit's argument
     with pytest.raises(ValueError, match=r"^data: .*channels-last.*x\.permute\(0, 3, 1, 2\)"):
         evaluate_elbo(build_vae("mlp", latent_dim=2, hidden=8), images)
     with pytest.raises(ValueError, match=r"^test: .*x\.permute\(0, 3, 1, 2\)"):
@@ -62,7 +62,7 @@ def test_channels_last_images_are_refused_with_the_permute(shape):
 def test_float_images_outside_unit_interval_are_refused_with_the_scaling():
     images = torch.rand(8, 1, 28, 28) * 255
     message = _refused(build_vae("mlp", latent_dim=2, hidden=8), images, r"\[0, 1\].*by 255")
-    assert message.startswith("data: float images must lie in [0, 1]")
+    assert message.startswith("train: float images must lie in [0, 1]")
     with pytest.raises(ValueError, match=r"^data: float images must lie in \[0, 1\].*by 255"):
         iwae_nll(build_vae("mlp", latent_dim=2, hidden=8), images, k=2, progress=False)
     with pytest.raises(ValueError, match=r"^test: .*nan"):  # NaN is outside [0, 1] too
@@ -73,7 +73,7 @@ def test_float_images_outside_unit_interval_are_refused_with_the_scaling():
 def test_integer_masks_of_zeros_and_ones_are_refused_with_float(dtype):
     masks = (torch.rand(8, 1, 28, 28) > 0.5).to(dtype)
     message = _refused(build_vae("mlp", latent_dim=2, hidden=8), masks, r"x\.float\(\)")
-    assert message.startswith("data: ")
+    assert message.startswith("train: ")
     with pytest.raises(ValueError, match=r"^data: .*x\.float\(\)"):
         reconstruction_error(build_vae("mlp", latent_dim=2, hidden=8), masks)
     # what is meant by it trains (a model's input is floats in [0, 1] either way)
