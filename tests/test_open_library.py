@@ -278,10 +278,11 @@ LAYERS = [
     {"checkpoints", "evaluation", "objectives", "plotting", "runs"},
     {"callbacks"},
     {"training"},
+    {"train_run"},
     {"pretrained", "widgets", "sample_quality"},
     {"checks"},
     {"coursework"},
-    {"cli", "__main__"},
+    {"cli", "__main__", "flags"},
 ]
 
 

@@ -9,6 +9,8 @@ from vaelib import build_vae  # noqa: E402
 from vaelib.plotting import (image_grid, lerp, plot_history, plot_interpolation, plot_manifold,  # noqa: E402
                              save_image_grid, show_images, show_reconstructions, slerp)
 
+from .conftest import run_python  # noqa: E402
+
 
 def test_image_grid_and_png(tmp_path):
     images = torch.rand(10, 1, 28, 28)
@@ -97,3 +99,19 @@ def test_each_figure_shows_once_in_a_notebook_last_line_or_not():
     nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
     shown = [sum("image/png" in o.get("data", {}) for o in cell.outputs) for cell in nb.cells[1:]]
     assert shown == [1, 1, 1, 1, 1, 2]
+
+
+@pytest.mark.parametrize("n, channels, nrow, padding", [(64, 1, 8, 2), (10, 3, 4, 2), (7, 1, 3, 0), (1, 1, 8, 2),
+                                                        (13, 3, 5, 1)])
+def test_tile_lays_out_images_as_torchvisions_make_grid(n, channels, nrow, padding):
+    from torchvision.utils import make_grid
+
+    from vaelib.plotting import tile
+    images = torch.rand(n, channels, 9, 7, generator=torch.Generator().manual_seed(n))
+    assert torch.equal(tile(images, nrow, padding, pad_value=1.0), make_grid(images, nrow, padding, pad_value=1.0))
+
+
+def test_importing_the_plotting_module_imports_neither_torchvision_nor_dynamo():
+    loaded = run_python("-c", "import sys, vaelib.plotting; print(sorted(m for m in sys.modules if m.split('.')[0] == "
+                              "'torchvision' or m.startswith('torch._dynamo')))").stdout
+    assert loaded.strip() == "[]", loaded

@@ -399,7 +399,7 @@ def test_a_read_only_runs_folder_fails_before_training_simulated(tmp_path, capsy
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
         return real_open(path, *args, **kwargs)
     monkeypatch.setattr(os, "open", denied)
-    monkeypatch.setattr("vaelib.training.fit", lambda *a, **k: pytest.fail("trained before checking the folder"))
+    monkeypatch.setattr("vaelib.train_run.fit", lambda *a, **k: pytest.fail("trained before checking the folder"))
     code, out, err = cli(["train", "x", "--runs_dir", tmp_path / "runs", *TINY], capsys)
     assert_one_line(code, err, "permission denied", exit_code=1)
 
@@ -594,7 +594,7 @@ def test_a_failed_download_leaves_no_empty_folders(tmp_path, monkeypatch):
 def test_a_run_stopped_before_its_first_epoch_ends_leaves_no_folder(tmp_path, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt  # Ctrl-C during the first epoch: nothing was written yet
-    monkeypatch.setattr("vaelib.training.fit", interrupted)
+    monkeypatch.setattr("vaelib.train_run.fit", interrupted)
     code, _, err = cli(["train", "x", "--runs_dir", tmp_path / "runs", *TINY], capsys)
     assert_one_line(code, err, "interrupted", exit_code=130)
     assert not (tmp_path / "runs").exists()

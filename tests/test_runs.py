@@ -32,7 +32,7 @@ def test_a_run_claim_is_a_with_block_that_leaves_no_empty_folder(tmp_path):
     assert not (tmp_path / "runs").exists()  # nothing was written: nothing is left
     folder.mkdir(parents=True)
     (folder / "checkpoint_last.pth").write_bytes(b"")
-    with pytest.raises(runs.RunFolderError, match=r"already exists .*\(resume_if_exists\)"):
+    with pytest.raises(runs.RunFolderError, match=r"already exists .*\(resume_if_exists=True\)"):
         with runs.RunClaim(folder):
             pass
     with runs.RunClaim(folder, resume_if_exists=True) as resume:
@@ -115,8 +115,8 @@ def test_a_conditional_grid_draws_one_digit_or_rows_of_labels(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"digit": 3}, "digit 3 needs a conditional model"),
-    ({"digit": 12, "num_classes": 10}, "digit 12: this model knows labels 0 to 9"),
+    ({"digit": 3}, "digit=3 needs a conditional model"),
+    ({"digit": 12, "num_classes": 10}, "digit=12: this model knows labels 0 to 9"),
     ({"temperature": 0.5, "prior": "mog", "prior_components": 2}, "temperature"),
     ({"path": "grid.xyz"}, "unknown image extension"),
 ])

@@ -13,7 +13,8 @@ Modules, in the order the course teaches them (each is imported when first used,
 - ``vaelib.networks`` and ``vaelib.vae``: encoders, decoders, the VAE, ``VAEConfig``
 - ``vaelib.schedules``: beta / KL annealing schedules; ``vaelib.objectives``: ELBO, beta-ELBO, IWAE
 - ``vaelib.training``: ``fit``; ``vaelib.runs``: a run's settings (``RunConfig``), its folder and what
-  its checkpoints hold (the library behind ``python -m vaelib train|generate``);
+  its checkpoints hold (the library behind ``python -m vaelib generate``); ``vaelib.train_run``:
+  ``train_vae``, one of vaelib's VAEs trained on a named data set in a run folder (``vaelib train``);
   ``vaelib.callbacks``: checkpoints, samples, TensorBoard, guards;
   ``vaelib.distributed``: several GPUs or processes with ``torchrun``
 - ``vaelib.checkpoints``: saving and loading (``vaelib.save``, ``vaelib.load``)
@@ -22,6 +23,7 @@ Modules, in the order the course teaches them (each is imported when first used,
 - ``vaelib.pretrained``: the checkpoints in pretrained/, loaded when present
 - ``vaelib.widgets``: ipywidgets explorers; ``vaelib.checks``: exercise checks;
   ``vaelib.coursework``: student versions of the notebooks
+- ``vaelib.cli`` and ``vaelib.flags``: the command line, and its flags' names for the library's arguments
 - ``vaelib.files``, ``vaelib.validation``: atomic writes and argument checks, used throughout;
   ``vaelib.threads``: torch's CPU thread count for a block of work
 """

@@ -139,7 +139,7 @@ class NaNGuard(Callback):
         # from None: torch's error that led here prints every value of a tensor; this line says it all
         raise TrainingDiverged(
             f"{what} at epoch {run.epoch + 1}, step {step}: weights restored to the end of "
-            f"epoch {run.epoch}{where}. Try a lower learning rate or gradient clipping (--clip_grad 100)") from None
+            f"epoch {run.epoch}{where}. Try a lower learning rate or gradient clipping (clip_grad=100)") from None
 
     def on_epoch_end(self, run, record):
         self.good = _state_copy(run.model)

@@ -149,13 +149,13 @@ def _put(path: Path, text: str, overwrite: bool, same=str.__eq__) -> str:
     return "replaced"
 
 
-def _read_notebooks(source_dir, out_dir, pattern: str, flag: str, example: str) -> list[tuple[Path, dict]]:
+def _read_notebooks(source_dir, out_dir, pattern: str, name: str, example: str) -> list[tuple[Path, dict]]:
     """The notebooks of ``source_dir`` matching ``pattern``, read and checked, for writing into ``out_dir``."""
     src, out = Path(source_dir).resolve(), Path(out_dir).resolve()
     if not src.is_dir():
         raise CourseworkError(f"{source_dir} is not a folder of notebooks")
     if out.exists() and not out.is_dir():
-        raise CourseworkError(f"{flag} {out_dir} is a file: name a folder (e.g. {example})")
+        raise CourseworkError(f"{name}={out_dir} is a file: name a folder (e.g. {example})")
     if out == src or src in out.parents:
         raise CourseworkError(f"the output folder {out_dir} is inside {source_dir}: choose a folder outside "
                               f"it (e.g. {example}) so the solved notebooks are never overwritten")
@@ -189,7 +189,7 @@ def make_student_versions(source_dir: str | os.PathLike, out_dir: str | os.PathL
     inside ``source_dir`` (student files must never mix with, or overwrite, the solved notebooks)
     and unbalanced markers (checked in every notebook before anything is written).
     """
-    notebooks = _read_notebooks(source_dir, out_dir, pattern, "--out", "student/")
+    notebooks = _read_notebooks(source_dir, out_dir, pattern, "out_dir", "student/")
     out = Path(out_dir).resolve()
     try:
         import jupytext
@@ -424,7 +424,7 @@ def make_nbgrader_course(source_dir: str | os.PathLike, course_dir: str | os.Pat
     is always kept (it is there to be edited). Refuses a course folder inside ``source_dir`` and
     unbalanced markers or ungradable check calls (checked in every notebook before anything is written).
     """
-    notebooks = _read_notebooks(source_dir, course_dir, pattern, "--nbgrader", "course/")
+    notebooks = _read_notebooks(source_dir, course_dir, pattern, "course_dir", "course/")
     sources = [(path, *make_nbgrader_notebook(notebook, path.name, points)) for path, notebook in notebooks]
     course = Path(course_dir).resolve()
     written = []
@@ -435,3 +435,31 @@ def make_nbgrader_course(source_dir: str | os.PathLike, course_dir: str | os.Pat
     config = course / "nbgrader_config.py"
     written.append((config, None, _put(config, NBGRADER_CONFIG, overwrite=False)))
     return written
+
+
+def report_lines(results: list, where) -> list[str]:
+    """What :func:`make_student_versions` or :func:`make_nbgrader_course` did (``results``, written to
+    ``where``), as lines to print: each notebook written, each file kept or replaced, and a summary."""
+    nbgrader = any(isinstance(detail, dict) or detail is None for _, detail, _ in results)
+    what = "nbgrader source notebook" if nbgrader else "student file"
+    lines = []
+    for path, detail, state in results:
+        if state == "kept" and detail is None and nbgrader:  # nbgrader_config.py: there to be edited
+            lines.append(f"kept {path}: it differs from vaelib's, and is yours to edit: never replaced, not even by "
+                         f"overwrite=True (delete it to get vaelib's again)")
+        elif state == "kept":
+            lines.append(f"kept {path}: it differs from what vaelib writes now (edited?); overwrite=True replaces it")
+        elif state == "replaced":
+            lines.append(f"replaced {path}: it differed from what vaelib writes now (overwrite=True)")
+        elif state == "written" and isinstance(detail, dict):
+            lines.append(f"{path}: {detail['tests']} autograded checks, {detail['written']} written answers, "
+                         f"{detail['answers']} code answers")
+        elif state == "written" and (detail is None or path.suffix == ".ipynb"):  # a .py twin: only its edits are news
+            lines.append(f"{path}: " + ("written" if detail is None else
+                                        f"{detail} solution region{'s' * (detail != 1)} removed"))
+    files = [state for path, detail, state in results if not (nbgrader and detail is None)]
+    written, kept = files.count("written") + files.count("replaced"), files.count("kept")
+    lines.append(f"wrote {written} {what}{'' if written == 1 else 's'} to {where}, {files.count('unchanged')} "
+                 f"unchanged, {kept} kept" + (f" (listed above: nothing was lost; overwrite=True replaces "
+                                              f"{'it' if kept == 1 else 'them'})" if kept else ""))
+    return lines

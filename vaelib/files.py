@@ -143,3 +143,19 @@ def run_folder(runs_dir: str | os.PathLike, name: str) -> Path:
         raise ValueError(f"run folder {folder} resolves to {folder.resolve()}, outside {runs}: "
                          f"remove that link or choose another run name")
     return folder
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Refuse, before any work, an output file that cannot be written: a folder, a path below a file,
+    or a folder without write permission (``ValueError``, one line). Missing folders are fine: they
+    are created when the file is written."""
+    path = Path(path)
+    folder = path.parent
+    if path.is_dir():
+        raise ValueError(f"output path {path} is a folder: give a file name, e.g. {path / 'samples.png'}")
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"cannot write {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"cannot write {path}: no permission to write in {folder}")

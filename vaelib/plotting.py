@@ -1,4 +1,4 @@
-"""Figures for VAEs: thin helpers over matplotlib and ``torchvision.utils.make_grid``.
+"""Figures for VAEs: thin helpers over matplotlib, and image grids in plain torch.
 
 Every function returns the matplotlib ``Figure`` (a script saves it, or passes ``save=path``) and
 shows it once in a notebook, whether or not the call is the last line of a cell: no ``;`` or
@@ -13,7 +13,6 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
-from torchvision.utils import make_grid
 
 from .data import as_data
 from .files import atomic_write
@@ -48,8 +47,25 @@ def _save(fig, save, owned: bool = True):
 def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Tensor:
     """Tile ``(N, C, H, W)`` images, ``nrow`` per row, into what ``imshow`` takes: ``(H', W')`` for
     greyscale, ``(H', W', 3)`` for colour."""
-    grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=padding, pad_value=1.0)
+    grid = tile(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=padding, pad_value=1.0)
     return grid[0] if images.shape[1] == 1 else grid.permute(1, 2, 0)
+
+
+def tile(images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: float = 0.0) -> torch.Tensor:
+    """``(N, C, H, W)`` images tiled ``nrow`` per row into one ``(C', H', W')`` image, ``padding``
+    pixels of ``pad_value`` around each; one channel becomes three (torchvision's ``make_grid``,
+    without importing torchvision)."""
+    n, c, h, w = images.shape
+    if c == 1:
+        images = images.expand(n, 3, h, w)
+    if n == 1:  # a single image: as it is, without padding
+        return images[0].clone()
+    cols, rows = min(nrow, n), math.ceil(n / nrow)
+    grid = images.new_full((images.shape[1], rows * (h + padding) + padding, cols * (w + padding) + padding), pad_value)
+    for i, image in enumerate(images):
+        top, left = (i // cols) * (h + padding) + padding, (i % cols) * (w + padding) + padding
+        grid[:, top:top + h, left:left + w] = image
+    return grid
 
 
 IMAGE_FORMATS = ("png", "jpg", "jpeg", "tif", "tiff", "webp", "pdf", "svg", "eps")

@@ -226,7 +226,7 @@ class RunClaim:
             return None
         if not self.resume_if_exists:
             raise RunFolderError(f"run {name!r} already exists ({self.run_dir} is not empty): resume it "
-                                 f"(resume_if_exists), or choose another run name")
+                                 f"(resume_if_exists=True), or choose another run name")
         last = self.run_dir / "checkpoint_last.pth"
         if not last.exists():
             raise RunFolderError(f"run folder {self.run_dir} holds files but no checkpoint_last.pth to resume from: "
@@ -389,9 +389,9 @@ def grid_labels(model, n: int, nrow: int = 8, digit: int | None = None):
     import torch
     classes = model.num_classes
     if digit is not None and not classes:
-        raise ValueError(f"digit {digit} needs a conditional model; this one is unconditional: drop digit")
+        raise ValueError(f"digit={digit} needs a conditional model; this one is unconditional: drop digit=")
     if digit is not None and not 0 <= digit < classes:
-        raise ValueError(f"digit {digit}: this model knows labels 0 to {classes - 1}")
+        raise ValueError(f"digit={digit}: this model knows labels 0 to {classes - 1}")
     if not classes:
         return None
     labels = torch.full((n,), digit) if digit is not None else torch.arange(n) // nrow % classes

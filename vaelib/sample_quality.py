@@ -489,6 +489,21 @@ def mnist_test_reference(binarized: bool = False, seed: int = 0, root=None) -> t
     return torch.bernoulli(images, generator=torch.Generator().manual_seed(seed)) if binarized else images
 
 
+def model_scores(model, n: int = 10000, seed: int = 0, binary: bool | None = None, root=None) -> dict:
+    """:func:`sample_scores` of ``n`` samples of an MNIST ``model`` against all 10,000 test images.
+
+    The model's own samples, drawn 1,000 at a time from ``seed`` onwards: 0/1 pixels for a binary
+    likelihood (drawn pixel by pixel for pixelcnn), scored against the test set binarized the same
+    way; the decoder means against the grey test images otherwise (``binary`` overrides the choice).
+    """
+    binary = model.likelihood.binary if binary is None else binary
+    samples = torch.cat([model.sample(min(1000, n - i), draw=True,  # a draw of a grey likelihood is its mean
+                                      generator=torch.Generator(model.device).manual_seed(seed + i)).cpu()
+                         for i in range(0, n, 1000)])
+    reference = mnist_test_reference(binarized=binary, seed=seed, root=root)
+    return sample_scores(samples, reference, load_classifier(device=model.device))
+
+
 def sample_scores(samples, reference=None, classifier: MNISTClassifier | None = None, batch_size: int = 500) -> dict:
     """All the scores of ``samples`` against ``reference`` images.
 

@@ -356,7 +356,7 @@ def _lr_factor(config: RunConfig, steps_per_epoch: int):
     total = config.epochs * steps_per_epoch
     if config.warmup_steps and config.warmup_steps >= total:
         raise ValueError(f"warmup_steps={config.warmup_steps} is not shorter than the whole run ({config.epochs} "
-                         f"epochs x {steps_per_epoch} steps = {total}): lower it or raise epochs")
+                         f"epochs x {steps_per_epoch} steps = {total}): lower warmup_steps= or raise epochs=")
     if config.lr_schedule == "cosine":
         return WarmupCosine(total, config.warmup_steps)
     if config.warmup_steps:
