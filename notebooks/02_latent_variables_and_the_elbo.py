@@ -285,7 +285,7 @@ with torch.no_grad():
     z_prior = torch.randn(n_samples, 2, generator=g)
     log_lik = vae.decode(z_prior).log_prob(x1.expand(n_samples, 1, 28, 28))        # log p(x|z), (20000,)
     mu1, logvar1 = vae.encoder(x1)
-    q1 = vaelib.elbo.posterior(mu1, logvar1)                                        # the encoder's q(z|x)
+    q1 = vaelib.bounds.diagonal_gaussian(mu1, logvar1)                              # the encoder's q(z|x)
     z_q = mu1 + torch.exp(0.5 * logvar1) * torch.randn(n_samples, 2, generator=g)   # (20000, 2) from q(z|x)
     log_w_q = (vae.decode(z_q).log_prob(x1.expand(n_samples, 1, 28, 28))            # log importance weights
                + vae.prior().log_prob(z_q) - q1.log_prob(z_q))
@@ -492,7 +492,7 @@ plt.show()
 # here it just lets us reuse the same noise as `vaelib`.) Since $z_d = \mu_d + \sigma_d\varepsilon_d$,
 # $\log\mathcal{N}(z_d;\mu_d,\sigma_d^2) = -\tfrac12\varepsilon_d^2 - \tfrac12\log\sigma_d^2 - \tfrac12\log 2\pi$.
 #
-# `vaelib.elbo.elbo` (what `model.elbo(x)` calls) computes the same reconstruction term with one sample,
+# `vaelib.bounds.elbo_terms` (what `model.elbo_terms(x)` calls) computes the same reconstruction term with one sample,
 # but subtracts the KL in **closed form** (notebook 03), which removes the KL's sampling noise. So we
 # compare in two steps: with the same $\varepsilon$ (same seed), the reconstruction terms must be identical
 # and our $\log q - \log p$ must equal `vaelib.kl.monte_carlo_kl` on the same $z$; averaged over many
@@ -516,12 +516,12 @@ with torch.no_grad():
     eps = torch.randn_like(mu)                                # the draw vaelib makes after the same seed
     mine, mine_rec, mine_kl, z = plain_elbo(vae, x_batch, eps)
     torch.manual_seed(123)
-    terms = vae.elbo(x_batch)                                 # vaelib.elbo.ELBO, one value per image
-    vaelib_mc_kl = vaelib.kl.monte_carlo_kl(vaelib.elbo.posterior(mu, logvar), vae.prior(), z=z)
+    terms = vae.elbo_terms(x_batch)                           # vaelib.bounds.ELBOTerms, one value per image
+    vaelib_mc_kl = vaelib.kl.monte_carlo_kl(vaelib.bounds.diagonal_gaussian(mu, logvar), vae.prior(), z=z)
 ok_rec = torch.allclose(mine_rec, terms.reconstruction, atol=1e-4)
 ok_kl = torch.allclose(mine_kl, vaelib_mc_kl, atol=1e-4)
 assert ok_rec and ok_kl
-print("shapes:", tuple(mine.shape), tuple(terms.elbo.shape))
+print("shapes:", tuple(mine.shape), tuple(terms.value.shape))
 print("reconstruction term matches vaelib (same noise):", ok_rec)
 print("log q - log p matches vaelib.kl.monte_carlo_kl (same z):", ok_kl)
 
@@ -539,9 +539,9 @@ with torch.no_grad():
     eps_rep = torch.randn_like(mu_rep)
     mine_rep = plain_elbo(vae, x_rep, eps_rep)[0].view(n_draws, -1)
     torch.manual_seed(7)
-    vaelib_rep = vae.elbo(x_rep)
+    vaelib_rep = vae.elbo_terms(x_rep)
 mine_mean = mine_rep.mean()
-vaelib_mean = vaelib_rep.elbo.mean()
+vaelib_mean = vaelib_rep.value.mean()
 std_error = mine_rep.std() / math.sqrt(mine_rep.numel())
 print(f"ELBO averaged over 64 images x {n_draws} draws: plain torch {mine_mean:.2f}, vaelib {vaelib_mean:.2f} nats "
       f"(difference {mine_mean - vaelib_mean:+.2f}, standard error {std_error:.2f})")
@@ -591,7 +591,7 @@ with torch.no_grad():
 ok = torch.allclose(mine, theirs, atol=1e-3)
 assert ok
 print("L_k shape:", tuple(mine.shape))
-print(f"matches vaelib.elbo.iwae_bound (same generator, k = {k}):", ok)
+print(f"matches vaelib.bounds.iwae_bound (same generator, k = {k}):", ok)
 naive_average = torch.log(torch.exp(log_w).mean(0))
 print(f"log-weights range from {log_w.min():.0f} to {log_w.max():.0f} nats; "
       f"log(mean(exp(log w))) in float32 is -inf for {torch.isinf(naive_average).sum().item()} of 64 images")
@@ -638,7 +638,7 @@ plt.show()
 #   gives zero variance.
 # - Jensen gives $\log p(x) \ge \mathrm{ELBO}(q) = \mathbb{E}_q[\log p(x\mid z)] - \mathrm{KL}(q\,\|\,p(z))$, and exactly
 #   $\log p(x) = \mathrm{ELBO}(q) + \mathrm{KL}(q\,\|\,p(z\mid x))$: maximizing the ELBO over $q$ is posterior inference.
-# - `model.elbo(x)` is the one-sample ELBO with the KL in closed form; `vaelib.iwae_bound` is the tighter
+# - `model.elbo_terms(x)` is the one-sample ELBO with the KL in closed form; `vaelib.iwae_bound` is the tighter
 #   $\mathcal{L}_k$, computed with log-sum-exp.
 
 # %% [markdown]

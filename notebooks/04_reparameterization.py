@@ -304,7 +304,7 @@ print("dz/dlogvar == sigma * eps / 2:", torch.allclose(logvar.grad, 0.5 * torch.
 
 # %% [markdown]
 # From here on the course uses `vaelib.reparameterization.reparameterize(mu, logvar)`, which draws $\varepsilon$ itself
-# when none is given; `vaelib.elbo.elbo` calls it once per image.
+# when none is given; `vaelib.bounds.elbo_terms` calls it once per image.
 #
 # ## 6. Why the encoder outputs a log-variance
 #

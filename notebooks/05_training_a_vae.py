@@ -17,7 +17,7 @@
 #
 # - Draw the VAE as one picture: encoder, reparameterization, decoder, and the two terms of the loss.
 # - Write the complete training loop of a VAE in plain torch (encoder, $z = \mu + \sigma\,\varepsilon$,
-#   decoder, minus the ELBO, Adam), and check that its loss is exactly `model.elbo(x).loss` of `vaelib`.
+#   decoder, minus the ELBO, Adam), and check that its loss is exactly `model.elbo_terms(x).loss` of `vaelib`.
 # - Train the same model with `vaelib.fit`, and read loss curves, reconstructions and samples.
 # - Generate new digits by decoding $z \sim \mathcal{N}(0, I)$ with a pretrained convolutional VAE.
 # - Choose a decoder likelihood: Bernoulli, Gaussian (summed MSE), continuous Bernoulli, learned
@@ -209,7 +209,7 @@ print("fixed batch:", tuple(x_fixed.shape), "values", sorted(x_fixed.unique().to
 # ### Same weights, same noise, same loss as `vaelib`
 #
 # `vaelib.build_vae("mlp")` builds exactly this architecture, with the same layer names, so we can copy
-# our weights into it. `model.elbo(x)` draws its noise with `torch.randn_like(mu)` as we do, so seeding
+# our weights into it. `model.elbo_terms(x)` draws its noise with `torch.randn_like(mu)` as we do, so seeding
 # the generator before each call gives both the same $\varepsilon$. Then the two losses must be equal:
 
 # %%
@@ -225,11 +225,11 @@ with torch.no_grad():
     torch.manual_seed(1)
     my_loss, my_rec, my_kl = negative_elbo(encoder, decoder, x_fixed)
     torch.manual_seed(1)
-    terms = model.elbo(x_fixed)
+    terms = model.elbo_terms(x_fixed)
 ok = (torch.allclose(my_loss, terms.loss) and torch.allclose(my_rec, terms.reconstruction)
       and torch.allclose(my_kl, terms.kl))
 assert ok
-print("matches model.elbo(x).loss (and its reconstruction and KL terms):", ok)
+print("matches model.elbo_terms(x).loss (and its reconstruction and KL terms):", ok)
 print(f"loss of the untrained model: {my_loss.item():.1f} nats per image "
       f"(reconstruction {-my_rec.mean().item():.1f}, KL {my_kl.mean().item():.2f}); 784 ln 2 = {784 * math.log(2):.1f}")
 
@@ -320,9 +320,9 @@ with torch.no_grad():
     torch.manual_seed(1)
     my_loss, _, _ = negative_elbo(encoder, decoder, x_fixed)
     torch.manual_seed(1)
-    ok = torch.allclose(my_loss, model.elbo(x_fixed).loss)
+    ok = torch.allclose(my_loss, model.elbo_terms(x_fixed).loss)
 assert ok
-print("trained weights: notebook loss == model.elbo(x).loss:", ok)
+print("trained weights: notebook loss == model.elbo_terms(x).loss:", ok)
 
 # %% [markdown]
 # Because `model` now holds our trained weights, all of `vaelib` works on it, for instance the test ELBO
@@ -733,10 +733,10 @@ with torch.no_grad():
     x_hat = gauss_model.likelihood.mean(gauss_model.decoder(z))
     buggy = F.mse_loss(x_hat, x_batch) + vaelib.kl.gaussian_kl(mu, logvar).mean()
     torch.manual_seed(2)
-    beta_784 = gauss_model.elbo(x_batch, beta=784).loss           # vaelib: sums over pixels, beta = 784
+    beta_784 = gauss_model.elbo_terms(x_batch, beta=784).loss     # vaelib: sums over pixels, beta = 784
 ok = torch.allclose(784 * buggy + 392 * math.log(math.pi), beta_784)
 assert ok
-print("784 * (mse_loss(mean) + KL) + 392 log(pi) == model.elbo(x, beta=784).loss:", ok)
+print("784 * (mse_loss(mean) + KL) + 392 log(pi) == model.elbo_terms(x, beta=784).loss:", ok)
 print(f"the buggy loss corresponds to sigma = sqrt(784 / 2) = {math.sqrt(392):.1f}")
 
 # %% [markdown]
@@ -773,7 +773,7 @@ plt.show()
 #
 # - Training a VAE is an ordinary PyTorch loop: encode to $(\mu, \log\sigma^2)$, draw
 #   $z = \mu + \sigma\odot\varepsilon$, decode, loss $= -\log p(x\mid z) + \mathrm{KL}$, Adam. Our
-#   plain-torch loss equals `model.elbo(x).loss` for the same weights and noise.
+#   plain-torch loss equals `model.elbo_terms(x).loss` for the same weights and noise.
 # - `vaelib.fit` is that loop plus test evaluation, history, checkpoints, resuming, clipping and a NaN
 #   guard; `plot_history` draws its curves (also the stored history of a checkpoint).
 # - Generation is decoding $z \sim \mathcal{N}(0, I)$: `model.sample(64)`. It works because the KL term
@@ -834,7 +834,7 @@ narrow = vaelib.build_vae("mlp", latent_dim=LATENT, hidden=HIDDEN, likelihood="g
 narrow.load_state_dict(gauss_model.state_dict())
 with torch.no_grad():
     torch.manual_seed(3)                                   # the same noise as above
-    loss_vaelib = narrow.elbo(x_batch, beta=1.0).loss
+    loss_vaelib = narrow.elbo_terms(x_batch, beta=1.0).loss
 ok = torch.allclose(loss_sigma, predicted, rtol=1e-4) and torch.allclose(loss_sigma, loss_vaelib, rtol=1e-4)
 assert ok
 print("sigma = 0.1 is summed MSE with beta = 0.02:", ok)

@@ -116,7 +116,7 @@ def my_beta_loss(reconstruction, kl, beta):
 with torch.no_grad():
     for beta in (0.5, 1.0, 4.0):
         torch.manual_seed(0)
-        terms = model_2d.elbo(x, beta=beta)
+        terms = model_2d.elbo_terms(x, beta=beta)
         mine = my_beta_loss(terms.reconstruction, terms.kl, beta)
         assert torch.allclose(mine, terms.loss)
         print(f"beta = {beta}: reconstruction {terms.reconstruction.mean():.0f}, KL {terms.kl.mean():.1f}, "

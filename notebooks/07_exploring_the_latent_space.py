@@ -83,7 +83,7 @@ model, history = vaelib.pretrained.load_or_train(
     "vae_2d", lambda: vaelib.build_vae("mlp", latent_dim=2, likelihood="bernoulli"), train, test,
     train_from_scratch=TRAIN_FROM_SCRATCH, epochs=2 if FAST else 30, progress=False)
 model = model.to(device).eval()
-print("config:", {k: model.config[k] for k in ("arch", "latent_dim", "likelihood")})
+print("config:", {k: getattr(model.config, k) for k in ("arch", "latent_dim", "likelihood")})
 print(f"best test ELBO: {max(history['test_elbo']):.1f} nats per image")
 
 # %% [markdown]

@@ -18,7 +18,7 @@
 # - Explain why the test ELBO underestimates $\log p(x)$, and how the importance-weighted bound $\mathcal{L}_k$
 #   closes the gap as the number of samples $k$ grows.
 # - Estimate the test log-likelihood of a trained VAE with `vaelib.evaluation.evaluate_elbo`,
-#   `vaelib.evaluation.iwae_nll` and `vaelib.elbo.iwae_bound`, and plot the bound against $k$.
+#   `vaelib.evaluation.iwae_nll` and `vaelib.bounds.iwae_bound`, and plot the bound against $k$.
 # - Convert nats per image to bits per dimension, and read both.
 # - Put your own number next to published ones honestly: binarization protocol, $k$, number of test images.
 # - Check that generated digits are new, not copies, by finding their nearest training images.
@@ -112,7 +112,7 @@ print(f"trained {len(history)} epochs; test ELBO recorded at the end of training
 # In code the weights are astronomically small numbers ($p(x, z)$ of a 784-pixel image is around
 # $e^{-90}$), so everything is done with $\log w$ and a log-sum-exp:
 # $\log\frac1k\sum_i w_i = \operatorname{logsumexp}_i(\log w_i) - \log k$. Notebook 02 wrote this in plain
-# torch and checked it against `vaelib.elbo.iwae_bound`; here we use vaelib's. Papers report
+# torch and checked it against `vaelib.bounds.iwae_bound`; here we use vaelib's. Papers report
 # $-\mathcal{L}_{5000}$ averaged over the 10,000 test images as the **test NLL** (negative log-likelihood;
 # lower is better). Note the direction: since $\mathcal{L}_k \le \log p(x)$, the reported NLL is an
 # *upper* bound on the true one: a pessimistic estimate.
@@ -196,7 +196,7 @@ print("ELBO < L_5 < L_50 < L_500:", increasing)
 # $\mathcal{L}_1$ is a one-sample estimate of the ELBO (with a Monte-Carlo KL instead of the closed form),
 # so it agrees with the first line up to sampling noise.
 #
-# The average over images hides how noisy a single estimate is. `vaelib.elbo.iwae_bound` computes
+# The average over images hides how noisy a single estimate is. `vaelib.bounds.iwae_bound` computes
 # $\log\frac1k\sum_i w_i$ per image; feeding it 20 copies of *one* test image gives 20 independent
 # estimates of $\mathcal{L}_k$ for that image in one call:
 
@@ -306,7 +306,7 @@ print(f"all 10,000 test images: ELBO {static_full['elbo']:.2f} nats on the stati
 # NBVAL_IGNORE_OUTPUT
 with torch.no_grad():
     torch.manual_seed(0)
-    per_image_nll = -model.elbo(x_eval).elbo                  # (N_EVAL,): one-sample -ELBO per image
+    per_image_nll = -model.elbo_terms(x_eval).value             # (N_EVAL,): one-sample -ELBO per image
 std_error = per_image_nll.std().item() / math.sqrt(N_EVAL)
 print(f"per-image -ELBO ranges from {per_image_nll.min().item():.0f} to {per_image_nll.max().item():.0f} nats")
 print(f"standard error of the mean over {N_EVAL} images: about {std_error:.1f} nats")

@@ -151,7 +151,7 @@ print("decoder matches vaelib.networks.MLPDecoder(num_classes=10):", ok_dec)
 # Now the whole conditional ELBO for the tiny batch: encode with the label, draw one $z$ with the
 # reparameterization trick, decode with the label, and add the Bernoulli log-likelihood (minus the
 # binary cross-entropy, summed over pixels) and minus the Gaussian KL. We fix the noise $\varepsilon$ by
-# seeding, so `small.elbo(x, y=y)` draws the same one.
+# seeding, so `small.elbo_terms(x, y=y)` draws the same one.
 
 # %%
 torch.manual_seed(1)
@@ -165,15 +165,15 @@ with torch.no_grad():
     my_elbo = reconstruction - kl
 torch.manual_seed(1)
 with torch.no_grad():
-    terms = small.elbo(x, y=y)
-ok = torch.allclose(my_elbo, terms.elbo, atol=1e-3)
+    terms = small.elbo_terms(x, y=y)
+ok = torch.allclose(my_elbo, terms.value, atol=1e-3)
 assert ok
 print("conditional ELBO per example (untrained, nats):", [round(v) for v in my_elbo.tolist()])
-print("matches vaelib VAE.elbo(x, y=y):", ok)
+print("matches vaelib VAE.elbo_terms(x, y=y):", ok)
 
 # %% [markdown]
 # In `vaelib`, `build_vae(..., num_classes=10)` builds exactly this, and every method of the model
-# takes the labels as `y=`: `model.elbo(x, y=y)`, `model.encode(x, y)`, `model.decode_mean(z, y)`,
+# takes the labels as `y=`: `model.elbo_terms(x, y=y)`, `model.encode(x, y)`, `model.decode_mean(z, y)`,
 # `model.sample(n, y=labels)`. Forgetting them is an error, not a silent unconditional run:
 
 # %%
@@ -205,13 +205,13 @@ cvae = cvae.to(device).eval()
 vae = vaelib.pretrained.load_or_train(
     "vae_2d", lambda: vaelib.build_vae("mlp", latent_dim=2, likelihood="bernoulli"),
     train, test, train_from_scratch=TRAIN_FROM_SCRATCH, epochs=2 if FAST else 30, progress=False)[0].eval()
-print("config:", {k: cvae.config[k] for k in ("arch", "latent_dim", "likelihood", "num_classes")})
+print("config:", {k: getattr(cvae.config, k) for k in ("arch", "latent_dim", "likelihood", "num_classes")})
 print("encoder input:", cvae.encoder.fc.in_features, "= 784 pixels + 10; decoder input:",
       cvae.decoder.fc.in_features, "= 2 + 10")
 torch.manual_seed(0)
 with torch.no_grad():
-    elbo_cvae = cvae.elbo(x_test[:2000], y=y_test[:2000]).elbo.mean().item()
-    elbo_vae = vae.elbo(x_test[:2000]).elbo.mean().item()
+    elbo_cvae = cvae.elbo_terms(x_test[:2000], y=y_test[:2000]).value.mean().item()
+    elbo_vae = vae.elbo_terms(x_test[:2000]).value.mean().item()
 
 # %% [markdown]
 # How much does the label help? Both models have two latent dimensions; we compare their ELBO on
@@ -394,17 +394,17 @@ print("CVAE class centroids, distance from 0:", [round(v, 1) for v in norms.toli
 with tempfile.TemporaryDirectory() as tmp:
     checkpoint = vaelib.pretrained.pretrained_path("cvae_2d")
     if TRAIN_FROM_SCRATCH or not checkpoint.exists():
-        checkpoint = vaelib.save_checkpoint(os.path.join(tmp, "cvae.pth"), cvae)
+        checkpoint = vaelib.save(cvae, os.path.join(tmp, "cvae.pth"))
     written = vaelib.runs.sample_grid(checkpoint, os.path.join(tmp, "sevens.png"), n=16, nrow=4, seed=0, digit=7)
     print("wrote", written.name)
-    grid_png = plt.imread(written)
+    grid_png = plt.imread(written)                   # (H, W): a greyscale PNG, values in [0, 1]
 g = torch.Generator().manual_seed(0)
 api = cvae.sample(16, y=torch.full((16,), 7), generator=g)
 big = vaelib.plotting.image_grid(api, 4).repeat_interleave(4, 0).repeat_interleave(4, 1)
-same = (torch.from_numpy(grid_png[..., 0]).float() - big).abs().max().item() < 0.01   # up to 8-bit PNG rounding
+same = (torch.from_numpy(grid_png).float() - big).abs().max().item() < 0.01   # up to 8-bit PNG rounding
 print("the grid of generate's function equals cvae.sample with the same seed:", same)
 fig, ax = plt.subplots(figsize=(3, 3))
-ax.imshow(grid_png)
+ax.imshow(grid_png, cmap="gray", vmin=0, vmax=1)
 ax.axis("off")
 plt.show()
 
@@ -490,7 +490,7 @@ def elbo_scores(model, x, n_samples):
     scores = torch.zeros(len(x), 10)
     for k in range(10):
         label = torch.full((len(x),), k)
-        scores[:, k] = torch.stack([model.elbo(x, y=label).elbo for _ in range(n_samples)]).mean(0)
+        scores[:, k] = torch.stack([model.elbo_terms(x, y=label).value for _ in range(n_samples)]).mean(0)
     return scores
     ### END SOLUTION
 

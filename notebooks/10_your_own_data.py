@@ -195,7 +195,7 @@ x_demo, _ = test.first(4)
 with torch.no_grad():
     mu, logvar = demo.encoder(x_demo)
     params = demo.decoder(mu)
-    terms = demo.elbo(x_demo)
+    terms = demo.elbo_terms(x_demo)
 print("encoder:", tuple(x_demo.shape), "->", tuple(mu.shape), "and", tuple(logvar.shape))
 print("decoder:", tuple(mu.shape), "->", tuple(params.shape))
 print("ELBO:", tuple(terms.value.shape), "one value per image;", f"{demo.num_parameters():,} parameters")

@@ -542,7 +542,8 @@ print(f"the autoregressive decoder gains {stored['conv_vae'][1] - stored['conv_p
 
 # %% [markdown]
 # 7.20 nats of log-likelihood per image, from 18,592 parameters. The ELBO gains more (11.42) because the ELBO's own gap,
-# $\mathrm{KL}(q(z\mid x)\,\|\,p(z\mid x))$, shrinks too: from 5.74 to 1.52 nats. With less information in $z$ the
+# $\mathrm{KL}(q(z\mid x)\,\|\,p(z\mid x))$, shrinks too: from at least 5.74 to at least 1.52 nats (each is the
+# -ELBO minus the $k = 5000$ NLL, and $\mathcal L_{5000}$ is itself below $\log p(x)$, so these are lower bounds on the gaps). With less information in $z$ the
 # true posterior is plausibly simpler, and the encoder's Gaussian fits it better. Where the KL went, per latent
 # dimension:
 
@@ -688,7 +689,7 @@ plt.show()
 # The same $z$ do not give the same digits in the two models (they have different latent spaces); compare the panels as
 # sets. The conv VAE's mean images (left) look smooth but are not samples of its model; its actual draws (middle) are
 # those means with independent speckle, and the classifier's features see it: a much larger FD. The autoregressive
-# draws (right) are binary digits with clean strokes, some of them malformed (a stroke that wanders off, an ambiguous
+# draws (right) are binary digits with ragged strokes, some of them malformed (a stroke that wanders off, an ambiguous
 # shape), and come far closer to the floor. The classifier's confidence and score agree on the ranking; the label
 # entropies of both are close to the floor's, so neither model favours a few digits. Remember what these scores
 # measure: one small classifier's opinion of single images and of their spread, not log-likelihood (notebook 08).
@@ -1034,6 +1035,7 @@ plt.show()
 # reconstruction are fewer than the KL it saves (11.13 nats against 23.83, section 7).
 ### END SOLUTION
 
+# %% [markdown]
 # ## References
 #
 # - Bowman, S. R., Vilnis, L., Vinyals, O., Dai, A. M., Jozefowicz, R. and Bengio, S. (2016). Generating sentences

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import vaelib
-from vaelib import build_vae, load, save_checkpoint
+from vaelib import build_vae, load, save
 from vaelib.checkpoints import CheckpointError, load_checkpoint
 
 
@@ -15,8 +15,8 @@ def test_round_trip_rebuilds_an_identical_model(tmp_path):
     model = _model()
     with torch.no_grad():
         model.likelihood.log_sigma.fill_(-1.5)
-    path = save_checkpoint(tmp_path / "m.pth", model, epoch=3, history=[{"epoch": 1, "test_elbo": -100.0}],
-                           train_args={"run_name": "x"}, best_test_elbo=-100.0)
+    path = save(model, tmp_path / "m.pth", epoch=3, history=[{"epoch": 1, "test_elbo": -100.0}],
+                train_args={"run_name": "x"}, best_test_elbo=-100.0)
     loaded = load(path)
     assert loaded.config == model.config
     for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
@@ -31,7 +31,7 @@ def test_round_trip_rebuilds_an_identical_model(tmp_path):
 def test_missing_corrupt_foreign_and_newer_files_give_clear_errors(tmp_path):
     with pytest.raises(CheckpointError, match="checkpoint not found: .*nope.pth"):
         load(tmp_path / "nope.pth")
-    good = save_checkpoint(tmp_path / "good.pth", _model())
+    good = save(_model(), tmp_path / "good.pth")
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(good.read_bytes()[:2000])
     with pytest.raises(CheckpointError, match="truncated.pth is not a checkpoint, or is truncated"):
@@ -60,7 +60,7 @@ def test_pickled_code_is_refused(tmp_path):
 
 
 def test_interrupted_save_leaves_the_old_checkpoint_loadable(tmp_path, monkeypatch):
-    path = save_checkpoint(tmp_path / "ckpt.pth", _model(), epoch=1)
+    path = save(_model(), tmp_path / "ckpt.pth", epoch=1)
     before = path.read_bytes()
 
     def dies_halfway(obj, f, *args, **kwargs):
@@ -69,7 +69,7 @@ def test_interrupted_save_leaves_the_old_checkpoint_loadable(tmp_path, monkeypat
 
     monkeypatch.setattr(torch, "save", dies_halfway)
     with pytest.raises(KeyboardInterrupt):
-        save_checkpoint(path, _model(), epoch=2)
+        save(_model(), path, epoch=2)
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert load(path).checkpoint["epoch"] == 1
@@ -95,7 +95,7 @@ def test_every_architecture_saves_what_a_safe_load_reads_and_rebuilds_it(name, t
     optimizer = torch.optim.Adam(model.parameters())
     model.elbo_terms(torch.rand(2, 1, 28, 28), y=torch.tensor([1, 2]) if model.num_classes else None).loss.backward()
     optimizer.step()
-    path = save_checkpoint(tmp_path / "m.pth", model, optimizer=optimizer, epoch=1, history=[{"epoch": 1}])
+    path = save(model, tmp_path / "m.pth", optimizer=optimizer, epoch=1, history=[{"epoch": 1}])
     raw = torch.load(path, weights_only=True)
     assert raw["optimizer"]["state"] and raw["config"] == model.config.to_dict()
     loaded = load(path)

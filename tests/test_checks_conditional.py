@@ -23,11 +23,11 @@ def test_style_grid(fn, hint):
     assert_catches(checks.check_style_grid, right_grid, fn, hint, passed="correct for 3 grid sizes")
 
 
-def _scores(model, x, n_samples, term="elbo", reduce=lambda t: t.mean(0)):
+def _scores(model, x, n_samples, term="value", reduce=lambda t: t.mean(0)):
     columns = []
     for k in range(10):
         label = torch.full((len(x),), k)
-        columns.append(reduce(torch.stack([getattr(model.elbo(x, y=label), term) for _ in range(n_samples)])))
+        columns.append(reduce(torch.stack([getattr(model.elbo_terms(x, y=label), term) for _ in range(n_samples)])))
     return torch.stack(columns, 1)
 
 
@@ -37,7 +37,7 @@ def _scores(model, x, n_samples, term="elbo", reduce=lambda t: t.mean(0)):
     (lambda m, x, n: _scores(m, x, n, "reconstruction"), "KL term is missing"),
     (lambda m, x, n: _scores(m, x, n, reduce=lambda t: t.sum(0)), "sum over the samples"),
     (lambda m, x, n: _scores(m, x, n).argmax(1), "one score per image and label"),
-    (lambda m, x, n: torch.stack([m.elbo(x, y=torch.zeros(len(x), dtype=torch.long)).elbo] * 10, 1),
+    (lambda m, x, n: torch.stack([m.elbo_terms(x, y=torch.zeros(len(x), dtype=torch.long)).value] * 10, 1),
      "every column is the same"),
 ])
 def test_elbo_scores(fn, hint):

@@ -69,8 +69,8 @@ def test_bad_arguments_exit_non_zero_with_one_line(argv, message, capsys, tmp_pa
 
 
 def test_a_grid_too_small_for_the_samples_is_refused(tmp_path, capsys):
-    from vaelib import build_vae, save_checkpoint
-    path = save_checkpoint(tmp_path / "m.pth", build_vae("mlp", latent_dim=2, hidden=8))
+    from vaelib import build_vae, save
+    path = save(build_vae("mlp", latent_dim=2, hidden=8), tmp_path / "m.pth")
     assert main(["generate", "--checkpoint_path", str(path), "--num_samples", "100", "--grid_size", "8"]) == 2
     assert "holds 64 images, not 100" in capsys.readouterr().err
 
@@ -116,10 +116,10 @@ def test_width_flags_reach_the_model(tmp_path):
     assert main(["train", "narrow", "--subset", "300", "--num_epochs", "1", "--runs_dir", str(runs),
                  "--arch", "mlp", "--hidden_units", "64", "--hidden_dim", "5", "--quiet"]) == 0
     model = load(runs / "narrow" / "checkpoint_last.pth")
-    assert model.config["hidden"] == 64 and model.encoder.fc.weight.shape == (64, 784) and model.latent_dim == 5
+    assert model.config.hidden == 64 and model.encoder.fc.weight.shape == (64, 784) and model.latent_dim == 5
     assert main(["train", "conv", "--subset", "300", "--num_epochs", "1", "--runs_dir", str(runs),
                  "--channels", "8", "--hidden_units", "32", "--quiet"]) == 0
-    assert load(runs / "conv" / "checkpoint_last.pth").config["channels"] == 8
+    assert load(runs / "conv" / "checkpoint_last.pth").config.channels == 8
 
 
 @needs_mnist
@@ -129,7 +129,7 @@ def test_a_pixelcnn_run_trains_on_binary_images_samples_reproducibly_and_evaluat
     assert main(["train", "ar", "--subset", "300", "--num_epochs", "1", "--runs_dir", str(runs), "--channels", "8",
                  "--hidden_units", "32", "--likelihood_type", "pixelcnn", "--quiet"]) == 0
     ckpt = runs / "ar" / "checkpoint_last.pth"
-    assert load(ckpt).config["likelihood"] == "pixelcnn"
+    assert load(ckpt).config.likelihood == "pixelcnn"
     capsys.readouterr()
     assert main(["generate", "--checkpoint_path", str(ckpt), "--info_only"]) == 0
     assert "binarize: dynamic" in capsys.readouterr().out

@@ -114,3 +114,16 @@ def test_the_path_check_sees_the_paths_it_is_for():
         assert MACHINE_PATH.search(text), text
     for text in ["runs/demo/checkpoint_best.pth", "1/2 of the images", "https://arxiv.org/abs/1312.6114", "~/data"]:
         assert not MACHINE_PATH.search(text), text
+
+
+# vaelib 0.1's names (CHANGELOG.md, "Deprecated"): the notebooks teach the current ones
+OLD_NAMES = [r"\.elbo\(", r"\.elbo\b(?!_)", r"vaelib\.elbo\b", r"\bsave_checkpoint\b", r"bounds\.ELBO\b",
+             r"\bvaelib\.ELBO\b", r"bounds\.posterior\b", r"\.config\[", r"\.config\.get\(",
+             r"\b(train|test|data|dynamic|static|static_test)\.sample\("]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebooks_use_the_current_names_only(notebook):
+    text = notebook.with_suffix(".py").read_text(encoding="utf-8")
+    found = [(pattern, line) for line in text.splitlines() for pattern in OLD_NAMES if re.search(pattern, line)]
+    assert not found, found

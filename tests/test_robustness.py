@@ -19,7 +19,7 @@ import pytest
 import torch
 
 import vaelib
-from vaelib import build_vae, fit, load, save_checkpoint
+from vaelib import build_vae, fit, load, save
 from vaelib.checkpoints import CheckpointError, load_checkpoint
 from vaelib.cli import main
 from vaelib.data import MNIST, DataError, data_root
@@ -56,7 +56,7 @@ def snapshot(folder: Path) -> dict:
 
 def tiny_checkpoint(path, **kwargs):
     torch.manual_seed(0)
-    return save_checkpoint(path, build_vae("mlp", latent_dim=2, hidden=8), **kwargs)
+    return save(build_vae("mlp", latent_dim=2, hidden=8), path, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -438,7 +438,7 @@ def test_an_unexpected_error_says_it_is_a_bug_and_how_to_see_the_traceback(tmp_p
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug")
-    monkeypatch.setattr("vaelib.plotting.save_image_grid", broken)
+    monkeypatch.setattr("vaelib.images.save_image_grid", broken)
     argv = ["generate", "--checkpoint_path", path, "--output_path", tmp_path / "s.png"]
     code, _, err = cli(argv, capsys)
     assert_one_line(code, err, "unexpected ZeroDivisionError: a bug", "This is a bug", "--debug", exit_code=1)

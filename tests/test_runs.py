@@ -91,7 +91,8 @@ def test_describe_escapes_control_characters_read_from_the_file(tmp_path):
 
 def read_grid(path) -> torch.Tensor:
     """The grid a PNG holds, at the size image_grid makes it (save_image_grid scales it up 4x)."""
-    return torch.from_numpy(plt.imread(path)[::4, ::4, 0]).float()
+    pixels = plt.imread(path)  # (H, W) for a greyscale PNG
+    return torch.from_numpy(pixels[::4, ::4] if pixels.ndim == 2 else pixels[::4, ::4, 0]).float()
 
 
 def test_the_sample_grid_is_model_sample_with_the_same_seed(tmp_path):

@@ -131,7 +131,7 @@ def test_a_corrupt_classifier_is_one_clear_error(tmp_path, damage, why):
     elif damage == "other pth":
         torch.save({"state_dict": {}}, path)
     elif damage == "a VAE checkpoint":
-        vaelib.save_checkpoint(path, vaelib.build_vae("mlp", latent_dim=2, hidden=8))
+        vaelib.save(vaelib.build_vae("mlp", latent_dim=2, hidden=8), path)
     elif damage == "unsafe pickle":
         torch.save({"format": sq.FORMAT, "payload": Path("x")}, path)
     else:

@@ -85,13 +85,13 @@ def test_reconstruction_panel_and_viewer(model2d, small_test):
 def test_beta_panel_principal_directions_and_explorers(model2d, small_test):
     other = build_vae("mlp", latent_dim=2, hidden=32).eval()
     models = {0.5: model2d, 4.0: other}
-    x, _ = small_test.sample(4)
+    x, _ = small_test.first(4)
     panel = beta_panel(models, 4.0, x, n_samples=4)
     assert panel.shape == (12, 1, 28, 28)
     torch.testing.assert_close(panel[4:8], other.reconstruct(x))
     explorer = beta_explorer(models, small_test, n=4)
     explorer.children[0].value = 4.0
-    assert explorer.children[2].value == to_png(beta_panel(models, 4.0, small_test.sample(4)[0], 4), nrow=4)
+    assert explorer.children[2].value == to_png(beta_panel(models, 4.0, small_test.first(4)[0], 4), nrow=4)
     big = build_vae("mlp", latent_dim=12, hidden=16).eval()
     center, directions = principal_directions(big, small_test, k=3, n=200)
     assert center.shape == (12,) and directions.shape == (3, 12)

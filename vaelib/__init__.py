@@ -9,7 +9,7 @@ Modules, in the order the course teaches them (each is imported when first used,
 - ``vaelib.kl``: the KL divergence, closed form and Monte Carlo
 - ``vaelib.reparameterization``: z = mu + sigma * eps; ``vaelib.posteriors``: q(z|x)
 - ``vaelib.priors``: p(z)
-- ``vaelib.bounds``: the ELBO and the importance-weighted bound (old name: ``vaelib.elbo``)
+- ``vaelib.bounds``: the ELBO and the importance-weighted bound (old name, deprecated: ``vaelib.elbo``)
 - ``vaelib.networks`` and ``vaelib.vae``: encoders, decoders, the VAE, ``VAEConfig``
 - ``vaelib.schedules``: beta / KL annealing schedules; ``vaelib.objectives``: ELBO, beta-ELBO, IWAE
 - ``vaelib.training``: ``fit``; ``vaelib.runs``: a run's settings (``RunConfig``), its folder and what
@@ -19,7 +19,8 @@ Modules, in the order the course teaches them (each is imported when first used,
   ``vaelib.distributed``: several GPUs or processes with ``torchrun``
 - ``vaelib.checkpoints``: saving and loading (``vaelib.save``, ``vaelib.load``)
 - ``vaelib.evaluation``: test ELBO, IWAE log-likelihood, bits/dim
-- ``vaelib.plotting``: sample grids, reconstructions, latent plots
+- ``vaelib.images``: image grids and their files, with no plotting library; ``vaelib.plotting``: figures
+  (matplotlib, the ``[plot]`` extra): sample grids, reconstructions, latent plots
 - ``vaelib.pretrained``: the checkpoints in pretrained/, loaded when present
 - ``vaelib.widgets``: ipywidgets explorers; ``vaelib.checks``: exercise checks;
   ``vaelib.coursework``: student versions of the notebooks
@@ -45,7 +46,7 @@ _EXPORTS = {
     "save_checkpoint": "checkpoints", "CheckpointError": "checkpoints",
 }
 _MODULES = {"autoregressive", "bounds", "callbacks", "checks", "checkpoints", "coursework", "data", "distributed", "elbo",
-            "evaluation", "files", "kl", "likelihoods", "networks", "objectives", "plotting", "posteriors",
+            "evaluation", "files", "images", "kl", "likelihoods", "networks", "objectives", "plotting", "posteriors",
             "pretrained", "priors", "reparameterization", "runs", "sample_quality", "schedules", "settings", "threads",
             "training", "vae", "validation", "widgets"}
 

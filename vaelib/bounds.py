@@ -22,8 +22,9 @@ The importance-weighted bound with k samples z_i ~ q(z|x),
 satisfies ELBO <= L_1 ... <= L_k <= log p(x) in expectation and tends to log p(x) as k grows
 (Burda et al. 2015). It is what papers report as the "NLL" of a VAE, with k = 5000.
 
-Names: :class:`ELBOTerms` (the parts of the ELBO of a batch) is also importable as ``ELBO``,
-:func:`elbo_terms` as ``elbo``, and this module as ``vaelib.elbo``: the names of vaelib 0.1.
+Old names (vaelib 0.1): ``ELBO`` for :class:`ELBOTerms`, ``elbo`` for :func:`elbo_terms`,
+``posterior`` for :func:`diagonal_gaussian`, and ``vaelib.elbo`` for this module still work, with a
+``DeprecationWarning``, until vaelib 0.3.
 """
 from __future__ import annotations
 
@@ -34,9 +35,10 @@ import torch
 
 from .kl import gaussian_kl_per_dim, monte_carlo_kl
 from .posteriors import DiagonalGaussian, FlowPosterior
+from .deprecation import deprecated, module_getattr
 from .validation import whole_number
 
-__all__ = ["ELBOTerms", "elbo_terms", "iwae_bound", "log_importance_weights", "posterior", "ELBO", "elbo"]
+__all__ = ["ELBOTerms", "elbo_terms", "iwae_bound", "log_importance_weights", "diagonal_gaussian"]
 
 
 @dataclass
@@ -62,7 +64,8 @@ class ELBOTerms:
 
     @property
     def elbo(self) -> torch.Tensor:
-        """The same as :attr:`value` (its vaelib 0.1 name)."""
+        """Deprecated (vaelib 0.1's name): :attr:`value`."""
+        deprecated("ELBOTerms.elbo", "ELBOTerms.value")
         return self.value
 
     @property
@@ -88,7 +91,7 @@ def _labels(model, y, n: int):
     return labels(y, n) if callable(labels) else y
 
 
-def posterior(mu: torch.Tensor, logvar: torch.Tensor) -> DiagonalGaussian:
+def diagonal_gaussian(mu: torch.Tensor, logvar: torch.Tensor) -> DiagonalGaussian:
     """q(z|x) = N(mu, diag(exp(logvar))) as a distribution over the latent vector (event dim D)."""
     return DiagonalGaussian(mu, logvar)
 
@@ -157,5 +160,6 @@ def iwae_bound(model, x: torch.Tensor, k: int, chunk_size: int | None = None,
     return total - math.log(k)
 
 
-ELBO = ELBOTerms  # the names of vaelib 0.1
-elbo = elbo_terms
+__getattr__ = module_getattr("vaelib.bounds", {  # the names of vaelib 0.1
+    "ELBO": ("vaelib.bounds.ELBOTerms", ELBOTerms), "elbo": ("vaelib.bounds.elbo_terms", elbo_terms),
+    "posterior": ("vaelib.bounds.diagonal_gaussian", diagonal_gaussian)})

@@ -256,7 +256,7 @@ class SampleGrid(Callback):
         self.path, self.n, self.nrow, self.seed = Path(path), n, nrow, seed
 
     def on_epoch_end(self, run, record):
-        from .plotting import save_image_grid
+        from .images import save_image_grid
         z, y = _fixed_latents(run.model, self.n, self.seed)
         images = run.model.decode_mean(z.to(run.model.device), y, torch.Generator(run.model.device).manual_seed(self.seed))
         save_image_grid(images, self.path, nrow=self.nrow)

@@ -70,6 +70,7 @@ from pathlib import Path
 
 import torch
 
+from .deprecation import deprecated
 from .files import atomic_write, named_os_error
 from .vae import VAE, VAEConfig, build_vae
 from .version import __version__
@@ -442,7 +443,8 @@ def _best_fields(best, best_test_elbo, path: Path) -> tuple:
 
 
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, **state) -> Path:
-    """``save(model, path, **state)`` with the arguments in vaelib 0.1's order."""
+    """Deprecated (vaelib 0.1): ``save(model, path, **state)``, with the arguments in the other order."""
+    deprecated("save_checkpoint(path, model)", "vaelib.save(model, path)")
     return save(model, path, **state)
 
 
@@ -673,6 +675,7 @@ def load(path: str | os.PathLike, model: torch.nn.Module | None = None,
     module: read those with :func:`load_checkpoint`.
     """
     if model is not None and not isinstance(model, torch.nn.Module):  # load(path, "cuda") in vaelib 0.1
+        deprecated(f"load(path, {model!r})", f"load(path, device={model!r})")
         model, device = None, model
     ckpt = load_checkpoint(path)
     model = model_from_checkpoint(ckpt, path, model)

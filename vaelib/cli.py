@@ -94,7 +94,7 @@ def _train(args, explicit: set) -> int:
         world = distributed.world_size()
         typed = {**{k: v for k, v in vars(args).items() if k not in ("command", "debug")},
                  "world_size": world, "effective_batch_size": args.batch_size * world}
-        built = {flag: bool(model.num_classes) if flag == "conditional" else model.config.get(key)
+        built = {flag: bool(model.num_classes) if flag == "conditional" else getattr(model.config, key)
                  for flag, key in MODEL_FLAGS.items()}
         kept = {} if stored is None else {**stored, **{k: typed[k] for k in explicit if k in typed}}
         return {**typed, **kept, **built, **data, "binarize": data["binarize"] or "none"}
@@ -147,7 +147,7 @@ def _checkpoint_path(path: str) -> str:
 def _check_output_file(path, image: bool = True) -> None:
     """Fail before any work on an output path that cannot be written (vaelib.files.check_writable)."""
     from .files import check_writable
-    from .plotting import image_format
+    from .images import image_format
     try:
         image_format(path) if image else None
         check_writable(path)

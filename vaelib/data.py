@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from .deprecation import deprecated
 from .validation import whole_number
 
 __all__ = ["ImageData", "MNIST", "FashionMNIST", "load_dataset", "as_data", "DataError", "data_root",
@@ -163,7 +164,8 @@ class ImageData:
         return self.prepare(self.images[:n], g), None if self.labels is None else self.labels[:n]
 
     def sample(self, n: int, seed: int = 0):
-        """The old name of :meth:`first`: it returns the *first* ``n`` images, not a random sample."""
+        """Deprecated (vaelib 0.1's name): :meth:`first`, the *first* ``n`` images, not a random sample."""
+        deprecated("ImageData.sample(n)", "ImageData.first(n): the first n images, not a random sample")
         return self.first(n, seed)
 
 

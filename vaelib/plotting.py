@@ -16,6 +16,7 @@ import torch
 
 from .data import as_data
 from .files import atomic_write
+from .images import IMAGE_FORMATS, image_format, image_grid, save_image_grid, tile  # noqa: F401 (their old home)
 from .settings import fast_mode, figures_dir
 
 __all__ = ["image_grid", "show_images", "show_reconstructions", "plot_history", "plot_latent_scatter",
@@ -44,42 +45,6 @@ def _save(fig, save, owned: bool = True):
     return fig
 
 
-def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Tensor:
-    """Tile ``(N, C, H, W)`` images, ``nrow`` per row, into what ``imshow`` takes: ``(H', W')`` for
-    greyscale, ``(H', W', 3)`` for colour."""
-    grid = tile(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=padding, pad_value=1.0)
-    return grid[0] if images.shape[1] == 1 else grid.permute(1, 2, 0)
-
-
-def tile(images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: float = 0.0) -> torch.Tensor:
-    """``(N, C, H, W)`` images tiled ``nrow`` per row into one ``(C', H', W')`` image, ``padding``
-    pixels of ``pad_value`` around each; one channel becomes three (torchvision's ``make_grid``,
-    without importing torchvision)."""
-    n, c, h, w = images.shape
-    if c == 1:
-        images = images.expand(n, 3, h, w)
-    if n == 1:  # a single image: as it is, without padding
-        return images[0].clone()
-    cols, rows = min(nrow, n), math.ceil(n / nrow)
-    grid = images.new_full((images.shape[1], rows * (h + padding) + padding, cols * (w + padding) + padding), pad_value)
-    for i, image in enumerate(images):
-        top, left = (i // cols) * (h + padding) + padding, (i % cols) * (w + padding) + padding
-        grid[:, top:top + h, left:left + w] = image
-    return grid
-
-
-IMAGE_FORMATS = ("png", "jpg", "jpeg", "tif", "tiff", "webp", "pdf", "svg", "eps")
-
-
-def image_format(path) -> str:
-    """The image format that ``path``'s extension names; ``ValueError`` for none or an unknown one."""
-    suffix = Path(path).suffix.lower().lstrip(".")
-    if suffix not in IMAGE_FORMATS:
-        what = "has no extension" if not suffix else f"has the unknown image extension .{suffix}"
-        raise ValueError(f"output path {path} {what}: end it with .png (or .{', .'.join(IMAGE_FORMATS[1:])})")
-    return suffix
-
-
 def figure_path(name: str) -> Path | None:
     """``figures/<name>`` in learner mode, ``None`` in fast mode: for the ``save=`` argument of the
     plotting functions, so that a smoke run never overwrites the committed figures."""
@@ -99,19 +64,6 @@ def save_figure(figure_or_images, name: str, nrow: int = 8) -> Path | None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as f:
         figure_or_images.savefig(f, dpi=120, bbox_inches="tight", format=image_format(path))
-    return path
-
-
-def save_image_grid(images: torch.Tensor, path, nrow: int = 8) -> Path:
-    """Write images as one grid (PNG, or the format of ``path``'s extension; no axes, one pixel per
-    pixel, scaled up 4x for viewing). The write is atomic: an existing file is replaced whole."""
-    path = Path(path)
-    fmt = image_format(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    grid = image_grid(images, nrow)
-    big = grid.repeat_interleave(4, 0).repeat_interleave(4, 1).contiguous()
-    with atomic_write(path) as f:
-        plt.imsave(f, big.numpy(), cmap="gray", vmin=0, vmax=1, format=fmt)
     return path
 
 

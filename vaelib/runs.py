@@ -357,7 +357,7 @@ def describe(checkpoint, path=None) -> str:
     lines = [f"checkpoint: {path}"] if path is not None else []
     lines += [f"vaelib version: {ckpt.get('vaelib_version')} (format {ckpt.get('format_version')})",
               f"architecture: {config.arch}, latent size {model.latent_dim}, likelihood {config.likelihood}"
-              + (f" ({config.pixelcnn_layers} layers)" if config.get("pixelcnn_layers", 1) > 1 else "")
+              + (f" ({config.pixelcnn_layers} layers)" if config.pixelcnn_layers > 1 else "")
               + f", posterior {config.posterior}, prior {config.prior}"
               + (f", conditional on {model.num_classes} classes" if model.num_classes else ""),
               f"trained on: {data['dataset']}, images {tuple(data['image_shape'])}, "
@@ -412,7 +412,7 @@ def sample_grid(checkpoint, path, n: int = 64, nrow: int = 8, seed: int = 0, dig
     """
     import torch
 
-    from .plotting import image_format, save_image_grid
+    from .images import image_format, save_image_grid
     image_format(path)  # an unknown extension fails before the sampling, which can be slow (pixelcnn)
     model = _model(checkpoint, device)
     y = grid_labels(model, n, nrow, digit)

@@ -41,6 +41,7 @@ from .likelihoods import canonical_name, make_likelihood
 from .networks import MNIST_SHAPE, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, _shape
 from .posteriors import POSTERIORS, DiagonalGaussian, IAFPosterior
 from .priors import PRIORS, MixtureOfGaussiansPrior, StandardNormalPrior, VampPrior
+from .deprecation import deprecated
 from .validation import image_batch, positive_number, user_stacklevel, whole_number
 
 __all__ = ["VAE", "VAEConfig", "build_vae", "ARCHITECTURES", "check_networks", "evaluating", "built_by_vaelib"]
@@ -52,7 +53,8 @@ ARCHITECTURES = ("mlp", "conv")
 class VAEConfig:
     """Everything that :func:`build_vae` needs to build one of vaelib's architectures.
 
-    ``config["arch"]`` works too (the dict access of vaelib 0.1).
+    ``config["arch"]`` and ``config.get("arch")`` (the dict access of vaelib 0.1) are deprecated: use
+    ``config.arch`` or ``getattr(config, name)``.
     """
 
     arch: str = "conv"
@@ -71,12 +73,14 @@ class VAEConfig:
     pixelcnn_layers: int = 1     # the pixelcnn likelihood's masked layers: 1 window, then gated layers
 
     def __getitem__(self, key: str):
+        deprecated("VAEConfig[name]", "VAEConfig.name, or getattr(config, name)")
         try:
             return getattr(self, key)
         except AttributeError:
             raise KeyError(key) from None
 
     def get(self, key: str, default=None):
+        deprecated("VAEConfig.get(name)", "getattr(config, name, default)")
         return getattr(self, key, default)
 
     def to_dict(self) -> dict:
@@ -203,7 +207,8 @@ class VAE(nn.Module):
         return bounds.elbo_terms(self, x, beta, y=y)  # which checks the labels
 
     def elbo(self, x: torch.Tensor, beta: float = 1.0, y=None) -> bounds.ELBOTerms:
-        """The same as :meth:`elbo_terms` (its vaelib 0.1 name)."""
+        """Deprecated (vaelib 0.1's name): :meth:`elbo_terms`."""
+        deprecated("VAE.elbo(x)", "VAE.elbo_terms(x)")
         return self.elbo_terms(x, beta, y)
 
     def forward(self, x, beta: float = 1.0, y=None) -> bounds.ELBOTerms:

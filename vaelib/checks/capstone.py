@@ -54,7 +54,7 @@ def check_capstone_report(model, report: dict, spot_checks: int = 8, max_k: int 
     if binarize not in ("dynamic", "static"):
         return (f"binarize={binarize!r}. A Bernoulli likelihood is a probability of *binary* images (notebook 00): "
                 "evaluate on a binarized test set, 'dynamic' or 'static'")
-    likelihood = getattr(model, "config", {}).get("likelihood", "")
+    likelihood = getattr(getattr(model, "config", None), "likelihood", "")
     if likelihood not in _DISCRETE:
         return (f"the model's likelihood is {likelihood!r}, a density: its log-likelihood depends on the units and "
                 "cannot be compared as nats per image (notebook 05). Hint: a Bernoulli likelihood on binarized images")

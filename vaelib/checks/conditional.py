@@ -70,9 +70,9 @@ def check_elbo_scores(fn) -> bool:
     x = torch.bernoulli(torch.full((5, 1, 28, 28), 0.3), generator=g)
     with torch.random.fork_rng(), torch.no_grad():   # the check leaves your random state alone
         out = answer(fn, model, x.clone(), 3)
-        parts = [model.elbo(x, y=torch.full((5,), k)) for k in range(10)]
+        parts = [model.elbo_terms(x, y=torch.full((5,), k)) for k in range(10)]
     out = _as_tensor(out).detach()
-    expected = torch.stack([p.elbo for p in parts], 1)
+    expected = torch.stack([p.value for p in parts], 1)
     # tolerance in nats: the z noise moves these ELBOs by 1e-4, the labels' scores differ by tenths of a nat
     expect(out, expected, [
         (expected.T, f"shape {tuple(out.shape)}: transposed. Hint: one row per image, one column per label, (B, 10)"),
@@ -81,11 +81,11 @@ def check_elbo_scores(fn) -> bool:
         (-expected, "that is minus the ELBO, the loss. Hint: the best label has the *highest* ELBO, the highest "
                     "log p(x|y)"),
         (torch.stack([p.reconstruction for p in parts], 1), "the KL term is missing. Hint: score with the whole ELBO "
-                                                            "(.elbo), reconstruction minus KL"),
+                                                            "(.value), reconstruction minus KL"),
         (3 * expected, "three times too large: you sum over the samples. Hint: average them"),
         (lambda: torch.allclose(out, out[:, :1].expand_as(out)),
          "every column is the same. Hint: column k scores the images with the label k: y = torch.full((B,), k)"),
-    ], otherwise="wrong values. Hint: column k = model.elbo(x, y=labels k).elbo, averaged over n_samples calls",
+    ], otherwise="wrong values. Hint: column k = model.elbo_terms(x, y=labels k).value, averaged over n_samples calls",
            near=lambda a, b: a.shape == b.shape and torch.allclose(a.float(), b, atol=1e-2, rtol=0))
 
 
