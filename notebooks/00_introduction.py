@@ -7,7 +7,11 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
 # ---
 
 # %% [markdown]
@@ -91,8 +95,9 @@
 #
 # `FAST` is true when the environment variable `VAELIB_FAST=1` is set: the smoke-test mode of the
 # continuous integration, in which notebooks train briefly. This notebook trains nothing: section 6 loads one
-# pretrained model, which `TRAIN_FROM_SCRATCH = True` would retrain instead. Both switches are in every
-# notebook of the series.
+# pretrained model, which `TRAIN_FROM_SCRATCH = True` would retrain instead. `FAST` is in every notebook of
+# the series, and `TRAIN_FROM_SCRATCH` in every one that loads a pretrained model (all but 10, which trains
+# its own small models).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -319,8 +324,7 @@ plt.show()
 # Averaging many draws gives back the grey image:
 
 # %%
-g = torch.Generator().manual_seed(0)
-draws = torch.stack([dynamic.prepare(dynamic.images[:1], g) for _ in range(2000)])
+draws = torch.cat([dynamic.first(1, seed=s)[0] for s in range(2000)])   # 2000 draws of the first image
 print(f"largest |average of 2000 draws - grey level| over the 784 pixels: {(draws.mean(0) - g8[:1]).abs().max():.2f}")
 
 # %% [markdown]
@@ -417,6 +421,11 @@ plt.show()
 #
 # Each exercise names its tier: *warm-up* (apply what a section showed), *core* (the notebook's main idea in a
 # new setting), *stretch* (goes beyond the notebook; optional).
+#
+# The solutions are inline, in the cell of each exercise between two marker comments: try the exercise before you
+# read its solution, and run the check after it, which names the mistake it finds. An instructor hands out
+# versions without them: `python -m vaelib coursework notebooks/ --out student/` replaces each solution by a
+# stub, or `--nbgrader course/` writes an nbgrader course that grades the checks (notebooks/README.md).
 #
 # **Exercise 1 (warm-up): class means.** Write `class_means(images, labels)`: the mean image of each digit class, shape `(10, 1, 28, 28)`
 # (row `c` is the average of the images whose label is `c`), and `closest_pair(means)`: the two *different* classes

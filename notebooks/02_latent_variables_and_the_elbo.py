@@ -7,7 +7,11 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
 # ---
 
 # %% [markdown]
@@ -561,8 +565,8 @@ print(f"its parts (vaelib): reconstruction {vaelib_rep.reconstruction.mean():.2f
 # $$\mathcal{L}_k(x) = \mathbb{E}_{z_1, \dots, z_k \sim q}\left[\log \frac1k\sum_{i=1}^k w_i\right] \;\le\; \log \mathbb{E}\left[\frac1k\sum_{i=1}^k w_i\right] = \log p(x).$$
 #
 # For $k = 1$ it is the ELBO. As $k$ grows the average of the weights concentrates around $p(x)$, so the
-# bound tightens: $\mathrm{ELBO} = \mathcal{L}_1 \le \mathcal{L}_2 \le \dots \le \log p(x)$, and
-# $\mathcal{L}_k \to \log p(x)$. It is what papers report as a VAE's "negative log-likelihood", with $k = 5000$.
+# bound tightens: $\mathrm{ELBO} = \mathcal{L}_1 \le \mathcal{L}_2 \le \dots \le \log p(x)$ (notebook 08, section 2,
+# proves it in three lines), and $\mathcal{L}_k \to \log p(x)$. It is what papers report as a VAE's "negative log-likelihood", with $k = 5000$.
 #
 # In code, the weights must stay in log space: $\log w_i$ is around $-150$ nats, and $e^{-150} \approx 10^{-65}$
 # is below the smallest float32 ($\approx 10^{-38}$, or $10^{-45}$ for subnormal numbers), so averaging $e^{\log w_i}$ gives $\log 0 = -\infty$.

@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: -all
 #     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
@@ -90,8 +91,8 @@ print(x_test.shape, y_test.shape, y_test[:10].tolist())
 # ### Why $z$ should end up encoding style, not class
 #
 # Average the KL term over the images of one class $y$, and call $q(z\mid y)=\mathbb E_{x\mid y}\,
-# q(z\mid x,y)$ the aggregate posterior of that class. A short calculation (add and subtract
-# $\log q(z\mid y)$ inside the KL) splits it in two:
+# q(z\mid x,y)$ the aggregate posterior of that class. The mutual-information decomposition of the KL term
+# (Hoffman and Johnson's "ELBO surgery", 2016; add and subtract $\log q(z\mid y)$ inside the KL) splits it in two:
 # $$\mathbb E_{x\mid y}\,\mathrm{KL}\big(q(z\mid x,y)\,\|\,p(z)\big)
 #  = \underbrace{I_q(x; z\mid y)}_{\text{what } z \text{ says about } x \text{ beyond } y}
 #  + \mathrm{KL}\big(q(z\mid y)\,\|\,p(z)\big).$$
@@ -554,6 +555,8 @@ for name, (z_tr, z_te) in codes.items():
 # %% [markdown]
 # ## References
 #
+# - Hoffman, M. D. and Johnson, M. J. (2016). ELBO surgery: yet another way to carve up the variational evidence
+#   lower bound. *Workshop in Advances in Approximate Bayesian Inference, NIPS 2016*.
 # - Sohn, K., Lee, H. and Yan, X. (2015). Learning structured output representation using deep conditional
 #   generative models. *Advances in Neural Information Processing Systems 28 (NIPS 2015)*.
 #   [papers.nips.cc/paper/5775](https://papers.nips.cc/paper/5775-learning-structured-output-representation-using-deep-conditional-generative-models)

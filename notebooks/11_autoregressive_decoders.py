@@ -8,6 +8,10 @@
 #       format_name: percent
 #       format_version: '1.3'
 #       jupytext_version: 1.19.7
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
 # ---
 
 # %% [markdown]
@@ -563,6 +567,38 @@ plt.show()
 # more, and each dimension it keeps carries less. The dimensions that survive presumably hold what the window cannot
 # know: which digit, its size and slant, where the far parts of the shape lie (section 8 checks the first).
 #
+# ### The ELBO as a code length, and why the window wins
+#
+# Why should a decoder that sees more of the image want *less* from $z$? Read $-\mathrm{ELBO}$ as the length of a
+# message. To send a digit $x$, the sender picks a code $z \sim q(z\mid x)$, sends $z$ with a code built on the
+# prior, $-\log p(z)$ nats, then sends $x$ with a code built on the decoder, $-\log p(x\mid z)$ nats. The receiver
+# decodes $z$, then $x$, and can then run the same encoder on $x$ and recover the random choices the sender made
+# to pick $z$ from $q(z\mid x)$: those $-\log q(z\mid x)$ nats were extra data riding along, and they come back
+# ("bits back", Hinton and van Camp 1993; Frey and Hinton 1997). The expected net length is
+# $$\mathbb{E}_q[-\log p(x\mid z)] + \mathbb{E}_q[\log q(z\mid x) - \log p(z)] = -\log p(x\mid z)\text{ on average} +
+# \mathrm{KL}\big(q(z\mid x)\,\|\,p(z)\big) = -\mathrm{ELBO}.$$
+# So the table of section 7 is a table of code lengths: the conv VAE codes a test digit in 91.82 nats (132.5 bits,
+# dividing by $\ln 2$), the autoregressive one in 80.40 (116.0 bits). The shortest possible code is $-\log p(x)$, the
+# NLL (86.08 and 78.88 nats): the ELBO's own gap is this code's overhead, the price of an encoder whose $q$ is not the
+# true posterior.
+#
+# That overhead is the **information preference** of Chen et al. (2017): whatever goes through $z$ pays its KL and
+# the overhead; whatever the decoder can predict from the pixels already sent pays only its own
+# $-\log p(x_i\mid x_{<i}, z)$. A stroke's continuation, visible in the window, is cheaper to send directly than
+# through $z$. So the optimum sends through $z$ only what the window cannot see: which digit, its pose, the far end of
+# the shape (section 8 measures the first). Section 7's numbers are this trade: the KL fell by 12.70 nats (23.83 to
+# 11.13), and the reconstruction term did not rise to pay for it, it fell too (69.27 to 67.99): the local detail
+# that the conv VAE had to send through $z$, the window now sends for free. A decoder that sees everything it needs
+# without $z$ has no reason to use $z$ at all: that is the collapse of section 9.
+#
+# A ceiling from notebook 13 (section 5) puts a number on "only what the window cannot see". On $N$ training images
+# the average KL is $I(n; z) + \mathrm{KL}(q_N(z)\,\|\,p(z))$, and the first term, how much $z$ says about *which*
+# image it came from, is at most $\log N = 11.0$ nats for 60,000 images. The autoregressive model's KL, 11.13 nats
+# here, sits at that ceiling: `benchmarks/RESULTS.md` splits its KL on the training set into 9.40 nats of $I(n; z)$
+# and 1.71 of mismatch between the codes and the prior. The conv VAE's 23.83 nats are twice the ceiling: more than
+# half of its code is precision beyond telling the training images apart, detail that a decoder with a window codes
+# more cheaply itself.
+#
 # ## 8. What $z$ stops carrying
 #
 # Decode the *same* $z$ several times. For the factorized decoder, section 2 showed specks around one blurry mean. For
@@ -1044,9 +1080,13 @@ plt.show()
 # - Chen, X., Kingma, D. P., Salimans, T., Duan, Y., Dhariwal, P., Schulman, J., Sutskever, I. and Abbeel, P.
 #   (2017). Variational lossy autoencoder. *International Conference on Learning Representations (ICLR) 2017*.
 #   [arXiv:1611.02731](https://arxiv.org/abs/1611.02731)
+# - Frey, B. J. and Hinton, G. E. (1997). Efficient stochastic source coding and an application to a Bayesian
+#   network source model. *The Computer Journal* 40(2/3), 157-165.
 # - Gulrajani, I., Kumar, K., Ahmed, F., Taiga, A. A., Visin, F., Vazquez, D. and Courville, A. (2017). PixelVAE: a
 #   latent variable model for natural images. *International Conference on Learning Representations (ICLR) 2017*.
 #   [arXiv:1611.05013](https://arxiv.org/abs/1611.05013)
+# - Hinton, G. E. and van Camp, D. (1993). Keeping the neural networks simple by minimizing the description length
+#   of the weights. *Proceedings of the 6th Annual Conference on Computational Learning Theory (COLT)*, 5-13.
 # - Kingma, D. P., Salimans, T., Jozefowicz, R., Chen, X., Sutskever, I. and Welling, M. (2016). Improved variational
 #   inference with inverse autoregressive flow. *Advances in Neural Information Processing Systems 29 (NIPS 2016)*.
 #   [arXiv:1606.04934](https://arxiv.org/abs/1606.04934)

@@ -127,3 +127,12 @@ def test_notebooks_use_the_current_names_only(notebook):
     text = notebook.with_suffix(".py").read_text(encoding="utf-8")
     found = [(pattern, line) for line in text.splitlines() for pattern in OLD_NAMES if re.search(pattern, line)]
     assert not found, found
+
+
+def test_every_twin_has_the_same_header():
+    """The same jupytext settings and kernel in every notebook (the tool's version stamp aside)."""
+    def header(path):
+        text = path.with_suffix(".py").read_text(encoding="utf-8")
+        return re.sub(r"\n#\s+jupytext_version:.*", "", text[:text.index("\n# ---\n")])
+    headers = {path.stem: header(path) for path in NOTEBOOKS}
+    assert len(set(headers.values())) == 1, headers
