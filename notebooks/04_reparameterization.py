@@ -604,10 +604,59 @@ print("exact gradient:             ", [[round(v, 2) for v in row] for row in exa
 ### END SOLUTION
 
 # %% [markdown]
+# **Exercise 5 (stretch): a discrete latent.** A categorical $z$ (one of $K$ values, probabilities $\pi = \mathrm{softmax}
+# (\ell)$ from logits $\ell$) has no reparameterization: a sample is an integer, and nudging $\ell$ changes it by
+# jumps or not at all. The **Gumbel-max trick** still writes it as a function of fixed noise: with
+# $u_k \sim \text{Uniform}(0, 1)$ and $g_k = -\log(-\log u_k)$ (Gumbel noise), $\arg\max_k (\ell_k + g_k)$ is distributed
+# exactly as $\pi$. The argmax is flat, so replace it by a softmax at a temperature $\tau$: the **Gumbel-softmax**, or
+# Concrete, sample $y = \mathrm{softmax}((\ell + g)/\tau)$ (Jang, Gu and Poole 2017; Maddison, Mnih and Teh 2017), a
+# point inside the simplex that is differentiable in $\ell$ and tends to the one-hot Gumbel-max sample as $\tau \to 0$.
+# Write `gumbel_softmax_sample(logits, tau, u)` for logits and noise of shape `(B, K)`, and run
+# `check_gumbel_softmax`. Then, in the next cell, for $\pi = (0.1, 0.2, 0.7)$: (i) draw $10^5$ samples at $\tau = 0.1$
+# and compare how often each $k$ is the largest entry with $\pi$; (ii) compare the mean largest entry of $y$ at
+# $\tau = 0.1$ and $\tau = 1$ (how one-hot the samples are); (iii) check that a gradient reaches the logits. The price of
+# the relaxation is a bias: a model trained on relaxed samples sees points inside the simplex, not one-hot codes.
+
+# %%
+from vaelib.checks import check_gumbel_softmax
+
+
+def gumbel_softmax_sample(logits, tau, u):
+    ### BEGIN SOLUTION
+    g = -torch.log(-torch.log(u))                                # Gumbel(0, 1) noise, from the uniform u
+    return torch.softmax((logits + g) / tau, dim=-1)            # the relaxed one-hot sample, (B, K)
+    ### END SOLUTION
+
+
+check_gumbel_softmax(gumbel_softmax_sample)
+
+# %%
+### BEGIN SOLUTION
+n = 100_000
+logits = torch.log(torch.tensor([0.1, 0.2, 0.7])).requires_grad_()
+u = torch.rand(n, 3, generator=torch.Generator().manual_seed(0)).clamp(1e-6, 1 - 1e-6)
+y_cold, y_warm = gumbel_softmax_sample(logits, 0.1, u), gumbel_softmax_sample(logits, 1.0, u)
+freq = torch.bincount(y_cold.argmax(-1), minlength=3).float() / n
+print("how often each k is the largest entry:", [round(v, 3) for v in freq.tolist()], "against pi = [0.1, 0.2, 0.7]")
+print(f"mean largest entry: {y_cold.max(-1).values.mean():.3f} at tau = 0.1, {y_warm.max(-1).values.mean():.3f} at tau = 1")
+value = torch.tensor([1.0, 2.0, 3.0])                            # a function of the code: E[y . value]
+grad = torch.autograd.grad((y_cold @ value).mean(), logits)[0]
+print("gradient of E[y . value] with respect to the logits:", [round(v, 3) for v in grad.tolist()])
+# The argmax of the relaxed sample is the Gumbel-max sample, so its frequencies match pi to Monte-Carlo precision at
+# any tau; at tau = 0.1 the samples are nearly one-hot, at tau = 1 they are soft mixtures. The gradient exists and
+# points the right way: raising the logit of the largest value (k = 2) raises E[y . value], lowering the others does.
+### END SOLUTION
+
+# %% [markdown]
 # ## References
 #
 # - Kingma, D. P. and Welling, M. (2014). Auto-encoding variational Bayes. *International Conference on Learning
 #   Representations (ICLR) 2014*. [arXiv:1312.6114](https://arxiv.org/abs/1312.6114)
+# - Jang, E., Gu, S. and Poole, B. (2017). Categorical reparameterization with Gumbel-softmax. *International
+#   Conference on Learning Representations (ICLR) 2017*. [arXiv:1611.01144](https://arxiv.org/abs/1611.01144)
+# - Maddison, C. J., Mnih, A. and Teh, Y. W. (2017). The Concrete distribution: a continuous relaxation of discrete
+#   random variables. *International Conference on Learning Representations (ICLR) 2017*.
+#   [arXiv:1611.00712](https://arxiv.org/abs/1611.00712)
 # - Mohamed, S., Rosca, M., Figurnov, M. and Mnih, A. (2020). Monte Carlo gradient estimation in machine learning.
 #   *Journal of Machine Learning Research* 21(132):1-62. [arXiv:1906.10652](https://arxiv.org/abs/1906.10652)
 # - Williams, R. J. (1992). Simple statistical gradient-following algorithms for connectionist reinforcement learning.

@@ -111,3 +111,26 @@ def test_full_covariance_rsample(fn, hint):
     # einsum, or a torch MultivariateNormal built on the same scale, are right too
     einsum = lambda mu, raw, eps: mu + torch.einsum("bij,bj->bi", _tril_scale(raw), eps)  # noqa: E731
     assert_catches(checks.check_full_covariance_rsample, einsum, fn, hint)
+
+
+def right_gumbel(logits, tau, u):
+    return torch.softmax((logits - torch.log(-torch.log(u))) / tau, -1)
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda logits, tau, u: right_gumbel(logits, tau, u).detach(), "no gradient flows"),
+    (lambda logits, tau, u: torch.nn.functional.one_hot(
+        (logits - torch.log(-torch.log(u))).argmax(-1), logits.shape[-1]).float(), "Gumbel-max sample"),
+    (lambda logits, tau, u: torch.softmax(logits / tau, -1), "noise is missing"),
+    (lambda logits, tau, u: torch.softmax((logits + torch.log(-torch.log(u))) / tau, -1), "wrong sign"),
+    (lambda logits, tau, u: torch.softmax((logits - torch.log(u)) / tau, -1), "an exponential variable"),
+    (lambda logits, tau, u: torch.softmax(logits / tau - torch.log(-torch.log(u)), -1), "only the logits"),
+    (lambda logits, tau, u: torch.softmax((logits - torch.log(-torch.log(u))) * tau, -1), "multiply by tau"),
+    (lambda logits, tau, u: torch.softmax((logits - torch.log(-torch.log(u))) / tau, 0), "over the batch"),
+])
+def test_gumbel_softmax(fn, hint):
+    # torch's own relaxed sample (RelaxedOneHotCategorical) is right too, with the same noise
+    def relaxed(logits, tau, u):
+        return torch.softmax((torch.log_softmax(logits, -1) - torch.log(-torch.log(u))) / tau, -1)
+    assert_catches(checks.check_gumbel_softmax, right_gumbel, fn, hint,
+                   passed="correct for 3 temperatures, and gradients reach the logits", also_right=(relaxed,))

@@ -6,7 +6,7 @@ import torch
 from ._feedback import _as_tensor, _cases, _close, answer, exercise_check, expect, fail
 
 __all__ = ['check_reparameterize', 'check_reinforce_baseline', 'check_sigma_gradients', 'check_exponential_rsample',
-           'check_full_covariance_rsample']
+           'check_full_covariance_rsample', 'check_gumbel_softmax']
 
 
 @exercise_check("correct, and gradients reach mu and logvar")
@@ -192,3 +192,39 @@ def check_full_covariance_rsample(fn) -> bool:
         if any(gr is None or not _close(gr, rg) for gr, rg in zip(grads, ref_grads)):
             return ("right values, wrong gradients. Hint: compute L from raw_scale with differentiable operations "
                     "(torch.tril, torch.diagonal, torch.exp, torch.diag_embed), not by writing into a tensor in place")
+
+
+@exercise_check("correct for 3 temperatures, and gradients reach the logits")
+def check_gumbel_softmax(fn) -> bool:
+    """``fn(logits, tau, u)``: the Gumbel-softmax sample softmax((logits - log(-log u)) / tau) over the last
+    dimension, for logits and uniform noise u of shape ``(B, K)``."""
+    g = torch.Generator().manual_seed(21)
+    for tau in (0.5, 1.0, 2.0):
+        logits = torch.randn(4, 5, generator=g)
+        u = torch.rand(4, 5, generator=g).clamp(1e-4, 1 - 1e-4)
+        logits_ = logits.clone().requires_grad_()
+        out = _as_tensor(answer(fn, logits_, tau, u.clone()))
+        gumbel = -torch.log(-torch.log(u))
+        expected = torch.softmax((logits + gumbel) / tau, -1)
+        expect(out.detach(), expected, [
+            (out.shape != expected.shape, f"shape {tuple(out.shape)}; expected one probability vector per row, "
+                                          f"{tuple(expected.shape)}"),
+            (torch.nn.functional.one_hot((logits + gumbel).argmax(-1), 5).float(),
+             "a one-hot vector: that is the Gumbel-max sample, exact but flat (no gradient). Hint: replace the argmax "
+             "by a softmax at temperature tau"),
+            (torch.softmax(logits / tau, -1), "the noise is missing: this is the same vector for every draw. Hint: "
+                                              "add the Gumbel noise -log(-log u) to the logits first"),
+            (torch.softmax((logits - gumbel) / tau, -1), "the Gumbel noise has the wrong sign. Hint: g = -log(-log u), "
+                                                         "added to the logits"),
+            (torch.softmax((logits - torch.log(u)) / tau, -1), "you added -log u, an exponential variable. Hint: the "
+                                                               "Gumbel noise is -log(-log u)"),
+            (torch.softmax(logits / tau + gumbel, -1), "only the logits are divided by tau. Hint: divide the noisy "
+                                                       "logits, logits + g, by tau"),
+            (torch.softmax((logits + gumbel) * tau, -1), "you multiply by tau. Hint: divide by it: a small tau makes the "
+                                                         "sample nearly one-hot"),
+            (torch.softmax((logits + gumbel) / tau, 0), "the softmax runs over the batch. Hint: over the last "
+                                                        "dimension, the K categories (dim=-1)"),
+        ], otherwise="wrong values. Hint: y = softmax((logits + g) / tau) over the last dimension, g = -log(-log u)")
+        if not out.requires_grad:
+            return ("the values are right but no gradient flows to the logits. Hint: build y from the logits with "
+                    "torch operations, no .detach()/.item()/argmax")
