@@ -178,14 +178,15 @@ def _is_plain(value) -> bool:
     return False
 
 
-def _plain_dict_problem(field: str, value, alternative: str = "") -> str | None:
-    """What is wrong with a field that must be a dict of plain values keyed by names, or None."""
+def _plain_dict_problem(where: str, value, alternative: str = "") -> str | None:
+    """What is wrong with a value that must be a dict of plain values keyed by names, or None; ``where``
+    names it in the message (``'train_args'``, ``'history' item 3``)."""
     if not isinstance(value, dict):
-        return f"'{field}' has type {_kind(value)}, not a dict{alternative}"
+        return f"{where} has type {_kind(value)}, not a dict{alternative}"
     if not all(isinstance(key, str) for key in value):
-        return f"'{field}' has keys that are not names (strings)"
+        return f"{where} has keys that are not names (strings)"
     if not _is_plain(value):
-        return f"'{field}' holds values other than numbers, strings, lists and tensors"
+        return f"{where} holds values other than numbers, strings, lists and tensors"
     return None
 
 
@@ -217,17 +218,14 @@ def _field_problem(ckpt: dict) -> str | None:
     if not isinstance(history, list):
         return f"'history' has type {_kind(history)}, not a list of dicts (one per epoch)"
     for i, row in enumerate(history):
-        if not isinstance(row, dict):
-            return f"'history' item {i} has type {_kind(row)}, not a dict"
-        if not all(isinstance(key, str) for key in row):
-            return f"'history' item {i} has keys that are not names (strings)"
-        if not _is_plain(row):
-            return f"'history' item {i} holds values other than numbers, strings, lists and tensors"
-    problem = _plain_dict_problem("train_args", ckpt.get("train_args", {}))
+        problem = _plain_dict_problem(f"'history' item {i}", row)
+        if problem:
+            return problem
+    problem = _plain_dict_problem("'train_args'", ckpt.get("train_args", {}))
     if problem:
         return problem
     if ckpt.get("run_config") is not None:
-        problem = _plain_dict_problem("run_config", ckpt["run_config"], " (or None)")
+        problem = _plain_dict_problem("'run_config'", ckpt["run_config"], " (or None)")
         if problem:
             return problem
     best_run = ckpt.get("best")
