@@ -92,3 +92,18 @@ def test_library_messages_name_python_arguments_not_the_command_lines_flags():
     found = [(str(path), text) for path, text in _library_messages()
              if any(f"{flag} " in text + " " or f"{flag})" in text for flag in flags)]
     assert not found, found
+
+
+@needs_mnist
+def test_a_continued_run_keeps_its_batch_size_and_epochs_when_not_given_again(tmp_path):
+    steps = []
+
+    def make_objective(steps_per_epoch):
+        steps.append(steps_per_epoch)
+        return None, "beta 1"
+    quiet = dict(subset=64, progress=False, log=lambda *a: None, make_objective=make_objective)
+    train_vae(tmp_path / "r", MLP, epochs=1, batch_size=16, **quiet)
+    train_vae(tmp_path / "r", resume_if_exists=True, epochs=2, **quiet)
+    assert steps == [4, 4]  # 64 images in batches of 16, as fit runs them, not the default 128
+    with pytest.raises(NothingToTrain, match=r"epochs=2 is the total"):  # the stored total, not the default 10
+        train_vae(tmp_path / "r", resume_if_exists=True, **quiet)

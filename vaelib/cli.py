@@ -107,7 +107,7 @@ def _train(args, explicit: set) -> int:
     try:
         device = distributed.start(args.device) or pick_device(args.device)
         train_vae(run_dir, model, **data, make_objective=make_objective, resume_if_exists=args.resume_if_exists,
-                  start_from=args.initial_checkpoint_path, callbacks=callbacks, log=_say,
+                  start_from=args.initial_checkpoint_path, callbacks=callbacks, log=print,
                   **{**settings, "epochs": args.num_epochs}, device=str(device), progress=not args.quiet,
                   command=command)
     except NothingToTrain as err:
@@ -149,7 +149,8 @@ def _check_output_file(path, image: bool = True) -> None:
     from .files import check_writable
     from .images import image_format
     try:
-        image_format(path) if image else None
+        if image:
+            image_format(path)
         check_writable(path)
     except ValueError as err:
         raise UsageError(str(err)) from None

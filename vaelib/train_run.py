@@ -22,7 +22,7 @@ from . import distributed
 from .callbacks import SampleGrid
 from .data import load_dataset
 from .likelihoods import canonical_name, is_binary
-from .runs import RunClaim, model_to_train, stored_data
+from .runs import RunClaim, RunConfig, model_to_train, stored_data
 from .training import fit, pick_device
 from .vae import VAEConfig, build_vae
 
@@ -154,10 +154,15 @@ def _train(run_dir: Path, resume, given: dict, data: dict, subset, data_root, ma
         if conflicts:
             raise RunConflict(conflicts, source)
     if resume is not None:
-        done, stored = int(loaded.checkpoint.get("epoch", 0)), stored_data(loaded)
         settings = _old_run_settings(loaded, settings)
-        if done >= settings.get("epochs", 10):
-            raise NothingToTrain(run_dir, done, settings.get("epochs", 10))
+    # the settings fit will run with: vaelib's defaults, then the continued run's stored ones, then these
+    stored_run = resume is not None and loaded.checkpoint.get("run_config")
+    run = (RunConfig.from_dict(stored_run, settings.get("lr_schedule")) if stored_run else RunConfig()).replace(
+        **{k: v for k, v in settings.items() if k != "command"})
+    if resume is not None:
+        done, stored = int(loaded.checkpoint.get("epoch", 0)), stored_data(loaded)
+        if done >= run.epochs:
+            raise NothingToTrain(run_dir, done, run.epochs)
         data = {"dataset": stored["dataset"], "image_size": stored["image_shape"][-1], "binarize": stored["binarize"]}
         say(f"resuming {resume} after epoch {done}")
     elif start_from is not None:
@@ -173,24 +178,23 @@ def _train(run_dir: Path, resume, given: dict, data: dict, subset, data_root, ma
         conditional = given.pop("conditional", False)
         given.setdefault("num_classes", train.num_classes if conditional else 0)
         with torch.random.fork_rng(devices=[]):  # the initial weights come from the run's seed, not the caller's RNG
-            torch.manual_seed(settings.get("seed", 0))
+            torch.manual_seed(run.seed)
             loaded = build_vae(config=VAEConfig(**{**given, "image_shape": train.image_shape}))
     world = distributed.world_size()
-    steps = math.ceil(len(train) // world / settings.get("batch_size", 128))
+    steps = math.ceil(len(train) // world / run.batch_size)
     objective, loss = make_objective(steps) if make_objective else (None, "beta 1")
     if distributed.active():
-        say(f"{world} processes x batch {settings.get('batch_size', 128)} = effective batch "
-            f"{settings.get('batch_size', 128) * world}, {len(train) // world:,} images per process")
+        say(f"{world} processes x batch {run.batch_size} = effective batch {run.batch_size * world}, "
+            f"{len(train) // world:,} images per process")
     tested = f"the first {len(test):,} test images" if subset and subset <= len(test) else f"all {len(test):,} test images"
     say(f"training {loaded.config.arch} VAE ({loaded.num_parameters():,} parameters, latent {loaded.latent_dim}, "
         f"{loaded.config.likelihood} likelihood) on {len(train):,} {train.name} images {train.image_shape}, "
-        f"tested on {tested}, {pick_device(settings.get('device'))}, {loss}")
+        f"tested on {tested}, {pick_device(run.device)}, {loss}")
     if callable(settings.get("command")):
         settings["command"] = settings["command"](loaded, {**data, "dataset": train.name, "binarize": binarize,
                                                            "image_size": train.image_shape[-1]},
                                                   resume and (loaded.checkpoint.get("train_args") or {}))
-    seed = settings.get("seed", (loaded.checkpoint.get("run_config") or {}).get("seed", 0) if resume else 0)
-    callbacks = [SampleGrid(run_dir / "samples.png", seed=seed), *callbacks]
+    callbacks = [SampleGrid(run_dir / "samples.png", seed=run.seed), *callbacks]
     history = fit(loaded, train, test, objective=objective, run_dir=run_dir, resume_from=resume, callbacks=callbacks,
                   **settings)
     say(f"done: {len(history) - done} epoch(s) trained, best test ELBO {max(r['test_elbo'] for r in history):.2f} "
