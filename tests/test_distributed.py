@@ -13,7 +13,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
 import torch
 
 from vaelib import load

@@ -160,6 +160,5 @@ def iwae_bound(model, x: torch.Tensor, k: int, chunk_size: int | None = None,
     return total - math.log(k)
 
 
-__getattr__ = module_getattr("vaelib.bounds", {  # the names of vaelib 0.1
-    "ELBO": ("vaelib.bounds.ELBOTerms", ELBOTerms), "elbo": ("vaelib.bounds.elbo_terms", elbo_terms),
-    "posterior": ("vaelib.bounds.diagonal_gaussian", diagonal_gaussian)})
+RENAMED = {"ELBO": "ELBOTerms", "elbo": "elbo_terms", "posterior": "diagonal_gaussian"}  # vaelib 0.1's names
+__getattr__ = module_getattr("vaelib.bounds", RENAMED, globals())

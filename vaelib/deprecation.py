@@ -14,13 +14,12 @@ def deprecated(old: str, new: str, stacklevel: int = 3) -> None:
                   stacklevel=stacklevel)
 
 
-def module_getattr(module: str, renamed: dict):
-    """A module ``__getattr__`` (PEP 562) for names moved or renamed: ``renamed`` maps each old name
-    to ``(new name, its object)``."""
+def module_getattr(module: str, renamed: dict, namespace: dict):
+    """A module ``__getattr__`` (PEP 562) for renamed names: ``renamed`` maps each old name to its new
+    one, looked up in ``namespace`` (the module's ``globals()``) and returned with a warning."""
     def __getattr__(name: str):
         if name in renamed:
-            new, value = renamed[name]
-            deprecated(f"{module}.{name}", new)
-            return value
+            deprecated(f"{module}.{name}", f"{module}.{renamed[name]}")
+            return namespace[renamed[name]]
         raise AttributeError(f"module {module!r} has no attribute {name!r}")
     return __getattr__
