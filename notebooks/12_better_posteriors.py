@@ -260,18 +260,24 @@ def exact_elbo_2d(x1, mu, logvar):
     return (WEIGHTS_2D * log_joint_2d(vae_2d, x1, z)).sum() + 0.5 * (1 + math.log(2 * math.pi) + logvar).sum()
 
 
-def best_gaussian_2d(x1, mu, logvar):
-    """q* of one image: L-BFGS on exact_elbo_2d, from (mu, logvar)."""
-    params = torch.cat([mu, logvar]).detach().clone().requires_grad_(True)
+def maximize(objective, start):
+    """L-BFGS on a noise-free objective of one parameter vector, from ``start``: the maximizer, detached."""
+    params = start.detach().clone().requires_grad_(True)
     optimizer = torch.optim.LBFGS([params], max_iter=100, line_search_fn="strong_wolfe")
 
     def closure():
         optimizer.zero_grad()
-        loss = -exact_elbo_2d(x1, params[:2], params[2:])
+        loss = -objective(params)
         loss.backward()
         return loss
     optimizer.step(closure)
-    return params[:2].detach(), params[2:].detach()
+    return params.detach()
+
+
+def best_gaussian_2d(x1, mu, logvar):
+    """q* of one image: L-BFGS on exact_elbo_2d, from (mu, logvar)."""
+    params = maximize(lambda p: exact_elbo_2d(x1, p[:2], p[2:]), torch.cat([mu, logvar]))
+    return params[:2], params[2:]
 
 
 best_2d = [best_gaussian_2d(x_2d[i:i + 1], q_enc_2d.mu[i], q_enc_2d.logvar[i]) for i in range(len(x_2d))]
@@ -1180,15 +1186,8 @@ def unpack(params):
 
 for i, gr in enumerate(grids):
     x1 = x_2d[i:i + 1]
-    params = torch.cat([mu_star_2d[i], 0.5 * logvar_star_2d[i], torch.zeros(1)]).requires_grad_(True)
-    optimizer = torch.optim.LBFGS([params], max_iter=100, line_search_fn="strong_wolfe")
-
-    def closure():
-        optimizer.zero_grad()
-        loss = -exact_full_elbo_2d(x1, *unpack(params))
-        loss.backward()
-        return loss
-    optimizer.step(closure)
+    params = maximize(lambda p: exact_full_elbo_2d(x1, *unpack(p)),                 # section 3's L-BFGS
+                      torch.cat([mu_star_2d[i], 0.5 * logvar_star_2d[i], torch.zeros(1)]))
     with torch.no_grad():
         mu_f, L_f = unpack(params)
         elbo_full = exact_full_elbo_2d(x1, mu_f, L_f)
