@@ -1,4 +1,4 @@
-"""Reference numbers for vaelib.sample_quality: real digits, the pretrained VAEs, noise and blank images.
+"""Reference numbers for vaelib.course.sample_quality: real digits, the pretrained VAEs, noise and blank images.
 
     python benchmarks/sample_quality.py          # writes benchmarks/results/sample_quality-cpu.json, prints a table
     python benchmarks/sample_quality.py --table  # prints the table of the JSON file again
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import vaelib  # noqa: E402
-from vaelib import sample_quality as sq  # noqa: E402
+from vaelib.course import sample_quality as sq  # noqa: E402
 
 
 def main() -> None:

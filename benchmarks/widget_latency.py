@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vaelib import build_vae  # noqa: E402
 from vaelib.data import MNIST, DataError  # noqa: E402
-from vaelib.pretrained import load_pretrained  # noqa: E402
-from vaelib.widgets import decode_point, importance_panel, interpolate_point, reconstruction_panel, to_png  # noqa: E402
+from vaelib.course.pretrained import load_pretrained  # noqa: E402
+from vaelib.course.widgets import decode_point, importance_panel, interpolate_point, reconstruction_panel, to_png  # noqa: E402
 
 
 def timed(fn, repeats):

@@ -110,10 +110,10 @@ import torch.nn.functional as F
 
 import vaelib
 from vaelib.plotting import show_images
-from vaelib.pretrained import load_or_train
+from vaelib.course.pretrained import load_or_train
 
-FAST = vaelib.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
-print(vaelib.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
+FAST = vaelib.course.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
+print(vaelib.course.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
 TRAIN_FROM_SCRATCH = False     # set True to retrain instead of loading pretrained/ checkpoints
 torch.manual_seed(0)
 device = "cpu"
@@ -434,7 +434,7 @@ plt.show()
 # show the ten means in one row, and print the closest pair and its distance.
 
 # %%
-from vaelib.checks import check_class_means, check_closest_pair
+from vaelib.course.checks import check_class_means, check_closest_pair
 
 
 def class_means(images, labels):
@@ -474,7 +474,7 @@ print(f"closest class means: {a} and {b} (distance {(means[a] - means[b]).norm()
 # test image and the independent-pixel model (`logits`) with 5000 draws, and compare with the formula.
 
 # %%
-from vaelib.checks import check_expected_log_likelihood_mc
+from vaelib.course.checks import check_expected_log_likelihood_mc
 
 
 def expected_log_likelihood_mc(grey, logits, n, generator):
@@ -531,7 +531,7 @@ assert abs(mc - exact) < 1.0
 # (draw $k$, then the pixels). How much does knowing *which digit* buy, and do the samples look like digits?
 
 # %%
-from vaelib.checks import check_mixture_log_likelihood
+from vaelib.course.checks import check_mixture_log_likelihood
 
 
 def mixture_log_likelihood(x, logits, weights):

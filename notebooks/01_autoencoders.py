@@ -70,10 +70,10 @@ from torch import nn
 import vaelib
 from vaelib.likelihoods import BernoulliLikelihood
 from vaelib.plotting import image_grid, plot_latent_scatter, plot_manifold, show_images, show_reconstructions
-from vaelib.pretrained import load_or_train
+from vaelib.course.pretrained import load_or_train
 
-FAST = vaelib.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
-print(vaelib.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
+FAST = vaelib.course.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
+print(vaelib.course.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
 TRAIN_FROM_SCRATCH = False     # set True to retrain instead of loading pretrained/ checkpoints
 torch.manual_seed(0)
 device = "cpu"
@@ -425,7 +425,7 @@ plt.show()
 # and describe what happens in between.
 
 # %%
-from vaelib.checks import check_interpolate_codes
+from vaelib.course.checks import check_interpolate_codes
 
 
 def interpolate_codes(z0, z1, n):
@@ -461,7 +461,7 @@ plt.show()
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from vaelib.checks import check_autoencoder_16d
+from vaelib.course.checks import check_autoencoder_16d
 
 ### BEGIN SOLUTION
 torch.manual_seed(0)

@@ -72,11 +72,11 @@ import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 
 import vaelib
-from vaelib.plotting import save_figure
-from vaelib.pretrained import load_or_train
+from vaelib.course import save_figure
+from vaelib.course.pretrained import load_or_train
 
-FAST = vaelib.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
-print(vaelib.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
+FAST = vaelib.course.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
+print(vaelib.course.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
 TRAIN_FROM_SCRATCH = False     # set True to retrain instead of loading pretrained/ checkpoints
 torch.manual_seed(0)
 device = "cpu"
@@ -657,7 +657,7 @@ plt.show()
 # smallest gap against `kl_divergence(Normal(m, 1), posterior)`. Why can it not reach 0?
 
 # %%
-from vaelib.checks import check_fixed_std_q
+from vaelib.course.checks import check_fixed_std_q
 
 ### BEGIN SOLUTION
 m_grid = torch.linspace(-1, 4, 5001, dtype=torch.float64)
@@ -681,7 +681,7 @@ check_fixed_std_q(best_m, smallest_gap)
 # Check that $\mathcal{L}_1$ agrees with `toy_elbo(0, 0)` and that the bounds increase toward `log_px`.
 
 # %%
-from vaelib.checks import check_toy_iwae_prior
+from vaelib.course.checks import check_toy_iwae_prior
 
 
 def toy_iwae_prior(z):
@@ -740,7 +740,7 @@ assert abs(values[0] - toy_elbo(torch.tensor(0.0), torch.tensor(0.0))) < 1.5
 # $\mathcal{L}_k$ (section 7) for $k = 10$ and $1000$: does a larger $k$ close the gap here?
 
 # %%
-from vaelib.checks import check_elbo_mc
+from vaelib.course.checks import check_elbo_mc
 
 
 def elbo_mc(log_joint, m, log_std, eps):

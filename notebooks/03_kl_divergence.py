@@ -48,10 +48,10 @@ from torch.distributions import Categorical, Independent, MixtureSameFamily, Nor
 import vaelib
 import vaelib.evaluation
 import vaelib.kl
-import vaelib.pretrained
+import vaelib.course.pretrained
 
-FAST = vaelib.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
-print(vaelib.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
+FAST = vaelib.course.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
+print(vaelib.course.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
 TRAIN_FROM_SCRATCH = False     # set True to retrain instead of loading pretrained/ checkpoints
 torch.manual_seed(0)
 device = "cpu"
@@ -433,7 +433,7 @@ plt.show()
 # NBVAL_IGNORE_OUTPUT
 test = vaelib.MNIST("test", binarize="dynamic", subset=2000 if FAST else None)
 train = vaelib.MNIST("train", binarize="dynamic", subset=5000 if FAST else None)   # only used to (re)train
-model, _ = vaelib.pretrained.load_or_train(
+model, _ = vaelib.course.pretrained.load_or_train(
     "conv_vae", lambda: vaelib.build_vae("conv", latent_dim=20), train, test,
     train_from_scratch=TRAIN_FROM_SCRATCH, epochs=2 if FAST else 30, device=device, progress=False)
 model = model.to(device).eval()
@@ -518,7 +518,7 @@ print("smallest KL among the active ones (nats):", round(kl_per_dim[activity > 0
 # `vaelib.kl.gaussian_kl`.
 
 # %%
-from vaelib.checks import check_kl_diag
+from vaelib.course.checks import check_kl_diag
 
 
 def kl_diag(mu_q, logvar_q, mu_p, logvar_p):
@@ -553,7 +553,7 @@ print("kl_diag matches torch and reduces to vaelib.kl.gaussian_kl: True")
 # on one bump rather than in the middle? (Hint: the mixture itself has a single mode at 0 as long as $a \le 1$.)
 
 # %%
-from vaelib.checks import check_best_reverse_fit
+from vaelib.course.checks import check_best_reverse_fit
 
 
 def best_reverse_fit(a, m_grid, log_s_grid):
@@ -612,7 +612,7 @@ for a in [1.0, 2.0, 2.5, 3.0, 4.0]:
 # number?
 
 # %%
-from vaelib.checks import check_kl_to_mixture_mc
+from vaelib.course.checks import check_kl_to_mixture_mc
 
 
 def kl_to_mixture_mc(mu, logvar, eps, weights, means, logvars):

@@ -45,11 +45,11 @@ import torch
 from torch.distributions import Normal
 
 import vaelib
-import vaelib.pretrained
+import vaelib.course.pretrained
 import vaelib.reparameterization
 
-FAST = vaelib.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
-print(vaelib.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
+FAST = vaelib.course.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
+print(vaelib.course.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
 TRAIN_FROM_SCRATCH = False     # set True to retrain instead of loading pretrained/ checkpoints
 torch.manual_seed(0)
 device = "cpu"
@@ -385,7 +385,7 @@ print(f"as a log-variance: {lv.item():.1f}, and the KL term uses it directly: "
 # %%
 test = vaelib.MNIST("test", binarize="dynamic", subset=1000)
 train = vaelib.MNIST("train", binarize="dynamic", subset=5000 if FAST else None)   # only used to (re)train
-model, _ = vaelib.pretrained.load_or_train(
+model, _ = vaelib.course.pretrained.load_or_train(
     "conv_vae", lambda: vaelib.build_vae("conv", latent_dim=20), train, test,
     train_from_scratch=TRAIN_FROM_SCRATCH, epochs=2 if FAST else 30, device=device, progress=False)
 model = model.to(device).eval()
@@ -443,7 +443,7 @@ print(f"smallest and largest variance: {math.exp(lo):.0e} and {math.exp(hi):.0e}
 # close to 4.
 
 # %%
-from vaelib.checks import check_reinforce_baseline
+from vaelib.course.checks import check_reinforce_baseline
 
 
 def reinforce_terms(f, z, mu, sigma, b):
@@ -476,7 +476,7 @@ for b in (0.0, mu0**2 + sigma0**2):
 # both estimates and the variance of their per-sample terms.
 
 # %%
-from vaelib.checks import check_sigma_gradients
+from vaelib.course.checks import check_sigma_gradients
 
 
 def pathwise_grad_sigma(f, mu, sigma, eps):
@@ -522,7 +522,7 @@ print(f"score function: {score_grad_sigma(f, mu0, sigma0, z).item():.2f}  (per-s
 # `torch.distributions.Exponential(rate).rsample`, torch's own reparameterized sampler.
 
 # %%
-from vaelib.checks import check_exponential_rsample
+from vaelib.course.checks import check_exponential_rsample
 
 
 def exponential_rsample(rate, u):
@@ -569,7 +569,7 @@ print(f"Exponential.rsample gives {grad_torch.item():.3f}")
 # derivative is $2L_{ij}$ below the diagonal, $2L_{ii}^2$ on it (the chain rule through $\exp$) and 0 above.
 
 # %%
-from vaelib.checks import check_full_covariance_rsample
+from vaelib.course.checks import check_full_covariance_rsample
 
 
 def full_covariance_rsample(mu, raw_scale, eps):
@@ -618,7 +618,7 @@ print("exact gradient:             ", [[round(v, 2) for v in row] for row in exa
 # the relaxation is a bias: a model trained on relaxed samples sees points inside the simplex, not one-hot codes.
 
 # %%
-from vaelib.checks import check_gumbel_softmax
+from vaelib.course.checks import check_gumbel_softmax
 
 
 def gumbel_softmax_sample(logits, tau, u):

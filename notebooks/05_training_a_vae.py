@@ -51,11 +51,12 @@ from matplotlib.patches import FancyBboxPatch
 from torch import nn
 
 import vaelib
-from vaelib.plotting import figure_path, plot_history, save_figure, save_image_grid, show_images, show_reconstructions
-from vaelib.pretrained import load_or_train
+from vaelib.plotting import plot_history, save_image_grid, show_images, show_reconstructions
+from vaelib.course import figure_path, save_figure
+from vaelib.course.pretrained import load_or_train
 
-FAST = vaelib.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
-print(vaelib.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
+FAST = vaelib.course.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
+print(vaelib.course.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
 TRAIN_FROM_SCRATCH = False     # set True to retrain instead of loading pretrained/ checkpoints
 torch.manual_seed(0)
 device = "cpu"
@@ -433,14 +434,14 @@ print(f"pretrained conv VAE: squared error {rec_err['mse_sum']:.1f} per image = 
 # %% [markdown]
 # ### Looking at one image at a time
 #
-# `vaelib.widgets.reconstruction_viewer` puts a slider over the test set: for the chosen image it shows
+# `vaelib.course.widgets.reconstruction_viewer` puts a slider over the test set: for the chosen image it shows
 # the input, the reconstruction from the posterior mean, and six decodes of samples $z \sim q(z\mid x)$.
 # Their spread is the encoder's uncertainty made visible: a clear digit gives six near-identical
 # decodes, an ambiguous one gives a mix of readings. What the widget draws is computed by a plain
 # function, `reconstruction_panel`, which we can call directly:
 
 # %%
-from vaelib.widgets import reconstruction_panel, reconstruction_viewer
+from vaelib.course.widgets import reconstruction_panel, reconstruction_viewer
 
 panel = reconstruction_panel(conv_vae, test, index=0, n_samples=6)
 print("panel for test image 0:", tuple(panel.shape), "= input, reconstruction, 6 samples from q(z|x)")
@@ -810,7 +811,7 @@ plt.show()
 # `grey_models["gaussian"]` copied into it, for the same noise.
 
 # %%
-from vaelib.checks import check_gaussian_vae_loss
+from vaelib.course.checks import check_gaussian_vae_loss
 
 
 def gaussian_vae_loss(x, mean, mu, logvar, sigma, beta):
@@ -854,7 +855,7 @@ print("sigma = 0.1 is summed MSE with beta = 0.02:", ok)
 # $0.9\,\sigma^\star$ and at $1.1\,\sigma^\star$, using `vaelib.likelihoods.GaussianLikelihood`.
 
 # %%
-from vaelib.checks import check_optimal_sigma
+from vaelib.course.checks import check_optimal_sigma
 
 
 def optimal_sigma(x, mean):
@@ -892,7 +893,7 @@ print("the closed-form sigma* beats 0.9 sigma* and 1.1 sigma*:", True)
 # show them, and check that their diversity grows with $t$. What do low temperatures trade away?
 
 # %%
-from vaelib.checks import check_diversity
+from vaelib.course.checks import check_diversity
 
 
 def diversity(images):
@@ -941,7 +942,7 @@ print("diversity grows with the temperature:", diversities[0] < diversities[1] <
 # $\frac1B\sum_b\big[-\log p(x_b\mid z) + \beta\,\mathrm{KL}_b\big]$ plus your constant, and check that they agree.
 
 # %%
-from vaelib.checks import check_effective_betas
+from vaelib.course.checks import check_effective_betas
 
 ### BEGIN SOLUTION
 # (a) sums over the batch too: both terms grow by B, the ratio does not.     beta = 1 (constant B)

@@ -45,13 +45,14 @@ import torch
 import vaelib
 import vaelib.evaluation
 import vaelib.kl
-import vaelib.pretrained
+import vaelib.course.pretrained
 import vaelib.reparameterization
-from vaelib.plotting import save_figure, show_images
+from vaelib.plotting import show_images
+from vaelib.course import save_figure
 from vaelib.schedules import Constant, Cyclical, LinearWarmup, Sigmoid
 
-FAST = vaelib.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
-print(vaelib.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
+FAST = vaelib.course.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
+print(vaelib.course.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
 TRAIN_FROM_SCRATCH = False     # set True to retrain instead of loading pretrained/ checkpoints
 torch.manual_seed(0)
 device = "cpu"
@@ -105,7 +106,7 @@ print(test)
 # batch of test images with the pretrained 2-D VAE:
 
 # %%
-model_2d, _ = vaelib.pretrained.load_or_train(
+model_2d, _ = vaelib.course.pretrained.load_or_train(
     "vae_2d", lambda: vaelib.build_vae("mlp", latent_dim=2), train, test,
     train_from_scratch=TRAIN_FROM_SCRATCH, epochs=5 if FAST else 30, device=device, progress=False)
 model_2d = model_2d.to(device).eval()
@@ -154,7 +155,7 @@ def make_model():
 
 sweep, models_by_beta = {}, {}
 for beta in betas:
-    model, _ = vaelib.pretrained.load_or_train(
+    model, _ = vaelib.course.pretrained.load_or_train(
         f"mlp_beta_{beta:g}", make_model, train, test, train_from_scratch=TRAIN_FROM_SCRATCH,
         epochs=sweep_epochs, beta=beta, device=device, progress=False)
     models_by_beta[beta] = model.to(device).eval()
@@ -196,13 +197,13 @@ best = max(betas, key=lambda b: sweep[b]["elbo"])
 print(f"best test ELBO in the sweep: beta = {best} ({sweep[best]['elbo']:.1f} nats)")
 
 # %% [markdown]
-# To see the trade-off rather than read it off a curve, `vaelib.widgets.beta_explorer` switches among the pretrained
+# To see the trade-off rather than read it off a curve, `vaelib.course.widgets.beta_explorer` switches among the pretrained
 # models of the sweep: eight test digits, their reconstructions, and eight samples from the prior, for the $\beta$ you pick.
 # At small $\beta$ the reconstructions are sharp and the samples messy (the codes fill the prior unevenly); at large
 # $\beta$ everything turns into the same few smooth average digits. The panel it draws comes from `beta_panel`:
 
 # %%
-from vaelib.widgets import beta_explorer, beta_panel
+from vaelib.course.widgets import beta_explorer, beta_panel
 
 x_eight, _ = test.first(8)
 print("panel for beta = 1:", tuple(beta_panel(models_by_beta, 1.0, x_eight).shape),
@@ -369,7 +370,7 @@ pixel_runs = {"no cure": ("pixel_plain", {}),
               "cyclical": ("pixel_cyclical", {"beta": Cyclical(1.0, 3 * steps_per_epoch)})}
 pixel_models, pixel_histories = {}, {}
 for name, (file, options) in pixel_runs.items():
-    pixel_models[name], pixel_histories[name] = vaelib.pretrained.load_or_train(
+    pixel_models[name], pixel_histories[name] = vaelib.course.pretrained.load_or_train(
         file, make_pixel_model, train, test, train_from_scratch=TRAIN_FROM_SCRATCH, epochs=2 if FAST else 6,
         device=device, progress=False, **options)
 for name, history in pixel_histories.items():
@@ -473,7 +474,7 @@ if not TRAIN_FROM_SCRATCH:  # what the text says of the pretrained runs
 # test KL and active units with the collapsed model of section 3.
 
 # %%
-from vaelib.checks import check_free_bits_kl
+from vaelib.course.checks import check_free_bits_kl
 
 
 def free_bits_kl(kl_per_dim, free_nats):
@@ -519,7 +520,7 @@ print(f"collapsed:  test KL {ev_collapsed['kl']:.2f} nats, active units {ev_coll
 # which it exceeds $0.99\,\beta_\text{max}$ (by search, then by solving the formula for $t$).
 
 # %%
-from vaelib.checks import check_sigmoid_schedule
+from vaelib.course.checks import check_sigmoid_schedule
 
 
 def my_sigmoid(step, beta_max, midpoint, width):
@@ -579,7 +580,7 @@ print(f"by the formula: {500 + 50 * math.log(99):.1f}")
 # in section 2 gave a rate near 5 nats, and why may the controller's $\beta$ differ from it?
 
 # %%
-from vaelib.checks import check_beta_update
+from vaelib.course.checks import check_beta_update
 
 
 def update_beta(beta, kl, target, lr):

@@ -56,12 +56,13 @@ import torch
 from PIL import Image as PILImage
 
 import vaelib
-import vaelib.pretrained
+import vaelib.course.pretrained
 import vaelib.reparameterization
-from vaelib.plotting import figure_path, lerp, plot_interpolation, plot_latent_scatter, plot_manifold, show_images, slerp
+from vaelib.plotting import lerp, plot_interpolation, plot_latent_scatter, plot_manifold, show_images, slerp
+from vaelib.course import figure_path
 
-FAST = vaelib.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
-print(vaelib.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
+FAST = vaelib.course.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
+print(vaelib.course.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
 TRAIN_FROM_SCRATCH = False     # set True to retrain instead of loading pretrained/ checkpoints
 torch.manual_seed(0)
 device = "cpu"
@@ -80,7 +81,7 @@ print(test)
 # True` the cell trains one instead (briefly in FAST mode, where the pictures below get rougher).
 
 # %%
-model, history = vaelib.pretrained.load_or_train(
+model, history = vaelib.course.pretrained.load_or_train(
     "vae_2d", lambda: vaelib.build_vae("mlp", latent_dim=2, likelihood="bernoulli"), train, test,
     train_from_scratch=TRAIN_FROM_SCRATCH, epochs=2 if FAST else 30, progress=False)
 model = model.to(device).eval()
@@ -230,16 +231,16 @@ widgets.HBox([widgets.VBox(sliders + [info]), picture])
 # class but become exaggerated, bolder, more slanted, sometimes smeared.
 
 # %% [markdown]
-# From here on we use vaelib's version of the same explorer, `vaelib.widgets.latent_explorer`: its update
+# From here on we use vaelib's version of the same explorer, `vaelib.course.widgets.latent_explorer`: its update
 # function `decode_point(model, z)` is `render` for any number of latent dimensions (for many dimensions
 # it puts the sliders on the principal directions of the codes), with *reset* and *random* buttons.
 
 # %%
-from vaelib.widgets import decode_point, interpolation_slider, latent_explorer
+from vaelib.course.widgets import decode_point, interpolation_slider, latent_explorer
 
 same = all(torch.equal(render(a, b), decode_point(model, [a, b])[0]) for a, b in [(0.0, 0.0), (1.5, -2.0)])
 assert same
-print("render agrees with vaelib.widgets.decode_point:", same)
+print("render agrees with vaelib.course.widgets.decode_point:", same)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -355,7 +356,7 @@ print("norms along the lerp path: ", [round(v, 2) for v in lerp(z0, z1, t).norm(
 # paths between pairs of prior samples.
 
 # %%
-conv, conv_history = vaelib.pretrained.load_or_train(
+conv, conv_history = vaelib.course.pretrained.load_or_train(
     "conv_vae", lambda: vaelib.build_vae("conv", latent_dim=20, likelihood="bernoulli"), train, test,
     train_from_scratch=TRAIN_FROM_SCRATCH, epochs=2 if FAST else 10, progress=False)
 conv = conv.to(device).eval()
@@ -487,7 +488,7 @@ for name, values in ent.items():
 # high-dimensional Gaussian latent.
 
 # %% [markdown]
-# To move along such a path by hand, `vaelib.widgets.interpolation_slider` encodes two images to their posterior
+# To move along such a path by hand, `vaelib.course.widgets.interpolation_slider` encodes two images to their posterior
 # means and puts a slider $t$ between them, with a toggle between the linear and the spherical path. Here it runs
 # between the first test 4 and the first test 7 with the conv VAE.
 
@@ -528,7 +529,7 @@ interpolation_slider(conv, x_test[first_4], x_test[first_7])
 # decoded centroid look like its digit?
 
 # %%
-from vaelib.checks import check_class_centroids
+from vaelib.course.checks import check_class_centroids
 
 
 def class_centroids(codes, labels):
@@ -564,7 +565,7 @@ print("closest to the origin:", radii.argsort()[:3].tolist())
 # rounded to 3 decimals. What happens to the straight-line midpoint as $D$ grows?
 
 # %%
-from vaelib.checks import check_shell_probability
+from vaelib.course.checks import check_shell_probability
 
 
 def p_below_midpoint(D):
@@ -600,7 +601,7 @@ for d in (2, 20, 100, 1000):
 # $r\cos(\Omega/2)$: check it, and say when lerp and slerp differ little.
 
 # %%
-from vaelib.checks import check_midpoint_norms
+from vaelib.course.checks import check_midpoint_norms
 
 
 def midpoint_norms(z0, z1):
@@ -650,7 +651,7 @@ print("share of the norm kept at the lerp midpoint, cos(omega/2):", round(torch.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from vaelib.checks import check_aggregate_posterior
+from vaelib.course.checks import check_aggregate_posterior
 
 ### BEGIN SOLUTION
 torch.manual_seed(0)

@@ -48,12 +48,12 @@ import torch
 import torch.nn.functional as F
 
 import vaelib
-from vaelib.plotting import save_figure
+from vaelib.course import save_figure
 from vaelib.evaluation import bits_per_dim, evaluate_elbo, iwae_nll
-from vaelib.pretrained import load_or_train
+from vaelib.course.pretrained import load_or_train
 
-FAST = vaelib.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
-print(vaelib.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
+FAST = vaelib.course.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
+print(vaelib.course.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
 TRAIN_FROM_SCRATCH = False     # set True to retrain instead of loading pretrained/ checkpoints
 torch.manual_seed(0)
 device = "cpu"
@@ -247,7 +247,7 @@ plt.show()
 # a tighter bound *and* a less noisy estimate, at a cost linear in $k$: $k = 5000$ on 10,000 images means
 # 50 million decoder passes.
 #
-# Why does the bound rise slowly? Because a few samples carry it. `vaelib.widgets.importance_explorer` shows this
+# Why does the bound rise slowly? Because a few samples carry it. `vaelib.course.widgets.importance_explorer` shows this
 # for one image at a time: pick a test image and $k$, and it prints the ELBO estimate (the mean of the $k$ log
 # weights), $\mathcal{L}_k$ (their log-mean-exp) and the **effective sample size**
 # $\text{ESS} = (\sum_i w_i)^2 / \sum_i w_i^2$, which is $k$ when all weights are equal and 1 when one sample has
@@ -255,7 +255,7 @@ plt.show()
 # weight. Its numbers come from `importance_panel`, which we check against `iwae_bound` on the same noise:
 
 # %%
-from vaelib.widgets import importance_explorer, importance_panel
+from vaelib.course.widgets import importance_explorer, importance_panel
 
 panel = importance_panel(model, test_eval, 0, k=1000, seed=0)
 x0_panel = panel["images"][:1]
@@ -330,8 +330,8 @@ print(f"standard error of the mean over {N_EVAL} images: about {std_error:.1f} n
 # NBVAL_IGNORE_OUTPUT
 import time
 
-strong = {"conv VAE (ELBO)": model, "conv VAE trained on L_5": vaelib.pretrained.load_pretrained("conv_iwae"),
-          "conv VAE, pixelcnn decoder": vaelib.pretrained.load_pretrained("conv_pixelcnn")}
+strong = {"conv VAE (ELBO)": model, "conv VAE trained on L_5": vaelib.course.pretrained.load_pretrained("conv_iwae"),
+          "conv VAE, pixelcnn decoder": vaelib.course.pretrained.load_pretrained("conv_pixelcnn")}
 K_TABLE = 100
 ours = {}
 for name, m in strong.items():
@@ -509,7 +509,7 @@ plt.show()
 # would need for a standard error of 0.1 nats, and whether MNIST's 10,000 test images are enough for that.
 
 # %%
-from vaelib.checks import check_images_needed
+from vaelib.course.checks import check_images_needed
 
 
 def images_needed(per_image, target):
@@ -545,7 +545,7 @@ print("10,000 test images give a standard error above 0.1 nats:", needed > 10_00
 # between two papers meaningful if one evaluated on a different draw?
 
 # %%
-from vaelib.checks import check_protocol_elbos
+from vaelib.course.checks import check_protocol_elbos
 
 
 def protocol_elbos(model, n_images, seeds):
@@ -588,7 +588,7 @@ print("different draws give different numbers:", spread > 0)
 # compute the ESS of your weights.
 
 # %%
-from vaelib.checks import check_effective_sample_size
+from vaelib.course.checks import check_effective_sample_size
 
 
 def effective_sample_size(log_w):
@@ -635,7 +635,7 @@ print(f"my L_500 and vaelib's agree within a nat: {abs(mine.item() - lib.item())
 # the unpaired standard error?
 
 # %%
-from vaelib.checks import check_paired_difference
+from vaelib.course.checks import check_paired_difference
 
 
 def paired_difference(a, b):
@@ -650,7 +650,7 @@ check_paired_difference(paired_difference)
 # %%
 # NBVAL_IGNORE_OUTPUT
 ### BEGIN SOLUTION
-iwae_model = vaelib.pretrained.load_pretrained("conv_iwae")    # shipped in pretrained/ (see its README)
+iwae_model = vaelib.course.pretrained.load_pretrained("conv_iwae")    # shipped in pretrained/ (see its README)
 with torch.no_grad():
     lk_vae = vaelib.iwae_bound(model, x_eval, 50, generator=torch.Generator().manual_seed(5))
     lk_iwae = vaelib.iwae_bound(iwae_model, x_eval, 50, generator=torch.Generator().manual_seed(5))

@@ -55,12 +55,13 @@ import torch
 import torch.nn.functional as F
 
 import vaelib
-import vaelib.pretrained
+import vaelib.course.pretrained
 import vaelib.runs
-from vaelib.plotting import figure_path, plot_latent_scatter, plot_manifold, show_images
+from vaelib.plotting import plot_latent_scatter, plot_manifold, show_images
+from vaelib.course import figure_path
 
-FAST = vaelib.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
-print(vaelib.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
+FAST = vaelib.course.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
+print(vaelib.course.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
 TRAIN_FROM_SCRATCH = False     # set True to retrain instead of loading pretrained/ checkpoints
 torch.manual_seed(0)
 device = "cpu"
@@ -202,11 +203,11 @@ except ValueError as err:
 # `TRAIN_FROM_SCRATCH = True` the next cell trains one in the notebook instead, briefly in FAST mode.
 
 # %%
-cvae, history = vaelib.pretrained.load_or_train(
+cvae, history = vaelib.course.pretrained.load_or_train(
     "cvae_2d", lambda: vaelib.build_vae("mlp", latent_dim=2, likelihood="bernoulli", num_classes=10),
     train, test, train_from_scratch=TRAIN_FROM_SCRATCH, epochs=2 if FAST else 30, progress=False)
 cvae = cvae.to(device).eval()
-vae = vaelib.pretrained.load_or_train(
+vae = vaelib.course.pretrained.load_or_train(
     "vae_2d", lambda: vaelib.build_vae("mlp", latent_dim=2, likelihood="bernoulli"),
     train, test, train_from_scratch=TRAIN_FROM_SCRATCH, epochs=2 if FAST else 30, progress=False)[0].eval()
 print("config:", {k: getattr(cvae.config, k) for k in ("arch", "latent_dim", "likelihood", "num_classes")})
@@ -274,11 +275,11 @@ plt.show()
 # and the latent code have split the work between them.
 
 # %% [markdown]
-# `vaelib.widgets.digit_selector` lets you do this by hand: buttons choose the digit $y$, sliders move the
+# `vaelib.course.widgets.digit_selector` lets you do this by hand: buttons choose the digit $y$, sliders move the
 # style $z$, and the decoded digit follows. Its update function is `decode_point(model, z, y=digit)`:
 
 # %%
-from vaelib.widgets import decode_point, digit_selector
+from vaelib.course.widgets import decode_point, digit_selector
 
 styled = torch.stack([decode_point(cvae, z_styles[0], y=d) for d in range(10)])
 assert torch.allclose(styled, images[:10])   # the first row of the grid above
@@ -396,7 +397,7 @@ print("CVAE class centroids, distance from 0:", [round(v, 1) for v in norms.toli
 
 # %%
 with tempfile.TemporaryDirectory() as tmp:
-    checkpoint = vaelib.pretrained.pretrained_path("cvae_2d")
+    checkpoint = vaelib.course.pretrained.pretrained_path("cvae_2d")
     if TRAIN_FROM_SCRATCH or not checkpoint.exists():
         checkpoint = vaelib.save(cvae, os.path.join(tmp, "cvae.pth"))
     written = vaelib.runs.sample_grid(checkpoint, os.path.join(tmp, "sevens.png"), n=16, nrow=4, seed=0, digit=7)
@@ -577,7 +578,7 @@ plt.show()
 # digits 1, 2 and 7 with `style_grid` and show them in a $4\times3$ grid (one row per corner).
 
 # %%
-from vaelib.checks import check_style_grid
+from vaelib.course.checks import check_style_grid
 
 
 def style_grid(z_rows, digits):
@@ -616,7 +617,7 @@ plt.show()
 # sampling with `torch.manual_seed(0)` so that the result is reproducible.)
 
 # %%
-from vaelib.checks import check_elbo_scores
+from vaelib.course.checks import check_elbo_scores
 
 
 @torch.no_grad()
@@ -656,7 +657,7 @@ assert accuracy > 0.5
 # rounded to 2 decimals.
 
 # %%
-from vaelib.checks import check_nearest_centroid_accuracy
+from vaelib.course.checks import check_nearest_centroid_accuracy
 
 
 def nearest_centroid_accuracy(z_train, y_train, z_test, y_test):

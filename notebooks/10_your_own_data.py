@@ -69,7 +69,7 @@ from torch import nn
 import vaelib
 from vaelib.plotting import show_images
 
-FAST = vaelib.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
+FAST = vaelib.course.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
 DOWNLOAD = not FAST            # may sections 10-11 download data sets when online? (CI never does)
 torch.manual_seed(0)
 device = "cpu"
@@ -961,7 +961,7 @@ shutil.rmtree(run_dir)       # the checkpoint, the PNG files and the sample grid
 # `reshape` instead of `permute` would have done to them.
 
 # %%
-from vaelib.checks import check_channels_first
+from vaelib.course.checks import check_channels_first
 
 
 def channels_first(array):
@@ -997,7 +997,7 @@ print("round trip exact:", True)
 # Bernoulli model, however well trained, get below the floor? What fraction of the printed number is floor?
 
 # %%
-from vaelib.checks import check_bernoulli_floor
+from vaelib.course.checks import check_bernoulli_floor
 
 
 def bernoulli_floor(x):
@@ -1030,7 +1030,7 @@ print("the BCE number is above the floor:", floor <= bce)
 # section 7, and why can an independent-pixel model beat our VAEs?
 
 # %%
-from vaelib.checks import check_histogram_bits_per_dim
+from vaelib.course.checks import check_histogram_bits_per_dim
 
 
 def histogram_bits_per_dim(train_images, test_images):
@@ -1079,7 +1079,7 @@ print("the histogram beats raw bytes:", hist < 8)
 # dequantization. Where does it land next to the histogram and the continuous Bernoulli?
 
 # %%
-from vaelib.checks import check_discretized_gaussian
+from vaelib.course.checks import check_discretized_gaussian
 
 
 def discretized_gaussian_log_prob(x, mean, log_sigma):

@@ -54,14 +54,15 @@ import torch.nn.functional as F
 import vaelib
 from vaelib.evaluation import evaluate_elbo, iwae_nll
 from vaelib.objectives import ELBOObjective
-from vaelib.plotting import save_figure, show_images
-from vaelib.pretrained import load_or_train
-from vaelib.sample_quality import classifier_outputs, classifier_scores, frechet_distance, load_classifier
-from vaelib.sample_quality import mnist_test_reference
+from vaelib.plotting import show_images
+from vaelib.course import save_figure
+from vaelib.course.pretrained import load_or_train
+from vaelib.course.sample_quality import classifier_outputs, classifier_scores, frechet_distance, load_classifier
+from vaelib.course.sample_quality import mnist_test_reference
 from vaelib.schedules import LinearWarmup
 
-FAST = vaelib.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
-print(vaelib.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
+FAST = vaelib.course.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
+print(vaelib.course.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
 TRAIN_FROM_SCRATCH = False     # set True to retrain instead of loading pretrained/ checkpoints
 torch.manual_seed(0)
 device = "cpu"
@@ -631,7 +632,7 @@ plt.show()
 # Each row of the autoregressive draws is the same digit in the same pose, but the strokes differ: a little thicker or
 # thinner, an end that curls differently, a loop that closes a pixel earlier. That variation is what $z$ no longer
 # carries: the decoder draws it. Two numbers make it measurable, on the first 100 test digits with 10 draws from each
-# one's $z$: how often the MNIST classifier of `vaelib.sample_quality` reads a draw as the input's digit, and how much
+# one's $z$: how often the MNIST classifier of `vaelib.course.sample_quality` reads a draw as the input's digit, and how much
 # horizontally neighbouring pixels vary *together* across draws of the same $z$ (their correlation, averaged over the
 # pairs where both pixels vary).
 
@@ -677,7 +678,7 @@ assert agreement["conv_pixelcnn"] > 0.85 and correlation["conv_pixelcnn"] > 0.2 
 #
 # ### Samples, scored
 #
-# New digits from the prior, $z \sim \mathcal N(0, I)$. Following the protocol of `vaelib.sample_quality` we score
+# New digits from the prior, $z \sim \mathcal N(0, I)$. Following the protocol of `vaelib.course.sample_quality` we score
 # binary images against the binarized test set: the conv VAE's draws (its mean images, then Bernoulli noise) and the
 # autoregressive decoder's images drawn pixel by pixel. The Frechet distance (FD) on the classifier's features is
 # biased upward with few images, so we also score as many real training images, binarized, which sets the floor for
@@ -914,7 +915,7 @@ plt.show()
 # first pixel's distribution depend on?
 
 # %%
-from vaelib.checks import check_pixels_seen
+from vaelib.course.checks import check_pixels_seen
 
 
 def pixels_seen(row, col, kernel_size, height, width):
@@ -949,7 +950,7 @@ for pixel in [(0, 0), (0, 5), (1, 0), (27, 27), (14, 14)]:
 # network did your sampler make, and how many would scoring the 8 digits need?
 
 # %%
-from vaelib.checks import check_autoregressive_sampler
+from vaelib.course.checks import check_autoregressive_sampler
 
 
 def sample_autoregressive(logits_fn, shape, generator=None):
@@ -1024,7 +1025,7 @@ plt.show()
 # it pay more, and why?
 
 # %%
-from vaelib.checks import check_per_pixel_nll
+from vaelib.course.checks import check_per_pixel_nll
 
 
 def per_pixel_nll(model, z, x):

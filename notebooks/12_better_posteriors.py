@@ -57,12 +57,12 @@ from torch.autograd.functional import jacobian
 from torch.distributions import Normal
 
 import vaelib
-from vaelib.plotting import save_figure
+from vaelib.course import save_figure
 from vaelib.posteriors import DiagonalGaussian, IAFPosterior
-from vaelib.pretrained import load_or_train, pretrained_path
+from vaelib.course.pretrained import load_or_train, pretrained_path
 
-FAST = vaelib.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
-print(vaelib.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
+FAST = vaelib.course.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
+print(vaelib.course.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
 TRAIN_FROM_SCRATCH = False     # set True to retrain instead of loading pretrained/ checkpoints
 torch.manual_seed(0)
 torch.set_num_threads(1)       # these small networks run fastest on one CPU thread (more threads mostly wait on each other)
@@ -1037,7 +1037,7 @@ assert max(gap, key=gap.get) == "conv_iwae"
 # scale_tril=L)` for an $L$ with a positive diagonal. What distribution is $q$?
 
 # %%
-from vaelib.checks import check_affine_flow_log_prob
+from vaelib.course.checks import check_affine_flow_log_prob
 
 
 def affine_flow_log_prob(z, L, b):
@@ -1073,7 +1073,7 @@ print("equals MultivariateNormal(b, scale_tril=L).log_prob:", torch.allclose(aff
 # $\mathbb{E}_{z\sim q}[r(z)/q(z)] = \int r(z)\,dz = 1$. Take $r = \mathcal{N}(0, 4I)$. Plot the samples.
 
 # %%
-from vaelib.checks import check_planar_log_det
+from vaelib.course.checks import check_planar_log_det
 
 
 def planar_log_det(z, u, w, b):
@@ -1155,7 +1155,7 @@ plt.show()
 # the ELBO with section 3's Gauss-Hermite nodes ($z = \mu + L\,t$ for each node $t$) and use L-BFGS, as section 3 did.
 
 # %%
-from vaelib.checks import check_full_gaussian_elbo
+from vaelib.course.checks import check_full_gaussian_elbo
 
 
 def full_gaussian_elbo(log_joint, mu, L, eps):

@@ -65,14 +65,15 @@ import torch
 
 import vaelib
 from vaelib.evaluation import evaluate_elbo, iwae_nll
-from vaelib.plotting import image_grid, save_figure
-from vaelib.pretrained import load_or_train, pretrained_path
+from vaelib.plotting import image_grid
+from vaelib.course import save_figure
+from vaelib.course.pretrained import load_or_train, pretrained_path
 from vaelib.priors import MixtureOfGaussiansPrior, VampPrior
-from vaelib.sample_quality import (classifier_outputs, frechet_distance, load_classifier, mnist_test_reference,
+from vaelib.course.sample_quality import (classifier_outputs, frechet_distance, load_classifier, mnist_test_reference,
                                    sample_scores)
 
-FAST = vaelib.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
-print(vaelib.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
+FAST = vaelib.course.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
+print(vaelib.course.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
 TRAIN_FROM_SCRATCH = False     # set True to retrain instead of loading pretrained/ checkpoints
 torch.manual_seed(0)
 device = "cpu"
@@ -250,7 +251,7 @@ for factor in (10, 4, 2):
 #
 # ### A judge for digits
 #
-# To put numbers on "malformed" we use `vaelib.sample_quality`: a small CNN trained on MNIST
+# To put numbers on "malformed" we use `vaelib.course.sample_quality`: a small CNN trained on MNIST
 # (`load_classifier()`) and three scores computed from it, the ideas behind the Inception Score and the FID of
 # GAN papers with an MNIST network in place of Inception:
 #
@@ -316,7 +317,7 @@ assert tile_confidence[in_hole].mean() > tile_confidence[~in_hole].mean() - 0.1 
 # In 20 dimensions it is another story. We cannot draw $q(z)$ any more, but we can compare what it would
 # generate with what the prior generates. Sampling from $q(z)$ is easy: pick a *training* image, encode it,
 # draw $z\sim q(z\mid x)$. Decode 2,000 codes each way with the 20-D `mlp_vae` and score both sets as
-# `vaelib.sample_quality` recommends: the model's own binary samples (each pixel drawn from the decoder's
+# `vaelib.course.sample_quality` recommends: the model's own binary samples (each pixel drawn from the decoder's
 # Bernoulli) against the 10,000 binarized test images. As a floor, 2,000 real binarized training images get the
 # same treatment: no model can be expected to do better than real digits at this number of images.
 
@@ -363,7 +364,7 @@ assert abs(from_q["label_entropy"] - math.log(10)) < abs(from_p["label_entropy"]
 # The same decoder, fed codes from $q(z)$ instead of $p(z)$, produces far better digits by every score: a
 # lower FD, a confidence close to that of real images. Same decoder, same number of images; only where the
 # codes come from differs. That gap is what a perfect prior, $p(z)=q(z)$, would close. Our own
-# `score` is checked against `vaelib.sample_quality.sample_scores` once, with the first 2,000 reference images
+# `score` is checked against `vaelib.course.sample_quality.sample_scores` once, with the first 2,000 reference images
 # (to save recomputing all 10,000 features):
 
 # %%
@@ -373,7 +374,7 @@ mine = {"fd": frechet_distance(features, reference_features[:2000]), "confidence
         "label_entropy": entropy(probs.mean(0)).item()}
 agree = all(abs(mine[k] - vaelib_scores[k]) < 1e-4 for k in ("fd", "confidence", "label_entropy"))
 assert agree
-print("score() = vaelib.sample_quality.sample_scores:", agree)
+print("score() = vaelib.course.sample_quality.sample_scores:", agree)
 
 # %% [markdown]
 # And the pictures, 32 of each, unselected:
@@ -771,7 +772,7 @@ print(f"prior {prior_name}: FD of five draws of 2,000 binary samples {', '.join(
 # (`mlp.num_parameters()`) each is.
 
 # %%
-from vaelib.checks import check_prior_parameters
+from vaelib.course.checks import check_prior_parameters
 
 
 def prior_parameters(kind, latent_dim, components, image_shape):
@@ -812,7 +813,7 @@ for name, kind, k in (("mlp_mog", "mog", 10), ("mlp_vamp", "vamp", 500)):
 # `mu20, logvar20`), and compare each with $R_N - \widehat{\mathrm{KL}}_N$ from section 5's table (`kl_table`).
 
 # %%
-from vaelib.checks import check_mutual_information
+from vaelib.course.checks import check_mutual_information
 
 
 def mutual_information(mu, logvar, eps):
@@ -862,7 +863,7 @@ assert math.log(len(mu20)) - 0.05 < information < math.log(len(mu20)) + 1e-4   #
 # (section 7) can follow far more of $q(z)$ than its first two moments?
 
 # %%
-from vaelib.checks import check_best_gaussian_prior
+from vaelib.course.checks import check_best_gaussian_prior
 
 
 def best_gaussian_prior(mu, logvar):
@@ -922,4 +923,4 @@ assert abs((after["elbo"] - before["elbo"]) - gains["mlp_vae"]) < 0.2  # the clo
 #   [arXiv:1509.00519](https://arxiv.org/abs/1509.00519)
 # - Heusel, M., Ramsauer, H., Unterthiner, T., Nessler, B. and Hochreiter, S. (2017). GANs trained by a two
 #   time-scale update rule converge to a local Nash equilibrium. *NeurIPS 2017* (the Frechet Inception Distance,
-#   whose formula `vaelib.sample_quality` applies to a small MNIST classifier). [arXiv:1706.08500](https://arxiv.org/abs/1706.08500)
+#   whose formula `vaelib.course.sample_quality` applies to a small MNIST classifier). [arXiv:1706.08500](https://arxiv.org/abs/1706.08500)

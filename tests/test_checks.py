@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vaelib import checks
+from vaelib.course import checks
 from vaelib.plotting import lerp, slerp
 
 from .conftest import assert_catches, run_check

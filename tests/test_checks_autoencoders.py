@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaelib import checks
+from vaelib.course import checks
 from vaelib.plotting import slerp
 
 from .conftest import assert_catches, run_check

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vaelib import checks
+from vaelib.course import checks
 
 from .conftest import assert_catches
 
@@ -158,7 +158,7 @@ def test_per_pixel_nll(fn, hint):
 
 def test_the_map_sums_to_the_likelihood():
     """The reference map is what the library's log_prob sums up: the check asks for the right thing."""
-    from vaelib.checks.autoregressive import _reference_nll, _small_models
+    from vaelib.course.checks.autoregressive import _reference_nll, _small_models
     models, x, z = _small_models()
     with torch.no_grad():
         for model in models.values():

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from vaelib import checks
+from vaelib.course import checks
 
 from .conftest import assert_catches, run_check
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import vaelib
-from vaelib import checks
+from vaelib.course import checks
 from vaelib.evaluation import evaluate_elbo, iwae_nll
 
 from .conftest import run_check

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from vaelib import checks
+from vaelib.course import checks
 
 from .conftest import assert_catches, run_check
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import vaelib
-from vaelib import checks
+from vaelib.course import checks
 from vaelib.evaluation import evaluate_elbo
 
 from .conftest import assert_catches, needs_mnist, run_check

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal, kl_divergence
 
-from vaelib import checks
+from vaelib.course import checks
 
 from .conftest import assert_catches
 

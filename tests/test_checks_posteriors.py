@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal, Normal
 
-from vaelib import checks
+from vaelib.course import checks
 
 from .conftest import assert_catches, run_check
 
@@ -105,7 +105,7 @@ def test_full_gaussian_elbo_accepts_torch_distributions():
 
 
 def test_the_checks_are_exported_and_strict_mode_raises(monkeypatch):
-    from vaelib.checks import posteriors
+    from vaelib.course.checks import posteriors
     assert set(posteriors.__all__) <= set(checks.__all__)
     monkeypatch.setenv("VAELIB_CHECKS_STRICT", "1")
     with pytest.raises(AssertionError, match="check_planar_log_det"):

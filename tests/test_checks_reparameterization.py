@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch.distributions import Normal
 
-from vaelib import checks
+from vaelib.course import checks
 
 from .conftest import assert_catches, run_check
 

@@ -4,7 +4,7 @@ import math
 import pytest
 from torch.distributions import Normal
 
-from vaelib import checks
+from vaelib.course import checks
 
 from .conftest import assert_catches, run_check
 

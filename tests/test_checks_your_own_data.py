@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.special import ndtr, xlogy
 
-from vaelib import checks
+from vaelib.course import checks
 
 from .conftest import assert_catches, run_check
 

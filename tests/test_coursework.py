@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from vaelib.cli import main
-from vaelib.coursework import CourseworkError, make_student_notebook, make_student_versions, strip_solutions
+from vaelib.course.coursework import CourseworkError, make_student_notebook, make_student_versions, strip_solutions
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 

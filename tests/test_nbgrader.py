@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from vaelib.cli import main
-from vaelib.coursework import (CourseworkError, make_nbgrader_course, make_nbgrader_notebook,
+from vaelib.course.coursework import (CourseworkError, make_nbgrader_course, make_nbgrader_notebook,
                                make_student_versions)
 
 from .conftest import needs_mnist
@@ -52,7 +52,7 @@ def _code(source, cell_id="c1"):
             "outputs": [{"output_type": "stream", "name": "stdout", "text": "✓ check_gaussian_kl: correct\n"}]}
 
 
-EXERCISE = ("from vaelib.checks import check_gaussian_kl, check_kl_diag\n\n\n"
+EXERCISE = ("from vaelib.course.checks import check_gaussian_kl, check_kl_diag\n\n\n"
             "def kl(mu, logvar):\n    ### BEGIN SOLUTION\n    return 0.5 * mu\n    ### END SOLUTION\n\n\n"
             "check_gaussian_kl(kl)\n\ncheck_kl_diag(kl)")
 
@@ -75,7 +75,7 @@ def test_an_exercise_cell_becomes_an_answer_and_one_locked_test_per_check():
         # the learner sees only the call; nbgrader grades with the hidden part, which makes the check strict
         assert _without_hidden_tests(_src(test)) == f"{check}(kl)"
         assert 'os.environ["VAELIB_CHECKS_STRICT"] = "1"' in _src(test)
-        assert f"from vaelib.checks import {check}" in _src(test)
+        assert f"from vaelib.course.checks import {check}" in _src(test)
         assert _src(test).index("VAELIB_CHECKS_STRICT") < _src(test).index(f"{check}(kl)")
     assert _nbg(text) == {"grade": True, "grade_id": "written-1", "locked": False, "points": 1,
                           "schema_version": 3, "solution": True, "task": False}

@@ -186,7 +186,7 @@ def test_a_likelihood_may_be_an_object():
 @needs_mnist
 def test_every_pretrained_vae_loads_and_knows_its_data():
     for path in sorted((ROOT / "pretrained").glob("*.pth")):
-        if path.name == "mnist_classifier.pth":  # not a VAE (vaelib.sample_quality)
+        if path.name == "mnist_classifier.pth":  # not a VAE (vaelib.course.sample_quality)
             continue
         model = load(path)
         assert model.config.image_shape == (1, 28, 28), path
@@ -205,7 +205,7 @@ def test_a_conditional_model_takes_labels_everywhere_and_asks_for_them():
     assert model.sample(3, y=7).shape == (3, 1, 28, 28)
     with pytest.raises(ValueError, match="labels in 0..9"):
         model.sample(2, y=10)
-    from vaelib.widgets import interpolation_slider
+    from vaelib.course.widgets import interpolation_slider
     assert interpolation_slider(model, x[0], x[1], y=3) is not None  # failed on conditional models in 0.1
     with pytest.raises(ValueError, match="conditional on labels: pass data with labels"):
         fit(model, x, epochs=1, progress=False)
@@ -285,6 +285,43 @@ def test_each_old_name_still_works_and_warns_with_its_replacement(index, tmp_pat
         assert got is expected or got == expected, what
 
 
+MOVED = ["checks", "coursework", "widgets", "sample_quality", "settings", "pretrained"]
+
+
+@pytest.mark.parametrize("name", MOVED)
+def test_each_course_module_at_its_old_path_warns_and_is_the_new_module(name):
+    # a fresh interpreter: the first import of the old path is the one that warns
+    code = (f"import warnings, importlib\n"
+            f"with warnings.catch_warnings(record=True) as caught:\n"
+            f"    warnings.simplefilter('always')\n"
+            f"    old = importlib.import_module('vaelib.{name}')\n"
+            f"    import vaelib\n"
+            f"    attr = getattr(vaelib, '{name}')\n"
+            f"new = importlib.import_module('vaelib.course.{name}')\n"
+            f"assert old is new and attr is new, (old, new)\n"
+            f"print([str(w.message) for w in caught if w.category is DeprecationWarning])\n")
+    out = run_python("-c", code).stdout
+    assert f"vaelib.{name} is deprecated and goes in vaelib 0.3: use vaelib.course.{name}" in out, out
+
+
+@pytest.mark.parametrize("old, new", [("vaelib.fast_mode", "vaelib.course.fast_mode"),
+                                      ("vaelib.mode_name", "vaelib.course.mode_name"),
+                                      ("vaelib.training.fast_mode", "vaelib.course.settings.fast_mode"),
+                                      ("vaelib.plotting.figure_path", "vaelib.course.figures.figure_path"),
+                                      ("vaelib.plotting.save_figure", "vaelib.course.figures.save_figure")])
+def test_each_moved_course_function_warns_and_is_the_new_one(old, new):
+    import importlib
+    module, name = old.rsplit(".", 1)
+    with pytest.warns(DeprecationWarning, match=f"{old} is deprecated and goes in vaelib 0.3: use {new}"):
+        got = getattr(importlib.import_module(module), name)
+    assert got is getattr(importlib.import_module(new.rsplit(".", 1)[0]), name)
+
+
+def test_the_classifier_command_at_its_old_path_still_runs():
+    result = run_python("-m", "vaelib.sample_quality", "--help")
+    assert "usage: python -m vaelib.course.sample_quality" in result.stdout
+
+
 def test_load_with_a_device_in_the_place_of_the_model_warns(tmp_path):
     path = vaelib.save(build_vae("mlp", latent_dim=2, hidden=8), tmp_path / "m.pth")
     with pytest.warns(DeprecationWarning, match=r"load\(path, device='cpu'\)"):
@@ -325,15 +362,17 @@ def test_the_command_line_trains_and_samples_without_the_extras(tmp_path):
 
 def test_import_vaelib_imports_no_widgets_plotting_checks_or_coursework():
     code = ("import sys, vaelib; vaelib.build_vae; vaelib.fit; vaelib.MNIST; "
-            "print(sorted(m for m in ('ipywidgets', 'matplotlib', 'vaelib.checks', 'vaelib.coursework', "
-            "'vaelib.plotting', 'vaelib.widgets') if m in sys.modules))")
+            "print(sorted(m for m in ('ipywidgets', 'matplotlib', 'vaelib.course.checks', 'vaelib.course.coursework', "
+            "'vaelib.plotting', 'vaelib.course.widgets') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr
 
 
-# the package's layers, bottom first: a module may import only from its own layer or below
+# the library's layers, bottom first: a module may import only from its own layer or below. The course
+# harness (vaelib/course/) sits above the whole library, and the command line above both; the stubs at
+# the course modules' old paths (vaelib/checks.py, ...) import only vaelib.deprecation.
 LAYERS = [
-    {"version", "validation", "files", "distributed", "settings", "precision", "deprecation"},
+    {"version", "validation", "files", "distributed", "precision", "deprecation"},
     {"threads"},
     {"data", "kl", "reparameterization", "priors", "autoregressive", "schedules"},
     {"likelihoods", "posteriors", "networks"},
@@ -343,35 +382,57 @@ LAYERS = [
     {"callbacks"},
     {"training"},
     {"train_run"},
-    {"pretrained", "widgets", "sample_quality"},
-    {"checks"},
-    {"coursework"},
+    {"course", "checks", "coursework", "widgets", "sample_quality", "settings", "pretrained"},
     {"cli", "__main__", "flags"},
 ]
+# the same inside vaelib/course/
+COURSE_LAYERS = [{"settings"}, {"figures", "pretrained"}, {"widgets", "sample_quality"}, {"checks"}, {"coursework"}]
 
 
-def _layer(name):
-    found = [i for i, layer in enumerate(LAYERS) if name in layer]
-    assert found, f"vaelib/{name}.py has no layer: add it to LAYERS in tests/test_open_library.py"
+def _layer(name, layers=LAYERS, where="vaelib"):
+    found = [i for i, layer in enumerate(layers) if name in layer]
+    assert found, f"{where}/{name}.py has no layer: add it to the layers in tests/test_open_library.py"
     return found[0]
+
+
+def _relative_imports(path):
+    """``(level, module name)`` of each relative import in ``path``; absolute imports of vaelib fail."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            assert not any(a.name.split(".")[0] == "vaelib" for a in node.names), f"{path} imports vaelib"
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "vaelib":
+            raise AssertionError(f"{path} imports from the package root (use a relative import)")
+        if isinstance(node, ast.ImportFrom) and node.level:
+            # "from .x import y" takes from module x; "from . import x" must name a module, not the root's names
+            for target in [node.module.split(".")[0]] if node.module else [a.name for a in node.names]:
+                yield node.level, target
 
 
 def test_no_module_imports_the_package_root_or_a_higher_layer():
     for path in sorted((ROOT / "vaelib").glob("*.py")):
         if path.stem == "__init__":
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                assert not any(a.name.split(".")[0] == "vaelib" for a in node.names), f"{path.name} imports vaelib"
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "vaelib":
-                raise AssertionError(f"{path.name} imports from the package root (use a relative import)")
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                # "from .x import y" takes from module x; "from . import x" must name a module, not the root's names
-                targets = [node.module.split(".")[0]] if node.module else [a.name for a in node.names]
-                for target in targets:
-                    assert (ROOT / "vaelib" / f"{target}.py").exists() or (ROOT / "vaelib" / target).is_dir(), \
-                        f"{path.name} imports {target} from the package root"
-                    assert _layer(target) <= _layer(path.stem), f"{path.name} imports {target}, a higher layer"
+        for level, target in _relative_imports(path):
+            assert level == 1 and ((ROOT / "vaelib" / f"{target}.py").exists() or (ROOT / "vaelib" / target).is_dir()), \
+                f"{path.name} imports {target} from the package root"
+            assert _layer(target) <= _layer(path.stem), f"{path.name} imports {target}, a higher layer"
+    for path in sorted((ROOT / "vaelib" / "course").glob("*.py")):
+        if path.stem == "__init__":
+            continue
+        for level, target in _relative_imports(path):
+            if level == 2:  # the library, all of it below the course, but never the command line
+                assert _layer(target) < _layer("course"), f"course/{path.name} imports {target}, a higher layer"
+            else:
+                assert _layer(target, COURSE_LAYERS, "vaelib/course") <= _layer(path.stem, COURSE_LAYERS, "vaelib/course"), \
+                    f"course/{path.name} imports {target}, a higher layer"
+
+
+def test_no_library_module_imports_the_course():
+    """The library's modules (all but the command line and the old paths' stubs) never import vaelib.course."""
+    for path in sorted((ROOT / "vaelib").glob("*.py")):
+        if path.stem != "__init__" and _layer(path.stem) < _layer("course"):
+            text = path.read_text()
+            assert "from .course" not in text and "import course" not in text, f"{path.name} imports the course"
 
 
 def test_the_package_version_is_written_once_in_each_place_and_agrees():

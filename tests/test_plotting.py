@@ -59,7 +59,7 @@ def test_conditional_models_take_labels():
 def test_colour_images_show_in_colour(tmp_path):
     from PIL import Image
 
-    from vaelib.widgets import to_png
+    from vaelib.course.widgets import to_png
     red = torch.zeros(4, 3, 8, 8)
     red[:, 0] = 1.0
     grid = image_grid(red, nrow=2, padding=2)

@@ -60,7 +60,7 @@ SCORED = {**{name: ("dynamic", score) for name, score in EXPECTED.items()},
 
 
 def test_every_shipped_checkpoint_has_an_expected_score():
-    vaes = [p.stem for p in PRETRAINED.glob("*.pth") if p.name != "mnist_classifier.pth"]  # vaelib.sample_quality's
+    vaes = [p.stem for p in PRETRAINED.glob("*.pth") if p.name != "mnist_classifier.pth"]  # vaelib.course.sample_quality's
     assert sorted(vaes) == sorted(SCORED)
 
 

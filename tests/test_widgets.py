@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from vaelib import build_vae, iwae_bound
-from vaelib.widgets import (beta_explorer, beta_panel, decode_point, digit_selector, interpolate_point,
+from vaelib.course.widgets import (beta_explorer, beta_panel, decode_point, digit_selector, interpolate_point,
                             importance_explorer, importance_panel, interpolation_slider, latent_explorer, principal_directions, reconstruction_panel,
                             reconstruction_viewer, to_png)
 

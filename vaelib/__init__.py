@@ -21,9 +21,8 @@ Modules, in the order the course teaches them (each is imported when first used,
 - ``vaelib.evaluation``: test ELBO, IWAE log-likelihood, bits/dim
 - ``vaelib.images``: image grids and their files, with no plotting library; ``vaelib.plotting``: figures
   (matplotlib, the ``[plot]`` extra): sample grids, reconstructions, latent plots
-- ``vaelib.pretrained``: the checkpoints in pretrained/, loaded when present
-- ``vaelib.widgets``: ipywidgets explorers; ``vaelib.checks``: exercise checks;
-  ``vaelib.coursework``: student versions of the notebooks
+- ``vaelib.course``: the course harness, apart from the library: notebook modes and figures, the
+  pretrained checkpoints and their recipes, exercise checks, coursework, widgets, sample scores
 - ``vaelib.cli`` and ``vaelib.flags``: the command line, and its flags' names for the library's arguments
 - ``vaelib.files``, ``vaelib.validation``: atomic writes and argument checks, used throughout;
   ``vaelib.threads``: torch's CPU thread count for a block of work
@@ -39,16 +38,17 @@ _EXPORTS = {
     "ImageData": "data", "MNIST": "data", "FashionMNIST": "data", "load_dataset": "data", "DataError": "data",
     "VAE": "vae", "VAEConfig": "vae", "build_vae": "vae",
     "ELBOTerms": "bounds", "ELBO": "bounds", "iwae_bound": "bounds",
-    "fit": "training", "RunConfig": "runs", "History": "training", "TrainingDiverged": "training", "fast_mode": "settings",
-    "mode_name": "settings",
+    "fit": "training", "RunConfig": "runs", "History": "training", "TrainingDiverged": "training",
     "pick_device": "training",
     "save": "checkpoints", "load": "checkpoints", "load_checkpoint": "checkpoints",
     "save_checkpoint": "checkpoints", "CheckpointError": "checkpoints",
 }
-_MODULES = {"autoregressive", "bounds", "callbacks", "checks", "checkpoints", "coursework", "data", "distributed", "elbo",
+_MODULES = {"autoregressive", "bounds", "callbacks", "checkpoints", "course", "data", "distributed", "elbo",
             "evaluation", "files", "images", "kl", "likelihoods", "networks", "objectives", "plotting", "posteriors",
-            "pretrained", "priors", "reparameterization", "runs", "sample_quality", "schedules", "settings", "threads",
-            "training", "vae", "validation", "widgets"}
+            "priors", "reparameterization", "runs", "schedules", "threads", "training", "vae", "validation"}
+# vaelib 0.2's names for the course harness, now in vaelib.course: each warns, and goes in vaelib 0.3
+_MOVED_MODULES = {"checks", "coursework", "pretrained", "sample_quality", "settings", "widgets"}
+_MOVED_EXPORTS = {"fast_mode": "vaelib.course.settings", "mode_name": "vaelib.course.settings"}
 
 __all__ = ["__version__", *_EXPORTS]
 
@@ -56,8 +56,12 @@ __all__ = ["__version__", *_EXPORTS]
 def __getattr__(name: str):
     if name in _EXPORTS:
         value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    elif name in _MODULES:
+    elif name in _MODULES or name in _MOVED_MODULES:  # a moved one's stub module warns
         value = importlib.import_module(f".{name}", __name__)
+    elif name in _MOVED_EXPORTS:
+        from .deprecation import deprecated
+        deprecated(f"vaelib.{name}", f"vaelib.course.{name}")
+        return getattr(importlib.import_module(_MOVED_EXPORTS[name]), name)
     else:
         raise AttributeError(f"module 'vaelib' has no attribute {name!r}")
     globals()[name] = value  # later look-ups skip this function

@@ -136,7 +136,7 @@ def _train(args, explicit: set) -> int:
 def _checkpoint_path(path: str) -> str:
     """``path``, or a pointer to what exists when a user of the original project asks for its file."""
     if Path(path).name == "checkpoint_best.pth" and Path(path).parent.name == "pretrained" and not Path(path).exists():
-        from .pretrained import pretrained_dir
+        from .course.pretrained import pretrained_dir
         shipped = ", ".join(sorted(p.name for p in pretrained_dir().glob("*.pth"))) or "none installed"
         raise UsageError(f"{path} not found: the original project's checkpoint ships in the repository's pretrained/ "
                          f"folder ({pretrained_dir()}: {shipped}); run the command from the repository's root, or "
@@ -248,7 +248,7 @@ def _combine(args) -> int:
 
 
 def _sample_scores(model, args, binary: bool) -> None:
-    from .sample_quality import model_scores
+    from .course.sample_quality import model_scores
     scores = model_scores(model, args.samples, args.seed, binary, args.data_root)
     print(f"sample quality ({args.samples:,} {'binary' if binary else 'mean'} samples vs the 10,000 "
           f"{'binarized' if binary else 'grey'} test images, MNIST classifier): Frechet distance {scores['fd']:.2f}, "
@@ -270,7 +270,7 @@ def _export(args) -> int:
 
 
 def _coursework(args) -> int:
-    from .coursework import make_nbgrader_course, make_student_versions, report_lines
+    from .course.coursework import make_nbgrader_course, make_student_versions, report_lines
     if args.nbgrader is None:
         results = make_student_versions(args.source, args.out, overwrite=args.overwrite)
         where = f"{args.out} (notebooks and their .py twins)"
@@ -307,7 +307,7 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     from .checkpoints import CheckpointError
-    from .coursework import CourseworkError
+    from .course.coursework import CourseworkError
     from .data import DataError
     from .files import describe_os_error
     from .threads import cpu_threads

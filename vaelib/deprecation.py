@@ -1,7 +1,11 @@
 """Old names that still work for one more minor version, each with a ``DeprecationWarning`` that
-names its replacement (the list, with the version that removes each, is in CHANGELOG.md)."""
+names its replacement (the list, with the version that removes each, is in CHANGELOG.md): renamed
+functions and arguments, and the course's modules that moved to ``vaelib.course``."""
 from __future__ import annotations
 
+import importlib
+import runpy
+import sys
 import warnings
 
 REMOVED_IN = "0.3"
@@ -23,3 +27,28 @@ def module_getattr(module: str, renamed: dict, namespace: dict):
             return namespace[renamed[name]]
         raise AttributeError(f"module {module!r} has no attribute {name!r}")
     return __getattr__
+
+
+def moved_names(module: str, moved: dict, renamed: dict | None = None, namespace: dict | None = None):
+    """A module ``__getattr__`` (PEP 562) for names that moved to another module: ``moved`` maps each
+    old name to the module that now holds it (imported only when the old name is used), and
+    ``renamed``/``namespace`` are as in :func:`module_getattr`."""
+    rest = module_getattr(module, renamed or {}, namespace or {})
+
+    def __getattr__(name: str):
+        if name in moved:
+            deprecated(f"{module}.{name}", f"{moved[name]}.{name}")
+            return getattr(importlib.import_module(moved[name]), name)
+        return rest(name)
+    return __getattr__
+
+
+def moved_module(old: str, new: str, name: str) -> None:
+    """Called by the stub left at a module's old path (``name``: the stub's ``__name__``): warn, then
+    make ``import old`` give ``new`` (the import system returns what ``sys.modules[old]`` holds once the
+    stub has run), or, under ``python -m old``, run ``new`` as the script."""
+    deprecated(old, new, stacklevel=4)
+    if name == "__main__":
+        runpy.run_module(new, run_name="__main__", alter_sys=True)
+    else:
+        sys.modules[old] = importlib.import_module(new)

@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
             ("shard", shard_spec, None, "evaluate only the images whose index is I mod N (with --bounds: run the N "
              "shards anywhere, then --combine their files)"),
             ("precision", ["fp32", "bf16"], "fp32", BF16 + "; benchmarks/RESULTS.md shows how little it moves the NLL"),
-            ("samples", int1, None, "also score N samples with the MNIST classifier (vaelib.sample_quality): Frechet "
+            ("samples", int1, None, "also score N samples with the MNIST classifier (vaelib.course.sample_quality): Frechet "
              "distance, confidence, label entropy; 10000 recommended, at least 2000 (MNIST models only)"),
             ("seed", int0, 0, "random seed"), ("subset", int1, None, "evaluate on the first N test images only"),
             ("batch_size", int1, None, "images per IWAE batch (default: automatic)"),

@@ -17,10 +17,10 @@ import torch
 from .data import as_data
 from .files import atomic_write
 from .images import IMAGE_FORMATS, image_format, image_grid, save_image_grid, tile  # noqa: F401 (their old home)
-from .settings import fast_mode, figures_dir
+from .deprecation import moved_names
 
 __all__ = ["image_grid", "show_images", "show_reconstructions", "plot_history", "plot_latent_scatter",
-           "plot_manifold", "plot_interpolation", "save_image_grid", "save_figure", "figure_path", "image_format", "slerp", "lerp"]
+           "plot_manifold", "plot_interpolation", "save_image_grid", "image_format", "slerp", "lerp"]
 
 
 def _show_once(fig) -> None:
@@ -43,28 +43,6 @@ def _save(fig, save, owned: bool = True):
     if owned:
         _show_once(fig)
     return fig
-
-
-def figure_path(name: str) -> Path | None:
-    """``figures/<name>`` in learner mode, ``None`` in fast mode: for the ``save=`` argument of the
-    plotting functions, so that a smoke run never overwrites the committed figures."""
-    return None if fast_mode() else figures_dir() / name
-
-
-def save_figure(figure_or_images, name: str, nrow: int = 8) -> Path | None:
-    """Save a notebook's figure (a matplotlib Figure, or images as a grid) as ``figures/<name>``,
-    in learner mode only (vaelib.settings): a smoke run never overwrites the committed figures.
-    Returns the path, or ``None`` in fast mode."""
-    path = figure_path(name)
-    if path is None:
-        return None
-    if isinstance(figure_or_images, torch.Tensor):
-        return save_image_grid(figure_or_images, path, nrow=nrow)
-    image_format(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path) as f:
-        figure_or_images.savefig(f, dpi=120, bbox_inches="tight", format=image_format(path))
-    return path
 
 
 def show_images(images: torch.Tensor, nrow: int = 8, title: str | None = None, ax=None, save=None):
@@ -233,3 +211,7 @@ def plot_interpolation(model, z0: torch.Tensor, z1: torch.Tensor, steps: int = 1
     ax.axis("off")
     ax.set_title(f"{method} interpolation", fontsize=9)
     return _save(fig, save, owned)
+
+
+# the course's figure files moved to vaelib.course (they follow its learner and fast modes)
+__getattr__ = moved_names(__name__, {"figure_path": "vaelib.course.figures", "save_figure": "vaelib.course.figures"})

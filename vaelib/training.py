@@ -28,12 +28,12 @@ from .callbacks import (Checkpoints, CollapseWarning, EpochEnd, NaNGuard, Progre
 from .checkpoints import CheckpointError, data_info, load_checkpoint, state_dict_mismatch
 from .data import ImageData, as_data
 from .evaluation import evaluate_elbo
+from .deprecation import moved_names
 from .files import atomic_write
 from .objectives import ELBOObjective, IWAEObjective, make_objective
 from .precision import autocast, warn_if_emulated
 from .runs import RunConfig
 from .schedules import LinearWarmup, WarmupCosine
-from .settings import fast_mode  # noqa: F401  (vaelib.fast_mode)
 from .threads import cpu_threads
 from .validation import matching_images
 from .vae import VAE, built_by_vaelib, check_networks
@@ -41,8 +41,7 @@ from .vae import VAE, built_by_vaelib, check_networks
 BUILT_IN_OBJECTIVES = (ELBOObjective, IWAEObjective)  # a VAE's test record is its test ELBO, nothing more
 
 __all__ = ["fit", "RunConfig", "train_epoch", "test_record", "objective_record", "resume", "make_adam",
-           "match_layouts", "training_layout", "History", "TrainingDiverged", "pick_device", "seed_everything",
-           "fast_mode"]
+           "match_layouts", "training_layout", "History", "TrainingDiverged", "pick_device", "seed_everything"]
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -540,3 +539,7 @@ def objective_record(model, objective, data, batch_size: int = 1000, seed: int =
     n = totals[1].item()
     return {f"{prefix}loss": totals[0].item() / n,
             **{f"{prefix}{name}": value / n for name, value in zip(sums, totals[2:].tolist())}}
+
+
+# the notebooks' modes are the course's (vaelib.course.settings)
+__getattr__ = moved_names(__name__, {"fast_mode": "vaelib.course.settings"})

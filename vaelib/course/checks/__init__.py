@@ -5,7 +5,7 @@ one success line or what is wrong with a hint (the usual mistakes are recognized
 they produce: a flipped sign, a missing sum over dimensions, a variance where a log-variance was
 meant). The reference solution is never shown. Every check returns ``True`` or ``False``.
 
-    from vaelib.checks import check_gaussian_kl
+    from vaelib.course.checks import check_gaussian_kl
     check_gaussian_kl(my_kl)
 
 For grading, set ``VAELIB_CHECKS_STRICT=1``: a failing check then raises ``AssertionError``, so a
