@@ -15,9 +15,8 @@ import matplotlib.pyplot as plt
 import torch
 
 from .data import as_data
-from .files import atomic_write
-from .images import IMAGE_FORMATS, image_format, image_grid, save_image_grid, tile  # noqa: F401 (their old home)
 from .deprecation import moved_names
+from .images import IMAGE_FORMATS, image_format, image_grid, save_image_grid, tile  # noqa: F401 (their old home)
 
 __all__ = ["image_grid", "show_images", "show_reconstructions", "plot_history", "plot_latent_scatter",
            "plot_manifold", "plot_interpolation", "save_image_grid", "image_format", "slerp", "lerp"]
