@@ -110,7 +110,7 @@ import torch.nn.functional as F
 
 import vaelib
 from vaelib.plotting import show_images
-from vaelib.course.pretrained import load_or_train
+from vaelib.course import load_or_train
 
 FAST = vaelib.course.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
 print(vaelib.course.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
@@ -373,9 +373,8 @@ print(f"independent-pixel model, mean test log-likelihood: {mine.mean():.1f} nat
 # warns against; here both models see the same binary images.
 
 # %%
-vae_2d, _ = load_or_train("vae_2d", lambda: vaelib.build_vae("mlp", latent_dim=2, likelihood="bernoulli"),
-                          vaelib.MNIST("train", binarize="dynamic", subset=10_000 if FAST else None),
-                          train_from_scratch=TRAIN_FROM_SCRATCH, epochs=3 if FAST else 30, progress=False)
+vae_2d, _ = load_or_train("vae_2d", vaelib.MNIST("train", binarize="dynamic", subset=10_000 if FAST else None),
+                          train_from_scratch=TRAIN_FROM_SCRATCH)
 vae_elbo = vaelib.evaluation.evaluate_elbo(vae_2d, static_test, seed=0)["elbo"]
 gain = vae_elbo - mine.mean().item()
 print(f"same static test images: 2-D VAE ELBO {vae_elbo:.1f}, independent pixels {mine.mean():.1f} nats per image")

@@ -70,7 +70,7 @@ from torch import nn
 import vaelib
 from vaelib.likelihoods import BernoulliLikelihood
 from vaelib.plotting import image_grid, plot_latent_scatter, plot_manifold, show_images, show_reconstructions
-from vaelib.course.pretrained import load_or_train
+from vaelib.course import load_or_train
 
 FAST = vaelib.course.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
 print(vaelib.course.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
@@ -309,9 +309,9 @@ plt.show()
 #
 # - `vaelib.build_vae("mlp", latent_dim=2, likelihood="bernoulli")` builds an (untrained) VAE from plain
 #   arguments: an MLP encoder and decoder, a 2-D code, a Bernoulli likelihood on the pixels (notebook 05).
-# - `load_or_train(name, make_model, train, test, ...)` loads `pretrained/name.pth` if the file is there, and
-#   otherwise (or with `TRAIN_FROM_SCRATCH = True`) builds the model with `make_model()` and trains it with
-#   `vaelib.fit` (notebook 05).
+# - `load_or_train(name, train, test)` loads `pretrained/name.pth` if the file is there, and otherwise (or with
+#   `TRAIN_FROM_SCRATCH = True`) builds the model of its recipe, `vaelib.course.pretrained.RECIPES[name]` (here
+#   an MLP VAE with a 2-D code, 30 epochs), and trains it with `vaelib.fit` (notebook 05).
 # - `vae.encoder(x)` returns, per image, the mean $\mu(x)$ and the log-variance $\log\sigma^2(x)$ of its code
 #   distribution; `vae.decode(z)` returns the distribution $p(x\mid z)$ over images, whose `log_prob(x)` is the
 #   Bernoulli log-likelihood of notebook 00; `vae.decode_mean(z)` returns its mean image, the pixel probabilities
@@ -323,9 +323,7 @@ plt.show()
 #   explains how the grid is spaced).
 
 # %%
-vae, vae_history = load_or_train(
-    "vae_2d", lambda: vaelib.build_vae("mlp", latent_dim=2, likelihood="bernoulli"), train, test,
-    train_from_scratch=TRAIN_FROM_SCRATCH, epochs=3 if FAST else 30, progress=False)
+vae, vae_history = load_or_train("vae_2d", train, test, train_from_scratch=TRAIN_FROM_SCRATCH)
 vae.eval()
 print(vae.config)
 with torch.no_grad():

@@ -72,8 +72,7 @@ import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 
 import vaelib
-from vaelib.course import save_figure
-from vaelib.course.pretrained import load_or_train
+from vaelib.course import load_or_train, save_figure
 
 FAST = vaelib.course.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
 print(vaelib.course.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
@@ -276,8 +275,7 @@ print(f"relative variance for D = 1, 10, 20: {r:.0f}, {(1 + r) ** 10 - 1:.1e}, {
 # %%
 train = vaelib.MNIST("train", binarize="dynamic", subset=10_000 if FAST else None)  # only used to train if needed
 test = vaelib.MNIST("test", binarize="dynamic")
-vae, _ = load_or_train("vae_2d", lambda: vaelib.build_vae("mlp", latent_dim=2, likelihood="bernoulli"), train, test,
-                       train_from_scratch=TRAIN_FROM_SCRATCH, epochs=3 if FAST else 30, progress=False)
+vae, _ = load_or_train("vae_2d", train, test, train_from_scratch=TRAIN_FROM_SCRATCH)
 vae.eval()
 x_batch, y_batch = test.first(64, seed=0)     # 64 fixed binarized test images
 x1 = x_batch[:1]                              # the first one, a 7

@@ -433,9 +433,8 @@ plt.show()
 # NBVAL_IGNORE_OUTPUT
 test = vaelib.MNIST("test", binarize="dynamic", subset=2000 if FAST else None)
 train = vaelib.MNIST("train", binarize="dynamic", subset=5000 if FAST else None)   # only used to (re)train
-model, _ = vaelib.course.pretrained.load_or_train(
-    "conv_vae", lambda: vaelib.build_vae("conv", latent_dim=20), train, test,
-    train_from_scratch=TRAIN_FROM_SCRATCH, epochs=2 if FAST else 30, device=device, progress=False)
+model, _ = vaelib.course.pretrained.load_or_train("conv_vae", train, test,
+                                                  train_from_scratch=TRAIN_FROM_SCRATCH, device=device)
 model = model.to(device).eval()
 print(test)
 print("latent dimensions:", model.latent_dim)

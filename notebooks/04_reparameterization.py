@@ -385,9 +385,8 @@ print(f"as a log-variance: {lv.item():.1f}, and the KL term uses it directly: "
 # %%
 test = vaelib.MNIST("test", binarize="dynamic", subset=1000)
 train = vaelib.MNIST("train", binarize="dynamic", subset=5000 if FAST else None)   # only used to (re)train
-model, _ = vaelib.course.pretrained.load_or_train(
-    "conv_vae", lambda: vaelib.build_vae("conv", latent_dim=20), train, test,
-    train_from_scratch=TRAIN_FROM_SCRATCH, epochs=2 if FAST else 30, device=device, progress=False)
+model, _ = vaelib.course.pretrained.load_or_train("conv_vae", train, test,
+                                                  train_from_scratch=TRAIN_FROM_SCRATCH, device=device)
 model = model.to(device).eval()
 print("log-variance head:", model.encoder.logvar)
 x, _ = test.first(1000, seed=0)

@@ -51,9 +51,8 @@ from matplotlib.patches import FancyBboxPatch
 from torch import nn
 
 import vaelib
-from vaelib.plotting import plot_history, save_image_grid, show_images, show_reconstructions
-from vaelib.course import figure_path, save_figure
-from vaelib.course.pretrained import load_or_train
+from vaelib.plotting import plot_history, show_images, show_reconstructions
+from vaelib.course import figure_path, load_or_train, save_figure
 
 FAST = vaelib.course.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
 print(vaelib.course.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
@@ -384,13 +383,11 @@ plt.show()
 # model, trained on all 60,000 images for the number of epochs printed below: the convolutional encoder and decoder of
 # `vaelib.networks` (two stride-2 convolutions down to $7\times 7$ and back up), latent size 20, Bernoulli
 # likelihood, dynamic binarization. `load_or_train` loads it, or trains it when the file is missing or
-# `TRAIN_FROM_SCRATCH` is set (minutes per epoch on a CPU, seconds on a GPU, so the fallback trains
-# fewer epochs). A checkpoint carries its training history:
+# `TRAIN_FROM_SCRATCH` is set, from its recipe (30 epochs: about 9 minutes on a 2-core CPU, a few seconds per epoch on
+# a GPU). A checkpoint carries its training history:
 
 # %%
-conv_vae, conv_history = load_or_train(
-    "conv_vae", lambda: vaelib.build_vae("conv", latent_dim=20, likelihood="bernoulli"), train, test,
-    train_from_scratch=TRAIN_FROM_SCRATCH, epochs=1 if FAST else 10, device=device)
+conv_vae, conv_history = load_or_train("conv_vae", train, test, train_from_scratch=TRAIN_FROM_SCRATCH, device=device)
 print(conv_vae.config)
 print(f"{conv_vae.num_parameters():,} parameters; {len(conv_history)} epochs; "
       f"final test ELBO {conv_history[-1]['test_elbo']:.1f} nats")
@@ -604,7 +601,8 @@ plt.show()
 # steps are not enough to compare likelihoods fairly (every model is still blurry then), so the four models
 # below were trained much longer beforehand, 20 epochs on all 60,000 images each (a minute or two per model on a
 # laptop CPU; the commands are in `pretrained/README.md`), and `load_or_train` loads them. Set
-# `TRAIN_FROM_SCRATCH = True` to train them here instead (briefly). The learned $\sigma$ started at 1.
+# `TRAIN_FROM_SCRATCH = True` to train them here instead, from their recipes (20 epochs on this section's images,
+# about 3 minutes each on a 2-core CPU). The learned $\sigma$ started at 1.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -620,9 +618,8 @@ def make_grey_model(likelihood):
 
 grey_models, grey_histories = {}, {}
 for name in LIKELIHOOD_NAMES:
-    grey_models[name], grey_histories[name] = load_or_train(
-        f"grey_{name}", lambda: make_grey_model(name), grey_train, grey_test, train_from_scratch=TRAIN_FROM_SCRATCH,
-        epochs=2 if FAST else 5, device=device, progress=False)
+    grey_models[name], grey_histories[name] = load_or_train(f"grey_{name}", grey_train, grey_test,
+                                                            train_from_scratch=TRAIN_FROM_SCRATCH, device=device)
     ev = vaelib.evaluation.evaluate_elbo(grey_models[name], grey_test)
     print(f"{name:21s} {len(grey_histories[name]):2d} epochs   test ELBO {ev['elbo']:9.1f}   KL {ev['kl']:5.1f}   "
           f"active units {ev['active_units']:2d}/{LATENT}")

@@ -81,9 +81,7 @@ print(test)
 # True` the cell trains one instead (briefly in FAST mode, where the pictures below get rougher).
 
 # %%
-model, history = vaelib.course.pretrained.load_or_train(
-    "vae_2d", lambda: vaelib.build_vae("mlp", latent_dim=2, likelihood="bernoulli"), train, test,
-    train_from_scratch=TRAIN_FROM_SCRATCH, epochs=2 if FAST else 30, progress=False)
+model, history = vaelib.course.pretrained.load_or_train("vae_2d", train, test, train_from_scratch=TRAIN_FROM_SCRATCH)
 model = model.to(device).eval()
 print("config:", {k: getattr(model.config, k) for k in ("arch", "latent_dim", "likelihood")})
 print(f"best test ELBO: {max(history['test_elbo']):.1f} nats per image")
@@ -356,9 +354,8 @@ print("norms along the lerp path: ", [round(v, 2) for v in lerp(z0, z1, t).norm(
 # paths between pairs of prior samples.
 
 # %%
-conv, conv_history = vaelib.course.pretrained.load_or_train(
-    "conv_vae", lambda: vaelib.build_vae("conv", latent_dim=20, likelihood="bernoulli"), train, test,
-    train_from_scratch=TRAIN_FROM_SCRATCH, epochs=2 if FAST else 10, progress=False)
+conv, conv_history = vaelib.course.pretrained.load_or_train("conv_vae", train, test,
+                                                            train_from_scratch=TRAIN_FROM_SCRATCH)
 conv = conv.to(device).eval()
 D = conv.latent_dim
 print("conv VAE latent size:", D, f"| best test ELBO: {max(conv_history['test_elbo']):.1f} nats per image")

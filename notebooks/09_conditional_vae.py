@@ -203,13 +203,9 @@ except ValueError as err:
 # `TRAIN_FROM_SCRATCH = True` the next cell trains one in the notebook instead, briefly in FAST mode.
 
 # %%
-cvae, history = vaelib.course.pretrained.load_or_train(
-    "cvae_2d", lambda: vaelib.build_vae("mlp", latent_dim=2, likelihood="bernoulli", num_classes=10),
-    train, test, train_from_scratch=TRAIN_FROM_SCRATCH, epochs=2 if FAST else 30, progress=False)
+cvae, history = vaelib.course.pretrained.load_or_train("cvae_2d", train, test, train_from_scratch=TRAIN_FROM_SCRATCH)
 cvae = cvae.to(device).eval()
-vae = vaelib.course.pretrained.load_or_train(
-    "vae_2d", lambda: vaelib.build_vae("mlp", latent_dim=2, likelihood="bernoulli"),
-    train, test, train_from_scratch=TRAIN_FROM_SCRATCH, epochs=2 if FAST else 30, progress=False)[0].eval()
+vae = vaelib.course.pretrained.load_or_train("vae_2d", train, test, train_from_scratch=TRAIN_FROM_SCRATCH)[0].eval()
 print("config:", {k: getattr(cvae.config, k) for k in ("arch", "latent_dim", "likelihood", "num_classes")})
 print("encoder input:", cvae.encoder.fc.in_features, "= 784 pixels + 10; decoder input:",
       cvae.decoder.fc.in_features, "= 2 + 10")

@@ -55,11 +55,9 @@ import vaelib
 from vaelib.evaluation import evaluate_elbo, iwae_nll
 from vaelib.objectives import ELBOObjective
 from vaelib.plotting import show_images
-from vaelib.course import save_figure
-from vaelib.course.pretrained import load_or_train
+from vaelib.course import load_or_train, save_figure
 from vaelib.course.sample_quality import classifier_outputs, classifier_scores, frechet_distance, load_classifier
 from vaelib.course.sample_quality import mnist_test_reference
-from vaelib.schedules import LinearWarmup
 
 FAST = vaelib.course.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
 print(vaelib.course.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
@@ -77,17 +75,12 @@ test = vaelib.MNIST("test", binarize="dynamic", subset=1000)   # the first 1,000
 # encoder and decoder networks whose last layer outputs 32 feature maps instead of one map of logits, read by an
 # autoregressive likelihood (trained with a KL warm-up, $\beta$ rising from 0 to 1 over its first 10 epochs; the commands
 # are in `pretrained/README.md`).
-# With `TRAIN_FROM_SCRATCH = True`, or without the files, `load_or_train` trains short substitutes instead, and the
-# numbers below change.
+# With `TRAIN_FROM_SCRATCH = True`, or without the files, `load_or_train` trains both from their recipes instead
+# (about 9 and 40 minutes on a 2-core CPU; a single epoch in fast mode), and the numbers below change.
 
 # %%
-conv_vae, _ = load_or_train(
-    "conv_vae", lambda: vaelib.build_vae("conv", latent_dim=20, likelihood="bernoulli"), train, test,
-    train_from_scratch=TRAIN_FROM_SCRATCH, epochs=1 if FAST else 5, device=device, progress=False)
-conv_pixelcnn, _ = load_or_train(
-    "conv_pixelcnn", lambda: vaelib.build_vae("conv", latent_dim=20, likelihood="pixelcnn"), train, test,
-    train_from_scratch=TRAIN_FROM_SCRATCH, epochs=1 if FAST else 5, device=device, progress=False,
-    beta=LinearWarmup(1.0, 2 * -(-len(train) // 128)))
+conv_vae, _ = load_or_train("conv_vae", train, test, train_from_scratch=TRAIN_FROM_SCRATCH, device=device)
+conv_pixelcnn, _ = load_or_train("conv_pixelcnn", train, test, train_from_scratch=TRAIN_FROM_SCRATCH, device=device)
 conv_vae, conv_pixelcnn = conv_vae.eval(), conv_pixelcnn.eval()
 for name, m in (("conv_vae", conv_vae), ("conv_pixelcnn", conv_pixelcnn)):
     print(f"{name:14s} {m.num_parameters():,} parameters, likelihood {m.likelihood.name}")
@@ -774,30 +767,20 @@ print(f"dimensions of conv_pixelcnn below 0.25 nats on this batch (free): {int((
 # only in the objective: **no cure** ($\beta = 1$ from the first step), a **linear warm-up** of $\beta$ over the first
 # 6 epochs, and **free bits** with $\lambda = 0.25$ nats per dimension. Notebook 06 (section 5) shows their KL curves;
 # here we look at what their codes carry. They come pretrained (`pretrained/pixel_*.pth`, commands in
-# `pretrained/README.md`). Without the files (or with `TRAIN_FROM_SCRATCH = True`) `load_or_train` trains each for a
-# few epochs on this notebook's training subset instead (the warm-up over the first half): short runs whose curves
-# have only a couple of points.
+# `pretrained/README.md`). Without the files (or with `TRAIN_FROM_SCRATCH = True`) `load_or_train` trains each from
+# its recipe on this notebook's training images instead (12 epochs, about 10 minutes each on a 2-core CPU; in fast mode
+# 2 epochs, short runs whose curves have only a couple of points).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-def make_pixel_model():
-    torch.manual_seed(0)
-    return vaelib.build_vae("conv", latent_dim=20, hidden=128, channels=16, likelihood="pixelcnn")
-
-
-fallback_epochs = 2
-steps_per_epoch = -(-len(train) // 128)
-pixel_runs = {"no cure": ("pixel_plain", {}),
-              "KL warm-up": ("pixel_warmup", {"beta": LinearWarmup(1.0, fallback_epochs * steps_per_epoch // 2)}),
-              "free bits 0.25": ("pixel_freebits", {"free_bits": 0.25})}
+pixel_runs = {"no cure": "pixel_plain", "KL warm-up": "pixel_warmup", "free bits 0.25": "pixel_freebits"}
 pixel_models, pixel_histories = {}, {}
 start = time.perf_counter()
-for name, (file, options) in pixel_runs.items():
-    model, history = load_or_train(file, make_pixel_model, train, test, train_from_scratch=TRAIN_FROM_SCRATCH,
-                                   epochs=fallback_epochs, device=device, progress=False, **options)
+for name, file in pixel_runs.items():
+    model, history = load_or_train(file, train, test, train_from_scratch=TRAIN_FROM_SCRATCH, device=device)
     pixel_models[name], pixel_histories[name] = model.eval(), history
 pretrained_runs = all(len(h) >= 12 for h in pixel_histories.values())
-print(("the pretrained runs" if pretrained_runs else f"trained here, {fallback_epochs} epochs on {len(train):,} images")
+print(("the pretrained runs" if pretrained_runs else f"trained here, {len(history)} epochs on {len(train):,} images")
       + f" ({time.perf_counter() - start:.0f} s)")
 for name, history in pixel_histories.items():
     last = history[-1]

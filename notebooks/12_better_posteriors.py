@@ -57,9 +57,8 @@ from torch.autograd.functional import jacobian
 from torch.distributions import Normal
 
 import vaelib
-from vaelib.course import save_figure
+from vaelib.course import load_or_train, pretrained_path, save_figure
 from vaelib.posteriors import DiagonalGaussian, IAFPosterior
-from vaelib.course.pretrained import load_or_train, pretrained_path
 
 FAST = vaelib.course.fast_mode()      # True when VAELIB_FAST=1: the smoke-test mode that CI uses
 print(vaelib.course.mode_name())    # what made the outputs below: learner mode, or CI's fast mode
@@ -127,8 +126,7 @@ start_time = time.time()
 # %%
 train = vaelib.MNIST("train", binarize="dynamic", subset=10_000 if FAST else None)  # only used to train if needed
 test = vaelib.MNIST("test", binarize="dynamic")
-vae_2d, _ = load_or_train("vae_2d", lambda: vaelib.build_vae("mlp", latent_dim=2, likelihood="bernoulli"), train, test,
-                          train_from_scratch=TRAIN_FROM_SCRATCH, epochs=3 if FAST else 30, progress=False)
+vae_2d, _ = load_or_train("vae_2d", train, test, train_from_scratch=TRAIN_FROM_SCRATCH)
 vae_2d.eval().requires_grad_(False)       # we optimize q, never the model: no gradients for its weights
 x_2d, _ = test.first(4, seed=0)           # four fixed binarized test images
 
@@ -403,8 +401,7 @@ def chunk_size(x, k):
     return max(1, min(k, 8192 // len(x)))
 
 
-mlp_vae, _ = load_or_train("mlp_vae", lambda: vaelib.build_vae("mlp", latent_dim=20), train, test,
-                           train_from_scratch=TRAIN_FROM_SCRATCH, epochs=2 if FAST else 50, progress=False)
+mlp_vae, _ = load_or_train("mlp_vae", train, test, train_from_scratch=TRAIN_FROM_SCRATCH)
 mlp_vae.eval().requires_grad_(False)
 x_eval, y_eval = test.first(N_GAP, seed=0)          # the first N_GAP test images, binarized once (seed 0)
 mine = bounds(mlp_vae, x_eval[:8], 50, seed=1)
@@ -792,21 +789,19 @@ for trial in range(3):
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-iaf_config = vaelib.VAEConfig(arch="mlp", latent_dim=20, posterior="iaf")
 HAVE_IAF = pretrained_path("mlp_iaf").exists() and not TRAIN_FROM_SCRATCH
-short = {"epochs": 2 if FAST else 10, "progress": False}
+SHORT = 2 if FAST else 10          # a substitute's epochs, where the file is missing
 tic = time.time()
-mlp_iaf, history_iaf = load_or_train("mlp_iaf", lambda: vaelib.build_vae(config=iaf_config), train, None,
-                                     train_from_scratch=TRAIN_FROM_SCRATCH, **short)
+mlp_iaf, history_iaf = load_or_train("mlp_iaf", train, None, train_from_scratch=TRAIN_FROM_SCRATCH, epochs=SHORT)
 if HAVE_IAF:
     gauss_twin, twin_name = mlp_vae, "mlp_vae"
 else:
     gauss_twin = vaelib.build_vae("mlp", latent_dim=20)
-    vaelib.fit(gauss_twin, train, None, **short)
+    vaelib.fit(gauss_twin, train, None, epochs=SHORT, progress=False)
     gauss_twin.eval().requires_grad_(False)
     twin_name = "Gaussian twin"
 mlp_iaf.eval().requires_grad_(False)
-print(f"mlp_iaf: {'pretrained' if HAVE_IAF else 'trained here, ' + str(short['epochs']) + ' epochs'}, "
+print(f"mlp_iaf: {'pretrained' if HAVE_IAF else 'trained here, ' + str(SHORT) + ' epochs'}, "
       f"{mlp_iaf.num_parameters():,} parameters (mlp_vae: {mlp_vae.num_parameters():,}); {time.time() - tic:.0f} s")
 print("its posterior:", type(mlp_iaf.encode(x_eval[:1])).__name__, "with", len(mlp_iaf.posterior.steps), "IAF steps")
 
@@ -904,11 +899,8 @@ if HAVE_IAF:                    # the stored run: the flow beats the best Gaussi
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-make_conv = lambda: vaelib.build_vae("conv", latent_dim=20)  # noqa: E731
-conv_vae, _ = load_or_train("conv_vae", make_conv, train, test, train_from_scratch=TRAIN_FROM_SCRATCH,
-                            epochs=1 if FAST else 10, progress=False)
-conv_iwae, _ = load_or_train("conv_iwae", make_conv, train, test, train_from_scratch=TRAIN_FROM_SCRATCH,
-                             epochs=1 if FAST else 10, objective=vaelib.objectives.IWAEObjective(5), progress=False)
+conv_vae, _ = load_or_train("conv_vae", train, test, train_from_scratch=TRAIN_FROM_SCRATCH)
+conv_iwae, _ = load_or_train("conv_iwae", train, test, train_from_scratch=TRAIN_FROM_SCRATCH)
 x_conv = x_eval[:N_CONV]
 tic = time.time()
 conv, conv_gaps = {}, {}

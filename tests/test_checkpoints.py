@@ -169,3 +169,10 @@ def test_a_malformed_new_field_is_refused_at_load_and_at_save_in_one_line(case, 
     if field in ("run_config", "best"):
         with pytest.raises(TypeError, match=f"cannot save .*new.pth: {problem}"):
             vaelib.save(_model(), tmp_path / "new.pth", **{field: value})
+
+
+def test_load_leaves_the_global_random_generator_as_it_was(tmp_path):
+    path = vaelib.save(vaelib.build_vae("mlp", latent_dim=2, hidden=8), tmp_path / "m.pth")
+    state = torch.random.get_rng_state()
+    vaelib.load(path)
+    assert torch.equal(state, torch.random.get_rng_state()), "vaelib.load drew from the caller's random generator"

@@ -77,3 +77,82 @@ def test_a_pretrained_model_reproduces_its_test_elbo(name, first_500):
     result = evaluate_elbo(model, first_500[binarize], batch_size=250, seed=0)
     assert result["elbo"] == pytest.approx(elbo, abs=2e-3)
     assert result["kl"] == pytest.approx(kl, abs=2e-3)
+
+
+# The recipes (vaelib.course.pretrained.RECIPES) --------------------------------------------------------
+
+import torch  # noqa: E402
+
+from vaelib.checkpoints import load_checkpoint  # noqa: E402
+from vaelib.course.pretrained import RECIPES, load_or_train, recipe_table  # noqa: E402
+from vaelib.flags import build_parser  # noqa: E402
+from vaelib.likelihoods import canonical_name  # noqa: E402
+
+# a run setting left out of an old checkpoint's recorded flags, and what it meant
+RUN_DEFAULTS = {"free_bits": 0.0, "iwae_k": 1, "precision": "fp32", "beta_schedule": None}
+
+
+def _last_command(recipe):
+    """The flags of the recipe's last command (the one the shipped file's train_args record)."""
+    words = recipe.command.split(", then ")[-1].split()
+    return vars(build_parser().parse_args(["train", *words[2 if words[1] == "scripts/train.py" else 4:]]))
+
+
+def test_every_shipped_vae_has_a_recipe_and_every_recipe_a_file():
+    shipped = {p.stem for p in PRETRAINED.glob("*.pth")} - {"mnist_classifier"}
+    assert shipped == set(RECIPES)
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_each_recipe_is_what_trained_its_checkpoint(name):
+    recipe, ckpt = RECIPES[name], load_checkpoint(PRETRAINED / f"{name}.pth")
+    model = dict(recipe.model)
+    classes = 10 if model.pop("conditional", False) else 0
+    stored_config = vaelib.VAEConfig.from_dict(ckpt["config"])
+    with torch.device("meta"):  # the defaults (widths, prior components) as building resolves them, no memory
+        built = vaelib.build_vae(config=vaelib.VAEConfig(**model, num_classes=classes, image_shape=stored_config.image_shape))
+    assert built.config.to_dict() == stored_config.to_dict(), name
+    flags, stored = _last_command(recipe), ckpt["train_args"]
+    for key in ("run_name", "num_epochs", "learning_rate", "beta", "beta_annealing_period", *RUN_DEFAULTS):
+        assert flags[key] == (RUN_DEFAULTS.get(key) if stored.get(key) is None else stored[key]), (name, key)
+    assert canonical_name(flags["likelihood_type"]) == canonical_name(stored["likelihood_type"])
+    total = recipe.then[-1]["epochs"] if recipe.then else recipe.epochs
+    assert flags["num_epochs"] == total and recipe.fit.get("lr", 1e-3) == (recipe.then or [{}])[0].get("lr", 1e-3) or recipe.then
+    # the shipped file holds the last epoch, or the best one of the run
+    assert ckpt["epoch"] == total if recipe.keep == "last" else ckpt["epoch"] <= total, name
+    assert recipe.fit.get("beta", 1.0) == flags["beta"] and recipe.warmup_epochs == flags["beta_annealing_period"]
+    assert recipe.fit.get("iwae_k", 1) == flags["iwae_k"] and recipe.fit.get("free_bits", 0.0) == flags["free_bits"]
+    assert recipe.fit.get("precision", "fp32") == flags["precision"]
+
+
+def test_the_readme_shows_the_recipes_as_the_registry_writes_them():
+    assert recipe_table() in (PRETRAINED / "README.md").read_text()
+
+
+@needs_mnist
+def test_load_or_train_trains_the_recipe_when_the_file_is_missing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("VAELIB_PRETRAINED", str(tmp_path))
+    monkeypatch.setenv("VAELIB_FAST", "1")
+    train = vaelib.MNIST("train", binarize="dynamic", subset=256)
+    test = vaelib.MNIST("test", binarize="dynamic", subset=64)
+    state = torch.random.get_rng_state()
+    model, history = load_or_train("cvae_2d", train, test)
+    assert torch.equal(state, torch.random.get_rng_state()), "load_or_train changed the caller's random generator"
+    assert not model.training and len(history) == RECIPES["cvae_2d"].fast_epochs
+    assert model.config.num_classes == 10 and model.latent_dim == 2
+    assert "training cvae_2d from its recipe: 2 epochs on 256 images" in capsys.readouterr().out
+    again, _ = load_or_train("cvae_2d", train, test)  # the same recipe, the same weights
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    # a continued run (conv_pixelcnn's then) runs only with the recipe's own length
+    _, history = load_or_train("pixel_warmup", train, test, epochs=1)
+    assert len(history) == 1
+
+
+def test_load_or_train_refuses_a_model_function_in_the_place_of_the_data():
+    with pytest.raises(TypeError, match=r"takes the model from its recipe, RECIPES\['vae_2d'\]: drop the make_model"):
+        load_or_train("vae_2d", lambda: vaelib.build_vae("mlp", latent_dim=2), None)
+
+
+def test_load_or_train_refuses_a_name_without_a_recipe():
+    with pytest.raises(ValueError, match=r"name='conv_vea' is not a pretrained model: choose one of checkpoint_best, conv_vae"):
+        load_or_train("conv_vea", None)

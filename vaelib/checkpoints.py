@@ -605,8 +605,9 @@ def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "checkpoint",
         if mismatch:
             raise CheckpointError(f"{path}: its weights do not fit the architecture its config describes "
                                   f"({mismatch}); the file was edited or damaged: export it again from its run")
-        try:  # now the size of the file's own tensors
-            model = build_vae(config=config)
+        try:  # now the size of the file's own tensors; their random initial values draw from a fork of the
+            with torch.random.fork_rng(devices=[]):  # caller's generator, since the file's weights replace them
+                model = build_vae(config=config)
         except Exception as err:
             if not _out_of_memory(err):
                 raise

@@ -91,7 +91,8 @@ def _public_modules(package_name: str) -> list[str]:
     package = importlib.import_module(package_name)
     names = [package_name]
     for info in pkgutil.walk_packages(package.__path__, prefix=package_name + "."):
-        if not any(part.startswith("_") for part in info.name.split(".")[1:]):   # no _private, __main__
+        moved = info.name.rpartition(".")[2] in getattr(package, "_MOVED_MODULES", ())  # a stub at an old path
+        if not moved and not any(part.startswith("_") for part in info.name.split(".")[1:]):   # no _private, __main__
             names.append(info.name)
     listed = package.__doc__ or ""
 
