@@ -116,7 +116,7 @@ def mixture_model(model, mu, logvar, components: int, generator, steps: int = 15
     starts from a better ELBO, not a worse one: started unfitted, 50 components cost 8 nats of test
     ELBO at step 0 and fine-tuning went on from there.
     """
-    new = build_vae(config=dataclasses.replace(model.config, prior="mog", prior_components=components))
+    new = build_vae(config=dataclasses.replace(model.config, prior_kind="mog", prior_components=components))
     mine = {k: v for k, v in model.state_dict().items() if not k.startswith("prior.")}
     missing, unexpected = new.load_state_dict(mine, strict=False)
     assert not unexpected and all(k.startswith("prior.") for k in missing), (missing, unexpected)

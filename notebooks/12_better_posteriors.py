@@ -1010,7 +1010,7 @@ assert max(gap, key=gap.get) == "conv_iwae"
 # - Change of variables: $\log q(z) = \log q(\varepsilon) - \log|\det \partial z/\partial\varepsilon|$; a flow is cheap
 #   when its Jacobian is triangular, which is what autoregressive maps give.
 # - IAF: $z' = \sigma z + (1-\sigma)m$ with $(m, \sigma)$ from a MADE of the earlier dimensions; $\log|\det| = \sum\log\sigma$;
-#   alternate the order between steps. `VAEConfig(posterior="iaf")` in vaelib.
+#   alternate the order between steps. `VAEConfig(posterior_kind="iaf")` in vaelib.
 # - An IAF posterior tightens the ELBO (a smaller inference gap), and its gain in $\log p(x)$ is smaller than its gain in
 #   ELBO; IWAE training improves the model while leaving the ELBO loose. Compare such models by $\mathcal{L}_k$ on the
 #   same images, with the standard error of the paired difference, never by ELBO alone.

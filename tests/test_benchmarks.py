@@ -151,7 +151,7 @@ def test_prior_headroom_splits_the_kl_and_scores_both_priors_on_the_same_images(
     for name in ("aggregate", "mog"):  # each difference is the two NLLs' difference on the same 10 images
         assert abs(result[name]["nll"] - result["base"]["nll"] - result[name]["difference"]) < 1e-6
     tuned = vaelib.load(tmp_path / "mog.pth")
-    assert tuned.config.prior == "mog" and tuned.prior.components == 3
+    assert tuned.config.prior_kind == "mog" and tuned.prior.components == 3
 
 
 def _record_output(tmp_path, *args, env=None):

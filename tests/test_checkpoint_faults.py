@@ -302,9 +302,9 @@ CRAFTED = {  # config field(s) -> what the crafted file declares, with the tiny 
     "latent_dim": {"latent_dim": 10**9},
     "channels": {"arch": "conv", "channels": 10**9},
     "image_shape": {"image_shape": [1, 4 * 10**5, 4 * 10**5]},
-    "iaf_hidden": {"posterior": "iaf", "iaf_hidden": 10**9},
-    "iaf_steps": {"posterior": "iaf", "iaf_steps": 10**9},
-    "prior_components": {"prior": "mog", "prior_components": 10**9},
+    "iaf_hidden": {"posterior_kind": "iaf", "iaf_hidden": 10**9},
+    "iaf_steps": {"posterior_kind": "iaf", "iaf_steps": 10**9},
+    "prior_components": {"prior_kind": "mog", "prior_components": 10**9},
     "pixelcnn_layers": {"likelihood": "pixelcnn", "pixelcnn_layers": 10**9},
 }
 

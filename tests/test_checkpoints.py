@@ -79,9 +79,9 @@ def test_interrupted_save_leaves_the_old_checkpoint_loadable(tmp_path, monkeypat
 ARCHITECTURES = {  # every kind of module vaelib builds from a config
     "mlp": {"arch": "mlp", "hidden": 16},
     "conv, learned gaussian": {"arch": "conv", "channels": 4, "hidden": 16, "likelihood": "learned_gaussian"},
-    "iaf posterior": {"arch": "mlp", "hidden": 16, "posterior": "iaf", "iaf_steps": 2, "iaf_hidden": 8},
-    "mog prior, conditional": {"arch": "mlp", "hidden": 16, "prior": "mog", "prior_components": 3, "num_classes": 10},
-    "vamp prior": {"arch": "mlp", "hidden": 16, "prior": "vamp", "prior_components": 4},
+    "iaf posterior": {"arch": "mlp", "hidden": 16, "posterior_kind": "iaf", "iaf_steps": 2, "iaf_hidden": 8},
+    "mog prior, conditional": {"arch": "mlp", "hidden": 16, "prior_kind": "mog", "prior_components": 3, "num_classes": 10},
+    "vamp prior": {"arch": "mlp", "hidden": 16, "prior_kind": "vamp", "prior_components": 4},
     "pixelcnn": {"arch": "conv", "channels": 4, "hidden": 16, "likelihood": "pixelcnn", "pixelcnn_layers": 2},
 }
 

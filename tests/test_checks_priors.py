@@ -39,7 +39,7 @@ def test_prior_parameters(fn, hint):
 def test_the_prior_count_is_what_vaelib_builds():
     import vaelib
     for prior, expected in (("mog", 410), ("vamp", 392_000)):
-        model = vaelib.build_vae(config=vaelib.VAEConfig(arch="mlp", latent_dim=20, prior=prior))
+        model = vaelib.build_vae(config=vaelib.VAEConfig(arch="mlp", latent_dim=20, prior_kind=prior))
         assert sum(p.numel() for p in model.prior.parameters()) == expected == right_count(
             prior, 20, model.config.prior_components, (1, 28, 28))
 

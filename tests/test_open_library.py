@@ -268,10 +268,15 @@ def _old_names(tmp: Path):
         ("ImageData.sample", lambda: data.sample(2)[0], lambda: data.first(2)[0]),
         ("save_checkpoint", lambda: vaelib.load(vaelib.checkpoints.save_checkpoint(tmp / "old.pth", model)).state_dict(),
          lambda: vaelib.load(vaelib.save(model, tmp / "new.pth")).state_dict()),
+        # vaelib 0.2's config fields, named like the VAE's modules
+        ("VAEConfig(posterior=)", lambda: vaelib.VAEConfig(posterior="iaf"), lambda: vaelib.VAEConfig(posterior_kind="iaf")),
+        ("VAEConfig(prior=)", lambda: vaelib.VAEConfig(prior="mog"), lambda: vaelib.VAEConfig(prior_kind="mog")),
+        ("VAEConfig.posterior", lambda: model.config.posterior, lambda: model.config.posterior_kind),
+        ("VAEConfig.prior", lambda: model.config.prior, lambda: model.config.prior_kind),
     ]
 
 
-@pytest.mark.parametrize("index", range(10))
+@pytest.mark.parametrize("index", range(14))
 def test_each_old_name_still_works_and_warns_with_its_replacement(index, tmp_path):
     what, old, new = _old_names(tmp_path)[index]
     with pytest.warns(DeprecationWarning, match="goes in vaelib 0.3: use"):
@@ -320,6 +325,15 @@ def test_each_moved_course_function_warns_and_is_the_new_one(old, new):
 def test_the_classifier_command_at_its_old_path_still_runs():
     result = run_python("-m", "vaelib.sample_quality", "--help")
     assert "usage: python -m vaelib.course.sample_quality" in result.stdout
+
+
+def test_a_checkpoint_of_vaelib_0_2_with_the_old_field_names_loads(tmp_path):
+    model = build_vae("mlp", latent_dim=2, hidden=8)
+    config = model.config.to_dict()
+    config["posterior"], config["prior"] = config.pop("posterior_kind"), config.pop("prior_kind")
+    torch.save({**vaelib.checkpoints.load_checkpoint(vaelib.save(model, tmp_path / "m.pth")), "config": config},
+               tmp_path / "old.pth")
+    assert vaelib.load(tmp_path / "old.pth").config == model.config
 
 
 def test_load_with_a_device_in_the_place_of_the_model_warns(tmp_path):

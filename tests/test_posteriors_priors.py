@@ -81,7 +81,7 @@ def test_each_prior_is_a_normalized_density(make):
 
 def test_the_vampprior_pseudo_inputs_receive_gradients_and_share_the_encoder():
     torch.manual_seed(0)
-    model = build_vae(config=VAEConfig(arch="mlp", latent_dim=3, hidden=16, prior="vamp", prior_components=4))
+    model = build_vae(config=VAEConfig(arch="mlp", latent_dim=3, hidden=16, prior_kind="vamp", prior_components=4))
     assert model.prior.encoder is model.encoder
     assert not any(k.startswith("prior.encoder") for k in model.state_dict())  # the encoder is stored once
     model.elbo_terms(torch.bernoulli(torch.rand(8, 1, 28, 28))).loss.backward()
@@ -93,7 +93,7 @@ def test_the_vampprior_pseudo_inputs_receive_gradients_and_share_the_encoder():
                                               ("iaf", "vamp")])
 def test_flow_posteriors_and_learned_priors_train_save_load_and_evaluate(posterior, prior, tmp_path):
     torch.manual_seed(0)
-    config = VAEConfig(arch="mlp", latent_dim=4, hidden=32, posterior=posterior, iaf_hidden=16, prior=prior,
+    config = VAEConfig(arch="mlp", latent_dim=4, hidden=32, posterior_kind=posterior, iaf_hidden=16, prior_kind=prior,
                        prior_components=6)
     model = build_vae(config=config)
     x = torch.bernoulli(torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(1)) * 0.3)
@@ -145,7 +145,7 @@ def test_an_iaf_model_trains_through_the_command_line(tmp_path, capsys):
                  "--hidden_units", "32", "--posterior", "iaf", "--iaf_hidden", "16", "--prior", "mog",
                  "--prior_components", "3", "--free_bits", "0.05", "--quiet"]) == 0
     model = load(runs / "f" / "checkpoint_last.pth")
-    assert (model.config.posterior, model.config.prior, model.config.prior_components) == ("iaf", "mog", 3)
+    assert (model.config.posterior_kind, model.config.prior_kind, model.config.prior_components) == ("iaf", "mog", 3)
     assert model.checkpoint["train_args"]["free_bits"] == 0.05
     assert main(["train", "f", "--runs_dir", str(runs), "--num_epochs", "2", "--resume_if_exists", "--subset", "200",
                  "--prior", "vamp", "--quiet"]) == 2

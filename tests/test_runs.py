@@ -118,11 +118,11 @@ def test_a_conditional_grid_draws_one_digit_or_rows_of_labels(tmp_path):
 @pytest.mark.parametrize("kwargs, message", [
     ({"digit": 3}, "digit=3 needs a conditional model"),
     ({"digit": 12, "num_classes": 10}, "digit=12: this model knows labels 0 to 9"),
-    ({"temperature": 0.5, "prior": "mog", "prior_components": 2}, "temperature"),
+    ({"temperature": 0.5, "prior_kind": "mog", "prior_components": 2}, "temperature"),
     ({"path": "grid.xyz"}, "unknown image extension"),
 ])
 def test_wrong_sampling_arguments_are_named_before_anything_is_written(kwargs, message, tmp_path):
-    model = tiny(**{k: kwargs.pop(k) for k in ("num_classes", "prior", "prior_components") if k in kwargs})
+    model = tiny(**{k: kwargs.pop(k) for k in ("num_classes", "prior_kind", "prior_components") if k in kwargs})
     path = tmp_path / kwargs.pop("path", "grid.png")
     with pytest.raises(ValueError, match=message) as caught:
         runs.sample_grid(model, path, n=4, nrow=2, **kwargs)

@@ -58,12 +58,12 @@ def test_settings_that_contradict_the_checkpoint_are_refused_by_name(tmp_path):
 
 
 @pytest.mark.parametrize("model, named", [
-    ({"iaf_steps": 3}, "posterior='iaf'"),
+    ({"iaf_steps": 3}, "posterior_kind='iaf'"),
     ({"sigma": 0.3}, "likelihood='mse'"),
     ({"arch": "mlp", "channels": 8}, "arch='conv'"),
     ({"pixelcnn_layers": 2}, "likelihood='pixelcnn'"),
-    ({"prior_components": 4}, "prior='mog'"),
-    (vaelib.VAEConfig(iaf_hidden=64), "posterior='iaf'"),  # a VAEConfig: its non-default fields count as given
+    ({"prior_components": 4}, "prior_kind='mog'"),
+    (vaelib.VAEConfig(iaf_hidden=64), "posterior_kind='iaf'"),  # a VAEConfig: its non-default fields count as given
 ])
 def test_model_fields_that_would_do_nothing_are_refused_before_any_data_is_read(model, named, tmp_path):
     with pytest.raises(ValueError, match=named):

@@ -225,8 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # train's flags and the names of vaelib.train_run.train_vae's arguments they set: VAEConfig fields, data, RunConfig
 MODEL_FLAGS = {"arch": "arch", "hidden_dim": "latent_dim", "likelihood_type": "likelihood", "hidden_units": "hidden",
-               "channels": "channels", "sigma": "sigma", "conditional": "conditional", "posterior": "posterior",
-               "iaf_steps": "iaf_steps", "iaf_hidden": "iaf_hidden", "prior": "prior",
+               "channels": "channels", "sigma": "sigma", "conditional": "conditional", "posterior": "posterior_kind",
+               "iaf_steps": "iaf_steps", "iaf_hidden": "iaf_hidden", "prior": "prior_kind",
                "prior_components": "prior_components", "pixelcnn_layers": "pixelcnn_layers"}
 DATA_FLAGS = {"dataset": "dataset", "image_size": "image_size", "binarize": "binarize", "subset": "subset",
               "data_root": "data_root"}

@@ -358,7 +358,7 @@ def describe(checkpoint, path=None) -> str:
     lines += [f"vaelib version: {ckpt.get('vaelib_version')} (format {ckpt.get('format_version')})",
               f"architecture: {config.arch}, latent size {model.latent_dim}, likelihood {config.likelihood}"
               + (f" ({config.pixelcnn_layers} layers)" if config.pixelcnn_layers > 1 else "")
-              + f", posterior {config.posterior}, prior {config.prior}"
+              + f", posterior {config.posterior_kind}, prior {config.prior_kind}"
               + (f", conditional on {model.num_classes} classes" if model.num_classes else ""),
               f"trained on: {data['dataset']}, images {tuple(data['image_shape'])}, "
               f"binarization {data['binarize'] or 'none'}",

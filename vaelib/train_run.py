@@ -21,10 +21,11 @@ import torch
 from . import distributed
 from .callbacks import SampleGrid
 from .data import load_dataset
+from .deprecation import deprecated
 from .likelihoods import canonical_name, is_binary
 from .runs import RunClaim, RunConfig, model_to_train, stored_data
 from .training import fit, pick_device
-from .vae import VAEConfig, build_vae
+from .vae import OLD_FIELDS, VAEConfig, build_vae
 
 __all__ = ["train_vae", "binarization", "RunConflict", "NothingToTrain"]
 
@@ -74,8 +75,8 @@ def _idle_fields(given: dict) -> None:
     """Refuse model fields given for a part the model will not have: they would do nothing."""
     likelihood, named = canonical_name(given.get("likelihood", "bernoulli")), given.get("likelihood", "bernoulli")
     for idle, message in (
-            ({"iaf_steps", "iaf_hidden"} & set(given) and given.get("posterior") != "iaf",
-             "iaf_steps= and iaf_hidden= shape the IAF posterior: add posterior='iaf', or drop them"),
+            ({"iaf_steps", "iaf_hidden"} & set(given) and given.get("posterior_kind") != "iaf",
+             "iaf_steps= and iaf_hidden= shape the IAF posterior: add posterior_kind='iaf', or drop them"),
             ("sigma" in given and likelihood not in ("gaussian", "learned_gaussian"),
              f"sigma= is the Gaussian likelihood's standard deviation, and the likelihood is {named}: add "
              f"likelihood='mse' (or likelihood='learned_gaussian'), or drop sigma="),
@@ -84,8 +85,8 @@ def _idle_fields(given: dict) -> None:
              "MLP's width with hidden="),
             (given.get("pixelcnn_layers", 1) != 1 and likelihood != "pixelcnn",
              "pixelcnn_layers= sets the depth of the pixelcnn decoder: add likelihood='pixelcnn', or drop it"),
-            ("prior_components" in given and given.get("prior", "standard") == "standard",
-             "prior_components= counts the components of a learned prior: add prior='mog' or prior='vamp'")):
+            ("prior_components" in given and given.get("prior_kind", "standard") == "standard",
+             "prior_components= counts the components of a learned prior: add prior_kind='mog' or prior_kind='vamp'")):
         if idle:
             raise ValueError(message)
 
@@ -135,7 +136,12 @@ def train_vae(run_dir, model: dict | VAEConfig | None = None, *, dataset: str | 
         distributed.barrier()  # every process has looked at the run folder before the first writes in it
         if isinstance(model, VAEConfig):  # its fields that differ from the defaults, as if given by name
             model = {k: v for k, v in vars(model).items() if v != getattr(VAEConfig, k) and k != "image_shape"}
-        return _train(Path(run_dir), resume, dict(model or {}),
+        model = dict(model or {})
+        for old, new in OLD_FIELDS.items():  # the fields' names in vaelib 0.2
+            if old in model:
+                deprecated(f"train_vae(model={{{old!r}: ...}})", f"{{{new!r}: ...}}")
+                model[new] = model.pop(old)
+        return _train(Path(run_dir), resume, model,
                       {k: v for k, v in dict(dataset=dataset, image_size=image_size, binarize=binarize).items()
                        if v is not None}, subset, data_root, make_objective, start_from, callbacks, say, settings)
 

@@ -53,8 +53,10 @@ ARCHITECTURES = ("mlp", "conv")
 class VAEConfig:
     """Everything that :func:`build_vae` needs to build one of vaelib's architectures.
 
-    ``config["arch"]`` and ``config.get("arch")`` (the dict access of vaelib 0.1) are deprecated: use
-    ``config.arch`` or ``getattr(config, name)``.
+    ``posterior_kind`` and ``prior_kind`` name the kinds of q(z|x) and p(z) (a VAE's ``posterior``
+    and ``prior`` are the modules). ``config["arch"]`` and ``config.get("arch")`` (the dict access of
+    vaelib 0.1) are deprecated: use ``config.arch`` or ``getattr(config, name)``; so are the fields'
+    0.2 names ``posterior=`` and ``prior=``.
     """
 
     arch: str = "conv"
@@ -65,10 +67,10 @@ class VAEConfig:
     sigma: float | None = None
     num_classes: int = 0
     image_shape: tuple = MNIST_SHAPE
-    posterior: str = "gaussian"  # or "iaf": a diagonal Gaussian pushed through iaf_steps IAF steps
+    posterior_kind: str = "gaussian"  # or "iaf": a diagonal Gaussian pushed through iaf_steps IAF steps
     iaf_steps: int = 2
     iaf_hidden: int = 320
-    prior: str = "standard"      # or "mog" (a learned mixture of Gaussians), "vamp" (the VampPrior)
+    prior_kind: str = "standard"  # or "mog" (a learned mixture of Gaussians), "vamp" (the VampPrior)
     prior_components: int = 0    # 0: 10 for mog, 500 for vamp (build_vae fills it in)
     pixelcnn_layers: int = 1     # the pixelcnn likelihood's masked layers: 1 window, then gated layers
 
@@ -78,6 +80,16 @@ class VAEConfig:
             return getattr(self, key)
         except AttributeError:
             raise KeyError(key) from None
+
+    @property
+    def posterior(self) -> str:
+        deprecated("VAEConfig.posterior", "VAEConfig.posterior_kind")
+        return self.posterior_kind
+
+    @property
+    def prior(self) -> str:
+        deprecated("VAEConfig.prior", "VAEConfig.prior_kind")
+        return self.prior_kind
 
     def get(self, key: str, default=None):
         deprecated("VAEConfig.get(name)", "getattr(config, name, default)")
@@ -92,14 +104,32 @@ class VAEConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "VAEConfig":
         """From a checkpoint's dict; a version-1 checkpoint has no ``image_shape``: MNIST's."""
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = {f.name for f in dataclasses.fields(cls)} | set(OLD_FIELDS)
         unknown = sorted(set(values) - known)
+        known -= set(OLD_FIELDS)
         if unknown:
             raise ValueError(f"unknown config keys {', '.join(unknown)}: a VAEConfig has {', '.join(sorted(known))} "
                              f"(a checkpoint written by a newer vaelib? upgrade vaelib to load it)")
-        values = dict(values)
+        values = {OLD_FIELDS.get(k, k): v for k, v in values.items()}  # a checkpoint of vaelib 0.2
         values["image_shape"] = tuple(values.get("image_shape") or MNIST_SHAPE)
         return cls(**values)
+
+
+# the fields' names in vaelib 0.2 (a name that also meant the VAE's module): accepted with a warning
+OLD_FIELDS = {"posterior": "posterior_kind", "prior": "prior_kind"}
+_dataclass_init = VAEConfig.__init__
+
+
+@functools.wraps(_dataclass_init)
+def _init(self, *args, **kwargs):
+    for old, new in OLD_FIELDS.items():
+        if old in kwargs:
+            deprecated(f"VAEConfig({old}=...)", f"VAEConfig({new}=...)")
+            kwargs[new] = kwargs.pop(old)
+    _dataclass_init(self, *args, **kwargs)
+
+
+VAEConfig.__init__ = _init
 
 
 @contextmanager
@@ -388,11 +418,11 @@ def build_vae(arch: str = "conv", latent_dim: int = 20, likelihood: str = "berno
     lik = make_likelihood(name, **({"sigma": sigma} if sigma is not None and name in ("gaussian", "learned_gaussian") else
                                    {"layers": pixelcnn_layers} if name == "pixelcnn" else {}))
     out = lik.decoder_channels(shape[0])
-    if config.posterior not in POSTERIORS:
-        raise ValueError(f"unknown posterior {config.posterior!r}: choose one of {', '.join(POSTERIORS)}")
-    if config.prior not in PRIORS:
-        raise ValueError(f"unknown prior {config.prior!r}: choose one of {', '.join(PRIORS)}")
-    iaf = config.posterior == "iaf"
+    if config.posterior_kind not in POSTERIORS:
+        raise ValueError(f"posterior_kind={config.posterior_kind!r} is unknown: choose one of {', '.join(POSTERIORS)}")
+    if config.prior_kind not in PRIORS:
+        raise ValueError(f"prior_kind={config.prior_kind!r} is unknown: choose one of {', '.join(PRIORS)}")
+    iaf = config.posterior_kind == "iaf"
     iaf_steps = whole_number("iaf_steps", config.iaf_steps)
     iaf_hidden = whole_number("iaf_hidden", config.iaf_hidden)
     context = iaf_hidden if iaf else 0
@@ -402,10 +432,10 @@ def build_vae(arch: str = "conv", latent_dim: int = 20, likelihood: str = "berno
     else:
         encoder = ConvEncoder(latent_dim, channels, hidden, num_classes, shape, context_dim=context)
         decoder = ConvDecoder(latent_dim, channels, hidden, num_classes, out_channels=out, image_shape=shape)
-    components = whole_number("prior_components", config.prior_components, 0) or {"mog": 10, "vamp": 500}.get(config.prior, 0)
-    if config.prior == "mog":
+    components = whole_number("prior_components", config.prior_components, 0) or {"mog": 10, "vamp": 500}.get(config.prior_kind, 0)
+    if config.prior_kind == "mog":
         prior = MixtureOfGaussiansPrior(latent_dim, components)
-    elif config.prior == "vamp":
+    elif config.prior_kind == "vamp":
         if num_classes:
             raise ValueError("the VampPrior encodes pseudo-images without labels: it does not combine with a "
                              "conditional model; use the mog or standard prior")
