@@ -178,6 +178,14 @@ def _is_plain(value) -> bool:
     return False
 
 
+def _dict_without(value, name: str, keys) -> str | None:
+    """What is wrong with ``value``, an optional dict that must hold ``keys``, or None."""
+    if not isinstance(value, dict):
+        return f"{name} has type {_kind(value)}, not a dict (or None)"
+    missing = [key for key in keys if key not in value]
+    return f"{name} has no {' and no '.join(missing)}" if missing else None
+
+
 def _plain_dict_problem(where: str, value, alternative: str = "") -> str | None:
     """What is wrong with a value that must be a dict of plain values keyed by names, or None; ``where``
     names it in the message (``'train_args'``, ``'history' item 3``)."""
@@ -202,11 +210,9 @@ def _field_problem(ckpt: dict) -> str | None:
     """
     data = ckpt.get("data")
     if data is not None:
-        if not isinstance(data, dict):
-            return f"'data' has type {_kind(data)}, not a dict (or None)"
-        missing = [key for key in ("dataset", "image_shape", "binarize") if key not in data]
-        if missing:
-            return f"'data' has no {' and no '.join(missing)}"
+        problem = _dict_without(data, "'data'", ("dataset", "image_shape", "binarize"))
+        if problem:
+            return problem
         shape = data["image_shape"]
         if not (isinstance(shape, (list, tuple)) and len(shape) == 3
                 and all(type(side) is int and side > 0 for side in shape)):
@@ -230,11 +236,9 @@ def _field_problem(ckpt: dict) -> str | None:
             return problem
     best_run = ckpt.get("best")
     if best_run is not None:
-        if not isinstance(best_run, dict):
-            return f"'best' has type {_kind(best_run)}, not a dict (or None)"
-        missing = [key for key in ("metric", "value", "higher_is_better") if key not in best_run]
-        if missing:
-            return f"'best' has no {' and no '.join(missing)}"
+        problem = _dict_without(best_run, "'best'", ("metric", "value", "higher_is_better"))
+        if problem:
+            return problem
         if not isinstance(best_run["metric"], str) or not best_run["metric"]:
             return f"'best' has metric {best_run['metric']!r}, not a name (a history key such as 'test_elbo')"
         if type(best_run["value"]) not in (int, float):

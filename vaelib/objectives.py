@@ -16,7 +16,6 @@ images and records them as ``train_<name>``).
 """
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -24,7 +23,7 @@ import torch
 
 from .bounds import iwae_bound
 from .schedules import Constant
-from .validation import whole_number
+from .validation import positive_number, whole_number
 
 __all__ = ["Estimate", "ELBOObjective", "IWAEObjective", "make_objective", "checked_beta"]
 
@@ -49,10 +48,8 @@ def checked_beta(beta):
                          f"e.g. vaelib.schedules.LinearWarmup(beta_max=1.0, warmup_steps=1000)")
     first = beta(0) if callable(beta) else beta
     try:
-        value = float(first)
-    except (TypeError, ValueError):
-        value = math.nan
-    if isinstance(first, bool) or not 0 <= value < math.inf:
+        value = positive_number("beta", first, allow_zero=True)
+    except ValueError:
         if callable(beta):
             raise ValueError(f"beta's schedule {beta!r} starts at beta(0) = {first!r}: a schedule must give "
                              f"numbers >= 0 (the weight on the KL term)")

@@ -44,16 +44,21 @@ def _save(fig, save, owned: bool = True):
     return fig
 
 
+def _axes(ax, figsize):
+    """``(figure, axes)``: those of ``ax`` when given, else a new figure of ``figsize`` inches."""
+    return (ax.figure, ax) if ax is not None else plt.subplots(figsize=figsize)
+
+
+def _grid(ax, images: torch.Tensor, nrow: int, padding: int = 2, extent=None) -> None:
+    """Draw ``images`` as one grey grid of ``nrow`` columns in ``ax`` (``extent``: imshow's)."""
+    ax.imshow(image_grid(images, nrow, padding=padding).numpy(), cmap="gray", vmin=0, vmax=1, extent=extent)
+
+
 def show_images(images: torch.Tensor, nrow: int = 8, title: str | None = None, ax=None, save=None):
     """Show images as one grid."""
-    owned = ax is None
-    if ax is None:
-        n = len(images)
-        rows = math.ceil(n / nrow)
-        fig, ax = plt.subplots(figsize=(min(nrow, n) * 0.6 + 0.4, rows * 0.6 + (0.5 if title else 0.2)))
-    else:
-        fig = ax.figure
-    ax.imshow(image_grid(images, nrow).numpy(), cmap="gray", vmin=0, vmax=1)
+    owned, n = ax is None, len(images)
+    fig, ax = _axes(ax, (min(nrow, n) * 0.6 + 0.4, math.ceil(n / nrow) * 0.6 + (0.5 if title else 0.2)))
+    _grid(ax, images, nrow)
     ax.axis("off")
     if title:
         ax.set_title(title)
@@ -65,7 +70,7 @@ def show_reconstructions(x: torch.Tensor, x_hat: torch.Tensor, n: int = 10, titl
     n = min(n, len(x))
     pair = torch.cat([x[:n].cpu(), x_hat[:n].cpu()])
     fig, ax = plt.subplots(figsize=(n * 0.6 + 0.4, 1.6))
-    ax.imshow(image_grid(pair, n).numpy(), cmap="gray", vmin=0, vmax=1)
+    _grid(ax, pair, n)
     height = x.shape[-2]
     ax.set_yticks([2 + height / 2, 4 + 1.5 * height], ["input", "reconstruction"])
     ax.set_xticks([])
@@ -80,10 +85,7 @@ def plot_history(history, keys=("train_elbo", "test_elbo"), title: str = "ELBO p
                  ax=None, save=None):
     """Curves of history columns against the epoch (a vaelib History, or a list of dicts)."""
     owned = ax is None
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(5, 3.2))
-    else:
-        fig = ax.figure
+    fig, ax = _axes(ax, (5, 3.2))
     epochs = [row["epoch"] for row in history]
     for key in keys:
         values = [row.get(key) for row in history]
@@ -111,10 +113,7 @@ def plot_latent_scatter(model, data, n: int = 5000, dims=(0, 1), ax=None, save=N
     """Posterior means E_q[z|x] of ``n`` images in two latent dimensions, coloured by label (if any)."""
     owned = ax is None
     z, y = _posterior_means(model, data, n)
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(5.2, 4.4))
-    else:
-        fig = ax.figure
+    fig, ax = _axes(ax, (5.2, 4.4))
     if y is None:
         ax.scatter(z[:, dims[0]], z[:, dims[1]], s=3, alpha=0.5)
     else:
@@ -151,19 +150,16 @@ def plot_manifold(model, n: int = 15, extent: float = 2.5, use_quantiles: bool =
     zy, zx = torch.meshgrid(axis.flip(0), axis, indexing="ij")  # top row = largest z[1]
     z = torch.stack([zx.flatten(), zy.flatten()], 1).to(model.device)
     images = model.decode_mean(z, y)
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6, 6))
-    else:
-        fig = ax.figure
+    fig, ax = _axes(ax, (6, 6))
     if use_quantiles:  # tile i spans [i, i+1] on the axes; label tile centres with their z value
-        ax.imshow(image_grid(images, n, padding=0).numpy(), cmap="gray", vmin=0, vmax=1, extent=[0, n, 0, n])
+        _grid(ax, images, n, padding=0, extent=[0, n, 0, n])
         ticks = list(range(0, n, 2))
         ax.set_xticks([i + 0.5 for i in ticks], [f"{axis[i].item():.2f}" for i in ticks])
         ax.set_yticks([i + 0.5 for i in ticks], [f"{axis[i].item():.2f}" for i in ticks])
     else:
         half = (axis[1] - axis[0]).item() / 2  # tiles are centred on the grid points
-        ax.imshow(image_grid(images, n, padding=0).numpy(), cmap="gray", vmin=0, vmax=1,
-                  extent=[axis[0].item() - half, axis[-1].item() + half, axis[0].item() - half, axis[-1].item() + half])
+        low, high = axis[0].item() - half, axis[-1].item() + half
+        _grid(ax, images, n, padding=0, extent=[low, high, low, high])
     ax.set_xlabel("z[0]")
     ax.set_ylabel("z[1]")
     ax.set_title(title)
@@ -202,11 +198,8 @@ def plot_interpolation(model, z0: torch.Tensor, z1: torch.Tensor, steps: int = 1
     t = torch.linspace(0, 1, steps)
     path = (lerp if method == "linear" else slerp)(z0.cpu(), z1.cpu(), t).to(model.device)
     images = model.decode_mean(path, y)
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(steps * 0.6 + 0.4, 1.0))
-    else:
-        fig = ax.figure
-    ax.imshow(image_grid(images, steps).numpy(), cmap="gray", vmin=0, vmax=1)
+    fig, ax = _axes(ax, (steps * 0.6 + 0.4, 1.0))
+    _grid(ax, images, steps)
     ax.axis("off")
     ax.set_title(f"{method} interpolation", fontsize=9)
     return _save(fig, save, owned)

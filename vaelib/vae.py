@@ -81,15 +81,12 @@ class VAEConfig:
         except AttributeError:
             raise KeyError(key) from None
 
-    @property
-    def posterior(self) -> str:
-        deprecated("VAEConfig.posterior", "VAEConfig.posterior_kind")
-        return self.posterior_kind
+    posterior = property(lambda self: self._old_field("posterior"))
+    prior = property(lambda self: self._old_field("prior"))
 
-    @property
-    def prior(self) -> str:
-        deprecated("VAEConfig.prior", "VAEConfig.prior_kind")
-        return self.prior_kind
+    def _old_field(self, old: str):
+        deprecated(f"VAEConfig.{old}", f"VAEConfig.{OLD_FIELDS[old]}")
+        return getattr(self, OLD_FIELDS[old])
 
     def get(self, key: str, default=None):
         deprecated("VAEConfig.get(name)", "getattr(config, name, default)")
