@@ -11,26 +11,9 @@ meant). The reference solution is never shown. Every check returns ``True`` or `
 For grading, set ``VAELIB_CHECKS_STRICT=1``: a failing check then raises ``AssertionError``, so a
 notebook run under nbval (``pytest --nbval-lax student/``) fails where a check fails.
 """
-from __future__ import annotations
-
 # One module per notebook, in course order, then the capstone projects; each lists its checks in __all__.
-from . import (  # noqa: E402
-    introduction,
-    autoencoders,
-    elbo,
-    kl,
-    reparameterization,
-    training,
-    beta,
-    latent_space,
-    evaluation,
-    conditional,
-    your_own_data,
-    autoregressive,
-    posteriors,
-    priors,
-    capstone,
-)
+from . import (introduction, autoencoders, elbo, kl, reparameterization, training, beta, latent_space,  # noqa: E402
+               evaluation, conditional, your_own_data, autoregressive, posteriors, priors, capstone)
 
 _MODULES = (introduction, autoencoders, elbo, kl, reparameterization, training, beta, latent_space, evaluation,
             conditional, your_own_data, autoregressive, posteriors, priors, capstone)

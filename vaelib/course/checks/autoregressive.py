@@ -1,31 +1,20 @@
 """Checks for notebook 11 (autoregressive decoders)."""
-from __future__ import annotations
-
 import torch
 import torch.nn.functional as F
 
-from ._feedback import _as_tensor, answer, correct, diagnose, exercise_check, expect
+from ._feedback import _as_tensor, _close, answer, correct, diagnose, exercise_check, expect
 
 __all__ = ["check_pixels_seen", "check_autoregressive_sampler", "check_per_pixel_nll"]
 
-
-# ---------------------------------------------------------------------------------------------------
-# Exercise 1: how many pixels one masked window sees
-# ---------------------------------------------------------------------------------------------------
 
 def _seen(row, col, k, height, width, centre=False, right=False, rows_below=False):
     """Pixels inside a height x width image that a k x k window at (row, col) lets through: mask A (the rows
     above, and the pixels left of the centre in its row); ``centre``/``right``/``rows_below`` add the usual slips."""
     r = k // 2
-    count = 0
-    for i in range(row - r, row + r + 1):
-        for j in range(col - r, col + r + 1):
-            if not (0 <= i < height and 0 <= j < width):
-                continue
-            before = i < row or (i == row and j < col)
-            if before or (centre and (i, j) == (row, col)) or (right and i == row and j > col) or (rows_below and i > row):
-                count += 1
-    return count
+    window = [(i, j) for i in range(row - r, row + r + 1) for j in range(col - r, col + r + 1)
+              if 0 <= i < height and 0 <= j < width]
+    return sum(i < row or (i == row and j < col) or (centre and (i, j) == (row, col))
+               or (right and i == row and j > col) or (rows_below and i > row) for i, j in window)
 
 
 @exercise_check("correct in the middle of the image, at its borders and for other window sizes")
@@ -44,29 +33,22 @@ def check_pixels_seen(fn) -> bool:
         where = f"pixel ({row}, {col}) of a {height}x{width} image, window {k}x{k}"
         inside = (row >= k // 2 and col >= k // 2 and col + k // 2 < width)
         expect(value, _seen(row, col, k, height, width), [
-            (value == (k * k - 1) // 2 and not inside,
-             f"{where}: you count {value:g}, the whole half-window, but part of it lies outside the image (zero "
-             "padding: nothing to see there). Hint: count only rows 0..height-1 and columns 0..width-1"),
+            (value == (k * k - 1) // 2 and not inside, f"{where}: you count {value:g}, the whole half-window, but part "
+             "of it lies outside the image (zero padding: nothing to see there). Hint: count only rows "
+             "0..height-1 and columns 0..width-1"),
             (_seen(row, col, k, height, width, centre=True), f"{where}: you count the pixel itself. Hint: mask A hides "
-                                                             "the centre; a pixel that saw itself could just copy its "
-                                                             "value"),
+             "the centre; a pixel that saw itself could just copy its value"),
             (_seen(row, col, k, height, width, right=True), f"{where}: you count the pixels to the right in the same "
-                                                            "row. Hint: in raster order they come later, so mask A "
-                                                            "hides them"),
-            (_seen(row, col, k, height, width, centre=True, right=True, rows_below=True),
-             f"{where}: you count the whole window. Hint: mask A lets through only the rows above the centre and the "
-             "pixels left of it in its row"),
+             "row. Hint: in raster order they come later, so mask A hides them"),
+            (_seen(row, col, k, height, width, centre=True, right=True, rows_below=True), f"{where}: you count the "
+             "whole window. Hint: mask A lets through only the rows above the centre and "
+             "the pixels left of it in its row"),
             (_seen(col, row, k, width, height), f"{where}: you count as if the order went column by column. Hint: "
-                                                "raster order goes row by row: the rows *above* come first, then the "
-                                                "pixels to the left"),
+             "raster order goes row by row: the rows *above* come first, then the pixels to the left"),
         ], otherwise=f"{where}: you count {value:g}. Hint: for each pixel of the k x k window around (row, col), count "
                      "it if it lies inside the image and comes before (row, col) in raster order",
            near=lambda a, b: a == b)
 
-
-# ---------------------------------------------------------------------------------------------------
-# Exercise 2: a sampler for any autoregressive model
-# ---------------------------------------------------------------------------------------------------
 
 class _Recorder:
     """A causal ``logits_fn`` that counts its calls; ``rule`` maps x (B, 1, H, W) to logits (B, 1, H, W)."""
@@ -100,10 +82,6 @@ def _upper_right_drawn(b, h, w, by_columns=False):
     return x
 
 
-def _half_rule(x):
-    return torch.zeros_like(x)   # every pixel Bernoulli(1/2), whatever came before
-
-
 @exercise_check()
 def check_autoregressive_sampler(fn) -> bool:
     """``fn(logits_fn, shape, generator)``: images ``(B, 1, H, W)`` of 0/1 drawn pixel by pixel in raster order,
@@ -121,27 +99,25 @@ def check_autoregressive_sampler(fn) -> bool:
     if recorder.calls != steps:
         return diagnose(None, [
             (recorder.calls == 1, "you called logits_fn once: every pixel was drawn from the logits of one image, so "
-                                  "no pixel depends on the pixels drawn before it. Hint: one call per pixel, after "
-                                  "the pixels before it are filled in"),
+             "no pixel depends on the pixels drawn before it. Hint: one call per pixel, after "
+             "the pixels before it are filled in"),
             (recorder.calls == steps * b, f"you called logits_fn {recorder.calls} times, once per pixel *and image*. "
-                                          f"Hint: draw a pixel for the whole batch at once: {steps} calls for {h}x{w} "
-                                          "images"),
-        ], otherwise=f"you called logits_fn {recorder.calls} times for images of {steps} pixels. Hint: one call per "
-                     "pixel, in raster order")
+             f"Hint: draw a pixel for the whole batch at once: {steps} calls for {h}x{w} images"),
+        ], otherwise=f"you called logits_fn {recorder.calls} times for images of {steps} pixels. Hint: one "
+                     "call per pixel, in raster order")
     empty = torch.zeros(b, 1, h, w)
     empty[:, :, 0, 0::2] = 1
     expect(out.float(), _upper_right_drawn(b, h, w), [
         (empty, "each pixel was drawn as if no pixel before it were on. Hint: write each drawn pixel into x before the "
-                "next call, so that later pixels see it"),
+         "next call, so that later pixels see it"),
         (_upper_right_drawn(b, h, w, by_columns=True), "you go column by column. Hint: raster order goes row by row "
-                                                       "(the outer loop over rows): the model's pixel (r, c) may read "
-                                                       "(r - 1, c + 1)"),
+         "(the outer loop over rows): the model's pixel (r, c) may read (r - 1, c + 1)"),
     ], otherwise="for a model whose pixel copies the pixel above and to its right, your images are not what it must "
-                 "draw. Hint: loop over rows, then columns; draw pixel (r, c) from sigmoid(logits_fn(x)[:, :, r, c]) "
-                 "and store it in x[:, :, r, c]", near=torch.equal)
-    # a model with p = 1/2 everywhere: the draws must be random, reproducible with the generator
+                 "draw. Hint: loop over rows, then columns; draw pixel (r, c) from sigmoid(logits_fn(x)[:, :, r, "
+                 "c]) and store it in x[:, :, r, c]", near=torch.equal)
+    # a model with p = 1/2 everywhere (logits 0, whatever came before): the draws must be random, reproducible
     shape = (64, 1, 4, 4)
-    first = _as_tensor(answer(fn, _Recorder(_half_rule), shape, torch.Generator().manual_seed(1))).float()
+    first = _as_tensor(answer(fn, _Recorder(torch.zeros_like), shape, torch.Generator().manual_seed(1))).float()
     if not ((first == 0) | (first == 1)).all():
         return ("your images hold values other than 0 and 1. Hint: draw each pixel with torch.bernoulli(p, "
                 "generator=generator), p = sigmoid(logit); do not store p")
@@ -152,29 +128,26 @@ def check_autoregressive_sampler(fn) -> bool:
     if not 0.35 < mean < 0.65:
         return (f"with p = 1/2 for every pixel, {mean:.0%} of your pixels are on. Hint: p = sigmoid(logit), then "
                 "torch.bernoulli(p, generator=generator)")
-    second = answer(fn, _Recorder(_half_rule), shape, torch.Generator().manual_seed(1))
+    second = answer(fn, _Recorder(torch.zeros_like), shape, torch.Generator().manual_seed(1))
     if not torch.equal(_as_tensor(second).float(), first):
-        return ("two calls with generators of the same seed drew different images. Hint: pass generator=generator to "
-                "torch.bernoulli")
+        return ("two calls with generators of the same seed drew different images. Hint: pass "
+                "generator=generator to torch.bernoulli")
     return correct(f"raster order, {steps} calls for {h}x{w} images, and random, reproducible draws")
 
 
-# ---------------------------------------------------------------------------------------------------
-# Exercise 3: where the nats go, pixel by pixel
-# ---------------------------------------------------------------------------------------------------
 
 def _small_models():
+    """The two decoders of the check, untrained, and the images x (3, 1, 28, 28) and codes z (3, 4) it uses."""
     from vaelib.vae import build_vae
     torch.manual_seed(11)
     models = {lik: build_vae("conv", latent_dim=4, hidden=32, channels=8, likelihood=lik).eval()
               for lik in ("pixelcnn", "bernoulli")}
     g = torch.Generator().manual_seed(12)
-    x = (torch.rand(3, 1, 28, 28, generator=g) < 0.3).float()
-    z = torch.randn(3, 4, generator=g)
-    return models, x, z
+    return models, (torch.rand(3, 1, 28, 28, generator=g) < 0.3).float(), torch.randn(3, 4, generator=g)
 
 
 def _reference_nll(model, z, x):
+    """Each pixel's -log p, with the pixels of ``x`` before it as the pixelcnn decoder's context."""
     params = model.decoder(z)
     logits = model.likelihood.logits(params, x) if model.likelihood.name == "pixelcnn" else params
     return F.binary_cross_entropy_with_logits(logits, x, reduction="none")
@@ -192,17 +165,16 @@ def check_per_pixel_nll(fn) -> bool:
     """``fn(model, z, x)``: ``(B, 1, H, W)``, each pixel's -log p(x_i | x_<i, z) for the ``pixelcnn`` decoder and
     -log p(x_i | z) for a factorized Bernoulli one, so that the map sums to ``-model.decode(z).log_prob(x)``."""
     models, x, z = _small_models()
-    for kind in ("pixelcnn", "bernoulli"):
-        model = models[kind]
+    for kind, model in models.items():
 
         def explain(error):
             if kind == "bernoulli" and "logits" in error:
-                return (f"for a factorized Bernoulli decoder {error}. Hint: its decoder's output *is* the logits; "
-                        "only the pixelcnn likelihood has a logits(params, x)")
+                return (f"for a factorized Bernoulli decoder {error}. Hint: its decoder's output *is* the logits; only "
+                        "the pixelcnn likelihood has a logits(params, x)")
             return f"for the {kind} decoder {error}"
 
         with torch.no_grad():
-            out = answer(fn, model, z, x, on_error=explain)
+            out = answer(fn, model, z, x, on_error=explain, copy=False)
             expected = _reference_nll(model, z, x)
         if not isinstance(out, torch.Tensor):
             return f"expected a tensor (B, 1, H, W), got {type(out).__name__}"
@@ -210,22 +182,21 @@ def check_per_pixel_nll(fn) -> bool:
         if out.shape != expected.shape:
             return diagnose(None, [
                 (out.numel() == len(x), f"one value per image, shape {tuple(out.shape)}. Hint: keep one value per "
-                                        "pixel, (B, 1, H, W): do not sum"),
+                 "pixel, (B, 1, H, W): do not sum"),
                 (kind == "pixelcnn" and out.dim() == 4 and out.shape[1] == model.likelihood.params_channels,
                  f"shape {tuple(out.shape)}: you read the pixelcnn decoder's output as logits, but it is a feature "
                  "map. Hint: the logits are model.likelihood.logits(params, x)"),
-            ], otherwise=f"shape {tuple(out.shape)}, expected {tuple(expected.shape)}: one value per pixel of each "
-                         "image")
-        near = lambda a, b: torch.allclose(a, b, atol=1e-4, rtol=1e-4)  # noqa: E731
+            ], otherwise=f"shape {tuple(out.shape)}, expected {tuple(expected.shape)}: one "
+                         "value per pixel of each image")
         expect(out, expected, [
             (-expected, "that is log p, not -log p. Hint: the NLL is minus the log-probability "
-                        "(binary_cross_entropy_with_logits gives it directly)"),
-            (lambda: kind == "pixelcnn" and near(out, _blind_nll(model, z, x)),
-             "your logits come from an empty image, so no pixel sees the pixels before it. Hint: teacher forcing: "
+             "(binary_cross_entropy_with_logits gives it directly)"),
+            (lambda: kind == "pixelcnn" and _close(out, _blind_nll(model, z, x)), "your logits come from an empty "
+             "image, so no pixel sees the pixels before it. Hint: teacher forcing: "
              "model.likelihood.logits(params, x) with the image x itself"),
-            (torch.allclose(out.sum(dim=(1, 2, 3)), expected.sum(dim=(1, 2, 3)), atol=1e-3, rtol=1e-4),
-             "the sums per image are right but the map is not. Hint: keep each pixel's own term, "
+            (torch.allclose(out.sum(dim=(1, 2, 3)), expected.sum(dim=(1, 2, 3)), atol=1e-3, rtol=1e-4), "the sums per "
+             "image are right but the map is not. Hint: keep each pixel's own term, "
              "binary_cross_entropy_with_logits(..., reduction='none')"),
-        ], otherwise=f"wrong values for the {kind} decoder. Hint: logits of every pixel given z (and, for the pixelcnn "
-                     "decoder, the pixels of x before it), then binary_cross_entropy_with_logits(logits, x, "
-                     "reduction='none')", near=near)
+        ], otherwise=f"wrong values for the {kind} decoder. Hint: logits of every pixel given z (and, for the "
+                     "pixelcnn decoder, the pixels of x before it), then "
+                     "binary_cross_entropy_with_logits(logits, x, reduction='none')")

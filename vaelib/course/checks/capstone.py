@@ -4,13 +4,11 @@ Part 1 (notebooks 00-09): a VAE on binarized Fashion-MNIST whose test log-likeli
 protocol. :func:`check_capstone_report` re-derives the reported numbers from the model and the stated
 protocol; it cannot judge the samples, the nearest neighbours or the write-up, which the rubric covers.
 """
-from __future__ import annotations
-
 import math
 
 import torch
 
-from ._feedback import correct, exercise_check
+from ._feedback import correct, diagnose, exercise_check
 
 __all__ = ['check_capstone_report']
 
@@ -39,8 +37,7 @@ def check_capstone_report(model, report: dict, spot_checks: int = 8, max_k: int 
     - ``bits_per_dim``: the NLL in bits per pixel.
 
     The check reproduces the ELBO, recomputes L_k on ``spot_checks`` of the images (with k capped at ``max_k``
-    to keep it quick), and checks that the numbers agree with each other. It prints one line and returns
-    ``True`` or ``False``.
+    to keep it quick), and checks that the numbers agree with each other.
     """
     if not isinstance(report, dict):
         return f"expected a dict, got {type(report).__name__}. Hint: the keys are " + ", ".join(_REQUIRED)
@@ -67,27 +64,25 @@ def check_capstone_report(model, report: dict, spot_checks: int = 8, max_k: int 
         per_image = torch.as_tensor(report["nll_per_image"], dtype=torch.float64).flatten()
     except (TypeError, ValueError, RuntimeError) as err:
         return f"a value of the report is not a number: {err}"
-    if not 1 <= n <= 10_000 or k < 1:
-        return f"n_images = {n}, k = {k}: expected 1 to 10,000 test images and k >= 1"
-    if len(per_image) != n:
-        return f"nll_per_image holds {len(per_image)} values for n_images = {n}. Hint: one value per evaluated image"
-    if nll < 0 or elbo > 0:
-        return ("a sign is off: the ELBO of binary images is <= 0 nats and the NLL, minus the bound, is >= 0 (you "
-                f"report elbo = {elbo:.2f}, nll = {nll:.2f})")
-    if abs(per_image.mean().item() - nll) > 1e-3 * max(1.0, nll):
-        return (f"the mean of nll_per_image is {per_image.mean().item():.2f}, not your nll {nll:.2f}. Hint: report the "
-                "mean of the very values you list")
-    if abs(bpd - nll / (784 * math.log(2))) > 1e-4 * max(1.0, bpd):
-        if abs(bpd - nll / math.log(2)) < 1e-3 * nll:
-            hint = "that is bits per image. Hint: divide by the 784 pixels too"
-        elif abs(bpd - nll / 784) < 1e-3 * nll:
-            hint = "that is nats per pixel. Hint: divide by ln 2 too"
-        else:
-            hint = "Hint: bits/dim = NLL in nats / (784 ln 2)"
-        return f"bits_per_dim = {bpd:.4f} does not match nll = {nll:.2f}: {hint}"
-    if nll > -elbo + 0.5:
-        return (f"your NLL ({nll:.2f}) is worse than minus your ELBO ({-elbo:.2f}), but L_k >= ELBO, so -L_k <= -ELBO. "
-                "Hint: evaluate both on the same images, and check which is minus which")
+    bits = diagnose(None, [
+        (abs(bpd - nll / math.log(2)) < 1e-3 * nll, "that is bits per image. Hint: divide by the 784 pixels too"),
+        (abs(bpd - nll / 784) < 1e-3 * nll, "that is nats per pixel. Hint: divide by ln 2 too"),
+    ], otherwise="Hint: bits/dim = NLL in nats / (784 ln 2)")
+    numbers = diagnose(None, [
+        (not 1 <= n <= 10_000 or k < 1, f"n_images = {n}, k = {k}: expected 1 to 10,000 test images and k >= 1"),
+        (len(per_image) != n, f"nll_per_image holds {len(per_image)} values for n_images = {n}. Hint: "
+         "one value per evaluated image"),
+        (nll < 0 or elbo > 0, "a sign is off: the ELBO of binary images is <= 0 nats and the NLL, minus the bound, is "
+         f">= 0 (you report elbo = {elbo:.2f}, nll = {nll:.2f})"),
+        (abs(per_image.mean().item() - nll) > 1e-3 * max(1.0, nll), "the mean of nll_per_image is "
+         f"{per_image.mean().item():.2f}, not your nll {nll:.2f}. Hint: report the mean of the very values you list"),
+        (abs(bpd - nll / (784 * math.log(2))) > 1e-4 * max(1.0, bpd), f"bits_per_dim = {bpd:.4f} does not "
+         f"match nll = {nll:.2f}: {bits}"),
+        (nll > -elbo + 0.5, f"your NLL ({nll:.2f}) is worse than minus your ELBO ({-elbo:.2f}), but L_k >= ELBO, so "
+         "-L_k <= -ELBO. Hint: evaluate both on the same images, and check which is minus which"),
+    ], otherwise=None)
+    if numbers:
+        return numbers
 
     import vaelib.evaluation
     with torch.no_grad():
@@ -117,8 +112,8 @@ def check_capstone_report(model, report: dict, spot_checks: int = 8, max_k: int 
                 "in their order (same binarization seed, the first n_images test images)")
     notes = [f"{dataset}, {binarize} binarization, seed {seed}"]
     standard_error = per_image.std().item() / math.sqrt(n) if n > 1 else float("nan")
-    notes.append(f"{n} test images" + (f" (not all 10,000: the standard error is {standard_error:.2f} nats, "
-                                       "say so)" if n < 10_000 else f", standard error {standard_error:.2f} nats"))
+    notes.append(f"{n} test images" + (f" (not all 10,000: the standard error is {standard_error:.2f} nats, say so)"
+                                       if n < 10_000 else f", standard error {standard_error:.2f} nats"))
     notes.append(f"k = {k}" + (" (papers use 5000: say so)" if k < 5000 else ""))
-    return correct(f"ELBO reproduced, NLL consistent on {len(idx)} spot-checked images, bits/dim consistent; "
-                   "protocol: " + "; ".join(notes))
+    return correct(f"ELBO reproduced, NLL consistent on {len(idx)} spot-checked images, "
+                   "bits/dim consistent; protocol: " + "; ".join(notes))

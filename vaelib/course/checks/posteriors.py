@@ -1,6 +1,4 @@
 """Checks for notebook 12 (better posteriors: the gaps, normalizing flows, IAF)."""
-from __future__ import annotations
-
 import math
 
 import torch
@@ -17,6 +15,7 @@ def _std_normal_log_prob(v: torch.Tensor) -> torch.Tensor:
 
 
 def _near(out, expected, tol=1e-4) -> bool:
+    """Close and finite, compared in float64."""
     return (out.shape == expected.shape and bool(torch.isfinite(out).all())
             and torch.allclose(out.double(), expected.double(), rtol=tol, atol=tol))
 
@@ -33,28 +32,21 @@ def _tensor_output(out, expected_shape, what):
     return out
 
 
-def _affine_cases():
-    g = torch.Generator().manual_seed(12)
-    cases = []
-    for d, n, negative in ((3, 6, False), (2, 5, True), (4, 4, True)):
-        L = torch.tril(0.6 * torch.randn(d, d, generator=g, dtype=torch.float64), -1)
-        diag = 0.5 + torch.rand(d, generator=g, dtype=torch.float64) * 1.5
-        if negative:
-            diag[0] = -diag[0]            # a negative diagonal entry: the map flips that axis
-        L = L + torch.diag(diag)
-        b = torch.randn(d, generator=g, dtype=torch.float64)
-        z = b + torch.randn(n, d, generator=g, dtype=torch.float64) @ L.T
-        cases.append((z, L, b))
-    return cases
-
-
 @exercise_check("correct on 3 affine flows, including ones that flip an axis")
 def check_affine_flow_log_prob(fn) -> bool:
     """``fn(z, L, b)``: log q(z) for each row of ``z`` ``(N, D)``, where z = b + L eps, eps ~ N(0, I), L lower
     triangular with a non-zero diagonal (possibly negative entries), b ``(D,)``. Returns ``(N,)``."""
-    for z, L, b in _affine_cases():
-        out = answer(fn, z.float().clone(), L.float().clone(), b.float().clone())
-        out = _tensor_output(out, (len(z),), "one log-density per row of z")
+    g = torch.Generator().manual_seed(12)
+    f64 = dict(generator=g, dtype=torch.float64)
+    for d, n, negative in ((3, 6, False), (2, 5, True), (4, 4, True)):
+        L = torch.tril(0.6 * torch.randn(d, d, **f64), -1)
+        diag = 0.5 + torch.rand(d, **f64) * 1.5
+        if negative:
+            diag[0] = -diag[0]            # a negative diagonal entry: the map flips that axis
+        L = L + torch.diag(diag)
+        b = torch.randn(d, **f64)
+        z = b + torch.randn(n, d, **f64) @ L.T
+        out = _tensor_output(answer(fn, z.float(), L.float(), b.float()), (len(z),), "one log-density per row of z")
         eps = torch.linalg.solve_triangular(L, (z - b).T, upper=False).T
         log_det = torch.log(torch.diagonal(L).abs()).sum()
         base = _std_normal_log_prob
@@ -63,45 +55,36 @@ def check_affine_flow_log_prob(fn) -> bool:
             return either(*(base(wrong_eps) + s * log_det for s in (-1, 0, 1)))
 
         expect(out, base(eps) - log_det, [
-            (bool((torch.diagonal(L) < 0).any()) and bool(torch.isnan(out).any()),
-             "you get NaN where L has a negative diagonal entry: the log of a negative number. Hint: the change of "
-             "variables uses |det J|, the absolute value"),
+            (bool((torch.diagonal(L) < 0).any()) and bool(torch.isnan(out).any()), "you get NaN where L has a negative "
+             "diagonal entry: the log of a negative number. Hint: the change of variables "
+             "uses |det J|, the absolute value"),
             (base(eps) + log_det, "the log-determinant has the wrong sign. Where the map stretches space (|det L| > 1) "
-                                  "the same probability is spread thinner, so log q goes down. Hint: log q(z) = "
-                                  "log N(eps) - log|det L|"),
-            (base(eps), "that is log N(eps; 0, I) alone: the volume change is missing. Hint: subtract log|det J| of "
-                        "the map"),
+             "the same probability is spread thinner, so log q goes down. Hint: log q(z) = log N(eps) - log|det L|"),
+            (base(eps), "that is log N(eps; 0, I) alone: the volume change is missing. Hint: subtract "
+             "log|det J| of the map"),
             (at((z - b) @ L.T), "you applied L to z - b instead of undoing it. Hint: eps solves L eps = z - b"),
-            (at(torch.linalg.solve_triangular(L.T, (z - b).T, upper=True).T),
-             "you solved with L transposed. Hint: z = b + L eps, so eps solves L eps = z - b "
-             "(solve_triangular(L, (z - b).T, upper=False).T for rows)"),
+            (at(torch.linalg.solve_triangular(L.T, (z - b).T, upper=True).T), "you solved with L transposed. Hint: z = "
+             "b + L eps, so eps solves L eps = z - b (solve_triangular(L, (z - b).T, upper=False).T for rows)"),
             (at(z - b), "you evaluated the Gaussian at z - b without undoing L. Hint: eps solves L eps = z - b"),
-            (at(z), "you evaluated the base density at z itself. Hint: first recover eps from z, then evaluate "
-                    "N(eps; 0, I)"),
+            (at(z), "you evaluated the base density at z itself. Hint: first recover eps from "
+             "z, then evaluate N(eps; 0, I)"),
         ], otherwise="wrong values. Hint: eps from L eps = z - b, then log N(eps; 0, I) - sum_i log|L_ii| (the "
                      "determinant of a triangular matrix is the product of its diagonal)", near=_near)
-
-
-def _planar_cases():
-    g = torch.Generator().manual_seed(13)
-    cases = []
-    for d, n in ((2, 6), (3, 5), (5, 4)):
-        u = 1.5 * torch.randn(d, generator=g, dtype=torch.float64)
-        w = 1.5 * torch.randn(d, generator=g, dtype=torch.float64)
-        if w @ u < -1:                   # keep the map invertible (Rezende and Mohamed's condition w.u >= -1)
-            u = -u
-        b = float(torch.randn((), generator=g))
-        z = 0.7 * torch.randn(n, d, generator=g, dtype=torch.float64)
-        cases.append((z, u, w, b))
-    return cases
 
 
 @exercise_check("correct on 3 planar flows (D = 2, 3, 5), against autograd's Jacobian")
 def check_planar_log_det(fn) -> bool:
     """``fn(z, u, w, b)``: log|det J| of the planar flow f(z) = z + u tanh(w.z + b) at each row of ``z``
     ``(N, D)``; ``u``, ``w`` ``(D,)``, ``b`` a number. Returns ``(N,)``. Compared with autograd's Jacobian."""
-    for z, u, w, b in _planar_cases():
-        out = answer(fn, z.float().clone(), u.float().clone(), w.float().clone(), b)
+    g = torch.Generator().manual_seed(13)
+    f64 = dict(generator=g, dtype=torch.float64)
+    for d, n in ((2, 6), (3, 5), (5, 4)):
+        u, w = 1.5 * torch.randn(d, **f64), 1.5 * torch.randn(d, **f64)
+        if w @ u < -1:                   # keep the map invertible (Rezende and Mohamed's condition w.u >= -1)
+            u = -u
+        b = float(torch.randn((), generator=g))
+        z = 0.7 * torch.randn(n, d, **f64)
+        out = answer(fn, z.float(), u.float(), w.float(), b)
         out = _tensor_output(out, (len(z),), "one log-determinant per row of z")
 
         def f(v):
@@ -111,19 +94,18 @@ def check_planar_log_det(fn) -> bool:
         a = z @ w + b
         log_det_of = lambda psi: torch.log(torch.abs(psi @ u + 1))  # noqa: E731   det(I + u psi^T) = 1 + psi.u
         expect(out, expected, [
-            (-expected, "the sign is flipped: that is minus log|det J|. Hint: return log|det J| itself; the density "
-                        "subtracts it later"),
+            (-expected, "the sign is flipped: that is minus log|det J|. Hint: return log|det J| itself; the "
+             "density subtracts it later"),
             (torch.exp(expected), "that is det J itself. Hint: return its logarithm, log|1 + psi.u|"),
             (log_det_of(torch.tanh(a)[:, None] * w), "you used tanh where its derivative belongs. Hint: the Jacobian "
-                                                     "of u tanh(w.z + b) is u tanh'(w.z + b) w^T, and tanh'(a) = "
-                                                     "1 - tanh(a)^2"),
+             "of u tanh(w.z + b) is u tanh'(w.z + b) w^T, and tanh'(a) = 1 - tanh(a)^2"),
             (log_det_of(w.expand_as(z)), "your psi is w alone. Hint: chain rule: the derivative of tanh(w.z + b) with "
-                                         "respect to z is tanh'(w.z + b) w"),
-            (log_det_of((1 - torch.tanh(a))[:, None] * w), "tanh'(a) is 1 - tanh(a)^2, not 1 - tanh(a). Hint: square "
-                                                           "the tanh"),
-            (torch.log(torch.abs(((1 - torch.tanh(a) ** 2)[:, None] * w) @ u)),
-             "the identity's share is missing: the Jacobian is I + u psi^T, and the matrix determinant lemma gives "
-             "det(I + u psi^T) = 1 + psi.u. Hint: add the 1"),
+             "respect to z is tanh'(w.z + b) w"),
+            (log_det_of((1 - torch.tanh(a))[:, None] * w), "tanh'(a) is 1 - tanh(a)^2, not 1 - tanh(a). "
+             "Hint: square the tanh"),
+            (torch.log(torch.abs(((1 - torch.tanh(a) ** 2)[:, None] * w) @ u)), "the identity's share is missing: the "
+             "Jacobian is I + u psi^T, and the matrix determinant lemma gives det(I + u "
+             "psi^T) = 1 + psi.u. Hint: add the 1"),
         ], otherwise="wrong values. Hint: psi = (1 - tanh(w.z + b)^2) w, then log|1 + psi.u| per row", near=_near)
 
 
@@ -160,7 +142,7 @@ def check_full_gaussian_elbo(fn) -> bool:
     diagonal) for the log-joint ``log_joint`` ``(S, D) -> (S,)``, from the noise ``eps`` ``(S, D)``: with
     z_s = mu + L eps_s, the mean over s of log_joint(z_s) - log q(z_s). Returns one number."""
     for i, (log_joint, mu, L, eps) in enumerate(_elbo_cases()):
-        out = answer(fn, log_joint, mu.clone(), L.clone(), eps.clone())
+        out = answer(fn, log_joint, mu, L, eps)
         try:
             out = _as_tensor(out).detach().double()
         except (TypeError, ValueError, RuntimeError):
@@ -179,16 +161,14 @@ def check_full_gaussian_elbo(fn) -> bool:
         expect(value, expected.item(), [
             (per_sample.sum().item(), "that is the sum over samples. Hint: the ELBO is their mean"),
             ((log_joint(z) - base(eps)).mean().item(), "log q(z) is missing the volume term. Hint: z = mu + L eps is "
-                                                       "an affine flow: log q(z) = log N(eps; 0, I) - sum_i log L_ii"),
+             "an affine flow: log q(z) = log N(eps; 0, I) - sum_i log L_ii"),
             ((log_joint(z) - base(eps) - log_det).mean().item(), "the log-determinant has the wrong sign in log q. "
-                                                                 "Hint: log q(z) = log N(eps; 0, I) - sum_i log L_ii"),
+             "Hint: log q(z) = log N(eps; 0, I) - sum_i log L_ii"),
             ((log_joint(z_t) - base(eps) + log_det).mean().item(), "your samples have covariance L^T L, not L L^T. "
-                                                                   "Hint: z = mu + L eps, which for rows of eps is "
-                                                                   "mu + eps @ L.T"),
+             "Hint: z = mu + L eps, which for rows of eps is mu + eps @ L.T"),
             ((log_joint(z) - base(z) + log_det).mean().item(), "you evaluated the standard normal at z. Hint: log q(z) "
-                                                               "uses the noise eps that made z: log N(eps; 0, I) - "
-                                                               "sum_i log L_ii"),
+             "uses the noise eps that made z: log N(eps; 0, I) - sum_i log L_ii"),
             (i == 0, f"got {value:.4f}, but when q is exactly the normalized posterior every sample gives log Z = "
-                     f"{expected.item():.4f}. Hint: z = mu + L eps, then the mean of log_joint(z) - log q(z)"),
+             f"{expected.item():.4f}. Hint: z = mu + L eps, then the mean of log_joint(z) - log q(z)"),
         ], otherwise="wrong value. Hint: z = mu + L eps; log q(z) = log N(eps; 0, I) - sum_i log L_ii; average "
                      "log_joint(z) - log q(z) over the samples", near=lambda a, b: abs(a - b) < 1e-4 * max(1.0, abs(b)))

@@ -1,19 +1,12 @@
 """Checks for notebook 13 (better priors)."""
-from __future__ import annotations
-
 import math
 
 import torch
 
-from ._feedback import _as_tensor, _log_normal_diag, answer, diagnose, either, exercise_check, expect, one_number
+from ._feedback import (_as_tensor, _kl_per_dim, _log_normal_coords, _log_normal_diag, _seeded, answer, diagnose,
+                        either, exercise_check, expect, one_number, unpack)
 
 __all__ = ['check_prior_parameters', 'check_mutual_information', 'check_best_gaussian_prior']
-
-
-# --- exercise 1: how many numbers a prior learns ----------------------------------------------------------
-
-_PRIOR_CASES = [("mog", 20, 10, (1, 28, 28)), ("vamp", 20, 500, (1, 28, 28)), ("standard", 20, 0, (1, 28, 28)),
-                ("mog", 3, 7, (1, 6, 6)), ("vamp", 5, 4, (3, 8, 8)), ("mog", 32, 1, (3, 32, 32))]
 
 
 def _prior_module(kind, latent_dim, components, image_shape):
@@ -32,7 +25,9 @@ def check_prior_parameters(fn) -> bool:
     """``fn(kind, latent_dim, components, image_shape)``: the number of learned numbers that the prior ``kind``
     (``"standard"``, ``"mog"`` or ``"vamp"``) adds to a VAE, as vaelib builds it (its ``parameters()``; the
     VampPrior's encoder is the VAE's own and is not counted again). ``image_shape`` is ``(C, H, W)``."""
-    for kind, d, k, shape in _PRIOR_CASES:
+    for kind, d, k, shape in [("mog", 20, 10, (1, 28, 28)), ("vamp", 20, 500, (1, 28, 28)),
+                              ("standard", 20, 0, (1, 28, 28)), ("mog", 3, 7, (1, 6, 6)), ("vamp", 5, 4, (3, 8, 8)),
+                              ("mog", 32, 1, (3, 32, 32))]:
         out = answer(fn, kind, d, k, tuple(shape))
         value = one_number(out, ". Hint: return one whole number, the count of learned numbers")
         if value == sum(p.numel() for p in _prior_module(kind, d, k, shape).parameters()):
@@ -42,36 +37,25 @@ def check_prior_parameters(fn) -> bool:
         mog, vamp = kind == "mog", kind == "vamp"
         return diagnose(None, [
             (kind == "standard", f"{value:g} {case}. Hint: N(0, I) learns nothing; its mean and scale are fixed "
-                                 "numbers (buffers), not parameters"),
+             "numbers (buffers), not parameters"),
             (mog and value == 2 * k * d, f"{value:g} {case}: the means and log-variances, but not the weights. Hint: "
-                                         "the mixture weights are learned too, through one logit per component"),
+             "the mixture weights are learned too, through one logit per component"),
             (mog and value == 2 * k * d + k - 1, f"{value:g} {case}: K - 1 weights. Hint: vaelib learns all K logits "
-                                                 "(the softmax makes one of them redundant, but all K are parameters)"),
-            (mog and value in (k * d + k, k * d), f"{value:g} {case}. Hint: every component has its own mean *and* "
-                                                  "its own variance in each of the D dimensions"),
+             "(the softmax makes one of them redundant, but all K are parameters)"),
+            (mog and value in (k * d + k, k * d), f"{value:g} {case}. Hint: every component has its own mean *and* its "
+             "own variance in each of the D dimensions"),
             (mog and value in (k * (d + 2), k * 3, 2 * d + 1), f"{value:g} {case}. Hint: the components are diagonal "
-                                                               "Gaussians in D dimensions: D means and D "
-                                                               "log-variances each, not one"),
-            (vamp and value in (2 * k * d, k * d, 2 * k * d + k),
-             f"{value:g} {case}: that counts latent means and variances. Hint: the VampPrior learns pseudo-images; "
-             "the means and variances of its components come from the encoder"),
-            (vamp and value == k * shape[-1] * shape[-2] and shape[0] > 1,
-             f"{value:g} {case}: the channels are missing. Hint: each pseudo-image has the shape of an image, "
-             "C x H x W"),
+             "Gaussians in D dimensions: D means and D log-variances each, not one"),
+            (vamp and value in (2 * k * d, k * d, 2 * k * d + k), f"{value:g} {case}: that counts latent means and "
+             "variances. Hint: the VampPrior learns pseudo-images; the means and variances of its "
+             "components come from the encoder"),
+            (vamp and value == k * shape[-1] * shape[-2] and shape[0] > 1, f"{value:g} {case}: the channels are "
+             "missing. Hint: each pseudo-image has the shape of an image, C x H x W"),
             (vamp and value > k * pixels, f"{value:g} {case}: more than the pseudo-images. Hint: the encoder is the "
-                                          "VAE's own, shared with the prior, so it adds nothing"),
+             "VAE's own, shared with the prior, so it adds nothing"),
             (vamp and value == pixels, f"{value:g} {case}: one pseudo-image. Hint: there are K of them"),
         ], otherwise=f"{value:g} {case}, expected another number. Hint: list the prior's learned tensors and their "
                      "shapes (MixtureOfGaussiansPrior: means, logvars, logits; VampPrior: pseudo_inputs)")
-
-
-# --- exercise 2: the mutual information I(x; z) --------------------------------------------------------------
-
-def _mi_case(g, n, d, s, spread):
-    mu = spread * torch.randn(n, d, generator=g, dtype=torch.float64)
-    logvar = 0.4 * torch.randn(n, d, generator=g, dtype=torch.float64) - 0.5
-    eps = torch.randn(s, n, d, generator=g, dtype=torch.float64)
-    return mu, logvar, eps
 
 
 def _mi_parts(mu, logvar, eps, leave_out=False):
@@ -80,10 +64,9 @@ def _mi_parts(mu, logvar, eps, leave_out=False):
     pairs = _log_normal_diag(z[:, :, None, :], mu, logvar)                      # (S, N, M)
     own = pairs.diagonal(dim1=1, dim2=2)                                        # (S, N)
     n = mu.shape[0]
-    if leave_out:
+    if leave_out:     # each x_n's own posterior left out of q(z): the mean of the N - 1 others
         pairs = pairs.masked_fill(torch.eye(n, dtype=torch.bool), float("-inf"))
-        return own, torch.logsumexp(pairs, -1) - math.log(n - 1), z
-    return own, torch.logsumexp(pairs, -1) - math.log(n), z
+    return own, torch.logsumexp(pairs, -1) - math.log(n - 1 if leave_out else n), z
 
 
 @exercise_check("correct on 3 sets of posteriors, overlapping and apart")
@@ -93,62 +76,58 @@ def check_mutual_information(fn) -> bool:
     (S, N, D)): the average over s and n of log q(z_sn|x_n) - log q(z_sn), where q(z) = (1/N) sum_m q(z|x_m) is
     the aggregate posterior. One number, in nats."""
     g = torch.Generator().manual_seed(13)
+    f64 = dict(generator=g, dtype=torch.float64)
     for n, d, s, spread in ((40, 2, 3, 0.5), (25, 3, 4, 3.0), (60, 5, 2, 1.0)):
-        mu, logvar, eps = _mi_case(g, n, d, s, spread)
-        out = answer(fn, mu.clone(), logvar.clone(), eps.clone())
+        mu, logvar = spread * torch.randn(n, d, **f64), 0.4 * torch.randn(n, d, **f64) - 0.5
+        eps = torch.randn(s, n, d, **f64)
+        out = answer(fn, mu, logvar, eps)
         if isinstance(out, torch.Tensor) and out.numel() > 1:
             return (f"shape {tuple(out.shape)}: one value per sample or posterior. Hint: average over the samples and "
                     "over the N posteriors, to one number")
         value = one_number(out)
         own, log_qz, z = _mi_parts(mu, logvar, eps)
         expected = (own - log_qz).mean().item()
-        rate = (0.5 * (mu ** 2 + logvar.exp() - logvar - 1).sum(-1)).mean().item()
+        rate = _kl_per_dim(mu, logvar).sum(-1).mean().item()
         rate_mc = (own - _log_normal_diag(z, 0 * mu, 0 * logvar)).mean().item()
         own_lo, log_qz_lo, _ = _mi_parts(mu, logvar, eps, leave_out=True)
-        per_coord = torch.logsumexp(-0.5 * ((z[:, :, None, :] - mu) ** 2 / logvar.exp() + logvar
-                                            + math.log(2 * math.pi)), -2).sum(-1) - d * math.log(n)
+        per_coord = torch.logsumexp(_log_normal_coords(z[:, :, None, :], mu, logvar), -2).sum(-1) - d * math.log(n)
         own_mu, log_qz_mu, _ = _mi_parts(mu, logvar, 0 * eps)
         expect(value, expected, [
-            (-expected, "the sign is flipped: that is the average of log q(z) - log q(z|x). Hint: I(x; z) = "
-                        "E[log q(z|x) - log q(z)] is never negative"),
+            (-expected, "the sign is flipped: that is the average of log q(z) - log q(z|x). Hint: I(x; z) = E[log "
+             "q(z|x) - log q(z)] is never negative"),
             (expected - math.log(n), "log N too small: your log q(z) is a log of a sum over the N posteriors. Hint: "
-                                     "q(z) is their average: logsumexp minus log N"),
+             "q(z) is their average: logsumexp minus log N"),
             (either(rate, rate_mc), "that is the average KL to N(0, I) (the rate). Hint: I(x; z) compares q(z|x) with "
-                                    "the aggregate posterior q(z), not with the prior"),
+             "the aggregate posterior q(z), not with the prior"),
             ((own_lo - log_qz_lo).mean().item(), "you left each x_n's own posterior out of q(z). Hint: q(z) is the "
-                                                 "average of all N posteriors, x_n's own included"),
+             "average of all N posteriors, x_n's own included"),
             ((own - per_coord).mean().item(), "you mixed every coordinate separately. Hint: the posteriors are "
-                                              "D-dimensional: sum each log-density over the dimensions first, then "
-                                              "take the log-mean-exp over the N posteriors"),
-            ((own_mu - log_qz_mu).mean().item(), "you evaluated the densities at the means, not at samples. Hint: z = "
-                                                 "mu + exp(logvar / 2) * eps"),
+             "D-dimensional: sum each log-density over the dimensions first, then take the "
+             "log-mean-exp over the N posteriors"),
+            ((own_mu - log_qz_mu).mean().item(), "you evaluated the densities at the means, not at samples. Hint: z "
+             "= mu + exp(logvar / 2) * eps"),
             (value > math.log(n) + 1e-6, f"{value:.3f} nats, more than log N = {math.log(n):.3f}, which I(x; z) can "
-                                         "never exceed when x is one of N images. Hint: check log q(z), the "
-                                         "log-mean-exp over all N posteriors"),
+             "never exceed when x is one of N images. Hint: check log q(z), the log-mean-exp over all N posteriors"),
         ], otherwise="wrong value. Hint: evaluate each sample z_sn under its own posterior q(z|x_n) and under the "
                      "aggregate posterior q(z), and average the difference of the two log-densities",
            near=lambda a, b: abs(a - b) < 1e-3)
 
-
-# --- exercise 3: the best Gaussian prior for a trained encoder -------------------------------------------------
 
 @exercise_check("correct on 3 sets of posteriors")
 def check_best_gaussian_prior(fn) -> bool:
     """``fn(mu, logvar)``: the diagonal Gaussian N(m, diag exp(log_s2)) closest to the aggregate posterior of
     the N posteriors N(mu_n, diag exp(logvar_n)) (``(N, D)`` each), the one that maximizes E_q(z)[log p(z)]:
     returns ``(m, log_s2)``, each ``(D,)``."""
-    g = torch.Generator().manual_seed(21)
-    for n, d in ((30, 2), (12, 4), (50, 3)):
+    for g, (n, d) in _seeded(21, ((30, 2), (12, 4), (50, 3))):
         mu = 1.5 * torch.randn(n, d, generator=g, dtype=torch.float64)
         mu = mu + torch.randn(d, generator=g, dtype=torch.float64)      # a common shift: m is not 0
         logvar = torch.randn(n, d, generator=g, dtype=torch.float64) - 1
-        out = answer(fn, mu.clone(), logvar.clone())
-        try:
-            if not isinstance(out, (tuple, list)):
-                raise TypeError
-            m, log_s2 = (_as_tensor(v).detach().double() for v in out)
-        except (TypeError, ValueError):
-            return f"you returned {type(out).__name__}. Hint: return two tensors, (m, log_s2)"
+        out = answer(fn, mu, logvar)
+        message = f"you returned {type(out).__name__}. Hint: return two tensors, (m, log_s2)"
+        if not isinstance(out, (tuple, list)):
+            return message
+        m, log_s2 = unpack(out, 2, message, convert=lambda v: _as_tensor(v).detach().double(),
+                           errors=(TypeError, ValueError))
         var_of_means, mean_of_vars = mu.var(0, unbiased=False), logvar.exp().mean(0)
         s2 = var_of_means + mean_of_vars
         if m.shape != (d,) or log_s2.shape != (d,):
@@ -156,20 +135,20 @@ def check_best_gaussian_prior(fn) -> bool:
                     "log-variance per latent dimension")
         expect(m, mu.mean(0), [
             (torch.zeros(d, dtype=torch.float64), "your mean is 0: that is N(0, I)'s. Hint: the best mean is the mean "
-                                                  "of q(z), the average of the posterior means"),
+             "of q(z), the average of the posterior means"),
         ], otherwise="wrong mean. Hint: the best mean is the mean of q(z), an equal mixture of the N posteriors",
            tol=1e-6)
         expect(log_s2, s2.log(), [
             (var_of_means.log(), "your variance is only the spread of the posterior means. Hint: the law of total "
-                                 "variance adds the average posterior variance"),
+             "variance adds the average posterior variance"),
             (mean_of_vars.log(), "your variance is only the average posterior variance. Hint: the law of total "
-                                 "variance adds the spread of the posterior means"),
+             "variance adds the spread of the posterior means"),
             ((mu.var(0) + mean_of_vars).log(), "you divided by N - 1. Hint: q(z) is exactly the average of these N "
-                                               "posteriors, so its variance divides by N"),
+             "posteriors, so its variance divides by N"),
             (s2, "you return the variance. Hint: return its logarithm, log_s2"),
-            (either(s2.sqrt(), s2.sqrt().log()), "that is a standard deviation (or its log). Hint: return the log of "
-                                                 "the variance"),
-            (logvar.mean(0), "you averaged the log-variances. Hint: average variances (exp(logvar)) and add the "
-                             "spread of the means, then take the log"),
+            (either(s2.sqrt(), s2.sqrt().log()), "that is a standard deviation (or its log). Hint: return "
+             "the log of the variance"),
+            (logvar.mean(0), "you averaged the log-variances. Hint: average variances (exp(logvar)) and add the spread "
+             "of the means, then take the log"),
         ], otherwise="wrong log-variance. Hint: the best variance is the variance of q(z) in each dimension (the law "
                      "of total variance, notebook 07); return its log", tol=1e-6)
