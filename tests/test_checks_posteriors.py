@@ -104,6 +104,38 @@ def test_full_gaussian_elbo_accepts_torch_distributions():
     assert run_check(checks.check_full_gaussian_elbo, with_mvn)[0]
 
 
+def right_iaf(z, m, s):
+    sigma = torch.sigmoid(s)
+    return sigma * z + (1 - sigma) * m, torch.nn.functional.logsigmoid(s).sum(-1)
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda z, m, s: right_iaf(z, m, s)[0], "expected a pair"),
+    (lambda z, m, s: (right_iaf(z, m, s)[0], torch.nn.functional.logsigmoid(s)), "one log-determinant per dimension"),
+    (lambda z, m, s: (right_iaf(z, m, s)[0], torch.log(torch.sigmoid(s)).sum(-1)), "logsigmoid"),
+    (lambda z, m, s: (right_iaf(z, m, s)[0], -right_iaf(z, m, s)[1]), "wrong sign"),
+    (lambda z, m, s: (right_iaf(z, m, s)[0], torch.sigmoid(s).sum(-1)), "not of their logs"),
+    (lambda z, m, s: (right_iaf(z, m, s)[0], torch.log1p(-torch.sigmoid(s)).sum(-1)), "weight of m"),
+    (lambda z, m, s: ((1 - torch.sigmoid(s)) * z + torch.sigmoid(s) * m, right_iaf(z, m, s)[1]), "swapped"),
+    (lambda z, m, s: (s * z + (1 - s) * m, right_iaf(z, m, s)[1]), "s is used as the gate"),
+    (lambda z, m, s: (torch.sigmoid(s) * z + m, right_iaf(z, m, s)[1]), "weights is missing"),
+    (lambda z, m, s: (z + m, right_iaf(z, m, s)[1]), "wrong z_new"),
+])
+def test_iaf_step(fn, hint):
+    assert_catches(checks.check_iaf_step, right_iaf, fn, hint,
+                   passed="correct on 3 batches (D = 2, 5, 20), gates near 0 and 1 included")
+
+
+def test_iaf_step_agrees_with_vaelib():
+    from vaelib.posteriors import MADE, IAFStep
+    made = MADE(4, 16)
+    z = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
+    step = IAFStep(made, None)
+    m, s = made(z)
+    z_new, log_det = right_iaf(z, m, s + 1.0)                 # vaelib's step adds 1 to s
+    assert torch.allclose(step(z), z_new, atol=1e-6) and torch.allclose(step.log_abs_det_jacobian(z, z_new), log_det, atol=1e-6)
+
+
 def test_the_checks_are_exported_and_strict_mode_raises(monkeypatch):
     from vaelib.course.checks import posteriors
     assert set(posteriors.__all__) <= set(checks.__all__)

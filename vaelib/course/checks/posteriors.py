@@ -6,7 +6,7 @@ from torch.autograd.functional import jacobian
 
 from ._feedback import _as_tensor, answer, either, exercise_check, expect, fail
 
-__all__ = ['check_affine_flow_log_prob', 'check_planar_log_det', 'check_full_gaussian_elbo']
+__all__ = ['check_affine_flow_log_prob', 'check_planar_log_det', 'check_full_gaussian_elbo', 'check_iaf_step']
 
 
 def _std_normal_log_prob(v: torch.Tensor) -> torch.Tensor:
@@ -172,3 +172,42 @@ def check_full_gaussian_elbo(fn) -> bool:
              f"{expected.item():.4f}. Hint: z = mu + L eps, then the mean of log_joint(z) - log q(z)"),
         ], otherwise="wrong value. Hint: z = mu + L eps; log q(z) = log N(eps; 0, I) - sum_i log L_ii; average "
                      "log_joint(z) - log q(z) over the samples", near=lambda a, b: abs(a - b) < 1e-4 * max(1.0, abs(b)))
+
+
+@exercise_check("correct on 3 batches (D = 2, 5, 20), gates near 0 and 1 included")
+def check_iaf_step(fn) -> bool:
+    """``fn(z, m, s)``: one IAF step, z' = sigma * z + (1 - sigma) * m with sigma = sigmoid(s), and
+    log|det dz'/dz| = sum_i log sigma_i (the Jacobian is triangular when m and s come from an autoregressive
+    network). ``z``, ``m``, ``s`` ``(N, D)``. Returns ``(z_new, log_det)``, ``(N, D)`` and ``(N,)``."""
+    g = torch.Generator().manual_seed(13)
+    for n, d, scale in ((6, 2, 1.0), (5, 5, 4.0), (4, 20, 8.0)):
+        z, m, s = (torch.randn(n, d, generator=g) for _ in range(3))
+        s = s * scale
+        if d == 20:
+            s[0, 0] = -120.0          # a gate that rounds to 0 in float32: its log must stay finite
+        out = answer(fn, z, m, s)
+        if not (isinstance(out, (tuple, list)) and len(out) == 2):
+            fail(f"expected a pair (z_new, log_det), got {type(out).__name__}. Hint: return z_new, log_det")
+        z_new, log_det = (_as_tensor(part).detach() for part in out)
+        sigma = torch.sigmoid(s)
+        expect(z_new, sigma * z + (1 - sigma) * m, [
+            ((1 - sigma) * z + sigma * m, "z and m are swapped. Hint: z' = sigma * z + (1 - sigma) * m: a gate near 1 "
+                                          "keeps z, a gate near 0 replaces it by m"),
+            (s * z + (1 - s) * m, "s is used as the gate itself. Hint: sigma = sigmoid(s), a number between 0 and 1"),
+            (either(sigma * z + m, z + (1 - sigma) * m), "one of the two weights is missing. Hint: z' = sigma * z + "
+                                                          "(1 - sigma) * m"),
+        ], otherwise="wrong z_new. Hint: sigma = torch.sigmoid(s), then sigma * z + (1 - sigma) * m", near=_near)
+        right = torch.nn.functional.logsigmoid(s).sum(-1)
+        expect(log_det, right, [
+            (log_det.shape == s.shape, "one log-determinant per dimension. Hint: the determinant of a triangular "
+                                       "Jacobian is the product of its diagonal: sum the log sigma_i over the last "
+                                       "dimension"),
+            (bool((~torch.isfinite(log_det)).any()), "a log-determinant is infinite or NaN: torch.log(torch.sigmoid(s)) "
+                                                    "underflows when s is very negative (here s = -120). Hint: "
+                                                    "torch.nn.functional.logsigmoid(s) computes log sigma stably"),
+            (-right, "the log-determinant has the wrong sign. Hint: each dz'_i/dz_i = sigma_i < 1 shrinks space: "
+                     "log|det| = sum_i log sigma_i is negative"),
+            (sigma.sum(-1), "that is the sum of the gates, not of their logs. Hint: log|det| = sum_i log sigma_i"),
+            (torch.log1p(-sigma).sum(-1), "log(1 - sigma) is the weight of m, not the derivative with respect to z. "
+                                          "Hint: dz'_i/dz_i = sigma_i"),
+        ], otherwise="wrong log_det. Hint: log|det| = sum over dimensions of log sigmoid(s)", near=_near)
