@@ -867,26 +867,36 @@ plt.show()
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-torch.manual_seed(0)
-colour_model = vaelib.build_vae("mlp", latent_dim=8, likelihood="gaussian", sigma=0.3, image_shape=(3, 32, 32))
-colour_history = vaelib.fit(colour_model, shapes_train, shapes_test, epochs=3 if FAST else 5, lr=LR, batch_size=64,
-                            device=device, progress=False)
-colour_model.eval()
-last = colour_history[-1]
-print(f"{last['step']} steps, {sum(h['seconds'] for h in colour_history):.1f} s: test ELBO {last['test_elbo']:.1f} "
-      f"nats, KL {last['test_kl']:.1f}")
+def train_colour_vae(train_images, test_images, latent_dim, sigma, epochs):
+    """vaelib's MLP VAE for (3, 32, 32) images with a Gaussian likelihood of fixed sigma, trained with fit from the
+    same initial seed; prints what its last epoch scored and returns it in eval mode."""
+    torch.manual_seed(0)
+    model = vaelib.build_vae("mlp", latent_dim=latent_dim, likelihood="gaussian", sigma=sigma, image_shape=(3, 32, 32))
+    history = vaelib.fit(model, train_images, test_images, epochs=epochs, lr=LR, batch_size=64, device=device,
+                         progress=False)
+    last = history[-1]
+    print(f"{last['step']} steps, {sum(h['seconds'] for h in history):.1f} s: test ELBO {last['test_elbo']:.1f} "
+          f"nats, KL {last['test_kl']:.1f}, active units {last['active_units']}/{latent_dim}")
+    return model.eval()
+
+
+colour_model = train_colour_vae(shapes_train, shapes_test, latent_dim=8, sigma=0.3, epochs=3 if FAST else 5)
 colour_nll = vaelib.evaluation.iwae_nll(colour_model, dequantize(shapes_test.images[:200]), k=K, seed=0, progress=False)
 print(f"bits/dim (200 test images, dequantized, k = {K}): {8 + colour_nll['bits_per_dim']:.3f}; "
       f"with sigma = 0.3 never below {8 + math.log2(0.3 * math.sqrt(2 * math.pi)):.3f}")
 
 # %%
 assert abs(colour_nll["bits_per_dim"] - colour_nll["nll"] / (3 * 32 * 32 * math.log(2))) < 1e-9
+def show_reconstructions_and_samples(model, x, ax_pairs, ax_samples, what="images"):
+    """The images x above their reconstructions in ax_pairs; 16 of the model's samples (seed 0) in ax_samples."""
+    show_images(torch.cat([x, model.reconstruct(x)]), nrow=8, ax=ax_pairs, title=f"test {what} / reconstructions")
+    show_images(model.sample(16, generator=torch.Generator().manual_seed(0)), nrow=8, ax=ax_samples,
+                title="samples: $z \\sim \\mathcal{N}(0, I)$, decoded")
+
+
 x_colour, _ = shapes_test.first(8)
 fig, axes = plt.subplots(1, 2, figsize=(14, 3.2))
-show_images(torch.cat([x_colour, colour_model.reconstruct(x_colour)]), nrow=8, ax=axes[0],
-            title="test images / reconstructions")
-show_images(colour_model.sample(16, generator=torch.Generator().manual_seed(0)), nrow=8, ax=axes[1],
-            title="samples: $z \\sim \\mathcal{N}(0, I)$, decoded")
+show_reconstructions_and_samples(colour_model, x_colour, *axes)
 fig.tight_layout()
 save_figure(fig, "10_colour_shapes.png")
 plt.show()
@@ -947,14 +957,7 @@ print(photo_test)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-torch.manual_seed(0)
-photo_model = vaelib.build_vae("mlp", latent_dim=16, likelihood="gaussian", sigma=0.1, image_shape=(3, 32, 32))
-photo_history = vaelib.fit(photo_model, photo_train, photo_test, epochs=3 if FAST else 20, lr=LR, batch_size=64,
-                           device=device, progress=False)
-photo_model.eval()
-last = photo_history[-1]
-print(f"{last['step']} steps, {sum(h['seconds'] for h in photo_history):.1f} s: test ELBO {last['test_elbo']:.1f} "
-      f"nats, KL {last['test_kl']:.1f}, active units {last['active_units']}/16")
+photo_model = train_colour_vae(photo_train, photo_test, latent_dim=16, sigma=0.1, epochs=3 if FAST else 20)
 
 # %%
 x_photo = photo_test.images[::56][:8].float() / 255                 # eight test patches from different blocks
@@ -964,10 +967,7 @@ for row, column in held_out.nonzero().tolist():
     axes[0].add_patch(plt.Rectangle((64 * column, 64 * row), 64, 64, fill=False, edgecolor="yellow", lw=1))
 axes[0].set_title("held-out blocks", fontsize=9)
 axes[0].axis("off")
-show_images(torch.cat([x_photo, photo_model.reconstruct(x_photo)]), nrow=8, ax=axes[1],
-            title="test patches / reconstructions")
-show_images(photo_model.sample(16, generator=torch.Generator().manual_seed(0)), nrow=8, ax=axes[2],
-            title="samples: $z \\sim \\mathcal{N}(0, I)$, decoded")
+show_reconstructions_and_samples(photo_model, x_photo, axes[1], axes[2], what="patches")
 fig.tight_layout()
 save_figure(fig, "10_colour_photo.png")
 plt.show()
