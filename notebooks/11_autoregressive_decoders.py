@@ -1127,6 +1127,65 @@ plt.show()
 ### END SOLUTION
 
 # %% [markdown]
+# **Exercise 5 (stretch): a gated stack of your own.** Section 6 described what `--pixelcnn_layers 3` adds: gated
+# masked layers between the window and the head. Build that stack. Write `GatedStack(features, layers)`, an
+# `nn.Module` whose `forward(x, params)` takes binary images `x` `(B, 1, H, W)` and $z$'s feature map `params`
+# `(B, features, H, W)` and returns `h` `(B, features, H, W)`: first `h` = a mask-A 7x7 window on `x`
+# (`vaelib.autoregressive.MaskedConv2d(1, features, 7)`) plus `params`; then `layers - 1` times
+# $h \leftarrow h + W_{\text{out}}(\tanh(a) \odot \sigma(b))$, where $(a, b)$ are the two halves of the channels of a
+# mask-B 3x3 convolution of `h` (`MaskedConv2d(features, 2 * features, 3, include_centre=True)`) plus a 1x1
+# convolution of `params`, and $W_{\text{out}}$ is a 1x1 convolution. Run `check_gated_stack(GatedStack)`, which tests
+# it through its gradients. Then count, with section 6's gradient trick on your own stack (random weights), the pixels
+# that the output at (14, 14) of a 3-layer stack reads, and compare with section 6's 7x7 stacks. Why does a gate
+# (rather than a ReLU) suit a layer that reads both the pixels and $z$?
+
+# %%
+from torch import nn
+
+from vaelib.autoregressive import MaskedConv2d
+from vaelib.course.checks import check_gated_stack
+
+
+class GatedStack(nn.Module):
+    ### BEGIN SOLUTION
+    def __init__(self, features, layers):
+        super().__init__()
+        self.window = MaskedConv2d(1, features, 7)                                  # mask A: never the pixel itself
+        self.convs = nn.ModuleList(MaskedConv2d(features, 2 * features, 3, include_centre=True)
+                                   for _ in range(layers - 1))                     # mask B: h there saw only the past
+        self.conditions = nn.ModuleList(nn.Conv2d(features, 2 * features, 1) for _ in range(layers - 1))
+        self.outs = nn.ModuleList(nn.Conv2d(features, features, 1) for _ in range(layers - 1))
+
+    def forward(self, x, params):
+        h = self.window(x) + params
+        for conv, condition, out in zip(self.convs, self.conditions, self.outs):
+            a, b = (conv(h) + condition(params)).chunk(2, dim=1)
+            h = h + out(torch.tanh(a) * torch.sigmoid(b))
+        return h
+    ### END SOLUTION
+
+
+check_gated_stack(GatedStack)
+
+# %%
+### BEGIN SOLUTION
+with torch.random.fork_rng():
+    torch.manual_seed(0)
+    stack3 = GatedStack(8, 3)
+x_probe = torch.bernoulli(torch.full((1, 1, 28, 28), 0.5), generator=torch.Generator().manual_seed(0)).requires_grad_()
+stack3(x_probe, torch.randn(1, 8, 28, 28, generator=torch.Generator().manual_seed(1)))[0, :, 14, 14].sum().backward()
+reads = x_probe.grad[0, 0] != 0
+print(f"a 7x7 window and two gated 3x3 layers: pixel (14, 14) reads {int(reads.sum())} pixels, none after it: "
+      f"{not bool((reads & ~past).any())}; section 6's 7x7 stacks: {', '.join(str(int(f.sum())) for f in fields.values())}")
+# The window reads 24 pixels; each 3x3 mask-B layer widens the view by one row up and one column to the left, so the
+# stack reads 57: more than one 7x7 window (24), fewer than two or three 7x7 layers (81, 171), and with the same blind
+# spot to the upper right. A gate multiplies
+# two views of the same input, tanh(a) the content and sigmoid(b) how much of it to pass: where z already says what
+# a pixel is, the gate can shut what the pixels above would add, and open it where z is vague (the conditional
+# PixelCNN's argument for gates, van den Oord et al. 2016). A ReLU can only add the two contributions.
+### END SOLUTION
+
+# %% [markdown]
 # ## References
 #
 # - Bowman, S. R., Vilnis, L., Vinyals, O., Dai, A. M., Jozefowicz, R. and Bengio, S. (2016). Generating sentences

@@ -173,3 +173,70 @@ def test_unsolved_stubs_stop_the_notebook():
         with pytest.raises(NotImplementedError):
             check(todo)
 
+
+
+def _gated_stack(first_centre=False, masked_gates=True, use_layers=True, use_params=True):
+    """A gated stack as notebook 11's exercise 5 asks for, or one with a usual slip."""
+    from torch import nn
+
+    from vaelib.autoregressive import MaskedConv2d
+
+    class Gate(nn.Module):
+        def __init__(self, features):
+            super().__init__()
+            self.conv = (MaskedConv2d(features, 2 * features, 3, include_centre=True) if masked_gates
+                         else nn.Conv2d(features, 2 * features, 3, padding=1))
+            self.condition = nn.Conv2d(features, 2 * features, 1)
+            self.out = nn.Conv2d(features, features, 1)
+
+        def forward(self, h, params):
+            a, b = (self.conv(h) + (self.condition(params) if use_params else 0)).chunk(2, dim=1)
+            return h + self.out(torch.tanh(a) * torch.sigmoid(b))
+
+    class Stack(nn.Module):
+        def __init__(self, features, layers):
+            super().__init__()
+            self.window = MaskedConv2d(1, features, 7, include_centre=first_centre)
+            self.gates = nn.ModuleList(Gate(features) for _ in range(layers - 1 if use_layers else 0))
+
+        def forward(self, x, params):
+            h = self.window(x) + (params if use_params else 0)
+            for gate in self.gates:
+                h = gate(h, params)
+            return h
+
+    return Stack
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (_gated_stack(first_centre=True), "depends on that pixel itself"),
+    (_gated_stack(masked_gates=False), "pixels after it in raster order"),
+    (_gated_stack(use_layers=False), "no further up than the 7x7 window"),
+    (_gated_stack(use_params=False), "ignores z's feature map"),
+    (lambda features, layers: (lambda x, params: params[:, :, :-1]), "expected h of shape"),
+])
+def test_gated_stack(fn, hint):
+    assert_catches(checks.check_gated_stack, _gated_stack(), fn, hint,
+                   passed="causal, deeper than the window with 3 layers, and z's features read at every pixel")
+
+
+def test_gated_stack_accepts_vaelibs_own_layers_and_leaves_the_random_generator():
+    from torch import nn
+
+    from vaelib.autoregressive import GatedMaskedLayer, MaskedConv2d
+
+    class WithVaelib(nn.Module):
+        def __init__(self, features, layers):
+            super().__init__()
+            self.window = MaskedConv2d(1, features, 7)
+            self.gates = nn.ModuleList(GatedMaskedLayer(features) for _ in range(layers - 1))
+
+        def forward(self, x, params):
+            h = self.window(x) + params
+            for gate in self.gates:
+                h = gate(h, params)
+            return h
+
+    state = torch.random.get_rng_state()
+    assert_catches(checks.check_gated_stack, WithVaelib, _gated_stack(first_centre=True), "itself")
+    assert torch.equal(state, torch.random.get_rng_state())

@@ -2,9 +2,9 @@
 import torch
 import torch.nn.functional as F
 
-from ._feedback import _as_tensor, _close, answer, correct, diagnose, exercise_check, expect
+from ._feedback import _as_tensor, _close, answer, correct, diagnose, exercise_check, expect, fail
 
-__all__ = ["check_pixels_seen", "check_autoregressive_sampler", "check_per_pixel_nll"]
+__all__ = ["check_pixels_seen", "check_autoregressive_sampler", "check_per_pixel_nll", "check_gated_stack"]
 
 
 def _seen(row, col, k, height, width, centre=False, right=False, rows_below=False):
@@ -200,3 +200,52 @@ def check_per_pixel_nll(fn) -> bool:
         ], otherwise=f"wrong values for the {kind} decoder. Hint: logits of every pixel given z (and, for the "
                      "pixelcnn decoder, the pixels of x before it), then "
                      "binary_cross_entropy_with_logits(logits, x, reduction='none')")
+
+
+def _input_gradients(stack, size=12, features=8, pixel=(6, 6)):
+    """The gradients of ``stack``'s output at ``pixel`` (summed over its features) with respect to a random binary
+    image ``(size, size)`` and to the feature map ``params``: which inputs can change that output."""
+    g = torch.Generator().manual_seed(11)
+    x = torch.bernoulli(torch.full((2, 1, size, size), 0.5), generator=g).requires_grad_(True)
+    params = torch.randn(2, features, size, size, generator=g, requires_grad=True)
+    out = answer(stack, x, params, copy=False)
+    if not isinstance(out, torch.Tensor) or out.shape != (2, features, size, size):
+        fail(f"expected h of shape {(2, features, size, size)}, got "
+             f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}. Hint: every layer keeps "
+             "the features and the image size (same padding), and forward returns the last h")
+    out[:, :, pixel[0], pixel[1]].sum().backward()
+    return x.grad.abs().sum((0, 1)), params.grad
+
+
+@exercise_check("causal, deeper than the window with 3 layers, and z's features read at every pixel")
+def check_gated_stack(cls) -> bool:
+    """``cls(features, layers)``: an ``nn.Module`` whose ``forward(x, params)`` takes binary images ``x`` ``(B, 1, H,
+    W)`` and z's feature map ``params`` ``(B, features, H, W)`` and returns ``h`` ``(B, features, H, W)``: a mask-A
+    7x7 window on x plus params, then ``layers - 1`` gated residual layers, each h + out(tanh(a) * sigmoid(b)) with
+    (a, b) from a mask-B 3x3 convolution of h plus a 1x1 convolution of params. Checked through its gradients."""
+    with torch.random.fork_rng(devices=[]):   # the learner's initial weights, without touching the caller's generator
+        torch.manual_seed(0)
+        stacks = {layers: answer(cls, 8, layers) for layers in (1, 3)}
+    row, col = 6, 6
+    for layers, stack in stacks.items():
+        seen, params_grad = _input_gradients(stack)
+        reads_params = params_grad is not None and bool(params_grad[:, :, row, col].abs().sum() > 0)
+        future = torch.zeros_like(seen, dtype=torch.bool)
+        future[row, col + 1:] = True
+        future[row + 1:] = True
+        fail_if = diagnose(None, [
+            (bool((seen[future] > 0).any()), f"with {layers} layer(s), the output at a pixel depends on pixels after "
+                                             "it in raster order. Hint: every convolution of h must be masked; the "
+                                             "gated layers use MaskedConv2d(features, 2 * features, 3, "
+                                             "include_centre=True)"),
+            (bool(seen[row, col] > 0), f"with {layers} layer(s), the output at a pixel depends on that pixel itself: "
+                                       "it would predict what it reads. Hint: the first layer needs mask A "
+                                       "(MaskedConv2d(1, features, 7), include_centre=False)"),
+            (not reads_params, "the output ignores z's feature map at its own pixel. Hint: add params to the window's "
+                               "output, and a 1x1 convolution of params inside each gate"),
+            (layers == 3 and bool(seen[:row - 3].sum() == 0), "with 3 layers the output sees no further up than the "
+                                                              "7x7 window. Hint: stack layers - 1 gated layers on h, "
+                                                              "each reading h through its masked 3x3 convolution"),
+        ], otherwise=None)
+        if fail_if:
+            return fail_if

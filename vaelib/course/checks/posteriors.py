@@ -202,9 +202,9 @@ def check_iaf_step(fn) -> bool:
             (log_det.shape == s.shape, "one log-determinant per dimension. Hint: the determinant of a triangular "
                                        "Jacobian is the product of its diagonal: sum the log sigma_i over the last "
                                        "dimension"),
-            (bool((~torch.isfinite(log_det)).any()), "a log-determinant is infinite or NaN: torch.log(torch.sigmoid(s)) "
-                                                    "underflows when s is very negative (here s = -120). Hint: "
-                                                    "torch.nn.functional.logsigmoid(s) computes log sigma stably"),
+            (bool((~torch.isfinite(log_det)).any()),
+             "a log-determinant is infinite or NaN: torch.log(torch.sigmoid(s)) underflows when s is very negative "
+             "(here s = -120). Hint: torch.nn.functional.logsigmoid(s) computes log sigma stably"),
             (-right, "the log-determinant has the wrong sign. Hint: each dz'_i/dz_i = sigma_i < 1 shrinks space: "
                      "log|det| = sum_i log sigma_i is negative"),
             (sigma.sum(-1), "that is the sum of the gates, not of their logs. Hint: log|det| = sum_i log sigma_i"),
