@@ -133,3 +133,38 @@ def test_the_best_gaussian_prior_maximizes_the_expected_log_density():
     for dm, ds in ((0.1, 0.0), (-0.1, 0.0), (0.0, 0.1), (0.0, -0.1)):
         assert _lnd(z, m + dm, log_s2 + ds).mean() < best
 
+
+
+def _vamp_terms(z, mu, logvar, var_scale=0.5):
+    """log N(z_n; mu_k, exp(logvar_k)) per (n, k), with the standard deviation exp(var_scale * logvar)."""
+    from torch.distributions import Normal
+    return Normal(mu, (var_scale * logvar).exp()).log_prob(z[:, None]).sum(-1)
+
+
+def right_vamp(z, mu, logvar):
+    return torch.logsumexp(_vamp_terms(z, mu, logvar), 1) - math.log(len(mu))
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda z, mu, lv: _vamp_terms(z, mu, lv).exp().mean(1).log(), "infinite or NaN"),
+    (lambda z, mu, lv: torch.logsumexp(_vamp_terms(z, mu, lv), 1), "subtract log K"),
+    (lambda z, mu, lv: _vamp_terms(z, mu, lv).mean(1), "not the log of the mean density"),
+    (lambda z, mu, lv: _vamp_terms(z, mu, lv).max(1).values, "nearest component"),
+    (lambda z, mu, lv: torch.logsumexp(_vamp_terms(z, mu, lv, 1.0), 1) - math.log(len(mu)), "variances are off"),
+    (lambda z, mu, lv: torch.logsumexp(_vamp_terms(z, mu, lv, 0.25), 1) - math.log(len(mu)), "variances are off"),
+    (lambda z, mu, lv: right_vamp(z, mu, lv)[:, None].expand(-1, z.shape[1]), "one log-density per row of z"),
+    (lambda z, mu, lv: right_vamp(z, mu, lv) + 1, "wrong values"),
+])
+def test_vamp_log_prior(fn, hint):
+    assert_catches(checks.check_vamp_log_prior, right_vamp, fn, hint,
+                   passed="correct on 3 mixtures (K = 1, 5, 50), far-away points included")
+
+
+def test_vamp_log_prior_agrees_with_vaelibs_vamp_prior():
+    from vaelib.networks import MLPEncoder
+    from vaelib.priors import VampPrior
+    torch.manual_seed(0)
+    prior = VampPrior(3, MLPEncoder(3, 16, image_shape=(1, 4, 4)), (1, 4, 4), components=6)
+    mu, logvar = prior._posteriors()
+    z = torch.randn(5, 3)
+    assert torch.allclose(prior().log_prob(z), right_vamp(z, mu, logvar), atol=1e-5)

@@ -6,7 +6,7 @@ import torch
 from ._feedback import (_as_tensor, _kl_per_dim, _log_normal_coords, _log_normal_diag, _seeded, answer, diagnose,
                         either, exercise_check, expect, one_number, unpack)
 
-__all__ = ['check_prior_parameters', 'check_mutual_information', 'check_best_gaussian_prior']
+__all__ = ['check_prior_parameters', 'check_mutual_information', 'check_best_gaussian_prior', 'check_vamp_log_prior']
 
 
 def _prior_module(kind, latent_dim, components, image_shape):
@@ -152,3 +152,36 @@ def check_best_gaussian_prior(fn) -> bool:
              "of the means, then take the log"),
         ], otherwise="wrong log-variance. Hint: the best variance is the variance of q(z) in each dimension (the law "
                      "of total variance, notebook 07); return its log", tol=1e-6)
+
+
+@exercise_check("correct on 3 mixtures (K = 1, 5, 50), far-away points included")
+def check_vamp_log_prior(fn) -> bool:
+    """``fn(z, mu_k, logvar_k)``: log p(z) of the VampPrior, the mixture (1/K) sum_k N(z; mu_k, diag exp(logvar_k)) of
+    the encoder's posteriors at the K pseudo-inputs, for each row of ``z`` ``(N, D)``; ``mu_k`` and ``logvar_k``
+    ``(K, D)``. Returns ``(N,)``."""
+    g = torch.Generator().manual_seed(13)
+    for n, k, d, far in ((6, 1, 2, 0.0), (5, 5, 4, 0.0), (4, 50, 20, 60.0)):
+        z = torch.randn(n, d, generator=g)
+        z[0] += far                        # a point far from every component: its density underflows in float32
+        mu_k, logvar_k = torch.randn(k, d, generator=g), -2 + torch.rand(k, d, generator=g)
+        out = _as_tensor(answer(fn, z, mu_k, logvar_k)).detach()
+        per_component = _log_normal_diag(z[:, None], mu_k, logvar_k)               # (N, K)
+        right = torch.logsumexp(per_component, 1) - math.log(k)
+        if out.shape != right.shape:
+            return (f"shape {tuple(out.shape)}; expected one log-density per row of z, {tuple(right.shape)}. Hint: "
+                    "sum over the D latent dimensions, log-sum-exp over the K components")
+        expect(out, right, [
+            (bool(torch.isinf(out).any() | torch.isnan(out).any()),
+             "a log-density is infinite or NaN: for a z far from every component, each N(z; mu_k, sigma_k^2) rounds "
+             "to 0 in float32 and its log is -inf. Hint: stay in logs, torch.logsumexp(log N, dim=1) - log K"),
+            (torch.logsumexp(per_component, 1), "the mixture's weights are missing: (1/K) sum_k. Hint: subtract log K"),
+            (per_component.mean(1), "that is the mean of the log-densities, not the log of the mean density. Hint: "
+                                    "torch.logsumexp over the components, minus log K"),
+            (per_component.max(1).values, "that is the nearest component's log-density alone. Hint: every component "
+                                          "counts: logsumexp over k, minus log K"),
+            (either(torch.logsumexp(_log_normal_diag(z[:, None], mu_k, 2 * logvar_k), 1) - math.log(k),
+                    torch.logsumexp(_log_normal_diag(z[:, None], mu_k, 0.5 * logvar_k), 1) - math.log(k)),
+             "the variances are off: logvar_k is the log of the variance, sigma_k^2 = exp(logvar_k). Hint: "
+             "N(z; mu, sigma^2) has -(z - mu)^2 / (2 exp(logvar)) - logvar / 2 - log(2 pi) / 2 per dimension"),
+        ], otherwise="wrong values. Hint: log p(z) = logsumexp_k [sum_d log N(z_d; mu_kd, exp(logvar_kd))] - log K",
+            tol=1e-3)
