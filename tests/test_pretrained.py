@@ -156,3 +156,11 @@ def test_load_or_train_refuses_a_model_function_in_the_place_of_the_data():
 def test_load_or_train_refuses_a_name_without_a_recipe():
     with pytest.raises(ValueError, match=r"name='conv_vea' is not a pretrained model: choose one of checkpoint_best, conv_vae"):
         load_or_train("conv_vea", None)
+
+
+def test_load_or_train_loads_a_shipped_file_without_an_old_name():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # vaelib's own code uses the current names: load(path, device=...)
+        model, history = load_or_train("vae_2d", None)
+    assert not model.training and len(history) == 29

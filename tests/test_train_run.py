@@ -107,3 +107,10 @@ def test_a_continued_run_keeps_its_batch_size_and_epochs_when_not_given_again(tm
     assert steps == [4, 4]  # 64 images in batches of 16, as fit runs them, not the default 128
     with pytest.raises(NothingToTrain, match=r"epochs=2 is the total"):  # the stored total, not the default 10
         train_vae(tmp_path / "r", resume_if_exists=True, **quiet)
+
+
+def test_a_model_field_under_its_old_name_warns_and_counts_as_the_new_one(tmp_path):
+    # posterior= (vaelib 0.2) is posterior_kind=: a Gaussian posterior makes the IAF width idle, refused by the new name
+    with pytest.warns(DeprecationWarning, match=r"train_vae\(model=\{'posterior': \.\.\.\}\) is deprecated"), \
+            pytest.raises(ValueError, match="add posterior_kind='iaf'"):
+        train_vae(tmp_path / "r", {"posterior": "gaussian", "iaf_steps": 3})

@@ -29,17 +29,14 @@ def module_getattr(module: str, renamed: dict, namespace: dict):
     return __getattr__
 
 
-def moved_names(module: str, moved: dict, renamed: dict | None = None, namespace: dict | None = None):
+def moved_names(module: str, moved: dict):
     """A module ``__getattr__`` (PEP 562) for names that moved to another module: ``moved`` maps each
-    old name to the module that now holds it (imported only when the old name is used), and
-    ``renamed``/``namespace`` are as in :func:`module_getattr`."""
-    rest = module_getattr(module, renamed or {}, namespace or {})
-
+    old name to the module that now holds it (imported only when the old name is used)."""
     def __getattr__(name: str):
         if name in moved:
             deprecated(f"{module}.{name}", f"{moved[name]}.{name}")
             return getattr(importlib.import_module(moved[name]), name)
-        return rest(name)
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
     return __getattr__
 
 

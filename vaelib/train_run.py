@@ -21,11 +21,10 @@ import torch
 from . import distributed
 from .callbacks import SampleGrid
 from .data import load_dataset
-from .deprecation import deprecated
 from .likelihoods import canonical_name, is_binary
 from .runs import RunClaim, RunConfig, model_to_train, stored_data
 from .training import fit, pick_device
-from .vae import OLD_FIELDS, VAEConfig, build_vae
+from .vae import VAEConfig, build_vae, current_fields
 
 __all__ = ["train_vae", "binarization", "RunConflict", "NothingToTrain"]
 
@@ -136,12 +135,7 @@ def train_vae(run_dir, model: dict | VAEConfig | None = None, *, dataset: str | 
         distributed.barrier()  # every process has looked at the run folder before the first writes in it
         if isinstance(model, VAEConfig):  # its fields that differ from the defaults, as if given by name
             model = {k: v for k, v in vars(model).items() if v != getattr(VAEConfig, k) and k != "image_shape"}
-        model = dict(model or {})
-        for old, new in OLD_FIELDS.items():  # the fields' names in vaelib 0.2
-            if old in model:
-                deprecated(f"train_vae(model={{{old!r}: ...}})", f"{{{new!r}: ...}}")
-                model[new] = model.pop(old)
-        return _train(Path(run_dir), resume, model,
+        return _train(Path(run_dir), resume, current_fields(dict(model or {}), "train_vae(model={{{!r}: ...}})"),
                       {k: v for k, v in dict(dataset=dataset, image_size=image_size, binarize=binarize).items()
                        if v is not None}, subset, data_root, make_objective, start_from, callbacks, say, settings)
 

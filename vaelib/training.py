@@ -27,8 +27,8 @@ from .callbacks import (Checkpoints, CollapseWarning, EpochEnd, NaNGuard, Progre
                         TrainingDiverged)
 from .checkpoints import CheckpointError, data_info, load_checkpoint, state_dict_mismatch
 from .data import ImageData, as_data
-from .evaluation import evaluate_elbo
 from .deprecation import moved_names
+from .evaluation import evaluate_elbo
 from .files import atomic_write
 from .objectives import ELBOObjective, IWAEObjective, make_objective
 from .precision import autocast, warn_if_emulated

@@ -117,13 +117,19 @@ OLD_FIELDS = {"posterior": "posterior_kind", "prior": "prior_kind"}
 _dataclass_init = VAEConfig.__init__
 
 
+def current_fields(fields: dict, where: str = "VAEConfig({}=...)") -> dict:
+    """``fields`` (VAEConfig fields by name) with vaelib 0.2's names replaced by the current ones, each
+    with a warning that shows the use (``where``, formatted with the old and the new name)."""
+    for old, new in OLD_FIELDS.items():
+        if old in fields:
+            deprecated(where.format(old), where.format(new), stacklevel=4)  # at the caller of VAEConfig/train_vae
+            fields = {**{k: v for k, v in fields.items() if k != old}, new: fields[old]}
+    return fields
+
+
 @functools.wraps(_dataclass_init)
 def _init(self, *args, **kwargs):
-    for old, new in OLD_FIELDS.items():
-        if old in kwargs:
-            deprecated(f"VAEConfig({old}=...)", f"VAEConfig({new}=...)")
-            kwargs[new] = kwargs.pop(old)
-    _dataclass_init(self, *args, **kwargs)
+    _dataclass_init(self, *args, **current_fields(kwargs))
 
 
 VAEConfig.__init__ = _init

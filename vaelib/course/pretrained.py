@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoints import load
+from ..checkpoints import load, load_checkpoint
 from ..data import as_data
 from ..schedules import make_schedule
 from ..training import History, fit
@@ -76,8 +76,8 @@ _PIXEL_FLAGS = "--likelihood_type pixelcnn --channels 16 --hidden_units 128"
 _GREY = {"bernoulli": "bce", "gaussian": "mse", "continuous_bernoulli": "continuous_bernoulli",
          "learned_gaussian": "learned_gaussian"}
 
-# name -> recipe; the file is pretrained/<name>.pth (commands in the library's argument names are in
-# pretrained/README.md, with each file's size, seconds per epoch and test ELBO)
+# name -> recipe; the file is pretrained/<name>.pth (pretrained/README.md adds each file's size, seconds per
+# epoch and test ELBO)
 RECIPES: dict[str, Recipe] = {
     "checkpoint_best": Recipe({"arch": "conv", "latent_dim": 20, "likelihood": "gaussian"}, 100, minutes=45,
                               command="python scripts/train.py my_run --likelihood_type mse --num_epochs 100"),
@@ -140,7 +140,7 @@ def pretrained_path(name: str) -> Path:
 def load_pretrained(name: str, device="cpu"):
     """The pretrained model ``name`` in eval mode, or ``None`` when the file is not there."""
     path = pretrained_path(name)
-    return load(path, device) if path.exists() else None
+    return load(path, device=device) if path.exists() else None
 
 
 def load_or_train(name: str, train, test=None, *, train_from_scratch: bool = False, epochs: int | None = None,
@@ -179,9 +179,8 @@ def load_or_train(name: str, train, test=None, *, train_from_scratch: bool = Fal
             history = fit(model, train, test, run_dir=run_dir, device=device, progress=progress,
                           resume_from=Path(run_dir) / "checkpoint_last.pth",
                           **{**recipe.fit_arguments(epochs, steps), **more})
-        if recipe.keep == "best":
-            best = load(Path(run_dir) / "checkpoint_best.pth", device=next(model.parameters()).device)
-            model.load_state_dict(best.state_dict())
+        if recipe.keep == "best":  # the weights alone: the model they fit is this one
+            model.load_state_dict(load_checkpoint(Path(run_dir) / "checkpoint_best.pth")["state_dict"])
     return model.eval(), history
 
 
