@@ -60,7 +60,8 @@ SCORED = {**{name: ("dynamic", score) for name, score in EXPECTED.items()},
 
 
 def test_every_shipped_checkpoint_has_an_expected_score():
-    vaes = [p.stem for p in PRETRAINED.glob("*.pth") if p.name != "mnist_classifier.pth"]  # vaelib.course.sample_quality's
+    # the classifiers of vaelib.course.sample_quality are not VAEs
+    vaes = [p.stem for p in PRETRAINED.glob("*.pth") if not p.name.endswith("mnist_classifier.pth")]
     assert sorted(vaes) == sorted(SCORED)
 
 
@@ -99,7 +100,7 @@ def _last_command(recipe):
 
 
 def test_every_shipped_vae_has_a_recipe_and_every_recipe_a_file():
-    shipped = {p.stem for p in PRETRAINED.glob("*.pth")} - {"mnist_classifier"}
+    shipped = {p.stem for p in PRETRAINED.glob("*.pth")} - {"mnist_classifier", "fashion_mnist_classifier"}
     assert shipped == set(RECIPES)
 
 

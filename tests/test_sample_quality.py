@@ -247,3 +247,48 @@ def test_the_reference_is_the_whole_test_set_in_grey_or_one_seeded_binarization(
     assert 0 < grey.mean() < 0.2 and set(binary.unique().tolist()) == {0.0, 1.0}
     assert torch.equal(binary, sq.mnist_test_reference(binarized=True, seed=0))
     assert not torch.equal(binary, sq.mnist_test_reference(binarized=True, seed=1))
+
+
+# --- Fashion-MNIST's classifier (the capstones' sample scores) ------------------------------------------
+
+FASHION = PRETRAINED / sq.CLASSIFIER_FILES["fashion_mnist"]
+needs_fashion_classifier = pytest.mark.skipif(not FASHION.exists(), reason=f"{FASHION} not found")
+
+
+def test_a_missing_fashion_classifier_names_its_own_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAELIB_PRETRAINED", str(tmp_path))
+    with pytest.raises(sq.ClassifierError) as err:
+        sq.load_classifier(dataset="fashion_mnist")
+    message = str(err.value)
+    assert message.startswith("Fashion-MNIST classifier") and str(tmp_path / "fashion_mnist_classifier.pth") in message
+    assert f"'{sq.TRAIN_COMMAND} --dataset fashion_mnist'" in message
+    with pytest.raises(ValueError, match="dataset='cifar10': the sample scores know 'mnist', 'fashion_mnist'"):
+        sq.load_classifier(dataset="cifar10")
+
+
+@needs_classifier
+@needs_fashion_classifier
+def test_one_data_sets_classifier_is_refused_for_the_other():
+    with pytest.raises(sq.ClassifierError, match="was trained on 'fashion_mnist', not 'mnist'"):
+        sq.load_classifier(FASHION)
+    with pytest.raises(sq.ClassifierError, match="was trained on 'mnist', not 'fashion_mnist'"):
+        sq.load_classifier(CLASSIFIER, dataset="fashion_mnist")
+
+
+@needs_fashion_classifier
+def test_the_shipped_fashion_classifier_reads_fashion_mnist():
+    from .test_checks_capstone import needs_fashion
+    if needs_fashion.args[0]:
+        pytest.skip(needs_fashion.kwargs["reason"])
+    from vaelib import FashionMNIST
+    classifier = sq.load_classifier(dataset="fashion_mnist")
+    assert classifier.meta["dataset"] == "fashion_mnist" and classifier.meta["test_accuracy_grey"] > 0.9
+    assert classifier.meta["train_command"].startswith(f"{sq.TRAIN_COMMAND} --dataset fashion_mnist")
+    test = FashionMNIST("test", subset=1000)
+    assert sq.classifier_accuracy(classifier, test) > 0.88   # untrained: 10 %
+    # its features tell clothes from digits: real Fashion-MNIST test images sit far closer to the reference
+    reference = sq.test_reference("fashion_mnist")
+    assert reference.shape == (10000, 1, 28, 28)
+    fd_real = sq.sample_scores(FashionMNIST("train", subset=2000).images, reference, classifier)["fd"]
+    fd_digits = sq.sample_scores(sq.mnist_test_reference()[:2000], reference, classifier)["fd"]
+    assert fd_real * 10 < fd_digits, (fd_real, fd_digits)

@@ -76,6 +76,12 @@ Its accuracy on the 10,000 test images is stored in the checkpoint (``load_class
 and in ``pretrained/README.md``: 99.32 % on grey levels, 98.87 % on dynamically binarized images
 (one draw, seed 0).
 
+**Fashion-MNIST** (the capstone projects) has a classifier of its own, the same network and recipe trained on
+its training images (``--dataset fashion_mnist``, 20 epochs; ``pretrained/fashion_mnist_classifier.pth``, 90.68 %
+test accuracy in grey levels): pass ``dataset="fashion_mnist"`` to :func:`load_classifier`,
+:func:`test_reference` and :func:`model_scores`. An FD under one classifier is never comparable with one under the
+other.
+
 Conventions: images are ``(N, 1, 28, 28)`` (or ``(N, 28, 28)``), ``float`` in [0, 1] or ``uint8``
 in 0-255, or a :class:`vaelib.ImageData` (not a dynamically binarized one); features are ``(N, 128)`` float tensors. Everything runs
 batch-wise (``batch_size`` images at a time), in eval mode and without gradients, and is
@@ -109,11 +115,29 @@ from ..files import atomic_write
 __all__ = ["MNISTClassifier", "ClassifierError", "train_classifier", "classifier_accuracy", "save_classifier",
            "load_classifier", "classifier_path", "extract_features", "classifier_outputs", "feature_statistics",
            "frechet_distance", "frechet_distance_from_statistics", "classifier_scores", "sample_scores",
-           "mnist_test_reference",
-           "CLASSIFIER_FILE", "TRAIN_COMMAND"]
+           "mnist_test_reference", "test_reference", "model_scores",
+           "CLASSIFIER_FILE", "CLASSIFIER_FILES", "TRAIN_COMMAND", "DATASETS"]
 
-CLASSIFIER_FILE = "mnist_classifier.pth"
+# one classifier per data set: an FD is only comparable under the classifier of the images' own data set
+CLASSIFIER_FILES = {"mnist": "mnist_classifier.pth", "fashion_mnist": "fashion_mnist_classifier.pth"}
+DATASETS = tuple(CLASSIFIER_FILES)
+CLASSIFIER_FILE = CLASSIFIER_FILES["mnist"]
 TRAIN_COMMAND = "python -m vaelib.course.sample_quality --train"
+
+
+def _dataset(dataset: str) -> str:
+    if dataset not in CLASSIFIER_FILES:
+        raise ValueError(f"dataset={dataset!r}: the sample scores know {', '.join(map(repr, DATASETS))}")
+    return dataset
+
+
+def _train_command(dataset: str) -> str:
+    return TRAIN_COMMAND + ("" if dataset == "mnist" else f" --dataset {dataset}")
+
+
+def _data_class(dataset: str):
+    from ..data import MNIST, FashionMNIST
+    return {"mnist": MNIST, "fashion_mnist": FashionMNIST}[_dataset(dataset)]
 FORMAT = "vaelib-mnist-classifier"
 FORMAT_VERSION = 1
 
@@ -207,8 +231,9 @@ def _shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch
 
 def train_classifier(train=None, test=None, epochs: int = 8, batch_size: int = 128, learning_rate: float = 3e-3,
                      seed: int = 0, binarize_fraction: float = 0.5, max_shift: int = 2, progress: bool = True,
-                     **model_kwargs) -> MNISTClassifier:
-    """Train :class:`MNISTClassifier` on MNIST and return it in eval mode, with its scores in ``.meta``.
+                     dataset: str = "mnist", **model_kwargs) -> MNISTClassifier:
+    """Train :class:`MNISTClassifier` on ``dataset`` (``"mnist"`` or ``"fashion_mnist"``, whose ten classes are
+    clothes) and return it in eval mode, with its scores in ``.meta``.
 
     A plain loop: Adam, cross-entropy, the learning rate decayed by cosine to 0 over ``epochs``,
     each batch shifted by up to ``max_shift`` pixels, and a fraction ``binarize_fraction`` of the
@@ -218,12 +243,11 @@ def train_classifier(train=None, test=None, epochs: int = 8, batch_size: int = 1
     weights on the CPU.
 
     Args:
-        train: images and labels, as an ImageData (grey levels); default ``MNIST("train")``.
-        test: held-out data for ``.meta``'s accuracies; default ``MNIST("test")``; ``False`` skips it.
+        train: images and labels, as an ImageData (grey levels); default the data set's training images.
+        test: held-out data for ``.meta``'s accuracies; default its test images; ``False`` skips it.
     """
-    from ..data import MNIST
-
-    train = MNIST("train") if train is None else train
+    data_class = _data_class(dataset)
+    train = data_class("train") if train is None else train
     if train.labels is None:
         raise ValueError("train_classifier needs labelled images (an ImageData with labels)")
     torch.manual_seed(seed)
@@ -262,9 +286,9 @@ def train_classifier(train=None, test=None, epochs: int = 8, batch_size: int = 1
                   "binarize_fraction": binarize_fraction, "max_shift": max_shift,
                   "train_images": len(images), "train_seconds": round(time.perf_counter() - start, 1),
                   "parameters": model.num_parameters(), "feature_dim": model.feature_dim,
-                  "train_command": TRAIN_COMMAND, "history": history}
+                  "train_command": _train_command(dataset), "dataset": dataset, "history": history}
     if test is not False:
-        test = MNIST("test") if test is None else test
+        test = data_class("test") if test is None else test
         model.meta["test_accuracy_grey"] = classifier_accuracy(model, test)
         model.meta["test_accuracy_binarized"] = classifier_accuracy(model, test, binarize=True, seed=0)
         model.meta["test_images"] = len(test)
@@ -292,10 +316,11 @@ def classifier_accuracy(classifier: MNISTClassifier, data, binarize: bool = Fals
 # The checkpoint
 # ---------------------------------------------------------------------------------------------------
 
-def classifier_path() -> Path:
-    """``pretrained/mnist_classifier.pth`` in vaelib's pretrained folder (``$VAELIB_PRETRAINED`` if set)."""
+def classifier_path(dataset: str = "mnist") -> Path:
+    """``pretrained/mnist_classifier.pth`` (``fashion_mnist_classifier.pth`` for ``dataset="fashion_mnist"``) in
+    vaelib's pretrained folder (``$VAELIB_PRETRAINED`` if set)."""
     from .pretrained import pretrained_dir
-    return pretrained_dir() / CLASSIFIER_FILE
+    return pretrained_dir() / CLASSIFIER_FILES[_dataset(dataset)]
 
 
 def save_classifier(classifier: MNISTClassifier, path: str | os.PathLike | None = None) -> Path:
@@ -304,7 +329,7 @@ def save_classifier(classifier: MNISTClassifier, path: str | os.PathLike | None 
     ``meta`` holds plain numbers and strings (accuracies, training settings, the command), so the
     file loads with ``torch.load(weights_only=True)``. Default path: :func:`classifier_path`.
     """
-    path = Path(path) if path is not None else classifier_path()
+    path = Path(path) if path is not None else classifier_path(classifier.meta.get("dataset", "mnist"))
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": dict(classifier.config),
                "state_dict": {k: v.detach().cpu().clone() for k, v in classifier.state_dict().items()},
@@ -314,19 +339,20 @@ def save_classifier(classifier: MNISTClassifier, path: str | os.PathLike | None 
     return path
 
 
-def load_classifier(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> MNISTClassifier:
-    """The shipped MNIST classifier in eval mode, its training record in ``.meta``.
+def load_classifier(path: str | os.PathLike | None = None, device: str | torch.device = "cpu",
+                    dataset: str = "mnist") -> MNISTClassifier:
+    """The shipped classifier of ``dataset`` (MNIST's by default) in eval mode, its training record in ``.meta``.
 
     ``path`` defaults to :func:`classifier_path` (``$VAELIB_PRETRAINED`` or the repository's
     ``pretrained/``). Raises :class:`ClassifierError` (a ``ValueError`` and a
     ``vaelib.CheckpointError``) with one line naming the file and the command that trains it when
     the file is missing, truncated, corrupt or not this classifier.
     """
-    path = Path(path) if path is not None else classifier_path()
-    fix = f"train it with '{TRAIN_COMMAND}' (a few minutes on a CPU), or copy it again from the repository"
+    path = Path(path) if path is not None else classifier_path(dataset)
+    fix = f"train it with '{_train_command(dataset)}' (10-20 minutes on a CPU), or copy it again from the repository"
 
     def fail(why: str):
-        raise ClassifierError(f"MNIST classifier {path} {why}: {fix}")
+        raise ClassifierError(f"{'MNIST' if dataset == 'mnist' else 'Fashion-MNIST'} classifier {path} {why}: {fix}")
 
     if not path.exists():
         fail("not found")
@@ -359,6 +385,8 @@ def load_classifier(path: str | os.PathLike | None = None, device: str | torch.d
     if not all(torch.isfinite(p).all() for p in model.state_dict().values()):
         fail("holds non-finite weights")
     model.meta = dict(ckpt.get("meta") or {})
+    if model.meta.get("dataset", "mnist") != dataset:     # the shipped MNIST file predates the field
+        fail(f"was trained on {model.meta.get('dataset', 'mnist')!r}, not {dataset!r}")
     return model.to(device).eval()
 
 
@@ -478,19 +506,25 @@ def _scores_from_probabilities(probs: torch.Tensor) -> dict:
             "classifier_score": math.exp(max(label_entropy - mean_entropy, 0.0)), "n": len(p)}
 
 
-def mnist_test_reference(binarized: bool = False, seed: int = 0, root=None) -> torch.Tensor:
-    """All 10,000 MNIST test images as a float ``(10000, 1, 28, 28)`` tensor in [0, 1], the reference set.
+def test_reference(dataset: str = "mnist", binarized: bool = False, seed: int = 0, root=None) -> torch.Tensor:
+    """All 10,000 test images of ``dataset`` as a float ``(10000, 1, 28, 28)`` tensor in [0, 1], the reference set.
 
     ``binarized=True``: one Bernoulli draw of every pixel (``torch.Generator().manual_seed(seed)``),
     the reference for binary samples (see the module docstring). ``root``: as in :class:`vaelib.MNIST`.
     """
-    from ..data import MNIST
-    images = MNIST("test", root=root).images.float().div(255)
+    images = _data_class(dataset)("test", root=root).images.float().div(255)
     return torch.bernoulli(images, generator=torch.Generator().manual_seed(seed)) if binarized else images
 
 
-def model_scores(model, n: int = 10000, seed: int = 0, binary: bool | None = None, root=None) -> dict:
-    """:func:`sample_scores` of ``n`` samples of an MNIST ``model`` against all 10,000 test images.
+def mnist_test_reference(binarized: bool = False, seed: int = 0, root=None) -> torch.Tensor:
+    """``test_reference("mnist", binarized, seed, root)``: the 10,000 MNIST test images."""
+    return test_reference("mnist", binarized, seed, root)
+
+
+def model_scores(model, n: int = 10000, seed: int = 0, binary: bool | None = None, root=None,
+                 dataset: str = "mnist") -> dict:
+    """:func:`sample_scores` of ``n`` samples of a ``model`` of ``dataset`` against all 10,000 of its test images,
+    under that data set's classifier.
 
     The model's own samples, drawn 1,000 at a time from ``seed`` onwards: 0/1 pixels for a binary
     likelihood (drawn pixel by pixel for pixelcnn), scored against the test set binarized the same
@@ -500,8 +534,8 @@ def model_scores(model, n: int = 10000, seed: int = 0, binary: bool | None = Non
     samples = torch.cat([model.sample(min(1000, n - i), draw=True,  # a draw of a grey likelihood is its mean
                                       generator=torch.Generator(model.device).manual_seed(seed + i)).cpu()
                          for i in range(0, n, 1000)])
-    reference = mnist_test_reference(binarized=binary, seed=seed, root=root)
-    return sample_scores(samples, reference, load_classifier(device=model.device))
+    reference = test_reference(dataset, binarized=binary, seed=seed, root=root)
+    return sample_scores(samples, reference, load_classifier(device=model.device, dataset=dataset))
 
 
 def sample_scores(samples, reference=None, classifier: MNISTClassifier | None = None, batch_size: int = 500) -> dict:
@@ -539,22 +573,27 @@ def main(argv=None) -> int:
                                      description="Train the MNIST classifier behind vaelib's sample-quality scores, "
                                                  "or show the shipped one's record.")
     parser.add_argument("--train", action="store_true", help="train it and write --output")
-    parser.add_argument("--output", default=None, help=f"where to write it (default: pretrained/{CLASSIFIER_FILE})")
+    parser.add_argument("--output", default=None,
+                        help="where to write it (default: pretrained/" + " or ".join(CLASSIFIER_FILES.values()) + ")")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dataset", choices=DATASETS, default="mnist",
+                        help="whose classifier: MNIST's (the default) or Fashion-MNIST's")
     args = parser.parse_args(argv)
     try:
         if args.train:
-            model = train_classifier(epochs=args.epochs, seed=args.seed)
+            model = train_classifier(epochs=args.epochs, seed=args.seed, dataset=args.dataset)
             flags = [f"--epochs {args.epochs}"] * (args.epochs != 8) + [f"--seed {args.seed}"] * (args.seed != 0)
-            model.meta["train_command"] = " ".join([TRAIN_COMMAND, *flags])
+            model.meta["train_command"] = " ".join([_train_command(args.dataset), *flags])
+            if args.output is None:
+                args.output = classifier_path(args.dataset)
             path = save_classifier(model, args.output)
             m = model.meta
             print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {m['parameters']:,} parameters, "
                   f"{m['train_seconds']:.0f} s): test accuracy {m['test_accuracy_grey']:.4f} on grey levels, "
                   f"{m['test_accuracy_binarized']:.4f} dynamically binarized")
         else:
-            model = load_classifier(args.output)
+            model = load_classifier(args.output, dataset=args.dataset)
             for key, value in model.meta.items():
                 if key != "history":
                     print(f"{key}: {value}")
