@@ -141,3 +141,49 @@ def test_each_vq_vae_trains_through_fit_saves_and_loads(tmp_path, quantizer):
     x = images[:8]
     assert torch.equal(again.encode_codes(x), model.encode_codes(x))
     assert torch.equal(again.decode_codes(model.encode_codes(x)), model.decode_codes(model.encode_codes(x)))
+
+
+# --- the prior over the code grid -------------------------------------------------------------------------
+
+def test_the_code_prior_is_causal():
+    """Changing the code at cell j changes no logit at cells <= j in raster order, and some after it."""
+    from vaelib.code_prior import CodePixelCNN
+    torch.manual_seed(0)
+    prior = CodePixelCNN(16, features=16, layers=3).eval()
+    codes = torch.randint(0, 16, (1, 7, 7), generator=torch.Generator().manual_seed(0))
+    base = prior(codes)
+    for j in (0, 10, 24, 48):
+        changed = codes.clone()
+        changed.view(-1)[j] = (changed.view(-1)[j] + 1) % 16
+        moved = (prior(changed) - base).abs().amax(1).flatten() > 1e-6     # per cell, raster order
+        assert not moved[:j + 1].any(), f"cell {j} reaches back to {moved[:j + 1].nonzero().flatten().tolist()}"
+        assert j == 48 or moved[j + 1:].any()
+
+
+def test_the_code_prior_learns_structure_that_uniform_codes_lack():
+    from vaelib.code_prior import CodePixelCNN, code_prior_objective, codes_as_images
+    g = torch.Generator().manual_seed(0)
+    # each grid repeats one code: after its first cell, a grid is certain
+    codes = torch.randint(0, 16, (512, 1, 1), generator=g).expand(512, 7, 7).contiguous()
+    prior = CodePixelCNN(16, features=32, layers=2)
+    history = vaelib.fit(prior, codes_as_images(codes), objective=code_prior_objective, epochs=15, lr=3e-3, seed=0,
+                         progress=False)
+    assert history[0]["train_bits"] > 49 * 3 and history[-1]["train_bits"] < 49 * 4 / 4     # uniform: 196 bits
+    mixed = torch.randint(0, 16, (8, 7, 7), generator=g)
+    assert (prior.log_prob(codes[:8]) > prior.log_prob(mixed) + 50).all()      # nats: structure is likely
+    drawn = prior.sample(8, generator=torch.Generator().manual_seed(1))
+    assert drawn.shape == (8, 7, 7) and drawn.min() >= 0 and drawn.max() < 16
+    assert (drawn == drawn[:, :1, :1]).float().mean() > 0.9                   # its draws repeat their first code
+
+
+def test_wrong_codes_are_refused_in_one_line():
+    from vaelib.code_prior import CodePixelCNN, codes_as_images, images_as_codes
+    prior = CodePixelCNN(8, features=8, layers=1)
+    with pytest.raises(ValueError, match=r"values must lie in \[0, 8\), got 0 to 9: the prior's num_codes"):
+        prior(torch.tensor([[[0, 9]]]))
+    with pytest.raises(ValueError, match="expected a long tensor"):
+        prior(torch.zeros(1, 7, 7))
+    codes = torch.randint(0, 256, (4, 7, 7))
+    assert torch.equal(images_as_codes(codes_as_images(codes).float() / 255), codes)
+    with pytest.raises(ValueError, match="at most 256 codes"):
+        codes_as_images(codes + 1)

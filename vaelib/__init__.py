@@ -22,7 +22,8 @@ Modules, in the order the course teaches them (each is imported when first used,
 - ``vaelib.images``: image grids and their files, with no plotting library; ``vaelib.plotting``: figures
   (matplotlib, the ``[plot]`` extra): sample grids, reconstructions, latent plots
 - ``vaelib.vq``: discrete latents, vector quantization (codebook loss, EMA, dead-code restart) and FSQ, with
-  codebook usage; ``vaelib.vqvae``: a VQ-VAE trained by ``fit`` with ``vq_objective``
+  codebook usage; ``vaelib.vqvae``: a VQ-VAE trained by ``fit`` with ``vq_objective``;
+  ``vaelib.code_prior``: a PixelCNN prior over its code grid
 - ``vaelib.course``: the course harness, apart from the library: notebook modes and figures, the
   pretrained checkpoints and their recipes, exercise checks, coursework, widgets, sample scores
 - ``vaelib.cli`` and ``vaelib.flags``: the command line, and its flags' names for the library's arguments
