@@ -21,6 +21,8 @@ Modules, in the order the course teaches them (each is imported when first used,
 - ``vaelib.evaluation``: test ELBO, IWAE log-likelihood, bits/dim
 - ``vaelib.images``: image grids and their files, with no plotting library; ``vaelib.plotting``: figures
   (matplotlib, the ``[plot]`` extra): sample grids, reconstructions, latent plots
+- ``vaelib.hierarchical``: a hierarchical VAE with top-down inference (ladder VAE / NVAE form), one KL per
+  layer, trained by ``fit`` with ``hierarchical_objective`` (KL warm-up, free bits per layer)
 - ``vaelib.vq``: discrete latents, vector quantization (codebook loss, EMA, dead-code restart) and FSQ, with
   codebook usage; ``vaelib.vqvae``: a VQ-VAE trained by ``fit`` with ``vq_objective``;
   ``vaelib.code_prior``: a PixelCNN prior over its code grid

@@ -124,6 +124,9 @@ def log_importance_weights(model, x: torch.Tensor, k: int, generator: torch.Gene
     The log-mean-exp of the weights over the k samples is L_k; their plain mean is a k-sample ELBO estimate.
     ``y``: labels as :func:`elbo_terms` takes them.
     """
+    own = getattr(type(model), "log_importance_weights", None)
+    if own is not None:        # a model with latents of its own (vaelib.hierarchical) computes its weights itself
+        return model.log_importance_weights(x, k, generator=generator, y=y)
     y = _labels(model, y, len(x))
     q = model.encode(x, y)
     z = q.rsample((k,), generator=generator) if isinstance(q, (DiagonalGaussian, FlowPosterior)) else q.rsample((k,))
@@ -149,7 +152,8 @@ def iwae_bound(model, x: torch.Tensor, k: int, chunk_size: int | None = None,
     y = _labels(model, y, len(x))
     if chunk_size is None:
         # the decoder's output per image, relative to one 28x28 map: a chunk holds ~16,384 of those
-        channels = model.likelihood.decoder_channels(x.shape[1]) if hasattr(model.likelihood, "decoder_channels") else 1
+        likelihood = getattr(model, "likelihood", None)
+        channels = likelihood.decoder_channels(x.shape[1]) if hasattr(likelihood, "decoder_channels") else 1
         size = channels * x.shape[-2] * x.shape[-1] / 784
         chunk_size = max(1, int(16384 // (x.shape[0] * size)))
     total = None

@@ -1,0 +1,111 @@
+"""vaelib.hierarchical: the top-down hierarchical VAE's ELBO, its per-layer KLs, its bounds and its training."""
+import math
+
+import pytest
+import torch
+
+import vaelib
+from vaelib.bounds import iwae_bound
+from vaelib.evaluation import iwae_nll
+from vaelib.hierarchical import HierarchicalVAE, hierarchical_objective
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = HierarchicalVAE((8, 4, 2), hidden=32, channels=8)
+    with torch.no_grad():                       # posteriors away from their priors: every layer's KL a few nats
+        for head in (*(h[-1] for h in m.posterior_heads), m.top_posterior):
+            head.weight.normal_(0, 0.3)
+            head.bias.normal_(0, 1.0)
+    return m.eval()
+
+
+def _images(n=16, seed=0):
+    return torch.bernoulli(torch.full((n, 1, 28, 28), 0.3), generator=torch.Generator().manual_seed(seed))
+
+
+def test_the_elbo_is_the_reconstruction_minus_one_kl_per_layer(model):
+    t = model.terms(_images(), generator=torch.Generator().manual_seed(0))
+    assert len(t.kl) == 3 and all(kl.shape == (16,) for kl in t.kl) and all((kl > 0).all() for kl in t.kl)
+    assert torch.allclose(t.elbo, t.reconstruction - t.kl[0] - t.kl[1] - t.kl[2])
+    # one sample's log weight, log p(x|z) + log p(z) - log q(z|x), averages to the same ELBO over many samples
+    x = _images(4)
+    log_w, _ = model.log_importance_weights(x, 4000, generator=torch.Generator().manual_seed(1))
+    many = model.terms(x.repeat(4000, 1, 1, 1), generator=torch.Generator().manual_seed(2)).elbo.view(4000, 4)
+    assert torch.allclose(log_w.mean(0), many.mean(0), atol=0.5)
+
+
+def test_each_layers_kl_is_to_its_conditional_prior_and_matches_monte_carlo(model):
+    """Analytic KL(q(z_l | z_>l, x) || p(z_l | z_>l)) at one sample of the layers above, against 10^5 samples."""
+    x = _images(1)
+    g = torch.Generator().manual_seed(3)
+    z, _, pairs = model._top_down(model._bottom_up(x), model._noise(1, g))
+    for q, p in pairs:
+        analytic = torch.distributions.kl_divergence(q, p).sum(-1).item()
+        samples = q.sample((100_000,))
+        mc = (q.log_prob(samples) - p.log_prob(samples)).sum(-1).mean().item()
+        assert abs(mc - analytic) <= 0.01 * analytic, (analytic, mc)
+    # the bottom layer's prior depends on the sample of the layers above: another z_2 moves it
+    _, _, other = model._top_down(model._bottom_up(x), model._noise(1, torch.Generator().manual_seed(4)))
+    assert not torch.allclose(pairs[0][1].loc, other[0][1].loc)
+
+
+def test_the_elbo_lies_below_the_importance_weighted_bounds(model):
+    x = _images(32)
+    with torch.no_grad():
+        elbo = torch.stack([model.terms(x, generator=torch.Generator().manual_seed(s)).elbo for s in range(64)]).mean()
+        bounds = [iwae_bound(model, x, k, generator=torch.Generator().manual_seed(10 + k)).mean() for k in (1, 4, 16, 64)]
+    assert abs(bounds[0] - elbo) < 1.0                                   # L_1 is the ELBO in expectation
+    assert all(b > elbo for b in bounds[1:]) and bounds[1] < bounds[2] < bounds[3]
+
+
+def test_vaelibs_evaluation_scores_the_hierarchy_per_image(model):
+    x = _images(6)
+    from vaelib.evaluation import iwae_bounds
+    together = iwae_nll(model, x, k=20, seed=0, per_image=True, progress=False)
+    # image 2's samples come from its own generator: the same bound alone (a shard of one) or among others
+    (_, alone), = iwae_bounds(model, x, k=20, seed=0, indices=[2])
+    assert together["per_image"].shape == (6,)
+    assert torch.allclose(-alone[0], together["per_image"][2], atol=1e-3)
+    assert math.isfinite(together["nll"]) and together["nll"] > 0
+
+
+def test_the_objective_warms_up_and_applies_free_bits_per_layer(model):
+    x = _images(8)
+    model.train()
+    try:
+        torch.manual_seed(0)
+        at_start = hierarchical_objective(warmup_steps=100)(model, x, step=0)
+        torch.manual_seed(0)
+        t = model.terms(x)
+        assert at_start.beta == 0.0 and torch.isclose(at_start.loss, -t.reconstruction.mean())
+        torch.manual_seed(0)
+        floored = hierarchical_objective(free_bits=50.0)(model, x)
+        assert torch.isclose(floored.loss, -t.reconstruction.mean() + 3 * 50.0)   # each layer's KL is below 50
+        assert torch.isclose(floored.sums["elbo"], t.elbo.sum())                  # the report is the true ELBO
+        assert set(floored.sums) == {"elbo", "reconstruction", "kl_1", "kl_2", "kl_3"}
+    finally:
+        model.eval()
+
+
+def test_a_hierarchy_trains_through_fit_saves_loads_and_samples(tmp_path):
+    torch.manual_seed(0)
+    images = _images(256, seed=5)
+    m = HierarchicalVAE((6, 3), hidden=32, channels=8)
+    history = vaelib.fit(m, images[:192], images[192:], objective=hierarchical_objective(free_bits=0.1), epochs=3,
+                         seed=0, progress=False)
+    assert history[-1]["test_elbo"] > history[0]["test_elbo"] and "test_kl_2" in history[-1]
+    path = vaelib.save(m, tmp_path / "h.pth")
+    again = vaelib.load(path, model=HierarchicalVAE(**m.config))
+    g = lambda: torch.Generator().manual_seed(0)                                  # noqa: E731
+    assert torch.equal(again.sample(4, generator=g()), m.sample(4, generator=g()))
+    drawn = m.sample(4, generator=g(), draw=True, temperature=(0.5, 1.0))
+    assert drawn.shape == (4, 1, 28, 28) and set(drawn.unique().tolist()) <= {0.0, 1.0}
+    kept = m.resample(images[:4], keep=[0, 1], generator=g())
+    assert kept.shape == (4, 1, 28, 28) and m.training          # handed back in the mode it was found in
+
+
+def test_a_wrong_layout_is_refused():
+    with pytest.raises(ValueError, match="one positive size per layer"):
+        HierarchicalVAE(())
