@@ -393,7 +393,7 @@ LAYERS = [
     {"bounds", "elbo"},
     {"vae"},
     {"checkpoints", "evaluation", "objectives", "plotting", "runs", "images"},
-    {"callbacks", "vqvae", "code_prior", "hierarchical"},
+    {"callbacks", "vqvae", "code_prior", "hierarchical", "diffusion"},
     {"training"},
     {"train_run"},
     {"course", "checks", "coursework", "widgets", "sample_quality", "settings", "pretrained"},

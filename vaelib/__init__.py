@@ -4,7 +4,7 @@ Modules, in the order the course teaches them (each is imported when first used,
 ``import vaelib`` stays quick and pulls in no plotting or widget toolkit):
 
 - ``vaelib.data``: image data sets as device-resident tensors (``ImageData``, ``MNIST``,
-  ``FashionMNIST``, ``load_dataset``), with binarization
+  ``FashionMNIST``, ``load_dataset``), with binarization; ``TensorData`` for tensors that are not images
 - ``vaelib.likelihoods``: decoder likelihoods p(x|z); ``vaelib.autoregressive``: the ``pixelcnn`` one
 - ``vaelib.kl``: the KL divergence, closed form and Monte Carlo
 - ``vaelib.reparameterization``: z = mu + sigma * eps; ``vaelib.posteriors``: q(z|x)
@@ -26,6 +26,8 @@ Modules, in the order the course teaches them (each is imported when first used,
 - ``vaelib.vq``: discrete latents, vector quantization (codebook loss, EMA, dead-code restart) and FSQ, with
   codebook usage; ``vaelib.vqvae``: a VQ-VAE trained by ``fit`` with ``vq_objective``;
   ``vaelib.code_prior``: a PixelCNN prior over its code grid
+- ``vaelib.diffusion``: a DDPM over vectors (a VAE's latents), its bound split per step, trained by ``fit`` on
+  ``vaelib.data.TensorData`` with ``ddpm_objective``
 - ``vaelib.course``: the course harness, apart from the library: notebook modes and figures, the
   pretrained checkpoints and their recipes, exercise checks, coursework, widgets, sample scores
 - ``vaelib.cli`` and ``vaelib.flags``: the command line, and its flags' names for the library's arguments

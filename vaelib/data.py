@@ -37,7 +37,7 @@ import torch
 from .deprecation import deprecated
 from .validation import whole_number
 
-__all__ = ["ImageData", "MNIST", "FashionMNIST", "load_dataset", "as_data", "DataError", "data_root",
+__all__ = ["ImageData", "TensorData", "MNIST", "FashionMNIST", "load_dataset", "as_data", "DataError", "data_root",
            "load_mnist_tensors", "canonical_dataset", "DATASETS", "GENERIC_DATASETS"]
 
 BINARIZATIONS = (None, "dynamic", "static")
@@ -263,7 +263,52 @@ class StreamingData:
         return x[:n], None if y is None else torch.as_tensor(y)[:n]
 
 
-def as_data(data, labels=None, name: str = "data") -> ImageData | StreamingData:
+class TensorData:
+    """Tensors that are not images, for models that are not image models: a diffusion model over a VAE's latents,
+    a prior over codes. ``tensor`` ``(N, ...)`` float, any values (finite); ``labels`` optional ``(N,)``. ``fit``
+    batches and shuffles them as it does images (``fit(model, TensorData(latents), objective=...)``) with none of
+    the image checks, which is why the wrapping is explicit: a plain tensor is still checked as images.
+    """
+
+    binarize = None
+    num_classes = None
+    classes = None
+
+    def __init__(self, tensor: torch.Tensor, labels=None):
+        if not isinstance(tensor, torch.Tensor) or tensor.dim() < 1:
+            raise DataError(f"TensorData takes a tensor (N, ...), got {type(tensor).__name__}")
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise DataError("TensorData: the tensor holds NaN or infinite values")
+        if labels is not None:
+            labels = torch.as_tensor(labels, dtype=torch.long, device=tensor.device)
+            if labels.shape != (len(tensor),):
+                raise DataError(f"TensorData: {len(tensor)} rows but labels of shape {tuple(labels.shape)}")
+        self.tensor, self.labels = tensor, labels
+        self.image_shape, self.device = tuple(tensor.shape[1:]), tensor.device
+
+    def __len__(self) -> int:
+        return len(self.tensor)
+
+    def to(self, device) -> "TensorData":
+        return TensorData(self.tensor.to(device), None if self.labels is None else self.labels.to(device))
+
+    def batches(self, batch_size: int = 128, shuffle: bool = False, generator: torch.Generator | None = None,
+                drop_last: bool = False):
+        """Yield ``(x, y)``: rows of the tensor as they are, and their labels or ``None``."""
+        batch_size = whole_number("batch_size", batch_size)
+        n = len(self)
+        order = torch.randperm(n, device=self.device, generator=generator) if shuffle else None
+        stop = n - n % batch_size if drop_last else n
+        for start in range(0, stop, batch_size):
+            idx = slice(start, start + batch_size) if order is None else order[start:start + batch_size]
+            yield self.tensor[idx], None if self.labels is None else self.labels[idx]
+
+    def first(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The first ``n`` rows ``(x, y)``."""
+        return self.tensor[:n], None if self.labels is None else self.labels[:n]
+
+
+def as_data(data, labels=None, name: str = "data") -> ImageData | StreamingData | TensorData:
     """``data`` as :class:`ImageData`: itself, a tensor of images, or an ``(images, labels)`` pair; a
     ``torch.utils.data.Dataset`` or ``DataLoader`` as :class:`StreamingData`.
 
@@ -271,7 +316,7 @@ def as_data(data, labels=None, name: str = "data") -> ImageData | StreamingData:
     int). ``name``: the argument the data came in, for the message if it is refused, e.g.
     ``as_data(test, name="test")``: ``DataError`` (also a ``ValueError``) ``"test: images of shape ..."``.
     """
-    if isinstance(data, (ImageData, StreamingData)):
+    if isinstance(data, (ImageData, StreamingData, TensorData)):
         return data
     from torch.utils.data import DataLoader, Dataset
     if isinstance(data, (Dataset, DataLoader)):
