@@ -94,7 +94,7 @@ def run(epochs: int, prior_epochs: int, quick: bool, save: Path | None) -> dict:
 def table(result: dict) -> str:
     lines = [f"Fashion-MNIST, {result['test_images']:,} test images; K = 256 (FSQ: 240)", "",
              "| quantizer | parameters | epochs | train s (CPU s) | test MSE | PSNR dB | codes used (after 1 epoch) | "
-             "test-set perplexity | 8-image batch perplexity |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "test-set perplexity | 8-image batch perplexity |", "|" + " --- |" * 9]
     for kind, r in result["quantizers"].items():
         lines.append(f"| {kind} | {r['parameters']:,} | {r['epochs']} | {r['train_seconds']:.0f} "
                      f"({r['train_cpu_seconds']:.0f}) | {r['mse']:.4f} | {r['psnr']:.2f} | {r['used']} of "

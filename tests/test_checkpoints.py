@@ -4,6 +4,10 @@ import torch
 import vaelib
 from vaelib import build_vae, load, save
 from vaelib.checkpoints import CheckpointError, load_checkpoint
+from vaelib.code_prior import CodePixelCNN
+from vaelib.diffusion import DDPM
+from vaelib.hierarchical import HierarchicalVAE
+from vaelib.vqvae import VQVAE
 
 
 def _model():
@@ -176,3 +180,34 @@ def test_load_leaves_the_global_random_generator_as_it_was(tmp_path):
     state = torch.random.get_rng_state()
     vaelib.load(path)
     assert torch.equal(state, torch.random.get_rng_state()), "vaelib.load drew from the caller's random generator"
+
+
+@pytest.mark.parametrize("build", [
+    lambda: HierarchicalVAE((6, 3), hidden=16, channels=4), lambda: VQVAE("fsq", channels=4),
+    lambda: CodePixelCNN(16, features=8, layers=1), lambda: DDPM(4, steps=10, hidden=8, blocks=1),
+], ids=["hierarchical", "vqvae", "code_prior", "diffusion"])
+def test_vaelibs_other_models_rebuild_themselves_from_their_files(tmp_path, build):
+    model = build()
+    path = vaelib.save(model, tmp_path / "m.pth")
+    assert torch.load(path, weights_only=True)["model"]["config"] == model.config
+    state = torch.random.get_rng_state()
+    again = vaelib.load(path)
+    assert torch.equal(state, torch.random.get_rng_state())      # rebuilding draws nothing from the caller's
+    assert type(again) is type(model) and again.config == model.config and not again.training
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    # an edited config is refused in one line, before anything is built at its size
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["model"]["config"] = {**ckpt["model"]["config"], "no_such_argument": 1}
+    torch.save(ckpt, tmp_path / "edited.pth")
+    with pytest.raises(vaelib.CheckpointError, match="config that vaelib cannot build"):
+        vaelib.load(tmp_path / "edited.pth")
+
+
+def test_a_module_outside_the_list_is_never_imported_from_a_file(tmp_path):
+    path = vaelib.save(torch.nn.Linear(2, 2), tmp_path / "lin.pth")
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["model"].update(module="os", config={})
+    ckpt["model"]["class"] = "system"
+    torch.save(ckpt, path)
+    with pytest.raises(vaelib.CheckpointError, match="not one of vaelib's VAEs"):
+        vaelib.load(path)

@@ -55,7 +55,8 @@ def test_the_elbo_lies_below_the_importance_weighted_bounds(model):
     x = _images(32)
     with torch.no_grad():
         elbo = torch.stack([model.terms(x, generator=torch.Generator().manual_seed(s)).elbo for s in range(64)]).mean()
-        bounds = [iwae_bound(model, x, k, generator=torch.Generator().manual_seed(10 + k)).mean() for k in (1, 4, 16, 64)]
+        bounds = [iwae_bound(model, x, k, generator=torch.Generator().manual_seed(10 + k)).mean()
+                  for k in (1, 4, 16, 64)]
     assert abs(bounds[0] - elbo) < 1.0                                   # L_1 is the ELBO in expectation
     assert all(b > elbo for b in bounds[1:]) and bounds[1] < bounds[2] < bounds[3]
 

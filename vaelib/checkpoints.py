@@ -18,7 +18,9 @@ config            a :class:`vaelib.VAEConfig` as a dict for vaelib's architectur
 model             what the file holds: for a ``vaelib.VAE``, ``latent_dim``, ``num_classes``,
                   ``image_shape``, the ``likelihood``'s name, and the ``encoder`` / ``decoder`` class
                   names; for any other ``torch.nn.Module``, its class (``module``, ``class``: its
-                  ``__module__`` and ``__qualname__``) and its number of ``parameters``
+                  ``__module__`` and ``__qualname__``) and its number of ``parameters``, and for
+                  vaelib's other models (``REBUILDABLE``: the hierarchical VAE, the VQ-VAE, the code
+                  prior, the DDPM) their constructor's arguments, ``config``, which ``load`` rebuilds
 data              the training data: ``dataset`` name, ``image_shape``, ``binarize`` (or ``None``)
 state_dict        the model's parameters and buffers
 optimizer         the optimizer's state (for resuming), or ``None``
@@ -92,13 +94,46 @@ def _describe_model(model: torch.nn.Module) -> dict:
     what every ``torch.nn.Module`` has."""
     if not isinstance(model, VAE):
         kind = type(model)
-        return {"module": kind.__module__, "class": kind.__qualname__,
+        info = {"module": kind.__module__, "class": kind.__qualname__,
                 "parameters": sum(p.numel() for p in model.parameters()
                                   if not isinstance(p, torch.nn.parameter.UninitializedParameter))}
+        if _rebuildable(info):               # vaelib's own other models record their constructor's arguments
+            info["config"] = dict(model.config)
+        return info
     likelihood = getattr(model.likelihood, "name", type(model.likelihood).__name__)
     return {"latent_dim": int(model.latent_dim), "num_classes": int(model.num_classes),
             "image_shape": None if model.image_shape is None else list(model.image_shape),
             "likelihood": likelihood, "encoder": type(model.encoder).__name__, "decoder": type(model.decoder).__name__}
+
+
+# vaelib's models other than VAE, which rebuild themselves from ``model.config`` (their constructor's arguments):
+# module -> class names. Only these are ever imported by name from a file, and only from inside vaelib.
+REBUILDABLE = {"vaelib.hierarchical": {"HierarchicalVAE"}, "vaelib.vqvae": {"VQVAE"},
+               "vaelib.code_prior": {"CodePixelCNN"}, "vaelib.diffusion": {"DDPM"}}
+
+
+def _rebuildable(info: dict) -> bool:
+    return info.get("class") in REBUILDABLE.get(info.get("module"), ())
+
+
+def _rebuild(info: dict, path) -> torch.nn.Module:
+    """One of :data:`REBUILDABLE` from the config the file recorded, checked against its weights' names and shapes
+    on the meta device first (so that an edited config cannot allocate a huge model)."""
+    import importlib
+    kind = getattr(importlib.import_module(info["module"]), info["class"])   # a fixed list: see REBUILDABLE
+    config = info.get("config")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path} holds a {info['class']} without its config: load it with "
+                              f"vaelib.load(path, model={info['class']}(...)) built as it was saved")
+    try:
+        with torch.device("meta"):
+            kind(**config)
+        with torch.random.fork_rng(devices=[]):
+            return kind(**config)
+    except (TypeError, ValueError) as err:
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(f"{path} has a {info['class']} config that vaelib cannot build ({first}): the file was "
+                              f"edited or damaged") from None
 
 
 def data_info(data) -> dict | None:
@@ -584,6 +619,14 @@ def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "checkpoint",
     if model is None:
         if ckpt.get("config") is None:
             info = ckpt.get("model") or {}
+            if isinstance(info, dict) and _rebuildable(info):
+                model = _rebuild(info, path)
+                mismatch = state_dict_mismatch(model, ckpt["state_dict"])
+                if mismatch:
+                    raise CheckpointError(f"{path}: its weights do not fit the {info['class']} its config describes "
+                                          f"({mismatch}); the file was edited or damaged")
+                model.load_state_dict(ckpt["state_dict"])
+                return model
             if "class" in info and "latent_dim" not in info:  # a module other than a vaelib.VAE
                 name = info["class"]
                 raise CheckpointError(f"{path} holds a {info.get('module', '?')}.{name}, not one of vaelib's VAEs, "

@@ -68,18 +68,20 @@ class HierarchicalVAE(nn.Module):
         latent_dims: each stochastic layer's size, bottom (z_1) to top (z_L); two or three layers.
         hidden: width of the deterministic paths.
         channels: width of the conv encoder's and decoder's first convolution.
-        temperature: per layer, bottom to top: the prior's standard deviation is multiplied by it when sampling
-            (NVAE's t < 1 gives cleaner samples; 1 is the model).
-    ``self.config`` records the constructor's arguments.
+        skip: the decoder reads the top-down state beside z_1 (NVAE's path to the output) instead of z_1 alone
+            (the ladder VAE's p(x | z_1)); with it, z_1 can be switched off while the layers above carry x.
+    :meth:`sample` takes a temperature per layer, bottom to top: the prior's standard deviation times it (NVAE's
+    t < 1 gives cleaner samples; 1 is the model). ``self.config`` records the constructor's arguments.
     """
 
-    def __init__(self, latent_dims=(32, 16), hidden: int = 256, channels: int = 32):
+    def __init__(self, latent_dims=(32, 16), hidden: int = 256, channels: int = 32, skip: bool = False):
         super().__init__()
         latent_dims = tuple(int(d) for d in latent_dims)
         if not latent_dims or min(latent_dims) < 1:
             raise ValueError(f"latent_dims={latent_dims!r}: one positive size per layer, bottom to top, e.g. (32, 16)")
         self.latent_dims, self.hidden = latent_dims, hidden
-        self.config = {"latent_dims": list(latent_dims), "hidden": hidden, "channels": channels}
+        self.skip = bool(skip) and len(latent_dims) > 1
+        self.config = {"latent_dims": list(latent_dims), "hidden": hidden, "channels": channels, "skip": self.skip}
         self.image_shape = (1, 28, 28)
         c, L = channels, len(latent_dims)
         self.encoder = nn.Sequential(
@@ -98,7 +100,7 @@ class HierarchicalVAE(nn.Module):
             nn.init.zeros_(head[-1].weight)
             nn.init.zeros_(head[-1].bias)
         self.decoder = nn.Sequential(
-            nn.Linear(latent_dims[0] + (hidden if L > 1 else 0), hidden), nn.ELU(),
+            nn.Linear(latent_dims[0] + (hidden if self.skip else 0), hidden), nn.ELU(),
             nn.Linear(hidden, 2 * c * 49), nn.ELU(), nn.Unflatten(1, (2 * c, 7, 7)),
             nn.ConvTranspose2d(2 * c, c, 4, 2, 1), nn.ELU(), nn.ConvTranspose2d(c, 1, 4, 2, 1))
 
@@ -154,7 +156,7 @@ class HierarchicalVAE(nn.Module):
             q, p = pairs[l]
             dist, scale = (p, t[l]) if q is None else (q, 1.0)
             z[l] = dist.loc + scale * dist.scale * noise(self.latent_dims[l])
-        decoder_input = z[0] if state is None else torch.cat([z[0], state], -1)
+        decoder_input = torch.cat([z[0], state], -1) if self.skip else z[0]
         return z, decoder_input, pairs
 
     def decode(self, decoder_input: torch.Tensor) -> Independent:
@@ -213,7 +215,7 @@ class HierarchicalVAE(nn.Module):
                 else:
                     fresh = noise(self.latent_dims[l])
                 z[l] = z_post[l] if l in keep else fresh
-            decoder_input = z[0] if state is None else torch.cat([z[0], state], -1)
+            decoder_input = torch.cat([z[0], state], -1) if self.skip else z[0]
             return torch.sigmoid(self.decoder(decoder_input))
         finally:
             self.train(was)
