@@ -56,8 +56,7 @@ def layer_statistics(model: HierarchicalVAE, data) -> list[dict]:
     x, _ = data.first(len(data), seed=0)
     kl, means = [[] for _ in model.latent_dims], [[] for _ in model.latent_dims]
     for batch in x.split(500):
-        _, _, pairs = model._top_down(model._bottom_up(batch), model._noise(len(batch), torch.Generator()
-                                                                                .manual_seed(0)))
+        _, _, pairs = model._posterior(batch, model._noise(len(batch), torch.Generator().manual_seed(0)))
         for i, (q, p) in enumerate(pairs):
             kl[i].append(torch.distributions.kl_divergence(q, p).sum(-1))
             means[i].append(q.loc)

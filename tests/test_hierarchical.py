@@ -10,14 +10,17 @@ from vaelib.evaluation import iwae_nll
 from vaelib.hierarchical import HierarchicalVAE, hierarchical_objective
 
 
-@pytest.fixture(scope="module")
-def model():
+@pytest.fixture(scope="module", params=["top_down", "bottom_up"])
+def model(request):
     torch.manual_seed(0)
-    m = HierarchicalVAE((8, 4, 2), hidden=32, channels=8)
+    m = HierarchicalVAE((8, 4, 2), hidden=32, channels=8, inference=request.param)
+    heads = ((*(h[-1] for h in m.posterior_heads), m.top_posterior) if request.param == "top_down"
+             else [h if isinstance(h, torch.nn.Linear) else h[-1] for h in m.bottom_up_heads])
+    scale = 1.0 if request.param == "top_down" else 0.3    # bottom-up heads read samples: keep their KLs moderate
     with torch.no_grad():                       # posteriors away from their priors: every layer's KL a few nats
-        for head in (*(h[-1] for h in m.posterior_heads), m.top_posterior):
-            head.weight.normal_(0, 0.3)
-            head.bias.normal_(0, 1.0)
+        for head in heads:
+            head.weight.normal_(0, 0.3 * scale)
+            head.bias.normal_(0, scale)
     return m.eval()
 
 
@@ -40,14 +43,14 @@ def test_each_layers_kl_is_to_its_conditional_prior_and_matches_monte_carlo(mode
     """Analytic KL(q(z_l | z_>l, x) || p(z_l | z_>l)) at one sample of the layers above, against 10^5 samples."""
     x = _images(1)
     g = torch.Generator().manual_seed(3)
-    z, _, pairs = model._top_down(model._bottom_up(x), model._noise(1, g))
+    z, _, pairs = model._posterior(x, model._noise(1, g))
     for q, p in pairs:
         analytic = torch.distributions.kl_divergence(q, p).sum(-1).item()
         samples = q.sample((100_000,))
         mc = (q.log_prob(samples) - p.log_prob(samples)).sum(-1).mean().item()
         assert abs(mc - analytic) <= 0.01 * analytic, (analytic, mc)
     # the bottom layer's prior depends on the sample of the layers above: another z_2 moves it
-    _, _, other = model._top_down(model._bottom_up(x), model._noise(1, torch.Generator().manual_seed(4)))
+    _, _, other = model._posterior(x, model._noise(1, torch.Generator().manual_seed(4)))
     assert not torch.allclose(pairs[0][1].loc, other[0][1].loc)
 
 
@@ -83,7 +86,8 @@ def test_the_objective_warms_up_and_applies_free_bits_per_layer(model):
         assert at_start.beta == 0.0 and torch.isclose(at_start.loss, -t.reconstruction.mean())
         torch.manual_seed(0)
         floored = hierarchical_objective(free_bits=50.0)(model, x)
-        assert torch.isclose(floored.loss, -t.reconstruction.mean() + 3 * 50.0)   # each layer's KL is below 50
+        assert torch.isclose(floored.loss, -t.reconstruction.mean() + sum(kl.mean().clamp_min(50.0) for kl in t.kl))
+        assert any(kl.mean() < 50 for kl in t.kl)                                  # the floor is used
         assert torch.isclose(floored.sums["elbo"], t.elbo.sum())                  # the report is the true ELBO
         assert set(floored.sums) == {"elbo", "reconstruction", "kl_1", "kl_2", "kl_3"}
     finally:
@@ -110,3 +114,15 @@ def test_a_hierarchy_trains_through_fit_saves_loads_and_samples(tmp_path):
 def test_a_wrong_layout_is_refused():
     with pytest.raises(ValueError, match="one positive size per layer"):
         HierarchicalVAE(())
+    with pytest.raises(ValueError, match="inference='sideways'"):
+        HierarchicalVAE(inference="sideways")
+
+
+def test_both_inference_forms_share_the_generative_model():
+    """The same prior and decoder parameters: only q(z | x) differs."""
+    def generative(m):
+        return {k: v.shape for k, v in m.state_dict().items() if k.split(".")[0] in ("down", "prior_heads", "decoder")}
+    top, bottom = HierarchicalVAE((6, 3), hidden=16, channels=4), HierarchicalVAE((6, 3), 16, 4, inference="bottom_up")
+    assert generative(top) == generative(bottom) and generative(top)
+    assert not any(k.startswith("bottom_up_heads") for k in top.state_dict())
+    assert not any(k.startswith(("posterior_heads", "top_posterior")) for k in bottom.state_dict())

@@ -68,37 +68,49 @@ class HierarchicalVAE(nn.Module):
         latent_dims: each stochastic layer's size, bottom (z_1) to top (z_L); two or three layers.
         hidden: width of the deterministic paths.
         channels: width of the conv encoder's and decoder's first convolution.
+        inference: ``"top_down"`` (the ladder / NVAE form above) or ``"bottom_up"``: q(z_1 | x), then
+            q(z_l+1 | z_l), each layer inferred from the one below only, the same generative model.
         skip: the decoder reads the top-down state beside z_1 (NVAE's path to the output) instead of z_1 alone
             (the ladder VAE's p(x | z_1)); with it, z_1 can be switched off while the layers above carry x.
     :meth:`sample` takes a temperature per layer, bottom to top: the prior's standard deviation times it (NVAE's
     t < 1 gives cleaner samples; 1 is the model). ``self.config`` records the constructor's arguments.
     """
 
-    def __init__(self, latent_dims=(32, 16), hidden: int = 256, channels: int = 32, skip: bool = False):
+    def __init__(self, latent_dims=(32, 16), hidden: int = 256, channels: int = 32, skip: bool = False,
+                 inference: str = "top_down"):
         super().__init__()
         latent_dims = tuple(int(d) for d in latent_dims)
         if not latent_dims or min(latent_dims) < 1:
             raise ValueError(f"latent_dims={latent_dims!r}: one positive size per layer, bottom to top, e.g. (32, 16)")
-        self.latent_dims, self.hidden = latent_dims, hidden
+        if inference not in ("top_down", "bottom_up"):
+            raise ValueError(f"inference={inference!r}: 'top_down' (the ladder / NVAE form) or 'bottom_up'")
+        self.latent_dims, self.hidden, self.inference = latent_dims, hidden, inference
         self.skip = bool(skip) and len(latent_dims) > 1
-        self.config = {"latent_dims": list(latent_dims), "hidden": hidden, "channels": channels, "skip": self.skip}
+        self.config = {"latent_dims": list(latent_dims), "hidden": hidden, "channels": channels, "skip": self.skip,
+                       "inference": inference}
         self.image_shape = (1, 28, 28)
         c, L = channels, len(latent_dims)
         self.encoder = nn.Sequential(
             nn.Conv2d(1, c, 4, 2, 1), nn.ELU(), nn.Conv2d(c, 2 * c, 4, 2, 1), nn.ELU(), nn.Flatten(),
             nn.Linear(2 * c * 49, hidden), nn.ELU())
-        self.up = nn.ModuleList(nn.Sequential(nn.Linear(hidden, hidden), nn.ELU()) for _ in range(L - 1))
-        self.top_posterior = nn.Linear(hidden, 2 * latent_dims[-1])
-        # top-down: state s_l from (z_l+1, s_l+1); the prior and the posterior's correction at layer l
+        # top-down: state s_l from (z_l+1, s_l+1), and from it the conditional prior of layer l
         self.down = nn.ModuleList(nn.Sequential(nn.Linear(latent_dims[l + 1] + (hidden if l + 1 < L - 1 else 0),
                                                           hidden), nn.ELU()) for l in range(L - 1))
         self.prior_heads = nn.ModuleList(nn.Linear(hidden, 2 * latent_dims[l]) for l in range(L - 1))
-        self.posterior_heads = nn.ModuleList(
-            nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ELU(), nn.Linear(hidden, 2 * latent_dims[l]))
-            for l in range(L - 1))
-        for head in self.posterior_heads:           # start as q = p, the residual form's neutral point
-            nn.init.zeros_(head[-1].weight)
-            nn.init.zeros_(head[-1].bias)
+        if inference == "top_down":
+            self.up = nn.ModuleList(nn.Sequential(nn.Linear(hidden, hidden), nn.ELU()) for _ in range(L - 1))
+            self.top_posterior = nn.Linear(hidden, 2 * latent_dims[-1])
+            self.posterior_heads = nn.ModuleList(      # the posterior's correction to the prior at layer l
+                nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ELU(), nn.Linear(hidden, 2 * latent_dims[l]))
+                for l in range(L - 1))
+            for head in self.posterior_heads:           # start as q = p, the residual form's neutral point
+                nn.init.zeros_(head[-1].weight)
+                nn.init.zeros_(head[-1].bias)
+        else:  # q(z_1 | x), then q(z_l+1 | z_l): each layer sees only the one below (Burda et al.'s form)
+            self.bottom_up_heads = nn.ModuleList(
+                [nn.Linear(hidden, 2 * latent_dims[0])] + [
+                    nn.Sequential(nn.Linear(latent_dims[l - 1], hidden), nn.ELU(), nn.Linear(hidden, 2 * latent_dims[l]))
+                    for l in range(1, L)])
         self.decoder = nn.Sequential(
             nn.Linear(latent_dims[0] + (hidden if self.skip else 0), hidden), nn.ELU(),
             nn.Linear(hidden, 2 * c * 49), nn.ELU(), nn.Unflatten(1, (2 * c, 7, 7)),
@@ -110,9 +122,28 @@ class HierarchicalVAE(nn.Module):
 
     def _bottom_up(self, x: torch.Tensor) -> list:
         h = [self.encoder(x)]
-        for layer in self.up:
+        for layer in getattr(self, "up", ()):
             h.append(layer(h[-1]))
         return h                                                # h_1 .. h_L
+
+    def _posterior(self, x: torch.Tensor, noise):
+        """A sample of every layer from q(z | x), with both passes' distributions: as :meth:`_top_down`."""
+        if self.inference == "top_down":
+            return self._top_down(self._bottom_up(x), noise)
+        L, h = len(self.latent_dims), self.encoder(x)
+        z, posteriors = [], []
+        for l in range(L):
+            q = _gaussian(*self.bottom_up_heads[l](h if l == 0 else z[-1]).chunk(2, -1))
+            posteriors.append(q)
+            z.append(q.loc + q.scale * noise(self.latent_dims[l]))
+        pairs, state = [None] * L, None
+        top = Normal(torch.zeros_like(z[-1]), torch.ones_like(z[-1]))
+        pairs[-1] = (posteriors[-1], top)
+        for l in range(L - 2, -1, -1):
+            state = self.down[l](z[l + 1] if state is None else torch.cat([z[l + 1], state], -1))
+            pairs[l] = (posteriors[l], _gaussian(*self.prior_heads[l](state).chunk(2, -1)))
+        decoder_input = torch.cat([z[0], state], -1) if self.skip else z[0]
+        return z, decoder_input, pairs
 
     def _noise(self, n: int, generator=None, k: int = 1):
         """``noise(dim)``: standard normal ``(n, dim)``. ``generator`` may be a list of one generator per image of
@@ -166,7 +197,7 @@ class HierarchicalVAE(nn.Module):
     def terms(self, x: torch.Tensor, generator=None, k: int = 1) -> LayerTerms:
         """One sample of every layer for images ``x`` ``(B, 1, 28, 28)``: the ELBO's parts, per layer.
         (``generator``, ``k``: see :meth:`_noise`.)"""
-        z, decoder_input, pairs = self._top_down(self._bottom_up(x), self._noise(len(x), generator, k))
+        z, decoder_input, pairs = self._posterior(x, self._noise(len(x), generator, k))
         reconstruction = self.decode(decoder_input).log_prob(x)
         kl = [_kl(q, p) for q, p in pairs]
         log_q = sum(q.log_prob(zl).sum(-1) for (q, _), zl in zip(pairs, z))
@@ -204,7 +235,7 @@ class HierarchicalVAE(nn.Module):
         self.eval()
         try:
             noise = self._noise(len(x), generator)
-            z_post, _, _ = self._top_down(self._bottom_up(x), noise)
+            z_post, _, _ = self._posterior(x, noise)
             L, keep, state = len(self.latent_dims), set(keep), None
             z = [None] * L
             for l in range(L - 1, -1, -1):
