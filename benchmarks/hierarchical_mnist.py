@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 import vaelib  # noqa: E402
 from vaelib.evaluation import iwae_nll  # noqa: E402
-from vaelib.hierarchical import HierarchicalVAE, hierarchical_objective  # noqa: E402
+from vaelib.hierarchical import HierarchicalVAE, hierarchical_objective, layer_statistics  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 CONV_BOUNDS = RESULTS / "conv_vae-k5000-first1000.json"
@@ -49,28 +49,13 @@ def conv_vae_bounds(data, k: int) -> torch.Tensor:
     return nll["per_image"].double()
 
 
-@torch.no_grad()
-def layer_statistics(model: HierarchicalVAE, data) -> list[dict]:
-    """Per layer, bottom to top: mean KL (nats) and active units (Cov_x of the posterior mean > 0.01)."""
-    model.eval()
-    x, _ = data.first(len(data), seed=0)
-    kl, means = [[] for _ in model.latent_dims], [[] for _ in model.latent_dims]
-    for batch in x.split(500):
-        _, _, pairs = model._posterior(batch, model._noise(len(batch), torch.Generator().manual_seed(0)))
-        for i, (q, p) in enumerate(pairs):
-            kl[i].append(torch.distributions.kl_divergence(q, p).sum(-1))
-            means[i].append(q.loc)
-    return [{"kl": torch.cat(k).mean().item(), "active_units": int((torch.cat(m).var(0) > 0.01).sum()),
-             "dims": d} for k, m, d in zip(kl, means, model.latent_dims)]
-
-
 def run(args) -> dict:
     quick = args.quick
     train = vaelib.MNIST("train", binarize="dynamic", subset=2000 if quick else None)
     test = vaelib.MNIST("test", binarize="dynamic", subset=200 if quick else 1000)
     steps_per_epoch = math.ceil(len(train) / 128)
     torch.manual_seed(0)
-    model = HierarchicalVAE(tuple(args.latent_dims), hidden=args.hidden, skip=args.skip)
+    model = HierarchicalVAE(tuple(args.latent_dims), hidden=args.hidden, skip=args.skip, inference=args.inference)
     objective = hierarchical_objective(warmup_steps=args.warmup_epochs * steps_per_epoch, free_bits=args.free_bits)
     start, cpu = time.perf_counter(), time.process_time()
     history = vaelib.fit(model, train, test, objective=objective, epochs=args.epochs, lr=args.lr,
@@ -96,7 +81,7 @@ def run(args) -> dict:
             "nll": round(nll["nll"], 2), "nll_se": round(nll["std_error"], 2), "k": k, "images": len(test),
             "eval_seconds": round(eval_s, 1), "conv_vae_nll": round(baseline.mean().item(), 2),
             "paired_difference": round(d.mean().item(), 2), "paired_se": round(d.std().item() / math.sqrt(len(d)), 2),
-            "layers": layer_statistics(model, test), "fd": round(scores["fd"], 1),
+            "layers": layer_statistics(model, test.first(len(test), seed=0)[0]), "fd": round(scores["fd"], 1),
             "sample_seconds": round(time.perf_counter() - start, 1),
             "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"}
 
@@ -115,6 +100,7 @@ def main(argv=None) -> int:
     parser.add_argument("--latent_dims", type=int, nargs="+", default=[32, 16])
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--skip", action="store_true")
+    parser.add_argument("--inference", choices=("top_down", "bottom_up"), default="top_down")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--warmup_epochs", type=int, default=10)
     parser.add_argument("--free_bits", type=float, default=0.5)

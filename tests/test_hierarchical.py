@@ -126,3 +126,17 @@ def test_both_inference_forms_share_the_generative_model():
     assert generative(top) == generative(bottom) and generative(top)
     assert not any(k.startswith("bottom_up_heads") for k in top.state_dict())
     assert not any(k.startswith(("posterior_heads", "top_posterior")) for k in bottom.state_dict())
+
+
+def test_layer_statistics_reads_each_layers_kl_and_active_units(model):
+    from vaelib.hierarchical import layer_statistics
+    x = _images(64)
+    stats = layer_statistics(model, x)
+    assert [s["dims"] for s in stats] == [8, 4, 2] and not model.training
+    t = model.terms(x, generator=torch.Generator().manual_seed(0))
+    for s, kl in zip(stats, t.kl):
+        assert 0 < s["kl"] and abs(s["kl"] - kl.mean().item()) < 0.5 * kl.mean().item() + 1
+        assert 0 <= s["active_units"] <= s["dims"]
+    # a layer whose posterior ignores x has no active unit: the bottom one of a fresh top-down model is its prior
+    fresh = HierarchicalVAE((8, 4), hidden=32, channels=8).eval()
+    assert layer_statistics(fresh, x)[0]["kl"] < 1e-6

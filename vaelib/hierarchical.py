@@ -30,7 +30,7 @@ from torch.distributions import Bernoulli, Independent, Normal
 from .objectives import Estimate
 from .schedules import LinearWarmup
 
-__all__ = ["HierarchicalVAE", "LayerTerms", "hierarchical_objective", "LOGVAR_RANGE"]
+__all__ = ["HierarchicalVAE", "LayerTerms", "hierarchical_objective", "layer_statistics", "LOGVAR_RANGE"]
 
 LOGVAR_RANGE = (-8.0, 8.0)
 
@@ -275,3 +275,26 @@ class hierarchical_objective:  # noqa: N801  (used like a function: objective=hi
         sums = {"elbo": t.elbo.detach().sum(), "reconstruction": t.reconstruction.detach().sum()}
         sums.update({f"kl_{i + 1}": kl.detach().sum() for i, kl in enumerate(t.kl)})
         return Estimate(loss, sums, beta)
+
+
+@torch.no_grad()
+def layer_statistics(model: HierarchicalVAE, images: torch.Tensor, batch_size: int = 500, seed: int = 0,
+                     threshold: float = 0.01) -> list[dict]:
+    """Per layer, bottom to top, over ``images`` ``(N, 1, 28, 28)``: ``kl``, the mean KL to its conditional prior
+    (nats), and ``active_units``, the dimensions whose posterior mean varies with x (Cov_x > ``threshold``, the
+    criterion of notebook 11; the layers above are sampled, from ``seed``). The model's mode is kept."""
+    was = model.training
+    model.eval()
+    try:
+        g = torch.Generator(device=model.device).manual_seed(seed)
+        kl, means = [[] for _ in model.latent_dims], [[] for _ in model.latent_dims]
+        for batch in images.to(model.device).split(batch_size):
+            _, _, pairs = model._posterior(batch, model._noise(len(batch), g))
+            for i, (q, p) in enumerate(pairs):
+                kl[i].append(torch.distributions.kl_divergence(q, p).sum(-1))
+                means[i].append(q.loc)
+        return [{"dims": d, "kl": torch.cat(k).mean().item(),
+                 "active_units": int((torch.cat(m).var(0) > threshold).sum())}
+                for k, m, d in zip(kl, means, model.latent_dims)]
+    finally:
+        model.train(was)
