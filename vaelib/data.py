@@ -56,6 +56,15 @@ class DataError(RuntimeError, ValueError):
 # The data type
 # ---------------------------------------------------------------------------------------------------
 
+def _batch_indices(n: int, batch_size: int, shuffle: bool, generator, drop_last: bool, device):
+    """The rows of each batch: slices in order, or index tensors of one permutation drawn from ``generator``."""
+    batch_size = whole_number("batch_size", batch_size)
+    order = torch.randperm(n, device=device, generator=generator) if shuffle else None
+    stop = n - n % batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        yield slice(start, start + batch_size) if order is None else order[start:start + batch_size]
+
+
 class ImageData:
     """Images ``(N, C, H, W)``, optional labels ``(N,)``, and how to binarize them, on one device.
 
@@ -150,12 +159,7 @@ class ImageData:
                 drop_last: bool = False):
         """Yield ``(x, y)``: ``x`` float ``(B, C, H, W)`` on ``self.device``; ``y`` int64 ``(B,)``, or
         ``None`` without labels."""
-        batch_size = whole_number("batch_size", batch_size)
-        n = len(self)
-        order = torch.randperm(n, device=self.device, generator=generator) if shuffle else None
-        stop = n - n % batch_size if drop_last else n
-        for start in range(0, stop, batch_size):
-            idx = slice(start, start + batch_size) if order is None else order[start:start + batch_size]
+        for idx in _batch_indices(len(self), batch_size, shuffle, generator, drop_last, self.device):
             yield self.prepare(self.images[idx], generator), None if self.labels is None else self.labels[idx]
 
     def first(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -295,12 +299,7 @@ class TensorData:
     def batches(self, batch_size: int = 128, shuffle: bool = False, generator: torch.Generator | None = None,
                 drop_last: bool = False):
         """Yield ``(x, y)``: rows of the tensor as they are, and their labels or ``None``."""
-        batch_size = whole_number("batch_size", batch_size)
-        n = len(self)
-        order = torch.randperm(n, device=self.device, generator=generator) if shuffle else None
-        stop = n - n % batch_size if drop_last else n
-        for start in range(0, stop, batch_size):
-            idx = slice(start, start + batch_size) if order is None else order[start:start + batch_size]
+        for idx in _batch_indices(len(self), batch_size, shuffle, generator, drop_last, self.device):
             yield self.tensor[idx], None if self.labels is None else self.labels[idx]
 
     def first(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
