@@ -395,7 +395,7 @@ LAYERS = [
     {"checkpoints", "evaluation", "objectives", "plotting", "runs", "images"},
     {"callbacks", "vqvae", "code_prior", "hierarchical", "diffusion"},
     {"training"},
-    {"train_run"},
+    {"train_run", "train_models"},
     {"course", "checks", "coursework", "widgets", "sample_quality", "settings", "pretrained"},
     {"cli", "__main__", "flags"},
 ]

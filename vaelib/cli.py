@@ -22,7 +22,7 @@ import os
 import sys
 from pathlib import Path
 
-from .flags import DATA_FLAGS, FLAG_OF, MODEL_FLAGS, RUN_FLAGS, as_flags, build_parser
+from .flags import DATA_FLAGS, FLAG_OF, MODEL_FLAGS, OTHER_MODEL_FLAGS, RUN_FLAGS, as_flags, build_parser
 from .flags import nonneg_int, positive_float, positive_int, shard_spec  # noqa: F401 (benchmarks/ use them)
 
 __all__ = ["main", "build_parser"]
@@ -69,7 +69,61 @@ def _say(*args, **kwargs) -> None:
         print(*args, **kwargs)
 
 
+def _train_other(args, explicit: set) -> int:
+    """``train --model hierarchical|vqvae``: vaelib.train_models, with the flags that apply to the model."""
+    from .data import DataError
+    from .files import run_folder
+    from .train_models import train_model
+    from .train_run import NothingToTrain
+    from .training import TrainingDiverged, pick_device
+    own = OTHER_MODEL_FLAGS[args.model]
+    shared = {"command", "run_name", "model", "resume_if_exists", "quiet", "free_bits", "beta_annealing_period", "runs_dir",
+              "device", "threads", *DATA_FLAGS, *RUN_FLAGS}
+    if args.model == "vqvae":
+        shared -= {"free_bits", "beta_annealing_period"}
+    foreign = sorted(explicit - shared - set(own) - {"debug"})
+    if foreign:
+        raise UsageError(f"{', '.join('--' + f for f in foreign)} do{'es' * (len(foreign) == 1)} not apply to "
+                         f"--model {args.model}: drop {'it' if len(foreign) == 1 else 'them'} (see 'vaelib train "
+                         f"--help' for the flags of each model)")
+    if "binarize" in explicit or "image_size" in explicit:
+        raise UsageError(f"--model {args.model} takes its data as it is built for (28x28, "
+                         f"{'dynamically binarized' if args.model == 'hierarchical' else 'grey levels'}): drop "
+                         f"--binarize and --image_size")
+    try:
+        run_dir = run_folder(args.runs_dir, args.run_name)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    model = {name: getattr(args, flag) for flag, name in own.items() if flag in explicit}
+    settings = {RUN_FLAGS[flag]: getattr(args, flag) for flag in RUN_FLAGS if flag in explicit}
+    objective = {} if args.model == "vqvae" else {
+        key: getattr(args, flag) for flag, key in (("beta_annealing_period", "warmup_epochs"),
+                                                   ("free_bits", "free_bits")) if flag in explicit}
+    try:
+        train_model(run_dir, args.model, model, dataset=args.dataset if "dataset" in explicit else None,
+                    subset=args.subset, data_root=args.data_root,
+                    resume_if_exists=args.resume_if_exists, **objective, **{**settings, "epochs": args.num_epochs},
+                    device=str(pick_device(args.device)), progress=not args.quiet)
+    except NothingToTrain as err:
+        print(f"nothing trained: run {args.run_name!r} has already trained {err.done} epochs and --num_epochs "
+              f"{err.epochs} is the total; raise --num_epochs to continue it", file=sys.stderr)
+        return 0 if err.done == err.epochs else 2
+    except TrainingDiverged as err:
+        raise TrainingDiverged(as_flags(str(err))) from None
+    except DataError:
+        raise
+    except ValueError as err:
+        raise UsageError(as_flags(str(err)).replace("model=", "--model ")) from None
+    return 0
+
+
 def _train(args, explicit: set) -> int:
+    if args.model != "vae":
+        return _train_other(args, explicit)
+    new = sorted(explicit & {flag for flags in OTHER_MODEL_FLAGS.values() for flag in flags} - set(MODEL_FLAGS))
+    if new:
+        raise UsageError(f"{', '.join('--' + f for f in new)} shape{'s' * (len(new) == 1)} a hierarchical VAE or a "
+                         f"VQ-VAE: add --model hierarchical or --model vqvae, or drop {'it' if len(new) == 1 else 'them'}")
     from . import distributed
     from .callbacks import CollapseWarning, TensorBoard
     from .checkpoints import CheckpointError
@@ -195,6 +249,8 @@ def _evaluate(args) -> int:
         raise UsageError("--checkpoint_path is required (or --combine FILES to combine the shards of an evaluation)")
     device = pick_device(args.device)
     model = load(_checkpoint_path(args.checkpoint_path), device=device)
+    if type(model).__name__ in ("HierarchicalVAE", "VQVAE"):
+        return _evaluate_other(model, args, device)
     stored = stored_data(model)
     if args.samples and (tuple(model.image_shape or ()) != (1, 28, 28) or stored["dataset"] != "mnist"):
         raise UsageError("--samples scores digits with an MNIST classifier: it needs a model trained on MNIST (1x28x28)")
@@ -228,6 +284,55 @@ def _evaluate(args) -> int:
           f"{nll['n']:,} images{' of this shard' if args.shard else ''}) = {nll['bits_per_dim']:.4f} bits/dim")
     if args.samples:
         _sample_scores(model, args, binary=test.binarize is not None)
+    return 0
+
+
+def _evaluate_other(model, args, device) -> int:
+    """evaluate for ``train --model hierarchical|vqvae``: the hierarchy's bounds and layers, the VQ-VAE's
+    reconstruction and codebook usage, on the test set of the data the checkpoint's run recorded."""
+    import torch
+
+    from .checkpoints import load_checkpoint
+    from .data import load_dataset
+    recorded = load_checkpoint(_checkpoint_path(args.checkpoint_path)).get("train_args") or {}
+    hierarchical = type(model).__name__ == "HierarchicalVAE"
+    unused = [f"--{flag}" for flag in ("binarize", "shard", "bounds", "precision", "batch_size")
+              if getattr(args, flag) not in (None, "fp32")] + (["--samples"] * bool(args.samples and not hierarchical))
+    if unused:
+        raise UsageError(f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not supported for a "
+                         f"{type(model).__name__} yet: drop {'it' if len(unused) == 1 else 'them'}")
+    dataset = args.dataset or recorded.get("dataset", "mnist")
+    test = load_dataset(dataset, "test", "dynamic" if hierarchical else None, args.subset, device, args.data_root)
+    print(f"evaluating {args.checkpoint_path} ({type(model).__name__}) on {len(test):,} {test.name} test images, "
+          f"seed={args.seed}, {device}")
+    x, _ = test.first(len(test), seed=args.seed)
+    if not hierarchical:
+        from .vq import codebook_usage
+        with torch.no_grad():
+            mse = torch.cat([(model(b)[0] - b).pow(2).flatten(1).mean(1) for b in x.split(1000)]).mean().item()
+            codes = torch.cat([model.encode_codes(b) for b in x.split(1000)])
+        usage = codebook_usage(codes, model.num_codes)
+        batch8 = sum(codebook_usage(c, model.num_codes)["perplexity"] for c in codes.split(8)) / math.ceil(len(codes) / 8)
+        print(f"test MSE {mse:.5f} per pixel (PSNR {10 * math.log10(1 / mse):.2f} dB); codes used {usage['used']} of "
+              f"{model.num_codes}, perplexity {usage['perplexity']:.1f} over the test set ({batch8:.1f} in batches of "
+              f"8 images); no likelihood: the decoder is an MSE one")
+        return 0
+    from .evaluation import iwae_nll
+    from .hierarchical import layer_statistics
+    with torch.no_grad():
+        g = torch.Generator(device=device).manual_seed(args.seed)
+        elbo = torch.cat([model.terms(b, generator=g).elbo for b in x.split(500)]).mean().item()
+    print(f"test negative ELBO: {-elbo:.2f} nats; per layer, bottom to top: " + "; ".join(
+        f"z_{i + 1} ({s['dims']}) KL {s['kl']:.2f}, {s['active_units']} active units"
+        for i, s in enumerate(layer_statistics(model, x, seed=args.seed))))
+    nll = iwae_nll(model, test, args.k, seed=args.seed, progress=True)
+    print(f"test NLL (IWAE, k={args.k}): {nll['nll']:.2f} nats (standard error {nll['std_error']:.2f} over "
+          f"{nll['n']:,} images) = {nll['bits_per_dim']:.4f} bits/dim")
+    if args.samples:
+        from .course.sample_quality import model_scores
+        scores = model_scores(model, args.samples, seed=args.seed, binary=True, dataset=dataset)
+        print(f"{args.samples:,} samples: FD {scores['fd']:.1f}, confidence {scores['confidence']:.3f}, label "
+              f"entropy {scores['label_entropy']:.3f}")
     return 0
 
 

@@ -13,7 +13,7 @@ import argparse
 import math
 import re
 
-__all__ = ["build_parser", "as_flags", "MODEL_FLAGS", "DATA_FLAGS", "RUN_FLAGS"]
+__all__ = ["build_parser", "as_flags", "MODEL_FLAGS", "DATA_FLAGS", "RUN_FLAGS", "OTHER_MODEL_FLAGS"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -146,8 +146,23 @@ def build_parser() -> argparse.ArgumentParser:
             ("data_root", str, None, DATA_ROOT),
             ("collapse_threshold", float1, 0.01, "nats per latent dimension below which the posterior counts as "
              "collapsed"),
-            ("threads", int1, None, THREADS)):
+            ("threads", int1, None, THREADS),
+            ("model", ["vae", "hierarchical", "vqvae"], "vae", "what to train: a VAE, a hierarchical VAE with top-down "
+             "inference (vaelib.hierarchical; --latent_dims, --inference, --hidden_units, --channels, KL warm-up over "
+             "--beta_annealing_period epochs, --free_bits per layer), or a VQ-VAE (vaelib.vqvae; --quantizer, "
+             "--num_codes, --code_dim, --commitment, --levels, --channels; grey images)"),
+            ("inference", ["top_down", "bottom_up"], None, "--model hierarchical: how q(z|x) runs through the layers "
+             "(default: top_down)"),
+            ("quantizer", ["vq", "ema", "ema_restart", "fsq"], None, "--model vqvae: codebook loss, EMA updates, EMA "
+             "with dead-code restart, or finite scalar quantization (default: ema_restart)"),
+            ("num_codes", int1, None, "--model vqvae: codebook size K (default: 256)"),
+            ("code_dim", int1, None, "--model vqvae: size of each code vector (default: 16)"),
+            ("commitment", float0, None, "--model vqvae: weight of the commitment loss (default: 0.25)")):
         _option(t, name, kind, default, text)
+    _add(t, "latent_dims", type=int1, nargs="+", default=None, metavar="D",
+         help="--model hierarchical: each stochastic layer's size, bottom to top (default: 32 16)")
+    _add(t, "levels", type=int1, nargs="+", default=None, metavar="L",
+         help="--quantizer fsq: the levels of each channel (default: 8 6 5, 240 codes)")
     for name, text in (("conditional", "condition encoder and decoder on the label (a CVAE)"),
                        ("compile", "torch.compile the ELBO: slower first epoch, faster after"),
                        ("resume_if_exists", "continue RUNS_DIR/RUN_NAME/checkpoint_last.pth if it exists"),
@@ -234,6 +249,11 @@ RUN_FLAGS = {"num_epochs": "epochs", "learning_rate": "lr", "batch_size": "batch
              "clip_grad": "clip_grad", "precision": "precision", "lr_schedule": "lr_schedule",
              "warmup_steps": "warmup_steps"}
 FLAG_OF = {name: flag for table in (MODEL_FLAGS, DATA_FLAGS, RUN_FLAGS) for flag, name in table.items()}
+# --model hierarchical / vqvae: their constructors' arguments, and the flags that apply to each
+OTHER_MODEL_FLAGS = {"hierarchical": {"latent_dims": "latent_dims", "inference": "inference",
+                                      "hidden_units": "hidden", "channels": "channels"},
+                     "vqvae": {"quantizer": "quantizer", "num_codes": "num_codes", "code_dim": "code_dim",
+                               "commitment": "commitment", "levels": "levels", "channels": "channels"}}
 FLAG_OF.update(start_from="initial_checkpoint_path", resume_if_exists="resume_if_exists", overwrite="overwrite",
                out_dir="out", course_dir="nbgrader", digit="digit", temperature="temperature")
 

@@ -1,0 +1,71 @@
+"""vaelib train --model hierarchical|vqvae and evaluate on their checkpoints (vaelib.train_models)."""
+import pytest
+import torch
+
+import vaelib
+from vaelib.cli import main
+from vaelib.hierarchical import HierarchicalVAE
+from vaelib.vqvae import VQVAE
+
+from .conftest import needs_mnist
+
+SMALL = ["--subset", "300", "--num_epochs", "1", "--quiet"]
+
+
+@needs_mnist
+def test_a_hierarchy_trains_resumes_and_evaluates_from_the_command_line(tmp_path, capsys):
+    runs = str(tmp_path / "runs")
+    assert main(["train", "h", "--runs_dir", runs, "--model", "hierarchical", "--latent_dims", "8", "4",
+                 "--hidden_units", "32", "--channels", "8", "--beta_annealing_period", "3", "--free_bits", "0.5",
+                 *SMALL]) == 0
+    best = tmp_path / "runs" / "h" / "checkpoint_best.pth"
+    model = vaelib.load(best)                                 # rebuilt from the file, no model= needed
+    assert isinstance(model, HierarchicalVAE) and model.latent_dims == (8, 4) and model.hidden == 32
+    args = torch.load(best, weights_only=True)["train_args"]
+    assert args["model"] == "hierarchical" and args["warmup_epochs"] == 3 and args["free_bits"] == 0.5
+    # continued: its warm-up goes on from the stored one (beta keeps rising), its model from the checkpoint
+    assert main(["train", "h", "--runs_dir", runs, "--model", "hierarchical", "--resume_if_exists", "--subset", "300",
+                 "--num_epochs", "2", "--quiet"]) == 0
+    history = torch.load(tmp_path / "runs" / "h" / "checkpoint_last.pth", weights_only=True)["history"]
+    assert len(history) == 2 and 0 < history[0]["beta"] < history[1]["beta"] < 1
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint_path", str(best), "--k", "5", "--subset", "40"]) == 0
+    out = capsys.readouterr().out
+    assert "(HierarchicalVAE) on 40 mnist test images" in out and "z_1 (8) KL" in out and "z_2 (4) KL" in out
+    assert "test NLL (IWAE, k=5)" in out
+    # a model setting that contradicts the run, and another kind on the same run, are refused in one line
+    assert main(["train", "h", "--runs_dir", runs, "--model", "hierarchical", "--latent_dims", "8", "5",
+                 "--resume_if_exists", "--num_epochs", "3"]) == 2
+    assert "latent_dims=[8, 5] contradict the run being continued" in capsys.readouterr().err
+    assert main(["train", "h", "--runs_dir", runs, "--model", "vqvae", "--resume_if_exists", "--num_epochs", "3"]) == 2
+    assert "holds a HierarchicalVAE, not a vqvae model" in capsys.readouterr().err
+
+
+@needs_mnist
+def test_a_vq_vae_trains_and_reports_its_codebook(tmp_path, capsys):
+    runs = str(tmp_path / "runs")
+    assert main(["train", "v", "--runs_dir", runs, "--model", "vqvae", "--quantizer", "ema_restart",
+                 "--num_codes", "32", "--code_dim", "8", "--channels", "8", *SMALL]) == 0
+    best = tmp_path / "runs" / "v" / "checkpoint_best.pth"
+    model = vaelib.load(best)
+    assert isinstance(model, VQVAE) and model.num_codes == 32
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint_path", str(best), "--subset", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "test MSE" in out and "codes used" in out and "of 32" in out and "no likelihood" in out
+    with pytest.raises(ValueError, match="no prior over its codes"):
+        model.sample(4)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "vqvae", "--likelihood_type", "mse"], "--likelihood_type does not apply to --model vqvae"),
+    (["--model", "vqvae", "--free_bits", "1"], "--free_bits does not apply to --model vqvae"),
+    (["--model", "hierarchical", "--quantizer", "fsq"], "--quantizer does not apply to --model hierarchical"),
+    (["--model", "hierarchical", "--binarize", "none"], "drop --binarize and --image_size"),
+    (["--quantizer", "fsq"], "--quantizer shapes a hierarchical VAE or a VQ-VAE: add --model"),
+    (["--latent_dims", "8", "4"], "--latent_dims shapes a hierarchical VAE or a VQ-VAE"),
+])
+def test_flags_that_do_not_apply_to_the_model_are_refused_before_anything_runs(tmp_path, capsys, argv, message):
+    assert main(["train", "x", "--runs_dir", str(tmp_path / "runs"), *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

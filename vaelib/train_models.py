@@ -1,0 +1,106 @@
+"""vaelib's other latent-variable models trained on a named data set in a run folder: what
+``python -m vaelib train RUN --model hierarchical|vqvae`` does, callable from Python.
+
+    from vaelib.train_models import train_model
+    train_model("runs/hvae", "hierarchical", {"latent_dims": [32, 16]}, warmup_epochs=10, free_bits=0.5, epochs=40)
+    train_model("runs/vq", "vqvae", {"quantizer": "ema_restart"}, dataset="fashion_mnist", epochs=5)
+
+The run folder is claimed as ``train_vae`` claims it (vaelib.runs.RunClaim); ``fit`` writes
+``checkpoint_best.pth``, ``checkpoint_last.pth`` and ``history.csv`` there, and ``vaelib.load`` rebuilds the
+model from either checkpoint. A continued run (``resume_if_exists``) takes its model from its last checkpoint;
+model settings given with it that differ from the checkpoint's are refused.
+
+* ``"hierarchical"``: vaelib.hierarchical.HierarchicalVAE on dynamically binarized images (28x28, one channel),
+  trained on the ELBO with a KL warm-up over ``warmup_epochs`` and ``free_bits`` nats per layer.
+* ``"vqvae"``: vaelib.vqvae.VQVAE on grey images (28x28, one channel), trained on the MSE and the quantizer's loss.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from .checkpoints import load
+from .data import load_dataset
+from .hierarchical import HierarchicalVAE, hierarchical_objective
+from .runs import RunClaim
+from .train_run import NothingToTrain
+from .training import fit
+from .vqvae import VQVAE, vq_objective
+
+__all__ = ["train_model", "MODELS"]
+
+MODELS = {"hierarchical": HierarchicalVAE, "vqvae": VQVAE}
+_BINARIZE = {"hierarchical": "dynamic", "vqvae": None}   # a Bernoulli likelihood of binary images; MSE on grey ones
+
+
+def train_model(run_dir, kind: str, model: dict | None = None, *, dataset: str | None = None, subset: int | None = None,
+                data_root=None, warmup_epochs: int | None = None, free_bits: float | None = None,
+                resume_if_exists: bool = False, log=print, **settings) -> list:
+    """Train a ``kind`` model (:data:`MODELS`) built from ``model`` (its constructor's arguments) into ``run_dir``;
+    return the history. ``settings``: vaelib.RunConfig fields (``epochs``, ``lr``, ``batch_size``, ``seed``...).
+    The kind, its arguments, the data and the objective's settings are stored as the checkpoints' ``train_args``;
+    a continued run keeps its warm-up and free bits unless they are given again.
+
+    Raises ``ValueError`` naming the argument (an unknown kind or model argument, a setting the kind does not
+    use, a model setting that contradicts the run being continued), :class:`vaelib.train_run.NothingToTrain`,
+    and vaelib.runs.RunFolderError.
+    """
+    if kind not in MODELS:
+        raise ValueError(f"model={kind!r}: choose one of {', '.join(MODELS)} (or vaelib.train_run.train_vae for a VAE)")
+    if kind == "vqvae" and (warmup_epochs or free_bits):
+        raise ValueError("warmup_epochs= and free_bits= shape a hierarchical VAE's KL terms, and a VQ-VAE has none: "
+                         "drop them")
+    given = dict(model or {})
+    with RunClaim(run_dir, resume_if_exists) as resume:
+        run_dir = Path(run_dir)
+        recorded = {} if resume is None else torch.load(resume, map_location="cpu", weights_only=True).get(
+            "train_args") or {}
+        if dataset is not None and recorded.get("dataset", dataset) != dataset:
+            raise ValueError(f"dataset={dataset!r} contradicts the run being continued ({resume}), trained on "
+                             f"{recorded['dataset']!r}: drop it (the data is taken from the checkpoint)")
+        dataset = recorded.get("dataset", "mnist") if dataset is None else dataset
+        train, test = (load_dataset(dataset, split, _BINARIZE[kind], n, "cpu", data_root)
+                       for split, n in (("train", subset), ("test", subset and min(subset, 10000))))
+        if tuple(train.image_shape) != (1, 28, 28):
+            raise ValueError(f"dataset={dataset!r} holds images {tuple(train.image_shape)}: the {kind} model takes "
+                             f"one-channel 28x28 images (mnist, fashion_mnist, kmnist)")
+        if resume is not None:
+            built = load(resume)
+            if not isinstance(built, MODELS[kind]):
+                raise ValueError(f"the run in {run_dir} holds a {type(built).__name__}, not a {kind} model: continue "
+                                 f"it with its own kind, or start a new run in another folder")
+            conflicts = {k: v for k, v in given.items() if built.config.get(k) != (list(v) if isinstance(v, tuple)
+                                                                                  else v)}
+            if conflicts:
+                raise ValueError(", ".join(f"{k}={v!r}" for k, v in conflicts.items()) + " contradict the run being "
+                                 f"continued ({resume}): drop them (the model is taken from the checkpoint)")
+            done = len(torch.load(resume, map_location="cpu", weights_only=True).get("history") or [])
+            if done >= settings.get("epochs", 10):
+                raise NothingToTrain(run_dir, done, settings.get("epochs", 10))
+            warmup_epochs = recorded.get("warmup_epochs", 0) if warmup_epochs is None else warmup_epochs
+            free_bits = recorded.get("free_bits", 0.0) if free_bits is None else free_bits
+        else:
+            try:
+                with torch.random.fork_rng(devices=[]):     # the initial weights come from the run's seed
+                    torch.manual_seed(settings.get("seed", 0))
+                    built = MODELS[kind](**given)
+            except TypeError as err:
+                raise ValueError(f"{kind}: {err}") from None
+        warmup_epochs, free_bits = warmup_epochs or 0, free_bits or 0.0
+        settings["command"] = {"model": kind, **built.config, "dataset": train.name, "subset": subset,
+                               "warmup_epochs": warmup_epochs, "free_bits": free_bits}
+        steps = math.ceil(len(train) / settings.get("batch_size", 128))
+        objective = (hierarchical_objective(warmup_epochs * steps, free_bits) if kind == "hierarchical"
+                     else vq_objective)
+        size = sum(p.numel() for p in built.parameters())
+        log(f"training {kind} ({size:,} parameters, {built.config}) on {len(train):,} {train.name} images, tested on "
+            f"{len(test):,}{'' if resume is None else f', resuming {resume}'}")
+        history = fit(built, train, test, objective=objective, run_dir=run_dir, resume_from=resume, **settings)
+    last = history[-1]
+    reported = (f"test ELBO {last['test_elbo']:.2f} nats, KL per layer " + ", ".join(
+        f"{last[f'test_kl_{i + 1}']:.2f}" for i in range(len(built.latent_dims))) if kind == "hierarchical"
+        else f"test MSE {last['test_mse']:.5f} per pixel")
+    log(f"done: {len(history)} epochs, {reported}; checkpoints and history.csv in {run_dir}")
+    return history
