@@ -270,3 +270,23 @@ def test_the_record_runs_the_gpu_check_only_when_the_budget_has_room_for_it(tmp_
     assert failed["ran"] and failed["ok"] is False and failed["error"] == "RuntimeError: CUDA out of memory"
     quick = record.parse(["--quick", "--out", str(tmp_path)])
     assert "--quick skips it" in record.gpu_check_phase(quick, cpu, tmp_path, lambda: 600.0, main=calls.append)["why"]
+
+
+@needs_mnist
+def test_the_part_2b_benchmarks_run_quick_and_write_nothing():
+    import pytest
+
+    from .test_checks_capstone import needs_fashion
+    if needs_fashion.args[0]:
+        pytest.skip(needs_fashion.kwargs["reason"])
+    results = sorted((BENCH / "results").iterdir())
+    printed = _stdout(BENCH / "vq_fashion.py", "--quick")
+    assert "| ema_restart | 81,105 |" in printed and "| fsq | 68,676 |" in printed
+    assert "bits per test image, against 392 for uniform codes" in printed
+    printed = _stdout(BENCH / "hierarchical_mnist.py", "--quick")
+    assert "at k = 10 on 200 images, conv_vae" in printed and "z_1 (32)" in printed and "z_2 (16)" in printed
+    printed = _stdout(BENCH / "capstone_reference.py", "--quick")
+    for model in ("MLP VAE", "conv VAE", "IWAE training", "IAF posterior", "VampPrior", "pixelcnn decoder"):
+        assert f"| {model}" in printed or model in printed, model
+    assert printed.count(" nats (") == 4                        # a paired difference for each Part-2 lever
+    assert sorted((BENCH / "results").iterdir()) == results
