@@ -140,3 +140,13 @@ def test_layer_statistics_reads_each_layers_kl_and_active_units(model):
     # a layer whose posterior ignores x has no active unit: the bottom one of a fresh top-down model is its prior
     fresh = HierarchicalVAE((8, 4), hidden=32, channels=8).eval()
     assert layer_statistics(fresh, x)[0]["kl"] < 1e-6
+
+
+def test_the_progress_lines_show_what_a_hierarchy_reports(capsys):
+    """fit's epoch line for a model whose objective reports an ELBO but is no vaelib.VAE (no test_kl)."""
+    m = HierarchicalVAE((6, 3), hidden=16, channels=4)
+    images = _images(64, seed=6)
+    vaelib.fit(m, images[:48], images[48:], objective=hierarchical_objective(), epochs=1, seed=0, progress=True)
+    printed = capsys.readouterr()
+    line = next(line for line in (printed.out + printed.err).splitlines() if line.startswith("epoch 1/1"))
+    assert "test elbo" in line and "test kl 1" in line and "test kl 2" in line

@@ -168,10 +168,10 @@ class ProgressBar(Callback):
             return
         train = ", ".join(f"{k[6:].replace('_', ' ')} {v:.2f}" for k, v in record.items()
                           if k.startswith("train_") and k != "train_reconstruction" and _number(v))
-        if "test_elbo" in record:
+        if "test_elbo" in record and "active_units" in record:   # a vaelib.VAE's own report
             test = (f"  test ELBO {record['test_elbo']:.2f} ({_count(run.test)} images)  KL {record['test_kl']:.2f}  "
                     f"active units {record['active_units']}/{run.model.latent_dim}")
-        else:  # a model of the user's: what its objective reports
+        else:  # any other model (a user's, a hierarchy): what its objective reports
             test = "".join(f"  test {k[5:].replace('_', ' ')} {v:.2f}" for k, v in record.items()
                            if k.startswith("test_") and _number(v))
             test += f" ({_count(run.test)} images)" if test else ""
