@@ -69,10 +69,23 @@ def _say(*args, **kwargs) -> None:
         print(*args, **kwargs)
 
 
+def _run_dir(args):
+    from .files import run_folder
+    try:
+        return run_folder(args.runs_dir, args.run_name)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
+def _nothing_to_train(args, err) -> int:
+    _say(f"nothing trained: run {args.run_name!r} has already trained {err.done} epochs and --num_epochs "
+         f"{err.epochs} is the total; raise --num_epochs to continue it", file=sys.stderr)
+    return 0 if err.done == err.epochs else 2
+
+
 def _train_other(args, explicit: set) -> int:
     """``train --model hierarchical|vqvae``: vaelib.train_models, with the flags that apply to the model."""
     from .data import DataError
-    from .files import run_folder
     from .train_models import train_model
     from .train_run import NothingToTrain
     from .training import TrainingDiverged, pick_device
@@ -90,10 +103,7 @@ def _train_other(args, explicit: set) -> int:
         raise UsageError(f"--model {args.model} takes its data as it is built for (28x28, "
                          f"{'dynamically binarized' if args.model == 'hierarchical' else 'grey levels'}): drop "
                          f"--binarize and --image_size")
-    try:
-        run_dir = run_folder(args.runs_dir, args.run_name)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
+    run_dir = _run_dir(args)
     model = {name: getattr(args, flag) for flag, name in own.items() if flag in explicit}
     settings = {RUN_FLAGS[flag]: getattr(args, flag) for flag in RUN_FLAGS if flag in explicit}
     objective = {} if args.model == "vqvae" else {
@@ -105,9 +115,7 @@ def _train_other(args, explicit: set) -> int:
                     resume_if_exists=args.resume_if_exists, **objective, **{**settings, "epochs": args.num_epochs},
                     device=str(pick_device(args.device)), progress=not args.quiet)
     except NothingToTrain as err:
-        print(f"nothing trained: run {args.run_name!r} has already trained {err.done} epochs and --num_epochs "
-              f"{err.epochs} is the total; raise --num_epochs to continue it", file=sys.stderr)
-        return 0 if err.done == err.epochs else 2
+        return _nothing_to_train(args, err)
     except TrainingDiverged as err:
         raise TrainingDiverged(as_flags(str(err))) from None
     except DataError:
@@ -128,13 +136,9 @@ def _train(args, explicit: set) -> int:
     from .callbacks import CollapseWarning, TensorBoard
     from .checkpoints import CheckpointError
     from .data import DataError
-    from .files import run_folder
     from .train_run import NothingToTrain, RunConflict, train_vae
     from .training import TrainingDiverged, pick_device
-    try:
-        run_dir = run_folder(args.runs_dir, args.run_name)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
+    run_dir = _run_dir(args)
     callbacks = [CollapseWarning(args.collapse_threshold)] if args.detect_posterior_collapse else []
     if args.tensorboard:
         try:
@@ -165,9 +169,7 @@ def _train(args, explicit: set) -> int:
                   **{**settings, "epochs": args.num_epochs}, device=str(device), progress=not args.quiet,
                   command=command)
     except NothingToTrain as err:
-        _say(f"nothing trained: run {args.run_name!r} has already trained {err.done} epochs and --num_epochs "
-             f"{err.epochs} is the total; raise --num_epochs to continue it", file=sys.stderr)
-        return 0 if err.done == err.epochs else 2
+        return _nothing_to_train(args, err)
     except RunConflict as err:
         wrong = [f"--{FLAG_OF[name]}{'' if isinstance(given, bool) else f' {getattr(args, FLAG_OF[name])}'} (the "
                  f"checkpoint has {'none' if stored is None else stored})" for name, given, stored in err.conflicts]
