@@ -39,6 +39,7 @@ include_patterns = [
     "README.md",
     "notebooks/README.md",
     "notebooks/[0-9][0-9]_*.ipynb",
+    "notebooks/capstone_part*_starter.ipynb",
     "pretrained/README.md",
     "benchmarks/RESULTS.md",
     "CHANGELOG.md",

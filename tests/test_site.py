@@ -129,7 +129,9 @@ def test_every_page_is_built(site):
 def test_the_navigation_is_the_learning_path(site):
     nav = {urlsplit(href).path: " ".join(text.split()) for href, text in Page(site / "README.html").nav_links}
     in_order = [path for path in nav if path.startswith("notebooks/")]
-    assert in_order == ["notebooks/README.html"] + [f"notebooks/{n.stem}.html" for n in NOTEBOOKS]
+    starters = sorted((ROOT / "notebooks").glob("capstone_part*_starter.ipynb"))
+    assert in_order == ["notebooks/README.html"] + [f"notebooks/{n.stem}.html" for n in NOTEBOOKS + starters]
+    assert [nav[f"notebooks/{n.stem}.html"] for n in starters] == ["Part 1 starter", "Part 2 starter"]
     # titled as in the guide's table, not by file name
     assert nav["notebooks/03_kl_divergence.html"] == "03 KL divergence"
     for page in ("docs/api.html", "pretrained/README.html", "benchmarks/RESULTS.html"):

@@ -3,7 +3,7 @@
 - Navigation: the front page (README.md) gets a hidden toctree, built at read time, so GitHub
   shows README.md unchanged: the guide, then every ``notebooks/NN_*.ipynb`` in numeric order
   (new notebooks appear without editing anything), titled as in the guide's learning-path table,
-  then the reference pages.
+  then the capstone projects' starter notebooks, then the reference pages.
 - API reference: ``docs/api.rst`` gets one ``automodule`` section per public vaelib module, found
   by walking the package, in the order vaelib's own docstring lists them.
 - Widgets: an output holding an ipywidgets view cannot run without a kernel. It is replaced by a
@@ -45,10 +45,10 @@ WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 # -- navigation --------------------------------------------------------------------------------
 
-def _notebook_docnames(app: Sphinx) -> list[str]:
-    """Every notebook of the learning path, as docnames, in numeric order."""
+def _notebook_docnames(app: Sphinx, pattern: str | None = None) -> list[str]:
+    """Every notebook of the learning path (or of ``pattern``), as docnames, in numeric order."""
     srcdir = Path(app.srcdir)
-    pattern = app.config.site_nav_notebooks
+    pattern = pattern or app.config.site_nav_notebooks
     found = [p.relative_to(srcdir).as_posix() for p in srcdir.glob(pattern) if p.is_file()]
 
     def key(path: str):
@@ -77,9 +77,11 @@ def _toctree(caption: str, entries: list[str]) -> str:
 
 def _navigation(app: Sphinx) -> str:
     titles = _guide_titles(app)
-    notebooks = [f"{titles[d]} <{d}>" if d in titles else d for d in _notebook_docnames(app)]
+    notebooks, capstones = ([f"{titles[d]} <{d}>" if d in titles else d for d in _notebook_docnames(app, pattern)]
+                            for pattern in (app.config.site_nav_notebooks, app.config.site_nav_capstones))
     return (_toctree("Start here", [app.config.site_nav_guide])
             + _toctree("The learning path", notebooks)
+            + (_toctree("Capstone projects", capstones) if capstones else "")
             + _toctree("Reference", list(app.config.site_nav_reference)))
 
 
@@ -438,6 +440,7 @@ def _move_output_folder(app: Sphinx) -> None:
 def setup(app: Sphinx) -> dict:
     app.add_config_value("site_nav_guide", "notebooks/README", "env", str)
     app.add_config_value("site_nav_notebooks", "notebooks/[0-9][0-9]_*.ipynb", "env", str)
+    app.add_config_value("site_nav_capstones", "notebooks/capstone_part*_starter.ipynb", "env", str)
     app.add_config_value("site_nav_reference", [], "env", list)
     app.add_config_value("site_api_doc", "docs/api", "env", str)
     app.add_config_value("site_api_package", "vaelib", "env", str)
