@@ -126,6 +126,12 @@ class HierarchicalVAE(nn.Module):
             h.append(layer(h[-1]))
         return h                                                # h_1 .. h_L
 
+    def _prior_step(self, l: int, z_above: torch.Tensor, state):
+        """One step down: the state s_l from z_l+1 and s_l+1 (None above the top), and the raw conditional prior
+        parameters ``(mu_p, logvar_p)`` of layer l."""
+        state = self.down[l](z_above if state is None else torch.cat([z_above, state], -1))
+        return state, self.prior_heads[l](state).chunk(2, -1)
+
     def _posterior(self, x: torch.Tensor, noise):
         """A sample of every layer from q(z | x), with both passes' distributions: as :meth:`_top_down`."""
         if self.inference == "top_down":
@@ -140,8 +146,8 @@ class HierarchicalVAE(nn.Module):
         top = Normal(torch.zeros_like(z[-1]), torch.ones_like(z[-1]))
         pairs[-1] = (posteriors[-1], top)
         for l in range(L - 2, -1, -1):
-            state = self.down[l](z[l + 1] if state is None else torch.cat([z[l + 1], state], -1))
-            pairs[l] = (posteriors[l], _gaussian(*self.prior_heads[l](state).chunk(2, -1)))
+            state, prior = self._prior_step(l, z[l + 1], state)
+            pairs[l] = (posteriors[l], _gaussian(*prior))
         decoder_input = torch.cat([z[0], state], -1) if self.skip else z[0]
         return z, decoder_input, pairs
 
@@ -174,8 +180,7 @@ class HierarchicalVAE(nn.Module):
             top = (q, Normal(torch.zeros_like(q.loc), torch.ones_like(q.loc)))
         for l in range(L - 1, -1, -1):
             if l < L - 1:
-                state = self.down[l](z[l + 1] if state is None else torch.cat([z[l + 1], state], -1))
-                mu_p, logvar_p = self.prior_heads[l](state).chunk(2, -1)
+                state, (mu_p, logvar_p) = self._prior_step(l, z[l + 1], state)
                 p = _gaussian(mu_p, logvar_p)
                 if prior_only:
                     pairs[l] = (None, p)
@@ -240,8 +245,8 @@ class HierarchicalVAE(nn.Module):
             z = [None] * L
             for l in range(L - 1, -1, -1):
                 if l < L - 1:
-                    state = self.down[l](z[l + 1] if state is None else torch.cat([z[l + 1], state], -1))
-                    p = _gaussian(*self.prior_heads[l](state).chunk(2, -1))
+                    state, prior = self._prior_step(l, z[l + 1], state)
+                    p = _gaussian(*prior)
                     fresh = p.loc + p.scale * noise(self.latent_dims[l])
                 else:
                     fresh = noise(self.latent_dims[l])
