@@ -211,3 +211,12 @@ def test_a_module_outside_the_list_is_never_imported_from_a_file(tmp_path):
     torch.save(ckpt, path)
     with pytest.raises(vaelib.CheckpointError, match="not one of vaelib's VAEs"):
         vaelib.load(path)
+
+
+def test_a_rebuildable_model_whose_config_disagrees_with_its_weights_is_refused_before_it_is_built(tmp_path):
+    path = vaelib.save(HierarchicalVAE((6, 3), hidden=16, channels=4), tmp_path / "h.pth")
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["model"]["config"]["hidden"] = 4096           # would allocate a large model if built before the check
+    torch.save(ckpt, tmp_path / "edited.pth")
+    with pytest.raises(CheckpointError, match="weights do not fit the HierarchicalVAE its config describes"):
+        vaelib.load(tmp_path / "edited.pth")

@@ -116,9 +116,10 @@ def _rebuildable(info: dict) -> bool:
     return info.get("class") in REBUILDABLE.get(info.get("module"), ())
 
 
-def _rebuild(info: dict, path) -> torch.nn.Module:
-    """One of :data:`REBUILDABLE` from the config the file recorded, checked against its weights' names and shapes
-    on the meta device first (so that an edited config cannot allocate a huge model)."""
+def _rebuild(info: dict, state_dict: dict, path) -> torch.nn.Module:
+    """One of :data:`REBUILDABLE` from the config the file recorded, with its weights: the config is checked
+    against the weights' names and shapes on the meta device first (so that an edited config cannot allocate a
+    huge model)."""
     import importlib
     kind = getattr(importlib.import_module(info["module"]), info["class"])   # a fixed list: see REBUILDABLE
     config = info.get("config")
@@ -127,13 +128,19 @@ def _rebuild(info: dict, path) -> torch.nn.Module:
                               f"vaelib.load(path, model={info['class']}(...)) built as it was saved")
     try:
         with torch.device("meta"):
-            kind(**config)
-        with torch.random.fork_rng(devices=[]):
-            return kind(**config)
+            skeleton = kind(**config)
     except (TypeError, ValueError) as err:
         first = (str(err).strip().splitlines() or [""])[0][:200]
         raise CheckpointError(f"{path} has a {info['class']} config that vaelib cannot build ({first}): the file was "
                               f"edited or damaged") from None
+    mismatch = state_dict_mismatch(skeleton, state_dict)
+    if mismatch:
+        raise CheckpointError(f"{path}: its weights do not fit the {info['class']} its config describes "
+                              f"({mismatch}); the file was edited or damaged")
+    with torch.random.fork_rng(devices=[]):     # its initial weights, which the file's replace, draw on a fork
+        model = kind(**config)
+    model.load_state_dict(state_dict)
+    return model
 
 
 def data_info(data) -> dict | None:
@@ -620,13 +627,7 @@ def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "checkpoint",
         if ckpt.get("config") is None:
             info = ckpt.get("model") or {}
             if isinstance(info, dict) and _rebuildable(info):
-                model = _rebuild(info, path)
-                mismatch = state_dict_mismatch(model, ckpt["state_dict"])
-                if mismatch:
-                    raise CheckpointError(f"{path}: its weights do not fit the {info['class']} its config describes "
-                                          f"({mismatch}); the file was edited or damaged")
-                model.load_state_dict(ckpt["state_dict"])
-                return model
+                return _rebuild(info, ckpt["state_dict"], path)
             if "class" in info and "latent_dim" not in info:  # a module other than a vaelib.VAE
                 name = info["class"]
                 raise CheckpointError(f"{path} holds a {info.get('module', '?')}.{name}, not one of vaelib's VAEs, "
