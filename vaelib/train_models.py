@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import load
+from .checkpoints import load_checkpoint, model_from_checkpoint
 from .data import load_dataset
 from .hierarchical import HierarchicalVAE, hierarchical_objective
 from .runs import RunClaim
@@ -55,8 +55,8 @@ def train_model(run_dir, kind: str, model: dict | None = None, *, dataset: str |
     given = dict(model or {})
     with RunClaim(run_dir, resume_if_exists) as resume:
         run_dir = Path(run_dir)
-        recorded = {} if resume is None else torch.load(resume, map_location="cpu", weights_only=True).get(
-            "train_args") or {}
+        stored = None if resume is None else load_checkpoint(resume)       # read once: model, settings, history
+        recorded = {} if stored is None else stored.get("train_args") or {}
         if dataset is not None and recorded.get("dataset", dataset) != dataset:
             raise ValueError(f"dataset={dataset!r} contradicts the run being continued ({resume}), trained on "
                              f"{recorded['dataset']!r}: drop it (the data is taken from the checkpoint)")
@@ -67,7 +67,7 @@ def train_model(run_dir, kind: str, model: dict | None = None, *, dataset: str |
             raise ValueError(f"dataset={dataset!r} holds images {tuple(train.image_shape)}: the {kind} model takes "
                              f"one-channel 28x28 images (mnist, fashion_mnist, kmnist)")
         if resume is not None:
-            built = load(resume)
+            built = model_from_checkpoint(stored, resume)
             if not isinstance(built, MODELS[kind]):
                 raise ValueError(f"the run in {run_dir} holds a {type(built).__name__}, not a {kind} model: continue "
                                  f"it with its own kind, or start a new run in another folder")
@@ -76,7 +76,7 @@ def train_model(run_dir, kind: str, model: dict | None = None, *, dataset: str |
             if conflicts:
                 raise ValueError(", ".join(f"{k}={v!r}" for k, v in conflicts.items()) + " contradict the run being "
                                  f"continued ({resume}): drop them (the model is taken from the checkpoint)")
-            done = len(torch.load(resume, map_location="cpu", weights_only=True).get("history") or [])
+            done = len(stored.get("history") or [])
             if done >= settings.get("epochs", 10):
                 raise NothingToTrain(run_dir, done, settings.get("epochs", 10))
             warmup_epochs = recorded.get("warmup_epochs", 0) if warmup_epochs is None else warmup_epochs
