@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import sys
 import time
@@ -28,21 +27,16 @@ sys.path.insert(0, str(ROOT))
 
 import vaelib  # noqa: E402
 from vaelib.code_prior import CodePixelCNN, code_prior_objective, codes_as_images  # noqa: E402
-from vaelib.vq import QUANTIZERS, codebook_usage  # noqa: E402
-from vaelib.vqvae import VQVAE, vq_objective  # noqa: E402
+from vaelib.vq import QUANTIZERS  # noqa: E402
+from vaelib.vqvae import VQVAE, reconstruction_and_usage, vq_objective  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "vq_fashion-cpu.json"
 
 
-@torch.no_grad()
-def measure(model: VQVAE, images: torch.Tensor) -> dict:
-    model.eval()
-    mse = torch.cat([(model(x)[0] - x).pow(2).flatten(1).mean(1) for x in images.split(1000)]).mean().item()
-    codes = torch.cat([model.encode_codes(x) for x in images.split(1000)])
-    usage = codebook_usage(codes, model.num_codes)
-    batch = [codebook_usage(c, model.num_codes)["perplexity"] for c in codes.split(8)]
-    return {"mse": mse, "psnr": 10 * math.log10(1 / mse), "used": usage["used"], "perplexity": usage["perplexity"],
-            "batch8_perplexity": sum(batch) / len(batch)}, codes
+def measure(model: VQVAE, images: torch.Tensor) -> tuple[dict, torch.Tensor]:
+    measured, codes = reconstruction_and_usage(model, images)
+    measured["batch8_perplexity"] = measured.pop("batch_perplexity")     # the JSON's name
+    return measured, codes
 
 
 def run(epochs: int, prior_epochs: int, quick: bool, save: Path | None) -> dict:

@@ -309,15 +309,11 @@ def _evaluate_other(model, args, device) -> int:
           f"seed={args.seed}, {device}")
     x, _ = test.first(len(test), seed=args.seed)
     if not hierarchical:
-        from .vq import codebook_usage
-        with torch.no_grad():
-            mse = torch.cat([(model(b)[0] - b).pow(2).flatten(1).mean(1) for b in x.split(1000)]).mean().item()
-            codes = torch.cat([model.encode_codes(b) for b in x.split(1000)])
-        usage = codebook_usage(codes, model.num_codes)
-        batch8 = sum(codebook_usage(c, model.num_codes)["perplexity"] for c in codes.split(8)) / math.ceil(len(codes) / 8)
-        print(f"test MSE {mse:.5f} per pixel (PSNR {10 * math.log10(1 / mse):.2f} dB); codes used {usage['used']} of "
-              f"{model.num_codes}, perplexity {usage['perplexity']:.1f} over the test set ({batch8:.1f} in batches of "
-              f"8 images); no likelihood: the decoder is an MSE one")
+        from .vqvae import reconstruction_and_usage
+        m, _ = reconstruction_and_usage(model, x)
+        print(f"test MSE {m['mse']:.5f} per pixel (PSNR {m['psnr']:.2f} dB); codes used {m['used']} of "
+              f"{model.num_codes}, perplexity {m['perplexity']:.1f} over the test set ({m['batch_perplexity']:.1f} in "
+              f"batches of 8 images); no likelihood: the decoder is an MSE one")
         return 0
     from .evaluation import iwae_nll
     from .hierarchical import layer_statistics

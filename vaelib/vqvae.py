@@ -10,13 +10,15 @@ Shapes: images ``(B, C, 28, 28)`` in [0, 1]; ``z_e``, ``z_q`` ``(B, code_dim, 7,
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from .objectives import Estimate
-from .vq import QUANTIZERS, make_quantizer
+from .vq import QUANTIZERS, codebook_usage, make_quantizer
 
-__all__ = ["VQVAE", "vq_objective"]
+__all__ = ["VQVAE", "vq_objective", "reconstruction_and_usage"]
 
 
 class VQVAE(nn.Module):
@@ -84,3 +86,22 @@ def vq_objective(model: VQVAE, x: torch.Tensor, y=None, step: int = 0) -> Estima
     sums = {"mse": mse.detach().sum()}
     sums.update({name: value.detach() * n for name, value in q.terms.items()})
     return Estimate(mse.mean() + q.loss, sums)
+
+
+@torch.no_grad()
+def reconstruction_and_usage(model: VQVAE, images: torch.Tensor, batch_size: int = 1000, small_batch: int = 8):
+    """What a VQ-VAE is measured by, on ``images`` ``(N, C, 28, 28)`` in [0, 1]: ``(measures, codes)`` with
+    ``measures`` = ``{"mse"`` (per pixel), ``"psnr"`` (dB), ``"used"``, ``"perplexity"`` (over all the images),
+    ``"batch_perplexity"`` (the mean over batches of ``small_batch`` images, which under-reads usage)``}`` and the
+    codes ``(N, 7, 7)``. The model's mode is kept."""
+    was = model.training
+    model.eval()
+    try:
+        mse = torch.cat([(model(x)[0] - x).pow(2).flatten(1).mean(1) for x in images.split(batch_size)]).mean().item()
+        codes = torch.cat([model.encode_codes(x) for x in images.split(batch_size)])
+    finally:
+        model.train(was)
+    usage = codebook_usage(codes, model.num_codes)
+    small = [codebook_usage(c, model.num_codes)["perplexity"] for c in codes.split(small_batch)]
+    return {"mse": mse, "psnr": 10 * math.log10(1 / mse), "used": usage["used"], "perplexity": usage["perplexity"],
+            "batch_perplexity": sum(small) / len(small)}, codes
