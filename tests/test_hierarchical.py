@@ -150,3 +150,20 @@ def test_the_progress_lines_show_what_a_hierarchy_reports(capsys):
     printed = capsys.readouterr()
     line = next(line for line in (printed.out + printed.err).splitlines() if line.startswith("epoch 1/1"))
     assert "test elbo" in line and "test kl 1" in line and "test kl 2" in line
+
+
+@pytest.mark.parametrize("inference", ["top_down", "bottom_up"])
+def test_k_samples_per_image_run_the_bottom_up_pass_once_and_match_k_copies_of_the_images(inference):
+    torch.manual_seed(0)
+    model = HierarchicalVAE((6, 4), hidden=32, channels=4, inference=inference)
+    x = _images()
+    k = 5
+    copies = x.expand(k, *x.shape).reshape(k * len(x), *x.shape[1:])
+    naive = model.terms(copies, generator=torch.Generator().manual_seed(3))      # k copies, one sample each
+    log_w, z_1 = model.log_importance_weights(x, k, generator=torch.Generator().manual_seed(3))
+    assert log_w.shape == (k, len(x)) and z_1.shape == (k, len(x), 6)
+    assert torch.allclose(log_w, (naive.reconstruction + naive.log_p - naive.log_q).view(k, len(x)), atol=1e-4)
+    calls = []
+    model.encoder.register_forward_hook(lambda module, inputs, output: calls.append(len(inputs[0])))
+    model.log_importance_weights(x, k)
+    assert calls == [len(x)]                                                        # not k * len(x)

@@ -132,11 +132,14 @@ class HierarchicalVAE(nn.Module):
         state = self.down[l](z_above if state is None else torch.cat([z_above, state], -1))
         return state, self.prior_heads[l](state).chunk(2, -1)
 
-    def _posterior(self, x: torch.Tensor, noise):
-        """A sample of every layer from q(z | x), with both passes' distributions: as :meth:`_top_down`."""
+    def _posterior(self, x: torch.Tensor, noise, k: int = 1):
+        """``k`` samples of every layer from q(z | x) per image (rows sample-major, ``k * B``), with both passes'
+        distributions: as :meth:`_top_down`. The deterministic bottom-up pass runs once per image."""
+        def repeated(h):
+            return h if k == 1 else h.expand(k, *h.shape).reshape(k * len(h), *h.shape[1:])
         if self.inference == "top_down":
-            return self._top_down(self._bottom_up(x), noise)
-        L, h = len(self.latent_dims), self.encoder(x)
+            return self._top_down([repeated(h) for h in self._bottom_up(x)], noise)
+        L, h = len(self.latent_dims), repeated(self.encoder(x))
         z, posteriors = [], []
         for l in range(L):
             q = _gaussian(*self.bottom_up_heads[l](h if l == 0 else z[-1]).chunk(2, -1))
@@ -200,9 +203,12 @@ class HierarchicalVAE(nn.Module):
         return Independent(Bernoulli(logits=self.decoder(decoder_input)), 3)
 
     def terms(self, x: torch.Tensor, generator=None, k: int = 1) -> LayerTerms:
-        """One sample of every layer for images ``x`` ``(B, 1, 28, 28)``: the ELBO's parts, per layer.
-        (``generator``, ``k``: see :meth:`_noise`.)"""
-        z, decoder_input, pairs = self._posterior(x, self._noise(len(x), generator, k))
+        """``k`` samples of every layer for each of the images ``x`` ``(B, 1, 28, 28)``: the ELBO's parts, per layer,
+        each ``(k * B,)`` in sample-major order (row i * B + b is image b's sample i). (``generator``: see
+        :meth:`_noise`.)"""
+        z, decoder_input, pairs = self._posterior(x, self._noise(k * len(x), generator, k), k)
+        if k > 1:
+            x = x.expand(k, *x.shape).reshape(k * len(x), *x.shape[1:])
         reconstruction = self.decode(decoder_input).log_prob(x)
         kl = [_kl(q, p) for q, p in pairs]
         log_q = sum(q.log_prob(zl).sum(-1) for (q, _), zl in zip(pairs, z))
@@ -213,8 +219,7 @@ class HierarchicalVAE(nn.Module):
         """``(log_w, z_1)``: k samples of the whole hierarchy per image, ``log_w`` ``(k, B)``; the same contract as
         :func:`vaelib.bounds.log_importance_weights`, so that ``iwae_bound`` and ``iwae_nll`` evaluate this model."""
         b = len(x)
-        x_rep = x.expand(k, *x.shape).reshape(k * b, *x.shape[1:])
-        t = self.terms(x_rep, generator=generator, k=k)
+        t = self.terms(x, generator=generator, k=k)
         log_w = t.reconstruction + t.log_p - t.log_q
         return log_w.view(k, b), t.z[0].view(k, b, -1)
 
