@@ -62,7 +62,8 @@ def run(args) -> dict:
                          lr_schedule="cosine", seed=0, progress=not quick)
     train_s, train_cpu = time.perf_counter() - start, time.process_time() - cpu
     if args.save and not quick:
-        vaelib.save(model, args.save, history=history, run_config={"command": " ".join(sys.argv)})
+        vaelib.save(model, args.save, history=history, epoch=args.epochs, data=train,
+                    run_config={"command": " ".join(sys.argv)})
     k = 10 if quick else 5000
     start = time.perf_counter()
     nll = iwae_nll(model, test, k=k, seed=0, per_image=True, progress=False)

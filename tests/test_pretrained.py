@@ -54,6 +54,15 @@ EXPECTED_GREY = {
 }
 
 
+# the hierarchical VAEs of notebook 14 (vaelib.hierarchical): (ELBO, KL of each layer, bottom to top) of
+# ``model.terms`` on the first 500 test images (dynamic binarization, seed 0), z drawn from
+# ``torch.Generator().manual_seed(0)``, computed when they were exported (after commit a6a9c78)
+EXPECTED_HIERARCHICAL = {
+    "hvae": (-85.5536, 7.5884, 17.1398),
+    "hvae_bottom_up": (-88.0526, 22.3215, 7.6011),
+    "hvae_plain": (-85.6787, 9.698, 12.9431),
+}
+
 # each model scored on the first 500 test images as it was trained: dynamically binarized, or grey levels
 SCORED = {**{name: ("dynamic", score) for name, score in EXPECTED.items()},
           **{name: (None, score) for name, score in EXPECTED_GREY.items()}}
@@ -62,7 +71,7 @@ SCORED = {**{name: ("dynamic", score) for name, score in EXPECTED.items()},
 def test_every_shipped_checkpoint_has_an_expected_score():
     # the classifiers of vaelib.course.sample_quality are not VAEs
     vaes = [p.stem for p in PRETRAINED.glob("*.pth") if not p.name.endswith("mnist_classifier.pth")]
-    assert sorted(vaes) == sorted(SCORED)
+    assert sorted(vaes) == sorted([*SCORED, *EXPECTED_HIERARCHICAL])
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +87,17 @@ def test_a_pretrained_model_reproduces_its_test_elbo(name, first_500):
     result = evaluate_elbo(model, first_500[binarize], batch_size=250, seed=0)
     assert result["elbo"] == pytest.approx(elbo, abs=2e-3)
     assert result["kl"] == pytest.approx(kl, abs=2e-3)
+
+
+@needs_mnist
+@pytest.mark.parametrize("name", sorted(EXPECTED_HIERARCHICAL))
+def test_a_pretrained_hierarchy_reproduces_its_test_elbo_and_layer_kls(name, first_500):
+    model = vaelib.load(PRETRAINED / f"{name}.pth")
+    x, _ = first_500["dynamic"].first(500, seed=0)
+    with torch.no_grad():
+        terms = model.terms(x, generator=torch.Generator().manual_seed(0))
+    scored = [terms.elbo.mean().item(), *(kl.mean().item() for kl in terms.kl)]
+    assert scored == pytest.approx(list(EXPECTED_HIERARCHICAL[name]), abs=2e-3)
 
 
 # The recipes (vaelib.course.pretrained.RECIPES) --------------------------------------------------------
@@ -104,7 +124,7 @@ def test_every_shipped_vae_has_a_recipe_and_every_recipe_a_file():
     assert shipped == set(RECIPES)
 
 
-@pytest.mark.parametrize("name", sorted(RECIPES))
+@pytest.mark.parametrize("name", sorted(n for n, r in RECIPES.items() if r.kind == "vae"))
 def test_each_recipe_is_what_trained_its_checkpoint(name):
     recipe, ckpt = RECIPES[name], load_checkpoint(PRETRAINED / f"{name}.pth")
     model = dict(recipe.model)
@@ -124,6 +144,32 @@ def test_each_recipe_is_what_trained_its_checkpoint(name):
     assert recipe.fit.get("beta", 1.0) == flags["beta"] and recipe.warmup_epochs == flags["beta_annealing_period"]
     assert recipe.fit.get("iwae_k", 1) == flags["iwae_k"] and recipe.fit.get("free_bits", 0.0) == flags["free_bits"]
     assert recipe.fit.get("precision", "fp32") == flags["precision"]
+
+
+@pytest.mark.parametrize("name", sorted(n for n, r in RECIPES.items() if r.kind != "vae"))
+def test_each_recipe_of_another_model_is_what_trained_its_checkpoint(name):
+    from vaelib.train_models import MODELS
+    recipe, ckpt = RECIPES[name], load_checkpoint(PRETRAINED / f"{name}.pth")
+    with torch.device("meta"):
+        assert MODELS[recipe.kind](**recipe.model).config == ckpt["model"]["config"], name
+    assert len(ckpt["history"]) == recipe.epochs == ckpt["epoch"] and recipe.keep == "last"
+    assert ckpt["data"] == {"dataset": "mnist", "image_shape": [1, 28, 28], "binarize": "dynamic"}
+    if recipe.command.startswith("python -m vaelib train"):     # its flags are the recorded settings
+        flags, stored = _last_command(recipe), ckpt["train_args"]
+        assert flags["model"] == stored["model"] == recipe.kind and flags["num_epochs"] == recipe.epochs
+        assert flags["latent_dims"] == stored["latent_dims"]
+        assert (flags["inference"] or "top_down") == stored["inference"]
+        assert (flags["beta_annealing_period"] or 0) == stored["warmup_epochs"] == recipe.warmup_epochs
+        assert (flags["free_bits"] or 0.0) == stored["free_bits"] == recipe.fit.get("free_bits", 0.0)
+        assert flags["lr_schedule"] == ckpt["run_config"]["lr_schedule"] == recipe.fit["lr_schedule"]
+    else:   # trained by a benchmark script, which recorded its command and wrote its settings beside its results
+        import json
+        script, _, output = recipe.command.split()[1:4]
+        assert ckpt["run_config"]["command"] == " ".join(recipe.command.split()[1:])
+        result = json.loads((PRETRAINED.parent / "benchmarks" / "results" / "hierarchical-cpu.json").read_text())
+        assert (script, output) == ("benchmarks/hierarchical_mnist.py", f"pretrained/{name}.pth")
+        assert (result["epochs"], result["warmup_epochs"], result["free_bits"]) == (
+            recipe.epochs, recipe.warmup_epochs, recipe.fit["free_bits"]) and result["config"] == ckpt["model"]["config"]
 
 
 def test_the_readme_shows_the_recipes_as_the_registry_writes_them():
@@ -165,3 +211,23 @@ def test_load_or_train_loads_a_shipped_file_without_an_old_name():
         warnings.simplefilter("error")  # vaelib's own code uses the current names: load(path, device=...)
         model, history = load_or_train("vae_2d", None)
     assert not model.training and len(history) == 29
+
+
+@needs_mnist
+def test_load_or_train_trains_a_hierarchy_from_its_recipe(tmp_path, monkeypatch, capsys):
+    from vaelib.hierarchical import HierarchicalVAE
+    monkeypatch.setenv("VAELIB_PRETRAINED", str(tmp_path))
+    monkeypatch.setenv("VAELIB_FAST", "1")
+    train = vaelib.MNIST("train", binarize="dynamic", subset=256)
+    model, history = load_or_train("hvae_bottom_up", train, vaelib.MNIST("test", binarize="dynamic", subset=64))
+    assert isinstance(model, HierarchicalVAE) and model.inference == "bottom_up" and not model.training
+    assert len(history) == 1 and {"test_kl_1", "test_kl_2"} <= set(history[-1])
+    assert history[-1]["beta"] < 1       # the warm-up, a quarter of the run as in the recipe, was still rising
+    assert "training hvae_bottom_up from its recipe: 1 epochs on 256 images" in capsys.readouterr().out
+
+
+def test_load_or_train_loads_a_shipped_hierarchy_with_its_history():
+    from vaelib.hierarchical import HierarchicalVAE
+    model, history = load_or_train("hvae", None)
+    assert isinstance(model, HierarchicalVAE) and not model.training
+    assert len(history) == RECIPES["hvae"].epochs and history[-1]["test_kl_2"] > 1

@@ -21,7 +21,9 @@ import torch
 
 from ..checkpoints import load, load_checkpoint
 from ..data import as_data
+from ..hierarchical import hierarchical_objective
 from ..schedules import make_schedule
+from ..train_models import MODELS
 from ..training import History, fit
 from ..vae import VAEConfig, build_vae
 from .settings import fast_mode
@@ -45,6 +47,8 @@ class Recipe:
         keep: ``"best"`` (best test ELBO) or ``"last"`` epoch's weights, as the shipped file holds.
         command: the ``python -m vaelib train`` command(s) that trained the shipped file.
         minutes: about how long ``epochs`` took on this project's 2-core CPU.
+        kind: ``"vae"`` (``model`` is a VAEConfig), or a model of vaelib.train_models.MODELS (``"hierarchical"``:
+            ``model`` is its constructor's arguments, ``warmup_epochs`` and ``fit["free_bits"]`` its objective's).
     """
     model: dict
     epochs: int
@@ -56,11 +60,15 @@ class Recipe:
     schedule: str = "linear"
     then: tuple = ()
     keep: str = "best"
+    kind: str = "vae"
 
     def fit_arguments(self, epochs: int, steps_per_epoch: int) -> dict:
         """``fit``'s arguments for a run of ``epochs`` epochs (the warm-up scaled to the run's length)."""
         settings = {"epochs": epochs, **self.fit}
-        if self.warmup_epochs:
+        if self.kind == "hierarchical":  # its KL warm-up and free bits are the objective's (vaelib.hierarchical)
+            warmup = self.warmup_epochs and max(1, round(self.warmup_epochs / self.epochs * epochs * steps_per_epoch))
+            settings["objective"] = hierarchical_objective(warmup, settings.pop("free_bits", 0.0))
+        elif self.warmup_epochs:
             period = max(1, round(self.warmup_epochs / self.epochs * epochs * steps_per_epoch))
             settings["beta"] = make_schedule(self.schedule, beta_max=self.fit.get("beta", 1.0), period=period)
         return settings
@@ -73,6 +81,8 @@ def _train_command(name: str, flags: str = "", *, epochs: int, run: str | None =
 _MLP20 = {"arch": "mlp", "latent_dim": 20}
 _PIXEL = {"arch": "conv", "latent_dim": 20, "hidden": 128, "channels": 16, "likelihood": "pixelcnn"}
 _PIXEL_FLAGS = "--likelihood_type pixelcnn --channels 16 --hidden_units 128"
+_HIERARCHY = {"latent_dims": [32, 16]}
+_HIERARCHY_FLAGS = "--model hierarchical --latent_dims 32 16 --lr_schedule cosine"
 _GREY = {"bernoulli": "bce", "gaussian": "mse", "continuous_bernoulli": "continuous_bernoulli",
          "learned_gaussian": "learned_gaussian"}
 
@@ -123,6 +133,16 @@ RECIPES: dict[str, Recipe] = {
         {"arch": "mlp", "latent_dim": 20, "hidden": 400, "likelihood": name}, 20, minutes=3, fast_epochs=2, keep="last",
         command=_train_command(f"grey_{name}", f"--arch mlp --hidden_units 400 --hidden_dim 20 --likelihood_type {flag} "
                                f"--binarize none", epochs=20, run=f"grey_{flag}")) for name, flag in _GREY.items()},
+    # notebook 14: a two-layer hierarchy (top-down inference) with both cures, without them, and inferred bottom-up
+    "hvae": Recipe(_HIERARCHY, 40, "python benchmarks/hierarchical_mnist.py --save pretrained/hvae.pth", minutes=12,
+                   kind="hierarchical", fit={"lr_schedule": "cosine", "free_bits": 0.5}, warmup_epochs=10, keep="last"),
+    "hvae_plain": Recipe(_HIERARCHY, 40, _train_command("hvae_plain", _HIERARCHY_FLAGS, epochs=40), minutes=20,
+                         kind="hierarchical", fit={"lr_schedule": "cosine"}, keep="last"),
+    "hvae_bottom_up": Recipe(
+        {**_HIERARCHY, "inference": "bottom_up"}, 40, minutes=23, kind="hierarchical",
+        fit={"lr_schedule": "cosine", "free_bits": 0.5}, warmup_epochs=10, keep="last",
+        command=_train_command("hvae_bottom_up", _HIERARCHY_FLAGS + " --inference bottom_up --beta_annealing_period 10 "
+                               "--free_bits 0.5", epochs=40)),
 }
 
 
@@ -159,8 +179,9 @@ def load_or_train(name: str, train, test=None, *, train_from_scratch: bool = Fal
                         f"the make_model function (a model of your own: build it and train it with vaelib.fit)")
     if not train_from_scratch:
         model = load_pretrained(name)
-        if model is not None:
-            return model, History(model.checkpoint.get("history", []))
+        if model is not None:     # a VAE keeps its checkpoint's record; another module's is read from the file
+            record = model.checkpoint if hasattr(model, "checkpoint") else load_checkpoint(pretrained_path(name))
+            return model, History(record.get("history", []))
     recipe, train = RECIPES[name], as_data(train)
     epochs = epochs or (recipe.fast_epochs if fast_mode() else recipe.epochs)
     print(f"training {name} from its recipe: {epochs} epochs on {len(train):,} images"
@@ -170,7 +191,10 @@ def load_or_train(name: str, train, test=None, *, train_from_scratch: bool = Fal
         model_args["num_classes"] = train.num_classes
     with torch.random.fork_rng(devices=[]):  # the recipe's initial weights, whatever the caller's RNG holds
         torch.manual_seed(recipe.fit.get("seed", 0))
-        model = build_vae(config=VAEConfig(**model_args, image_shape=train.image_shape))
+        if recipe.kind == "vae":
+            model = build_vae(config=VAEConfig(**model_args, image_shape=train.image_shape))
+        else:
+            model = MODELS[recipe.kind](**model_args)
     steps = math.ceil(len(train) / recipe.fit.get("batch_size", 128))
     with tempfile.TemporaryDirectory() as run_dir:  # fit's checkpoints, for the continued runs and "best"
         history = fit(model, train, test, run_dir=run_dir, device=device, progress=progress,
@@ -188,7 +212,7 @@ def recipe_table() -> str:
     """The recipes as the Markdown table of ``pretrained/README.md`` (``python -m vaelib.course.pretrained``)."""
     rows = ["| name | model | command | about |", "| --- | --- | --- | --- |"]
     for name, recipe in RECIPES.items():
-        model = ", ".join(f"{k}={v!r}" for k, v in recipe.model.items())
+        model = ("" if recipe.kind == "vae" else f"{recipe.kind}: ") + ", ".join(f"{k}={v!r}" for k, v in recipe.model.items())
         rows.append(f"| `{name}` | {model} | `{recipe.command}` | {recipe.minutes:g} min |")
     return "\n".join(rows)
 
