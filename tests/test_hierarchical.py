@@ -31,11 +31,11 @@ def _images(n=16, seed=0):
 def test_the_elbo_is_the_reconstruction_minus_one_kl_per_layer(model):
     t = model.terms(_images(), generator=torch.Generator().manual_seed(0))
     assert len(t.kl) == 3 and all(kl.shape == (16,) for kl in t.kl) and all((kl > 0).all() for kl in t.kl)
-    assert torch.allclose(t.elbo, t.reconstruction - t.kl[0] - t.kl[1] - t.kl[2])
+    assert torch.allclose(t.value, t.reconstruction - t.kl[0] - t.kl[1] - t.kl[2])
     # one sample's log weight, log p(x|z) + log p(z) - log q(z|x), averages to the same ELBO over many samples
     x = _images(4)
     log_w, _ = model.log_importance_weights(x, 4000, generator=torch.Generator().manual_seed(1))
-    many = model.terms(x.repeat(4000, 1, 1, 1), generator=torch.Generator().manual_seed(2)).elbo.view(4000, 4)
+    many = model.terms(x.repeat(4000, 1, 1, 1), generator=torch.Generator().manual_seed(2)).value.view(4000, 4)
     assert torch.allclose(log_w.mean(0), many.mean(0), atol=0.5)
 
 
@@ -57,7 +57,7 @@ def test_each_layers_kl_is_to_its_conditional_prior_and_matches_monte_carlo(mode
 def test_the_elbo_lies_below_the_importance_weighted_bounds(model):
     x = _images(32)
     with torch.no_grad():
-        elbo = torch.stack([model.terms(x, generator=torch.Generator().manual_seed(s)).elbo for s in range(64)]).mean()
+        elbo = torch.stack([model.terms(x, generator=torch.Generator().manual_seed(s)).value for s in range(64)]).mean()
         bounds = [iwae_bound(model, x, k, generator=torch.Generator().manual_seed(10 + k)).mean()
                   for k in (1, 4, 16, 64)]
     assert abs(bounds[0] - elbo) < 1.0                                   # L_1 is the ELBO in expectation
@@ -88,7 +88,7 @@ def test_the_objective_warms_up_and_applies_free_bits_per_layer(model):
         floored = hierarchical_objective(free_bits=50.0)(model, x)
         assert torch.isclose(floored.loss, -t.reconstruction.mean() + sum(kl.mean().clamp_min(50.0) for kl in t.kl))
         assert any(kl.mean() < 50 for kl in t.kl)                                  # the floor is used
-        assert torch.isclose(floored.sums["elbo"], t.elbo.sum())                  # the report is the true ELBO
+        assert torch.isclose(floored.sums["elbo"], t.value.sum())                  # the report is the true ELBO
         assert set(floored.sums) == {"elbo", "reconstruction", "kl_1", "kl_2", "kl_3"}
     finally:
         model.eval()

@@ -319,7 +319,7 @@ def _evaluate_other(model, args, device) -> int:
     from .hierarchical import layer_statistics
     with torch.no_grad():
         g = torch.Generator(device=device).manual_seed(args.seed)
-        elbo = torch.cat([model.terms(b, generator=g).elbo for b in x.split(500)]).mean().item()
+        elbo = torch.cat([model.terms(b, generator=g).value for b in x.split(500)]).mean().item()
     print(f"test negative ELBO: {-elbo:.2f} nats; per layer, bottom to top: " + "; ".join(
         f"z_{i + 1} ({s['dims']}) KL {s['kl']:.2f}, {s['active_units']} active units"
         for i, s in enumerate(layer_statistics(model, x, seed=args.seed))))

@@ -57,7 +57,8 @@ class LayerTerms:
     log_p: torch.Tensor
 
     @property
-    def elbo(self) -> torch.Tensor:
+    def value(self) -> torch.Tensor:
+        """The ELBO, ``(B,)``: reconstruction minus every layer's KL (the name of vaelib.bounds.ELBOTerms)."""
         return self.reconstruction - sum(self.kl)
 
 
@@ -282,7 +283,7 @@ class hierarchical_objective:  # noqa: N801  (used like a function: objective=hi
         kl_loss = [kl.mean().clamp_min(self.free_bits) if self.free_bits else kl.mean() for kl in t.kl]
         beta = 1.0 if self.beta is None or not model.training else self.beta(step)
         loss = -t.reconstruction.mean() + beta * sum(kl_loss)
-        sums = {"elbo": t.elbo.detach().sum(), "reconstruction": t.reconstruction.detach().sum()}
+        sums = {"elbo": t.value.detach().sum(), "reconstruction": t.reconstruction.detach().sum()}
         sums.update({f"kl_{i + 1}": kl.detach().sum() for i, kl in enumerate(t.kl)})
         return Estimate(loss, sums, beta)
 
