@@ -33,6 +33,16 @@ def test_a_hierarchy_trains_resumes_and_evaluates_from_the_command_line(tmp_path
     out = capsys.readouterr().out
     assert "(HierarchicalVAE) on 40 mnist test images" in out and "z_1 (8) KL" in out and "z_2 (4) KL" in out
     assert "test NLL (IWAE, k=5)" in out
+    # generate: the record of the run, and a grid of samples; a digit is refused (the model is not conditional)
+    assert vaelib.load(best).checkpoint["train_args"]["model"] == "hierarchical"
+    assert main(["generate", "--checkpoint_path", str(best), "--info_only"]) == 0
+    out = capsys.readouterr().out
+    assert "model: HierarchicalVAE, latent_dims=[8, 4], hidden=32" in out and "warmup_epochs: 3" in out
+    assert main(["generate", "--checkpoint_path", str(best), "--output_path", str(tmp_path / "g.png")]) == 0
+    assert (tmp_path / "g.png").stat().st_size > 0
+    assert main(["generate", "--checkpoint_path", str(best), "--output_path", str(tmp_path / "d.png"),
+                 "--digit", "3"]) == 2
+    assert "this HierarchicalVAE is not conditional: drop it" in capsys.readouterr().err
     # a model setting that contradicts the run, and another kind on the same run, are refused in one line
     assert main(["train", "h", "--runs_dir", runs, "--model", "hierarchical", "--latent_dims", "8", "5",
                  "--resume_if_exists", "--num_epochs", "3"]) == 2
@@ -55,6 +65,8 @@ def test_a_vq_vae_trains_and_reports_its_codebook(tmp_path, capsys):
     assert "test MSE" in out and "codes used" in out and "of 32" in out and "no likelihood" in out
     with pytest.raises(ValueError, match="no prior over its codes"):
         model.sample(4)
+    assert main(["generate", "--checkpoint_path", str(best), "--output_path", str(tmp_path / "g.png")]) == 2
+    assert "no prior over its codes" in capsys.readouterr().err and not (tmp_path / "g.png").exists()
 
 
 @pytest.mark.parametrize("argv, message", [

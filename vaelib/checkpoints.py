@@ -718,13 +718,14 @@ def load(path: str | os.PathLike, model: torch.nn.Module | None = None,
     weights are loaded into it and it is returned; a mismatch is a :class:`CheckpointError` naming the
     layers that differ (a module of another class than the file recorded loads if its weights fit).
     A :class:`vaelib.VAE` keeps the checkpoint dict minus the weights as ``model.checkpoint`` (config,
-    history, data...) and its data as ``model.data_info``; vaelib sets no attribute on any other
-    module: read those with :func:`load_checkpoint`.
+    history, data...) and its data as ``model.data_info``; so does a model of vaelib's that ``load`` rebuilt
+    (``REBUILDABLE``). vaelib sets no attribute on a module of yours: read those with :func:`load_checkpoint`.
     """
     if model is not None and not isinstance(model, torch.nn.Module):  # load(path, "cuda") in vaelib 0.1
         deprecated(f"load(path, {model!r})", f"load(path, device={model!r})")
         model, device = None, model
     ckpt = load_checkpoint(path)
+    rebuilt = model is None
     model = model_from_checkpoint(ckpt, path, model)
     try:
         model = model.to(device).eval()
@@ -733,7 +734,7 @@ def load(path: str | os.PathLike, model: torch.nn.Module | None = None,
             raise
         raise _memory_error(f"moving the model of {path} ({_megabytes(_nbytes(model))} of weights) to {device}",
                             device) from None
-    if not isinstance(model, VAE):
+    if not (isinstance(model, VAE) or rebuilt):
         return model
     meta = {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer")}
     meta.setdefault("data", None)

@@ -355,11 +355,15 @@ def describe(checkpoint, path=None) -> str:
     path = checkpoint if path is None and model is not checkpoint else path
     config = model.config
     lines = [f"checkpoint: {path}"] if path is not None else []
+    if isinstance(config, dict):   # another of vaelib's models (vaelib.hierarchical, vaelib.vqvae): its arguments
+        architecture = f"model: {type(model).__name__}, " + ", ".join(f"{k}={v!r}" for k, v in config.items())
+    else:
+        architecture = (f"architecture: {config.arch}, latent size {model.latent_dim}, likelihood {config.likelihood}"
+                        + (f" ({config.pixelcnn_layers} layers)" if config.pixelcnn_layers > 1 else "")
+                        + f", posterior {config.posterior_kind}, prior {config.prior_kind}"
+                        + (f", conditional on {model.num_classes} classes" if model.num_classes else ""))
     lines += [f"vaelib version: {ckpt.get('vaelib_version')} (format {ckpt.get('format_version')})",
-              f"architecture: {config.arch}, latent size {model.latent_dim}, likelihood {config.likelihood}"
-              + (f" ({config.pixelcnn_layers} layers)" if config.pixelcnn_layers > 1 else "")
-              + f", posterior {config.posterior_kind}, prior {config.prior_kind}"
-              + (f", conditional on {model.num_classes} classes" if model.num_classes else ""),
+              architecture,
               f"trained on: {data['dataset']}, images {tuple(data['image_shape'])}, "
               f"binarization {data['binarize'] or 'none'}",
               f"epochs trained: {ckpt.get('epoch', 0)}",
@@ -369,7 +373,7 @@ def describe(checkpoint, path=None) -> str:
         lines += ["training arguments:", *(f"  {k}: {v}" for k, v in sorted(args.items()))]
     lines += ["layers:", f"  {'name':<34} {'shape':<22} {'parameters':>12}",
               *(f"  {name:<34} {str(tuple(p.shape)):<22} {p.numel():>12,}" for name, p in model.named_parameters()),
-              f"  {'total':<57} {model.num_parameters():>12,}"]
+              f"  {'total':<57} {sum(p.numel() for p in model.parameters()):>12,}"]
     return "\n".join(printable(line) for line in lines)
 
 
@@ -415,6 +419,13 @@ def sample_grid(checkpoint, path, n: int = 64, nrow: int = 8, seed: int = 0, dig
     from .images import image_format, save_image_grid
     image_format(path)  # an unknown extension fails before the sampling, which can be slow (pixelcnn)
     model = _model(checkpoint, device)
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    if not hasattr(model, "num_classes"):   # another of vaelib's models: a hierarchy, or a VQ-VAE (which refuses)
+        if digit is not None:
+            raise ValueError(f"digit={digit} picks the class of a conditional VAE; this {type(model).__name__} is not "
+                             "conditional: drop it")
+        layers = len(getattr(model, "latent_dims", ()))
+        images = model.sample(n, generator=generator, temperature=[temperature] * layers)
+        return save_image_grid(images, path, nrow=nrow)
     y = grid_labels(model, n, nrow, digit)
-    generator = torch.Generator(device=model.device).manual_seed(seed)
     return save_image_grid(model.sample(n, temperature=temperature, y=y, generator=generator), path, nrow=nrow)
