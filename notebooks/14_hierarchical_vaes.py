@@ -47,9 +47,10 @@
 # %% [markdown]
 # ## 1. Setup
 #
-# Three checkpoints of `pretrained/` carry the notebook, all with the same architecture (a conv encoder, two
-# stochastic layers of 32 and 16 dimensions, 1.93M parameters), data (dynamically binarized MNIST), seed and
-# recipe: 40 epochs, batch 128, Adam 1e-3 with a cosine decay.
+# Three checkpoints of `pretrained/` carry the notebook, all with the same generative model (two stochastic layers
+# of 32 and 16 dimensions, a conv decoder), data (dynamically binarized MNIST), seed and recipe: 40 epochs, batch
+# 128, Adam 1e-3 with a cosine decay. The two top-down ones have 1.93M parameters, the bottom-up one 1.74M (its
+# inference networks are smaller).
 #
 # - `hvae`: top-down inference, KL warm-up over the first 10 epochs and 0.5 free nats per layer (the cures of
 #   section 4);
