@@ -285,6 +285,10 @@ def test_the_part_2b_benchmarks_run_quick_and_write_nothing():
     assert "bits per test image, against 392 for uniform codes" in printed
     printed = _stdout(BENCH / "hierarchical_mnist.py", "--quick")
     assert "at k = 10 on 200 images, conv_vae" in printed and "z_1 (32)" in printed and "z_2 (16)" in printed
+    printed = _stdout(BENCH / "vq_mnist.py", "--quick")
+    assert "of 256 codes, test-set perplexity" in printed and "bits per test image against 392 uniform" in printed
+    for images in ("prior samples", "uniform codes", "test reconstructions", "real training images"):
+        assert f"  {images}: FD " in printed, images
     printed = _stdout(BENCH / "capstone_reference.py", "--quick")
     for model in ("MLP VAE", "conv VAE", "IWAE training", "IAF posterior", "VampPrior", "pixelcnn decoder"):
         assert f"| {model}" in printed or model in printed, model
