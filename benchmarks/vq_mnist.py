@@ -75,7 +75,8 @@ def run(args) -> dict:
             "test reconstructions": model.decode_codes(test_codes[:n]), "real training images": train[:n]}
     scores = {name: {k: round(v, 3) for k, v in sample_scores(images, reference).items()
                      if k in ("fd", "confidence", "label_entropy")} for name, images in sets.items()}
-    return {"data": "MNIST, grey levels", "train_images": len(train), "test_images": len(test), "vqvae": vq_row,
+    return {"data": "MNIST, grey levels", "train_images": len(train), "test_images": len(test),
+            "reference_images": len(reference), "vqvae": vq_row,
             "prior": prior_row, "samples": n, "sample_seconds": sample_seconds, "scores": scores,
             "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
             "torch": torch.__version__}
@@ -89,8 +90,8 @@ def summary(r: dict) -> str:
              f"prior ({p['parameters']:,} parameters, {p['config']['layers']} layers, {p['epochs']} epochs, "
              f"{p['train_seconds']:.0f} s, {p['train_cpu_seconds']:.0f} CPU s): {p['test_bits_per_image']:.1f} bits "
              f"per test image against {p['uniform_bits']} uniform",
-             f"FD of {r['samples']:,} images against the 10,000 grey test images (sampling took "
-             f"{r['sample_seconds']:.0f} s):"]
+             f"FD of {r['samples']:,} images against {r.get('reference_images', 10_000):,} grey test images "
+             f"(sampling took {r['sample_seconds']:.0f} s):"]
     lines += [f"  {name}: FD {s['fd']:.1f}, confidence {s['confidence']:.3f}, label entropy {s['label_entropy']:.3f}"
               for name, s in r["scores"].items()]
     return "\n".join(lines)
