@@ -65,11 +65,10 @@ class Recipe:
     def fit_arguments(self, epochs: int, steps_per_epoch: int) -> dict:
         """``fit``'s arguments for a run of ``epochs`` epochs (the warm-up scaled to the run's length)."""
         settings = {"epochs": epochs, **self.fit}
+        period = self.warmup_epochs and max(1, round(self.warmup_epochs / self.epochs * epochs * steps_per_epoch))
         if self.kind == "hierarchical":  # its KL warm-up and free bits are the objective's (vaelib.hierarchical)
-            warmup = self.warmup_epochs and max(1, round(self.warmup_epochs / self.epochs * epochs * steps_per_epoch))
-            settings["objective"] = hierarchical_objective(warmup, settings.pop("free_bits", 0.0))
-        elif self.warmup_epochs:
-            period = max(1, round(self.warmup_epochs / self.epochs * epochs * steps_per_epoch))
+            settings["objective"] = hierarchical_objective(period, settings.pop("free_bits", 0.0))
+        elif period:
             settings["beta"] = make_schedule(self.schedule, beta_max=self.fit.get("beta", 1.0), period=period)
         return settings
 
@@ -179,9 +178,8 @@ def load_or_train(name: str, train, test=None, *, train_from_scratch: bool = Fal
                         f"the make_model function (a model of your own: build it and train it with vaelib.fit)")
     if not train_from_scratch:
         model = load_pretrained(name)
-        if model is not None:     # a VAE keeps its checkpoint's record; another module's is read from the file
-            record = model.checkpoint if hasattr(model, "checkpoint") else load_checkpoint(pretrained_path(name))
-            return model, History(record.get("history", []))
+        if model is not None:     # load keeps the record of every model it rebuilds, a VAE or a hierarchy
+            return model, History(model.checkpoint.get("history", []))
     recipe, train = RECIPES[name], as_data(train)
     epochs = epochs or (recipe.fast_epochs if fast_mode() else recipe.epochs)
     print(f"training {name} from its recipe: {epochs} epochs on {len(train):,} images"
