@@ -95,12 +95,16 @@ def reconstruction_and_usage(model: VQVAE, images: torch.Tensor, batch_size: int
     ``"batch_perplexity"`` (the mean over batches of ``small_batch`` images, which under-reads usage)``}`` and the
     codes ``(N, 7, 7)``. The model's mode is kept."""
     was = model.training
-    model.eval()
+    model.eval()                # eval: the quantizer's EMA and restarts leave the codebook alone
+    errors, codes = [], []
     try:
-        mse = torch.cat([(model(x)[0] - x).pow(2).flatten(1).mean(1) for x in images.split(batch_size)]).mean().item()
-        codes = torch.cat([model.encode_codes(x) for x in images.split(batch_size)])
+        for x in images.split(batch_size):     # one pass gives both the reconstruction and the codes
+            x_hat, q = model(x)
+            errors.append((x_hat - x).pow(2).flatten(1).mean(1))
+            codes.append(q.codes)
     finally:
         model.train(was)
+    mse, codes = torch.cat(errors).mean().item(), torch.cat(codes)
     usage = codebook_usage(codes, model.num_codes)
     small = [codebook_usage(c, model.num_codes)["perplexity"] for c in codes.split(small_batch)]
     return {"mse": mse, "psnr": 10 * math.log10(1 / mse), "used": usage["used"], "perplexity": usage["perplexity"],
