@@ -136,6 +136,30 @@ def test_gradient_clipping_shrinks_the_gradient_adam_sees(small_train):
     assert largest_move(1e-12) < 1e-5
 
 
+def test_clipped_and_skipped_steps_are_counted_and_a_stalled_run_stops(small_train):
+    def run(**settings):
+        torch.manual_seed(0)
+        model = build_vae("mlp", latent_dim=4, hidden=32)
+        before = [p.detach().clone() for p in model.parameters()]
+        history = fit(model, small_train[:256], epochs=2, device="cpu", progress=False, batch_size=64, **settings)
+        return history, any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+    history, moved = run(clip_grad=1e-6)                  # every step's norm is above it: 4 clipped per epoch
+    assert [r["clipped_steps"] for r in history] == [4, 4] and "skipped_steps" not in history[-1] and moved
+    history, moved = run(clip_grad=1e9, skip_grad=1e9)    # none above them
+    assert [(r["clipped_steps"], r["skipped_steps"]) for r in history] == [(0, 0), (0, 0)] and moved
+    history, _ = run()
+    assert "clipped_steps" not in history[-1] and "skipped_steps" not in history[-1]
+    # a threshold below every norm skips every update: the weights never move, and the run stops after one epoch
+    torch.manual_seed(0)
+    model = build_vae("mlp", latent_dim=4, hidden=32)
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(TrainingDiverged, match=r"every one of epoch 1's 4 updates was skipped: their gradient norms "
+                                               r"ran from .* above skip_grad=1e-06; training had stalled"):
+        fit(model, small_train[:256], epochs=2, device="cpu", progress=False, batch_size=64, skip_grad=1e-6)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
 def test_bf16_and_compile_options_train_and_fall_back(small_train, monkeypatch):
     torch.manual_seed(0)
     with warnings.catch_warnings():  # the emulated-bf16 warning is tested in test_precision.py

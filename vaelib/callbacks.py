@@ -176,7 +176,9 @@ class ProgressBar(Callback):
                            if k.startswith("test_") and _number(v))
             test += f" ({_count(run.test)} images)" if test else ""
         beta = f"  beta {record['beta']:.3g}" if "beta" in record else ""
-        self.bar.write(f"epoch {record['epoch']}/{run.epochs}  train {train}{test}{beta}  {record['seconds']:.1f}s")
+        steps = "".join(f"  {record[k]} steps {k[:-6]}" for k in ("clipped_steps", "skipped_steps") if k in record)
+        self.bar.write(f"epoch {record['epoch']}/{run.epochs}  train {train}{test}{beta}{steps}  "
+                       f"{record['seconds']:.1f}s")
 
     def on_fit_end(self, run):
         self.bar.close()

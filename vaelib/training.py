@@ -106,8 +106,9 @@ class History(list):
 
 
 def train_epoch(run: Run, objective, batch_size: int, seed: int = 0, clip_grad: float | None = None,
-                precision: str = "fp32", callbacks=(), lr_schedule=None) -> dict:
-    """One pass over ``run.train`` with shuffled batches; returns the epoch's ``train_*`` averages.
+                precision: str = "fp32", callbacks=(), lr_schedule=None, skip_grad: float | None = None) -> dict:
+    """One pass over ``run.train`` with shuffled batches; returns the epoch's ``train_*`` averages (and with
+    ``clip_grad`` / ``skip_grad``, the counts ``clipped_steps`` / ``skipped_steps``: vaelib.RunConfig).
 
     The epoch's seed (``seed`` and the epoch number) fixes the shuffling, the dynamic binarization
     and every sample of z, so a resumed run repeats exactly the epochs an uninterrupted one makes.
@@ -120,6 +121,7 @@ def train_epoch(run: Run, objective, batch_size: int, seed: int = 0, clip_grad: 
     seed_everything(epoch_seed)
     g = torch.Generator(device=data.device).manual_seed(epoch_seed)
     sums, betas, loss_sum = {}, [], 0.0
+    clipped, skipped, norms = torch.zeros((), dtype=torch.long, device=device), 0, []
     for run.batch, (x, y) in enumerate(data.batches(batch_size, shuffle=True, generator=g)):
         x, y = x.to(device, non_blocking=True), None if y is None else y.to(device, non_blocking=True)
         try:
@@ -130,12 +132,20 @@ def train_epoch(run: Run, objective, batch_size: int, seed: int = 0, clip_grad: 
             raise
         optimizer.zero_grad(set_to_none=True)
         estimate.loss.backward()
-        if clip_grad is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+        skip = False
+        if clip_grad is not None or skip_grad is not None:
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), math.inf if clip_grad is None else clip_grad)
+            if clip_grad is not None:
+                clipped += norm > clip_grad        # counted on the device: no sync per step
+            if skip_grad is not None:            # the norm is read on the host: a skip is a branch
+                norms.append(norm.item())
+                skip = not norms[-1] <= skip_grad      # above the threshold, or NaN / inf
+                skipped += skip
         if lr_schedule is not None:
             for group in optimizer.param_groups:
                 group["lr"] = group["initial_lr"] * lr_schedule(run.step)
-        optimizer.step()
+        if not skip:
+            optimizer.step()
         for name, value in estimate.sums.items():
             sums[name] = sums.get(name, 0) + value.detach().float()
         loss_sum = loss_sum + estimate.loss.detach().float() * len(x)  # no sync: summed on the device
@@ -145,6 +155,16 @@ def train_epoch(run: Run, objective, batch_size: int, seed: int = 0, clip_grad: 
         for callback in callbacks:
             callback.on_batch_end(run, estimate)
     record = {"epoch": run.epoch + 1, "step": run.step}
+    if clip_grad is not None:
+        record["clipped_steps"] = int(clipped)
+    if skip_grad is not None:
+        record["skipped_steps"] = skipped
+        if norms and skipped == len(norms):
+            finite = [n for n in norms if math.isfinite(n)]
+            seen = f"from {min(finite):.3g} to {max(finite):.3g}" if finite else "all NaN or infinite"
+            raise TrainingDiverged(f"every one of epoch {run.epoch + 1}'s {len(norms)} updates was skipped: their "
+                                   f"gradient norms ran {seen}, above skip_grad={skip_grad:g}; training had stalled "
+                                   f"(openai/vdvae #25). Raise skip_grad above the typical norm, or drop it")
     if betas:
         record["beta"] = sum(betas) / len(betas)
     if not BOUNDS & set(sums):  # the loss is what says how training goes when no bound is reported
@@ -479,7 +499,7 @@ def _fit(model, train, test, objective, config: RunConfig, device, run_dir, resu
         for _ in range(run.epoch, config.epochs):
             t0 = time.perf_counter()
             record = train_epoch(run, objective, config.batch_size, config.seed, config.clip_grad, config.precision,
-                                 callbacks, lr_schedule)
+                                 callbacks, lr_schedule, config.skip_grad)
             if test is not None:
                 try:  # the last step's update is checked here first: it may have sent the weights off
                     record.update(_test_record(run, objective, config))
