@@ -64,8 +64,10 @@ def run(args) -> dict:
     print(f"prior: {json.dumps(prior_row)}", flush=True)
     if args.save and not args.quick:
         command = {"command": " ".join(["benchmarks/vq_mnist.py", *sys.argv[1:]])}
-        vaelib.save(model, args.save / "vq_mnist.pth", history=history, run_config=command)
-        vaelib.save(prior, args.save / "vq_mnist_prior.pth", history=prior_history, run_config=command)
+        vaelib.save(model, args.save / "vq_mnist.pth", history=history, run_config=command, epoch=len(history),
+                    data={"dataset": "mnist", "image_shape": [1, 28, 28], "binarize": None})
+        vaelib.save(prior, args.save / "vq_mnist_prior.pth", history=prior_history, run_config=command,
+                    epoch=len(prior_history))
     n = 200 if args.quick else args.n
     reference = test_reference("mnist", root=None) if not args.quick else test
     g = torch.Generator().manual_seed(0)

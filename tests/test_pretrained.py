@@ -63,6 +63,21 @@ EXPECTED_HIERARCHICAL = {
     "hvae_plain": (-85.6787, 9.698, 12.9431),
 }
 
+# the VQ-VAEs of notebook 15 (vaelib.vqvae), on the first 500 grey test images of their data set: (test MSE per
+# pixel, codes used); and the priors over their codes: test bits per image of those images' codes. Computed when
+# they were exported (after commit 8fd94bc)
+EXPECTED_VQ = {
+    "vq_fashion_ema": (0.0084021, 25),
+    "vq_fashion_ema_restart": (0.0061034, 256),
+    "vq_fashion_fsq": (0.0062262, 229),
+    "vq_fashion_vq": (0.0069147, 53),
+    "vq_mnist": (0.0027959, 256),
+}
+EXPECTED_CODE_PRIOR = {  # name: (the VQ-VAE whose codes it models, bits per image)
+    "vq_fashion_prior": ("vq_fashion_ema_restart", 198.1147),
+    "vq_mnist_prior": ("vq_mnist", 170.0438),
+}
+
 # each model scored on the first 500 test images as it was trained: dynamically binarized, or grey levels
 SCORED = {**{name: ("dynamic", score) for name, score in EXPECTED.items()},
           **{name: (None, score) for name, score in EXPECTED_GREY.items()}}
@@ -71,12 +86,37 @@ SCORED = {**{name: ("dynamic", score) for name, score in EXPECTED.items()},
 def test_every_shipped_checkpoint_has_an_expected_score():
     # the classifiers of vaelib.course.sample_quality are not VAEs
     vaes = [p.stem for p in PRETRAINED.glob("*.pth") if not p.name.endswith("mnist_classifier.pth")]
-    assert sorted(vaes) == sorted([*SCORED, *EXPECTED_HIERARCHICAL])
+    assert sorted(vaes) == sorted([*SCORED, *EXPECTED_HIERARCHICAL, *EXPECTED_VQ, *EXPECTED_CODE_PRIOR])
 
 
 @pytest.fixture(scope="module")
 def first_500():
     return {binarize: vaelib.MNIST("test", binarize=binarize, subset=500) for binarize in ("dynamic", None)}
+
+
+def _grey_first_500(name):
+    data = vaelib.FashionMNIST if name.startswith("vq_fashion") else vaelib.MNIST
+    return data("test", binarize=None, subset=500).images.float().div(255)
+
+
+@needs_mnist
+@pytest.mark.parametrize("name", sorted(EXPECTED_VQ))
+def test_a_pretrained_vq_vae_reproduces_its_test_mse_and_usage(name):
+    from vaelib.vqvae import reconstruction_and_usage
+    measured, _ = reconstruction_and_usage(vaelib.load(PRETRAINED / f"{name}.pth"), _grey_first_500(name))
+    mse, used = EXPECTED_VQ[name]
+    assert measured["mse"] == pytest.approx(mse, abs=1e-6) and measured["used"] == used
+
+
+@needs_mnist
+@pytest.mark.parametrize("name", sorted(EXPECTED_CODE_PRIOR))
+def test_a_pretrained_code_prior_reproduces_its_test_bits(name):
+    import math
+    autoencoder, bits = EXPECTED_CODE_PRIOR[name]
+    codes = vaelib.load(PRETRAINED / f"{autoencoder}.pth").encode_codes(_grey_first_500(autoencoder))
+    with torch.no_grad():
+        measured = -vaelib.load(PRETRAINED / f"{name}.pth").log_prob(codes).mean().item() / math.log(2)
+    assert measured == pytest.approx(bits, abs=2e-3)
 
 
 @needs_mnist
@@ -148,12 +188,18 @@ def test_each_recipe_is_what_trained_its_checkpoint(name):
 
 @pytest.mark.parametrize("name", sorted(n for n, r in RECIPES.items() if r.kind != "vae"))
 def test_each_recipe_of_another_model_is_what_trained_its_checkpoint(name):
-    from vaelib.train_models import MODELS
+    import json
+
+    from vaelib.course.pretrained import KINDS
     recipe, ckpt = RECIPES[name], load_checkpoint(PRETRAINED / f"{name}.pth")
     with torch.device("meta"):
-        assert MODELS[recipe.kind](**recipe.model).config == ckpt["model"]["config"], name
+        assert KINDS[recipe.kind](**recipe.model).config == ckpt["model"]["config"], name
     assert len(ckpt["history"]) == recipe.epochs == ckpt["epoch"] and recipe.keep == "last"
-    assert ckpt["data"] == {"dataset": "mnist", "image_shape": [1, 28, 28], "binarize": "dynamic"}
+    dataset = "fashion_mnist" if name.startswith("vq_fashion") else "mnist"
+    images = {"dataset": dataset, "image_shape": [1, 28, 28]}
+    trained_on = {"hierarchical": {**images, "binarize": "dynamic"}, "vqvae": {**images, "binarize": None},
+                  "code_prior": None}     # a code prior is trained on codes, not on images
+    assert ckpt["data"] == trained_on[recipe.kind]
     if recipe.command.startswith("python -m vaelib train"):     # its flags are the recorded settings
         flags, stored = _last_command(recipe), ckpt["train_args"]
         assert flags["model"] == stored["model"] == recipe.kind and flags["num_epochs"] == recipe.epochs
@@ -163,13 +209,25 @@ def test_each_recipe_of_another_model_is_what_trained_its_checkpoint(name):
         assert (flags["free_bits"] or 0.0) == stored["free_bits"] == recipe.fit.get("free_bits", 0.0)
         assert flags["lr_schedule"] == ckpt["run_config"]["lr_schedule"] == recipe.fit["lr_schedule"]
     else:   # trained by a benchmark script, which recorded its command and wrote its settings beside its results
-        import json
-        script, _, output = recipe.command.split()[1:4]
-        assert ckpt["run_config"]["command"] == " ".join(recipe.command.split()[1:])
-        result = json.loads((PRETRAINED.parent / "benchmarks" / "results" / "hierarchical-cpu.json").read_text())
-        assert (script, output) == ("benchmarks/hierarchical_mnist.py", f"pretrained/{name}.pth")
-        assert (result["epochs"], result["warmup_epochs"], result["free_bits"]) == (
-            recipe.epochs, recipe.warmup_epochs, recipe.fit["free_bits"]) and result["config"] == ckpt["model"]["config"]
+        words = recipe.command.split()
+        assert ckpt["run_config"]["command"] == " ".join(words[1:])
+        script, output = words[1], words[words.index("--save") + 1]
+        results = {"benchmarks/hierarchical_mnist.py": "hierarchical-cpu.json",
+                   "benchmarks/vq_fashion.py": "vq_fashion-cpu.json", "benchmarks/vq_mnist.py": "vq_mnist-cpu.json"}
+        result = json.loads((PRETRAINED.parent / "benchmarks" / "results" / results[script]).read_text())
+        if recipe.kind == "hierarchical":
+            assert output == f"pretrained/{name}.pth"
+            assert (result["epochs"], result["warmup_epochs"], result["free_bits"]) == (
+                recipe.epochs, recipe.warmup_epochs, recipe.fit["free_bits"])
+            assert result["config"] == ckpt["model"]["config"]
+            return
+        assert output == "pretrained"     # the script names each file after its model
+        row = (result["prior"] if recipe.kind == "code_prior" else result["vqvae"] if "vqvae" in result
+               else result["quantizers"][recipe.model["quantizer"]])
+        assert row["epochs"] == recipe.epochs and row["parameters"] == ckpt["model"]["parameters"]
+        if recipe.kind == "code_prior":
+            assert row["config"] == ckpt["model"]["config"] and row["lr"] == recipe.fit["lr"]
+            assert row.get("warmup_steps", 0) == recipe.fit.get("warmup_steps", 0)
 
 
 def test_the_readme_shows_the_recipes_as_the_registry_writes_them():
@@ -231,3 +289,22 @@ def test_load_or_train_loads_a_shipped_hierarchy_with_its_history():
     model, history = load_or_train("hvae", None)
     assert isinstance(model, HierarchicalVAE) and not model.training
     assert len(history) == RECIPES["hvae"].epochs and history[-1]["test_kl_2"] > 1
+
+
+@needs_mnist
+def test_load_or_train_trains_a_vq_vae_and_a_prior_over_its_codes_from_their_recipes(tmp_path, monkeypatch, capsys):
+    from vaelib.code_prior import CodePixelCNN, codes_as_images
+    from vaelib.vqvae import VQVAE
+    monkeypatch.setenv("VAELIB_PRETRAINED", str(tmp_path))
+    monkeypatch.setenv("VAELIB_FAST", "1")
+    train, test = vaelib.FashionMNIST("train", subset=256), vaelib.FashionMNIST("test", subset=64)
+    model, history = load_or_train("vq_fashion_fsq", train, test)
+    assert isinstance(model, VQVAE) and model.config["quantizer"] == "fsq" and not model.training
+    assert len(history) == 1 and history[-1]["test_mse"] < history[-1]["train_mse"] * 2
+    codes = [codes_as_images(model.encode_codes(d.images.float().div(255))) for d in (train, test)]
+    prior, history = load_or_train("vq_mnist_prior", *codes)
+    assert isinstance(prior, CodePixelCNN) and prior.config["layers"] == 8 and not prior.training
+    assert len(history) == 1 and 0 < history[-1]["test_bits"] < 49 * 8 + 50
+    out = capsys.readouterr().out
+    assert "training vq_fashion_fsq from its recipe: 1 epochs on 256 images" in out
+    assert "training vq_mnist_prior from its recipe: 1 epochs on 256 images" in out

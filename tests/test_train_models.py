@@ -1,4 +1,4 @@
-"""vaelib train --model hierarchical|vqvae and evaluate on their checkpoints (vaelib.train_models)."""
+"""vaelib train --model hierarchical|vqvae|code_prior and evaluate on their checkpoints (vaelib.train_models)."""
 import pytest
 import torch
 
@@ -69,7 +69,52 @@ def test_a_vq_vae_trains_and_reports_its_codebook(tmp_path, capsys):
     assert "no prior over its codes" in capsys.readouterr().err and not (tmp_path / "g.png").exists()
 
 
+@needs_mnist
+def test_a_prior_over_a_vq_vaes_codes_trains_generates_and_is_scored(tmp_path, capsys):
+    from vaelib.code_prior import CodePixelCNN
+    runs = str(tmp_path / "runs")
+    assert main(["train", "v", "--runs_dir", runs, "--model", "vqvae", "--num_codes", "32", "--code_dim", "8",
+                 "--channels", "8", *SMALL]) == 0
+    vq = str(tmp_path / "runs" / "v" / "checkpoint_last.pth")
+    assert main(["train", "p", "--runs_dir", runs, "--model", "code_prior", "--codes_of", vq, "--pixelcnn_layers", "1",
+                 "--hidden_units", "16", *SMALL]) == 0
+    last = tmp_path / "runs" / "p" / "checkpoint_last.pth"
+    prior = vaelib.load(last)
+    assert isinstance(prior, CodePixelCNN) and prior.num_codes == 32 and prior.config["layers"] == 1
+    assert prior.config["features"] == 16 and prior.checkpoint["train_args"]["codes_of"] == vq
+    assert "test_bits" in prior.checkpoint["history"][-1]
+    # continued without --codes_of: the run recorded it
+    assert main(["train", "p", "--runs_dir", runs, "--model", "code_prior", "--resume_if_exists", "--subset", "300",
+                 "--num_epochs", "2", "--quiet"]) == 0
+    assert len(vaelib.load(last).checkpoint["history"]) == 2
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint_path", vq, "--prior", str(last), "--subset", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "bits per test image" in out and "uniform codes: 245" in out     # 49 log2(32)
+    assert main(["generate", "--checkpoint_path", vq, "--prior", str(last), "--output_path", str(tmp_path / "g.png"),
+                 "--num_samples", "4", "--grid_size", "2"]) == 0
+    assert (tmp_path / "g.png").stat().st_size > 0
+    assert main(["generate", "--checkpoint_path", str(last), "--info_only"]) == 0
+    assert f"trained on: the codes of the VQ-VAE {vq}" in capsys.readouterr().out
+    # the prior alone, a prior given to a VAE, a VAE given as the prior: one line each, naming the fix
+    assert main(["generate", "--checkpoint_path", str(last), "--output_path", str(tmp_path / "h.png")]) == 2
+    assert f"pass the VQ-VAE with the prior, --checkpoint_path {vq} --prior {last}" in capsys.readouterr().err
+    conv = str(vaelib.course.pretrained_path("conv_vae"))
+    assert main(["generate", "--checkpoint_path", conv, "--prior", str(last),
+                 "--output_path", str(tmp_path / "h.png")]) == 2
+    assert "holds a VAE: drop --prior" in capsys.readouterr().err
+    assert main(["evaluate", "--checkpoint_path", vq, "--prior", conv, "--subset", "10"]) == 2
+    assert "holds a VAE, not a prior over codes" in capsys.readouterr().err
+    assert main(["train", "q", "--runs_dir", runs, "--model", "code_prior", "--codes_of", conv, *SMALL]) == 2
+    assert "holds a VAE, not a VQ-VAE" in capsys.readouterr().err and not (tmp_path / "runs" / "q").exists()
+    assert not (tmp_path / "h.png").exists()
+
+
 @pytest.mark.parametrize("argv, message", [
+    (["--model", "code_prior"], "--codes_of is missing: a code prior models the codes of a trained VQ-VAE"),
+    (["--model", "code_prior", "--free_bits", "1"], "--free_bits does not apply to --model code_prior"),
+    (["--model", "vqvae", "--codes_of", "v.pth"], "--codes_of does not apply to --model vqvae"),
+    (["--codes_of", "v.pth"], "--codes_of names the VQ-VAE whose codes a code prior learns: add --model code_prior"),
     (["--model", "vqvae", "--likelihood_type", "mse"], "--likelihood_type does not apply to --model vqvae"),
     (["--model", "vqvae", "--free_bits", "1"], "--free_bits does not apply to --model vqvae"),
     (["--model", "hierarchical", "--quantizer", "fsq"], "--quantizer does not apply to --model hierarchical"),

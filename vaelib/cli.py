@@ -84,7 +84,7 @@ def _nothing_to_train(args, err) -> int:
 
 
 def _train_other(args, explicit: set) -> int:
-    """``train --model hierarchical|vqvae``: vaelib.train_models, with the flags that apply to the model."""
+    """``train --model hierarchical|vqvae|code_prior``: vaelib.train_models, with the flags that apply to the model."""
     from .data import DataError
     from .train_models import train_model
     from .train_run import NothingToTrain
@@ -92,8 +92,10 @@ def _train_other(args, explicit: set) -> int:
     own = OTHER_MODEL_FLAGS[args.model]
     shared = {"command", "run_name", "model", "resume_if_exists", "quiet", "free_bits", "beta_annealing_period", "runs_dir",
               "device", "threads", *DATA_FLAGS, *RUN_FLAGS}
-    if args.model == "vqvae":
+    if args.model != "hierarchical":
         shared -= {"free_bits", "beta_annealing_period"}
+    if args.model == "code_prior":
+        shared |= {"codes_of"}
     foreign = sorted(explicit - shared - set(own) - {"debug"})
     if foreign:
         raise UsageError(f"{', '.join('--' + f for f in foreign)} do{'es' * (len(foreign) == 1)} not apply to "
@@ -106,12 +108,12 @@ def _train_other(args, explicit: set) -> int:
     run_dir = _run_dir(args)
     model = {name: getattr(args, flag) for flag, name in own.items() if flag in explicit}
     settings = {RUN_FLAGS[flag]: getattr(args, flag) for flag in RUN_FLAGS if flag in explicit}
-    objective = {} if args.model == "vqvae" else {
+    objective = {} if args.model != "hierarchical" else {
         key: getattr(args, flag) for flag, key in (("beta_annealing_period", "warmup_epochs"),
                                                    ("free_bits", "free_bits")) if flag in explicit}
     try:
         train_model(run_dir, args.model, model, dataset=args.dataset if "dataset" in explicit else None,
-                    subset=args.subset, data_root=args.data_root,
+                    subset=args.subset, data_root=args.data_root, codes_of=args.codes_of,
                     resume_if_exists=args.resume_if_exists, **objective, **{**settings, "epochs": args.num_epochs},
                     device=str(pick_device(args.device)), progress=not args.quiet)
     except NothingToTrain as err:
@@ -132,6 +134,9 @@ def _train(args, explicit: set) -> int:
     if new:
         raise UsageError(f"{', '.join('--' + f for f in new)} shape{'s' * (len(new) == 1)} a hierarchical VAE or a "
                          f"VQ-VAE: add --model hierarchical or --model vqvae, or drop {'it' if len(new) == 1 else 'them'}")
+    if "codes_of" in explicit:
+        raise UsageError("--codes_of names the VQ-VAE whose codes a code prior learns: add --model code_prior, or drop "
+                         "it")
     from . import distributed
     from .callbacks import CollapseWarning, TensorBoard
     from .checkpoints import CheckpointError
@@ -212,13 +217,39 @@ def _check_output_file(path, image: bool = True) -> None:
         raise UsageError(str(err)) from None
 
 
+def _code_prior(model, args, device):
+    """The prior of ``--prior`` for the VQ-VAE ``model``, or ``None`` without one; a checkpoint of the wrong kind on
+    either side is refused in one line."""
+    from .checkpoints import load
+    from .code_prior import CodePixelCNN
+    from .vqvae import VQVAE
+    if isinstance(model, CodePixelCNN):
+        vq = (getattr(model, "checkpoint", {}).get("train_args") or {}).get("codes_of") or "VQ.pth"
+        raise UsageError(f"{args.checkpoint_path} is a prior over a VQ-VAE's codes: pass the VQ-VAE with the prior, "
+                         f"--checkpoint_path {vq} --prior {args.checkpoint_path}")
+    if args.prior is None:
+        return None
+    if not isinstance(model, VQVAE):
+        raise UsageError(f"--prior is a prior over a VQ-VAE's codes, and {args.checkpoint_path} holds a "
+                         f"{type(model).__name__}: drop --prior")
+    prior = load(_checkpoint_path(args.prior), device=device)
+    if not isinstance(prior, CodePixelCNN):
+        raise UsageError(f"--prior {args.prior} holds a {type(prior).__name__}, not a prior over codes: give the "
+                         f"checkpoint of a 'vaelib train --model code_prior' run")
+    if prior.num_codes != model.num_codes:
+        raise UsageError(f"--prior {args.prior} models {prior.num_codes} codes and the VQ-VAE has {model.num_codes}: "
+                         f"give the prior trained on this VQ-VAE's codes (--codes_of)")
+    return prior
+
+
 def _generate(args) -> int:
     from .checkpoints import load
     from .runs import describe, sample_grid
     from .training import pick_device
     if not args.info_only:
         _check_output_file(args.output_path)  # before the model is loaded and sampled
-    model = load(_checkpoint_path(args.checkpoint_path), device=pick_device(args.device))
+    device = pick_device(args.device)
+    model = load(_checkpoint_path(args.checkpoint_path), device=device)
     if args.info_only:
         print(describe(model, args.checkpoint_path))
         return 0
@@ -226,6 +257,19 @@ def _generate(args) -> int:
         raise UsageError(f"a grid of {args.grid_size}x{args.grid_size} holds {args.grid_size ** 2} images, not "
                          f"{args.num_samples}: raise --grid_size to {math.ceil(math.sqrt(args.num_samples))} or lower "
                          f"--num_samples")
+    prior = _code_prior(model, args, device)
+    if prior is not None:
+        import torch
+
+        from .images import save_image_grid
+        if args.digit is not None:
+            raise UsageError("--digit picks the class of a conditional VAE; a VQ-VAE with a prior over its codes "
+                             "is not conditional: drop it")
+        generator = torch.Generator(device=device).manual_seed(args.seed)
+        codes = prior.sample(args.num_samples, generator=generator, temperature=args.temperature)
+        out = save_image_grid(model.decode_codes(codes), args.output_path, nrow=args.grid_size)
+        print(f"wrote {args.num_samples} samples (codes from {args.prior}, decoded) to {out}")
+        return 0
     try:
         out = sample_grid(model, args.output_path, args.num_samples, args.grid_size, args.seed, args.digit,
                           args.temperature)
@@ -251,7 +295,7 @@ def _evaluate(args) -> int:
         raise UsageError("--checkpoint_path is required (or --combine FILES to combine the shards of an evaluation)")
     device = pick_device(args.device)
     model = load(_checkpoint_path(args.checkpoint_path), device=device)
-    if type(model).__name__ in ("HierarchicalVAE", "VQVAE"):
+    if type(model).__name__ in ("HierarchicalVAE", "VQVAE", "CodePixelCNN") or args.prior is not None:
         return _evaluate_other(model, args, device)
     stored = stored_data(model)
     if args.samples and (tuple(model.image_shape or ()) != (1, 28, 28) or stored["dataset"] != "mnist"):
@@ -291,29 +335,35 @@ def _evaluate(args) -> int:
 
 def _evaluate_other(model, args, device) -> int:
     """evaluate for ``train --model hierarchical|vqvae``: the hierarchy's bounds and layers, the VQ-VAE's
-    reconstruction and codebook usage, on the test set of the data the checkpoint's run recorded."""
+    reconstruction and codebook usage (and with ``--prior``, the prior's bits and samples), on the test set of the
+    data the checkpoint's run recorded."""
     import torch
 
     from .checkpoints import load_checkpoint
     from .data import load_dataset
+    from .runs import stored_data
+    prior = _code_prior(model, args, device)
     recorded = load_checkpoint(_checkpoint_path(args.checkpoint_path)).get("train_args") or {}
     hierarchical = type(model).__name__ == "HierarchicalVAE"
     unused = [f"--{flag}" for flag in ("binarize", "shard", "bounds", "precision", "batch_size")
-              if getattr(args, flag) not in (None, "fp32")] + (["--samples"] * bool(args.samples and not hierarchical))
+              if getattr(args, flag) not in (None, "fp32")] + (
+        ["--samples"] * bool(args.samples and not hierarchical and prior is None))
     if unused:
         raise UsageError(f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not supported for a "
                          f"{type(model).__name__} yet: drop {'it' if len(unused) == 1 else 'them'}")
-    dataset = args.dataset or recorded.get("dataset", "mnist")
+    dataset = args.dataset or recorded.get("dataset") or stored_data(model)["dataset"]
     test = load_dataset(dataset, "test", "dynamic" if hierarchical else None, args.subset, device, args.data_root)
     print(f"evaluating {args.checkpoint_path} ({type(model).__name__}) on {len(test):,} {test.name} test images, "
           f"seed={args.seed}, {device}")
     x, _ = test.first(len(test), seed=args.seed)
     if not hierarchical:
         from .vqvae import reconstruction_and_usage
-        m, _ = reconstruction_and_usage(model, x)
+        m, codes = reconstruction_and_usage(model, x)
         print(f"test MSE {m['mse']:.5f} per pixel (PSNR {m['psnr']:.2f} dB); codes used {m['used']} of "
               f"{model.num_codes}, perplexity {m['perplexity']:.1f} over the test set ({m['batch_perplexity']:.1f} in "
               f"batches of 8 images); no likelihood: the decoder is an MSE one")
+        if prior is not None:
+            _score_code_prior(model, prior, codes, dataset, args, device)
         return 0
     from .evaluation import iwae_nll
     from .hierarchical import layer_statistics
@@ -332,6 +382,33 @@ def _evaluate_other(model, args, device) -> int:
         print(f"{args.samples:,} samples: FD {scores['fd']:.1f}, confidence {scores['confidence']:.3f}, label "
               f"entropy {scores['label_entropy']:.3f}")
     return 0
+
+
+def _score_code_prior(vq, prior, codes, dataset: str, args, device) -> None:
+    """``evaluate --prior``: the prior's bits per test image against uniform codes, and with ``--samples`` the
+    sample scores of its decoded samples under the classifier of ``dataset`` (MNIST or Fashion-MNIST)."""
+    import torch
+
+    from .data import DATASETS
+    with torch.no_grad():
+        bits = torch.cat([-prior.log_prob(c) for c in codes.split(1000)]) / math.log(2)
+    uniform = codes[0].numel() * math.log2(vq.num_codes)
+    print(f"prior {args.prior}: {bits.mean():.1f} bits per test image (standard error "
+          f"{bits.std() / len(bits) ** 0.5:.1f}; uniform codes: {uniform:.0f}), the codes' cost, not the image's: no "
+          f"likelihood of the pixels")
+    if not args.samples:
+        return
+    from .course.sample_quality import load_classifier, sample_scores, test_reference
+    if dataset not in ("mnist", "fashion_mnist"):
+        raise UsageError(f"--samples scores samples with the classifier of MNIST or Fashion-MNIST, and this VQ-VAE was "
+                         f"trained on {DATASETS.get(dataset, dataset)}: drop --samples")
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    images = vq.decode_codes(prior.sample(args.samples, generator=generator)).cpu()
+    scores = sample_scores(images, test_reference(dataset, root=args.data_root),
+                           classifier=load_classifier(dataset=dataset))
+    print(f"{args.samples:,} decoded prior samples vs the 10,000 grey test images ({dataset} classifier): Frechet "
+          f"distance {scores['fd']:.2f}, confidence {scores['confidence']:.3f}, label entropy "
+          f"{scores['label_entropy']:.3f} nats (max 2.303)")
 
 
 def _combine(args) -> int:

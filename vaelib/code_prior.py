@@ -58,7 +58,10 @@ class _Residual(nn.Module):
 class CodePixelCNN(nn.Module):
     """A PixelCNN over ``(B, H, W)`` grids of codes in [0, ``num_codes``): an embedding, a mask-A convolution
     (``kernel_size``), ``layers`` residual mask-B 3x3 layers, a 1x1 head to ``num_codes`` logits per cell.
-    ``self.config`` records the constructor's arguments."""
+    ``self.config`` records the constructor's arguments.
+
+    A ``kernel_size`` of ``2 * W - 1`` (13 for a 7x7 grid) lets the first layer see every earlier cell of the grid,
+    so that the stack has no blind spot."""
 
     def __init__(self, num_codes: int, features: int = 64, layers: int = 4, kernel_size: int = 5,
                  grid=(7, 7)):

@@ -139,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
              "images (all of them when N exceeds the test set); 'vaelib evaluate' scores the whole test set"),
             ("seed", int0, 0, "random seed"),
             ("device", device_name, "auto", "cuda, mps, cpu or auto"),
-            ("clip_grad", float1, None, "clip the gradient norm to this value"),
+            ("clip_grad", float1, None, "clip the gradient norm to this value (each epoch counts the clipped steps)"),
+            ("skip_grad", float1, None, "skip the update of a step whose gradient norm exceeds this value or is not "
+             "finite (each epoch counts them; an epoch that skips every step stops the run)"),
             ("precision", ["fp32", "bf16"], "fp32", BF16),
             ("iwae_k", int1, 1, "train on the importance-weighted bound with this many samples (IWAE; 1: the ELBO)"),
             ("initial_checkpoint_path", str, None, "start from this checkpoint's weights (fine-tuning)"),
@@ -147,10 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
             ("collapse_threshold", float1, 0.01, "nats per latent dimension below which the posterior counts as "
              "collapsed"),
             ("threads", int1, None, THREADS),
-            ("model", ["vae", "hierarchical", "vqvae"], "vae", "what to train: a VAE, a hierarchical VAE with top-down "
-             "inference (vaelib.hierarchical; --latent_dims, --inference, --hidden_units, --channels, KL warm-up over "
-             "--beta_annealing_period epochs, --free_bits per layer), or a VQ-VAE (vaelib.vqvae; --quantizer, "
-             "--num_codes, --code_dim, --commitment, --levels, --channels; grey images)"),
+            ("model", ["vae", "hierarchical", "vqvae", "code_prior"], "vae", "what to train: a VAE, a hierarchical VAE "
+             "with top-down inference (vaelib.hierarchical; --latent_dims, --inference, --hidden_units, --channels, KL "
+             "warm-up over --beta_annealing_period epochs, --free_bits per layer), a VQ-VAE (vaelib.vqvae; "
+             "--quantizer, --num_codes, --code_dim, --commitment, --levels, --channels; grey images), or a PixelCNN "
+             "prior over a trained VQ-VAE's codes (vaelib.code_prior; --codes_of, --pixelcnn_layers, --hidden_units)"),
+            ("codes_of", str, None, "--model code_prior: the checkpoint of the VQ-VAE whose codes of its own data set "
+             "the prior learns"),
             ("inference", ["top_down", "bottom_up"], None, "--model hierarchical: how q(z|x) runs through the layers "
              "(default: top_down)"),
             ("quantizer", ["vq", "ema", "ema_restart", "fsq"], None, "--model vqvae: codebook loss, EMA updates, EMA "
@@ -179,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
             ("grid_size", int1, 8, "images per row of the square grid"), ("seed", int0, 0, "random seed"),
             ("temperature", float1, 1.0, "scale of the prior samples: below 1 gives cleaner, less varied digits"),
             ("digit", int0, None, "for a conditional model: the digit (class) to draw (default: rows of 0 to 9)"),
+            ("prior", str, None, "for a VQ-VAE: the checkpoint of a prior over its codes ('train --model code_prior'), "
+             "whose samples are decoded"),
             ("device", device_name, "cpu", "device to sample on")):
         _option(g, name, kind, default, text, metavar="LABEL" if name == "digit" else None)
     _add(g, "info_only", action="store_true", help="print what the checkpoint holds and generate nothing")
@@ -199,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
             ("precision", ["fp32", "bf16"], "fp32", BF16 + "; benchmarks/RESULTS.md shows how little it moves the NLL"),
             ("samples", int1, None, "also score N samples with the MNIST classifier (vaelib.course.sample_quality): Frechet "
              "distance, confidence, label entropy; 10000 recommended, at least 2000 (MNIST models only)"),
+            ("prior", str, None, "for a VQ-VAE: also score the checkpoint of a prior over its codes (bits per test "
+             "image; with --samples, the FD of its decoded samples)"),
             ("seed", int0, 0, "random seed"), ("subset", int1, None, "evaluate on the first N test images only"),
             ("batch_size", int1, None, "images per IWAE batch (default: automatic)"),
             ("device", device_name, "auto", "cuda, mps, cpu or auto"), ("data_root", str, None, DATA_ROOT),
@@ -246,16 +255,17 @@ MODEL_FLAGS = {"arch": "arch", "hidden_dim": "latent_dim", "likelihood_type": "l
 DATA_FLAGS = {"dataset": "dataset", "image_size": "image_size", "binarize": "binarize", "subset": "subset",
               "data_root": "data_root"}
 RUN_FLAGS = {"num_epochs": "epochs", "learning_rate": "lr", "batch_size": "batch_size", "seed": "seed",
-             "clip_grad": "clip_grad", "precision": "precision", "lr_schedule": "lr_schedule",
+             "clip_grad": "clip_grad", "skip_grad": "skip_grad", "precision": "precision", "lr_schedule": "lr_schedule",
              "warmup_steps": "warmup_steps"}
 FLAG_OF = {name: flag for table in (MODEL_FLAGS, DATA_FLAGS, RUN_FLAGS) for flag, name in table.items()}
 # --model hierarchical / vqvae: their constructors' arguments, and the flags that apply to each
 OTHER_MODEL_FLAGS = {"hierarchical": {"latent_dims": "latent_dims", "inference": "inference",
                                       "hidden_units": "hidden", "channels": "channels"},
                      "vqvae": {"quantizer": "quantizer", "num_codes": "num_codes", "code_dim": "code_dim",
-                               "commitment": "commitment", "levels": "levels", "channels": "channels"}}
-FLAG_OF.update(start_from="initial_checkpoint_path", resume_if_exists="resume_if_exists", overwrite="overwrite",
-               out_dir="out", course_dir="nbgrader", digit="digit", temperature="temperature")
+                               "commitment": "commitment", "levels": "levels", "channels": "channels"},
+                     "code_prior": {"pixelcnn_layers": "layers", "hidden_units": "features"}}
+FLAG_OF.update(codes_of="codes_of", start_from="initial_checkpoint_path", resume_if_exists="resume_if_exists",
+               overwrite="overwrite", out_dir="out", course_dir="nbgrader", digit="digit", temperature="temperature")
 
 
 def as_flags(message: str) -> str:

@@ -62,7 +62,12 @@ class RunConfig:
         batch_size: images per optimizer step (per process, under torchrun).
         seed: seeds the shuffling, the dynamic binarization and every sample of z, epoch by epoch,
             so a resumed run repeats the epochs an uninterrupted run would have made.
-        clip_grad: clip the gradient norm to this value (``None``: no clipping).
+        clip_grad: clip the gradient norm to this value (``None``: no clipping); each epoch's record counts the
+            steps it clipped, ``clipped_steps``.
+        skip_grad: skip the update of a step whose gradient norm (before clipping) exceeds this value or is not
+            finite (VDVAE's skip threshold); each epoch's record counts them, ``skipped_steps``. A threshold
+            below every step's norm would skip every update and stall the run for ever (openai/vdvae #25), so
+            an epoch that skipped all its steps stops the run with ``TrainingDiverged``, naming the norms seen.
         precision: ``"fp32"``, or ``"bf16"`` autocast of the forward pass (vaelib.precision).
         lr_schedule: ``"constant"``, or ``"cosine"``: decay to 0 along a cosine by the last step of
             ``epochs``; or a function ``f(step)``, the factor of each step (not stored: pass it again
@@ -82,6 +87,7 @@ class RunConfig:
     batch_size: int = 128
     seed: int = 0
     clip_grad: float | None = None
+    skip_grad: float | None = None
     precision: str = "fp32"
     lr_schedule: object = "constant"
     warmup_steps: int = 0
@@ -98,6 +104,8 @@ class RunConfig:
         whole_number("seed", self.seed, 0)
         if self.clip_grad is not None:
             positive_number("clip_grad", self.clip_grad)
+        if self.skip_grad is not None:
+            positive_number("skip_grad", self.skip_grad)
         checked_precision(self.precision)
         if isinstance(self.lr_schedule, type):  # WarmupCosine instead of WarmupCosine(...): it would fail at step 0
             raise ValueError(f"lr_schedule={self.lr_schedule.__name__} is a class: pass an instance made from it, "
@@ -362,10 +370,16 @@ def describe(checkpoint, path=None) -> str:
                         + (f" ({config.pixelcnn_layers} layers)" if config.pixelcnn_layers > 1 else "")
                         + f", posterior {config.posterior_kind}, prior {config.prior_kind}"
                         + (f", conditional on {model.num_classes} classes" if model.num_classes else ""))
+    if type(model).__name__ == "CodePixelCNN":   # a prior over codes: trained on a VQ-VAE's codes, not on images
+        codes_of = (ckpt.get("train_args") or {}).get("codes_of")
+        grid = tuple(config["grid"])
+        trained_on = (f"trained on: the codes of the VQ-VAE {codes_of}, grid {grid}" if codes_of else
+                      f"trained on: codes on a grid {grid} (the VQ-VAE they came from is not recorded)")
+    else:
+        trained_on = (f"trained on: {data['dataset']}, images {tuple(data['image_shape'])}, "
+                      f"binarization {data['binarize'] or 'none'}")
     lines += [f"vaelib version: {ckpt.get('vaelib_version')} (format {ckpt.get('format_version')})",
-              architecture,
-              f"trained on: {data['dataset']}, images {tuple(data['image_shape'])}, "
-              f"binarization {data['binarize'] or 'none'}",
+              architecture, trained_on,
               f"epochs trained: {ckpt.get('epoch', 0)}",
               _best_line(ckpt)]
     args = ckpt.get("train_args") or {}

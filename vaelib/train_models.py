@@ -1,9 +1,10 @@
 """vaelib's other latent-variable models trained on a named data set in a run folder: what
-``python -m vaelib train RUN --model hierarchical|vqvae`` does, callable from Python.
+``python -m vaelib train RUN --model hierarchical|vqvae|code_prior`` does, callable from Python.
 
     from vaelib.train_models import train_model
     train_model("runs/hvae", "hierarchical", {"latent_dims": [32, 16]}, warmup_epochs=10, free_bits=0.5, epochs=40)
     train_model("runs/vq", "vqvae", {"quantizer": "ema_restart"}, dataset="fashion_mnist", epochs=5)
+    train_model("runs/prior", "code_prior", codes_of="runs/vq/checkpoint_last.pth", epochs=2, lr=5e-3)
 
 The run folder is claimed as ``train_vae`` claims it (vaelib.runs.RunClaim); ``fit`` writes
 ``checkpoint_best.pth``, ``checkpoint_last.pth`` and ``history.csv`` there, and ``vaelib.load`` rebuilds the
@@ -13,6 +14,9 @@ model settings given with it that differ from the checkpoint's are refused.
 * ``"hierarchical"``: vaelib.hierarchical.HierarchicalVAE on dynamically binarized images (28x28, one channel),
   trained on the ELBO with a KL warm-up over ``warmup_epochs`` and ``free_bits`` nats per layer.
 * ``"vqvae"``: vaelib.vqvae.VQVAE on grey images (28x28, one channel), trained on the MSE and the quantizer's loss.
+* ``"code_prior"``: vaelib.code_prior.CodePixelCNN over the codes that the VQ-VAE of the checkpoint ``codes_of``
+  gives the images of its own data set (its ``num_codes`` is the VQ-VAE's), trained on their negative
+  log-likelihood; ``vaelib generate --prior`` and ``vaelib evaluate --prior`` decode and score its samples.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from pathlib import Path
 import torch
 
 from .checkpoints import load_checkpoint, model_from_checkpoint
+from .code_prior import CodePixelCNN, code_prior_objective, codes_as_images
 from .data import load_dataset
 from .hierarchical import HierarchicalVAE, hierarchical_objective
 from .runs import RunClaim
@@ -29,15 +34,34 @@ from .train_run import NothingToTrain
 from .training import fit
 from .vqvae import VQVAE, vq_objective
 
-__all__ = ["train_model", "MODELS"]
+__all__ = ["train_model", "MODELS", "vq_codes"]
 
-MODELS = {"hierarchical": HierarchicalVAE, "vqvae": VQVAE}
-_BINARIZE = {"hierarchical": "dynamic", "vqvae": None}   # a Bernoulli likelihood of binary images; MSE on grey ones
+MODELS = {"hierarchical": HierarchicalVAE, "vqvae": VQVAE, "code_prior": CodePixelCNN}
+# a Bernoulli likelihood of binary images; MSE on grey ones (a code prior: the grey images its VQ-VAE encodes)
+_BINARIZE = {"hierarchical": "dynamic", "vqvae": None, "code_prior": None}
+
+
+def vq_codes(vq: VQVAE, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """The codes ``(N, H, W)`` (long) of grey ``images`` ``(N, 1, 28, 28)`` in [0, 1] under ``vq``."""
+    return torch.cat([vq.encode_codes(x) for x in images.split(batch_size)])
+
+
+def _vq_of(codes_of) -> VQVAE:
+    """The VQ-VAE of the checkpoint ``codes_of``, refused in one line when it is none."""
+    from .checkpoints import load
+    if codes_of is None:
+        raise ValueError("codes_of= is missing: a code prior models the codes of a trained VQ-VAE; give its "
+                         "checkpoint (--codes_of runs/vq/checkpoint_last.pth)")
+    vq = load(codes_of)
+    if not isinstance(vq, VQVAE):
+        raise ValueError(f"codes_of={str(codes_of)!r} holds a {type(vq).__name__}, not a VQ-VAE: give the checkpoint "
+                         f"of a 'train --model vqvae' run")
+    return vq
 
 
 def train_model(run_dir, kind: str, model: dict | None = None, *, dataset: str | None = None, subset: int | None = None,
                 data_root=None, warmup_epochs: int | None = None, free_bits: float | None = None,
-                resume_if_exists: bool = False, log=print, **settings) -> list:
+                resume_if_exists: bool = False, codes_of=None, log=print, **settings) -> list:
     """Train a ``kind`` model (:data:`MODELS`) built from ``model`` (its constructor's arguments) into ``run_dir``;
     return the history. ``settings``: vaelib.RunConfig fields (``epochs``, ``lr``, ``batch_size``, ``seed``...).
     The kind, its arguments, the data and the objective's settings are stored as the checkpoints' ``train_args``;
@@ -49,9 +73,12 @@ def train_model(run_dir, kind: str, model: dict | None = None, *, dataset: str |
     """
     if kind not in MODELS:
         raise ValueError(f"model={kind!r}: choose one of {', '.join(MODELS)} (or vaelib.train_run.train_vae for a VAE)")
-    if kind == "vqvae" and (warmup_epochs or free_bits):
-        raise ValueError("warmup_epochs= and free_bits= shape a hierarchical VAE's KL terms, and a VQ-VAE has none: "
-                         "drop them")
+    if kind != "hierarchical" and (warmup_epochs or free_bits):
+        raise ValueError(f"warmup_epochs= and free_bits= shape a hierarchical VAE's KL terms, and a "
+                         f"{'VQ-VAE' if kind == 'vqvae' else 'code prior'} has none: drop them")
+    if codes_of is not None and kind != "code_prior":
+        raise ValueError(f"codes_of= names the VQ-VAE whose codes a code prior models; a {kind} model takes images: "
+                         "drop it")
     given = dict(model or {})
     with RunClaim(run_dir, resume_if_exists) as resume:
         run_dir = Path(run_dir)
@@ -60,7 +87,11 @@ def train_model(run_dir, kind: str, model: dict | None = None, *, dataset: str |
         if dataset is not None and recorded.get("dataset", dataset) != dataset:
             raise ValueError(f"dataset={dataset!r} contradicts the run being continued ({resume}), trained on "
                              f"{recorded['dataset']!r}: drop it (the data is taken from the checkpoint)")
-        dataset = recorded.get("dataset", "mnist") if dataset is None else dataset
+        codes_of = recorded.get("codes_of") if codes_of is None else codes_of
+        vq = _vq_of(codes_of) if kind == "code_prior" else None
+        if dataset is None:
+            from .runs import stored_data
+            dataset = recorded.get("dataset") or (stored_data(vq)["dataset"] if vq is not None else "mnist")
         train, test = (load_dataset(dataset, split, _BINARIZE[kind], n, "cpu", data_root)
                        for split, n in (("train", subset), ("test", subset and min(subset, 10000))))
         if tuple(train.image_shape) != (1, 28, 28):
@@ -76,12 +107,19 @@ def train_model(run_dir, kind: str, model: dict | None = None, *, dataset: str |
             if conflicts:
                 raise ValueError(", ".join(f"{k}={v!r}" for k, v in conflicts.items()) + " contradict the run being "
                                  f"continued ({resume}): drop them (the model is taken from the checkpoint)")
+            if vq is not None and built.num_codes != vq.num_codes:
+                raise ValueError(f"codes_of={str(codes_of)!r} has {vq.num_codes} codes, and the prior being continued "
+                                 f"models {built.num_codes}: give the VQ-VAE it was trained on")
             done = len(stored.get("history") or [])
             if done >= settings.get("epochs", 10):
                 raise NothingToTrain(run_dir, done, settings.get("epochs", 10))
             warmup_epochs = recorded.get("warmup_epochs", 0) if warmup_epochs is None else warmup_epochs
             free_bits = recorded.get("free_bits", 0.0) if free_bits is None else free_bits
         else:
+            if vq is not None:
+                if given.setdefault("num_codes", vq.num_codes) != vq.num_codes:
+                    raise ValueError(f"num_codes={given['num_codes']} contradicts codes_of={str(codes_of)!r}, whose "
+                                     f"codebook has {vq.num_codes} codes: drop it (the prior takes the VQ-VAE's)")
             try:
                 with torch.random.fork_rng(devices=[]):     # the initial weights come from the run's seed
                     torch.manual_seed(settings.get("seed", 0))
@@ -93,14 +131,20 @@ def train_model(run_dir, kind: str, model: dict | None = None, *, dataset: str |
                                "warmup_epochs": warmup_epochs, "free_bits": free_bits}
         steps = math.ceil(len(train) / settings.get("batch_size", 128))
         objective = (hierarchical_objective(warmup_epochs * steps, free_bits) if kind == "hierarchical"
-                     else vq_objective)
+                     else {"vqvae": vq_objective, "code_prior": code_prior_objective}[kind])
         size = sum(p.numel() for p in built.parameters())
-        log(f"training {kind} ({size:,} parameters, {built.config}) on {len(train):,} {train.name} images, tested on "
+        what = "images" if vq is None else f"images' codes under {codes_of}"
+        log(f"training {kind} ({size:,} parameters, {built.config}) on {len(train):,} {train.name} {what}, tested on "
             f"{len(test):,}{'' if resume is None else f', resuming {resume}'}")
+        if vq is not None:     # the prior's data: the codes, as fit takes them (vaelib.code_prior.codes_as_images)
+            settings["command"]["codes_of"] = str(codes_of)
+            train, test = (codes_as_images(vq_codes(vq, data.first(len(data))[0])) for data in (train, test))
         history = fit(built, train, test, objective=objective, run_dir=run_dir, resume_from=resume, **settings)
     last = history[-1]
     reported = (f"test ELBO {last['test_elbo']:.2f} nats, KL per layer " + ", ".join(
         f"{last[f'test_kl_{i + 1}']:.2f}" for i in range(len(built.latent_dims))) if kind == "hierarchical"
-        else f"test MSE {last['test_mse']:.5f} per pixel")
+        else f"test MSE {last['test_mse']:.5f} per pixel" if kind == "vqvae"
+        else f"test {last['test_bits']:.1f} bits per image (uniform codes: "
+             f"{math.prod(built.grid) * math.log2(built.num_codes):.0f})")
     log(f"done: {len(history)} epochs, {reported}; checkpoints and history.csv in {run_dir}")
     return history

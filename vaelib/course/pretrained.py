@@ -20,15 +20,17 @@ from pathlib import Path
 import torch
 
 from ..checkpoints import load, load_checkpoint
+from ..code_prior import CodePixelCNN, code_prior_objective
 from ..data import as_data
 from ..hierarchical import hierarchical_objective
 from ..schedules import make_schedule
 from ..train_models import MODELS
 from ..training import History, fit
 from ..vae import VAEConfig, build_vae
+from ..vqvae import vq_objective
 from .settings import fast_mode
 
-__all__ = ["Recipe", "RECIPES", "pretrained_dir", "pretrained_path", "load_pretrained", "load_or_train"]
+__all__ = ["Recipe", "RECIPES", "KINDS", "pretrained_dir", "pretrained_path", "load_pretrained", "load_or_train"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,8 @@ class Recipe:
     Attributes:
         model: ``vaelib.VAEConfig``'s fields (the image shape is the data's; ``conditional``: its classes).
         epochs: the run that made the shipped file; ``fast_epochs``: the smoke run of fast mode.
-        fit: ``vaelib.fit``'s other arguments (``lr``, ``precision``, ``iwae_k``, ``free_bits``, ``beta``).
+        fit: ``vaelib.fit``'s other arguments (``lr``, ``precision``, ``iwae_k``, ``free_bits``, ``beta``,
+            ``warmup_steps``: scaled as ``warmup_epochs`` for a shorter run).
         warmup_epochs, schedule: beta annealing, ``schedule`` (vaelib.schedules.make_schedule's name)
             over ``warmup_epochs`` epochs: the same fraction of a shorter run.
         then: settings the run was continued with, each a ``fit`` of the same run (``epochs`` the new
@@ -47,8 +50,10 @@ class Recipe:
         keep: ``"best"`` (best test ELBO) or ``"last"`` epoch's weights, as the shipped file holds.
         command: the ``python -m vaelib train`` command(s) that trained the shipped file.
         minutes: about how long ``epochs`` took on this project's 2-core CPU.
-        kind: ``"vae"`` (``model`` is a VAEConfig), or a model of vaelib.train_models.MODELS (``"hierarchical"``:
-            ``model`` is its constructor's arguments, ``warmup_epochs`` and ``fit["free_bits"]`` its objective's).
+        kind: ``"vae"`` (``model`` is a VAEConfig's fields), or another model, ``model`` its constructor's arguments
+            (:data:`KINDS`): ``"hierarchical"`` (``warmup_epochs`` and ``fit["free_bits"]`` are its objective's),
+            ``"vqvae"`` (trained on grey images) or ``"code_prior"`` (a prior over a VQ-VAE's codes, trained on
+            them as ``vaelib.code_prior.codes_as_images`` gives them).
     """
     model: dict
     epochs: int
@@ -65,12 +70,22 @@ class Recipe:
     def fit_arguments(self, epochs: int, steps_per_epoch: int) -> dict:
         """``fit``'s arguments for a run of ``epochs`` epochs (the warm-up scaled to the run's length)."""
         settings = {"epochs": epochs, **self.fit}
+        if "warmup_steps" in settings:  # the learning rate's warm-up: the same fraction of a shorter run
+            settings["warmup_steps"] = min(round(settings["warmup_steps"] * epochs / self.epochs),
+                                           epochs * steps_per_epoch // 2)
         period = self.warmup_epochs and max(1, round(self.warmup_epochs / self.epochs * epochs * steps_per_epoch))
         if self.kind == "hierarchical":  # its KL warm-up and free bits are the objective's (vaelib.hierarchical)
             settings["objective"] = hierarchical_objective(period, settings.pop("free_bits", 0.0))
+        elif self.kind in _OBJECTIVES:
+            settings["objective"] = _OBJECTIVES[self.kind]
         elif period:
             settings["beta"] = make_schedule(self.schedule, beta_max=self.fit.get("beta", 1.0), period=period)
         return settings
+
+
+# the models a recipe can name besides a VAE, and the objectives of those without settings of their own
+KINDS = {**MODELS, "code_prior": CodePixelCNN}
+_OBJECTIVES = {"vqvae": vq_objective, "code_prior": code_prior_objective}
 
 
 def _train_command(name: str, flags: str = "", *, epochs: int, run: str | None = None) -> str:
@@ -82,6 +97,8 @@ _PIXEL = {"arch": "conv", "latent_dim": 20, "hidden": 128, "channels": 16, "like
 _PIXEL_FLAGS = "--likelihood_type pixelcnn --channels 16 --hidden_units 128"
 _HIERARCHY = {"latent_dims": [32, 16]}
 _HIERARCHY_FLAGS = "--model hierarchical --latent_dims 32 16 --lr_schedule cosine"
+_VQ_FASHION = "python benchmarks/vq_fashion.py --save pretrained"
+_VQ_MNIST = "python benchmarks/vq_mnist.py --features 96 --layers 8 --prior_epochs 5 --save pretrained"
 _GREY = {"bernoulli": "bce", "gaussian": "mse", "continuous_bernoulli": "continuous_bernoulli",
          "learned_gaussian": "learned_gaussian"}
 
@@ -142,6 +159,16 @@ RECIPES: dict[str, Recipe] = {
         fit={"lr_schedule": "cosine", "free_bits": 0.5}, warmup_epochs=10, keep="last",
         command=_train_command("hvae_bottom_up", _HIERARCHY_FLAGS + " --inference bottom_up --beta_annealing_period 10 "
                                "--free_bits 0.5", epochs=40)),
+    # notebook 15: VQ-VAEs on grey images with each quantizer, and PixelCNN priors over the ema_restart codes (a
+    # prior trains on vaelib.code_prior.codes_as_images(codes of the training images) when its file is missing)
+    **{f"vq_fashion_{quantizer}": Recipe({"quantizer": quantizer}, 5, _VQ_FASHION, minutes=2, kind="vqvae", keep="last")
+       for quantizer in ("vq", "ema", "ema_restart", "fsq")},
+    "vq_fashion_prior": Recipe({"num_codes": 256, "features": 64, "layers": 4, "kernel_size": 9}, 2, _VQ_FASHION,
+                               minutes=2, kind="code_prior", keep="last",
+                               fit={"lr": 8e-3, "lr_schedule": "cosine", "warmup_steps": 100}),
+    "vq_mnist": Recipe({"quantizer": "ema_restart"}, 5, _VQ_MNIST, minutes=4, kind="vqvae", keep="last"),
+    "vq_mnist_prior": Recipe({"num_codes": 256, "features": 96, "layers": 8, "kernel_size": 5}, 5, _VQ_MNIST,
+                             minutes=10, kind="code_prior", fit={"lr": 1e-3, "lr_schedule": "cosine"}, keep="last"),
 }
 
 
@@ -192,7 +219,7 @@ def load_or_train(name: str, train, test=None, *, train_from_scratch: bool = Fal
         if recipe.kind == "vae":
             model = build_vae(config=VAEConfig(**model_args, image_shape=train.image_shape))
         else:
-            model = MODELS[recipe.kind](**model_args)
+            model = KINDS[recipe.kind](**model_args)
     steps = math.ceil(len(train) / recipe.fit.get("batch_size", 128))
     with tempfile.TemporaryDirectory() as run_dir:  # fit's checkpoints, for the continued runs and "best"
         history = fit(model, train, test, run_dir=run_dir, device=device, progress=progress,
