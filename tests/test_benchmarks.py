@@ -294,3 +294,25 @@ def test_the_part_2b_benchmarks_run_quick_and_write_nothing():
         assert f"| {model}" in printed or model in printed, model
     assert printed.count(" nats (") == 4                        # a paired difference for each Part-2 lever
     assert sorted((BENCH / "results").iterdir()) == results
+
+
+@needs_mnist
+def test_the_vq_benchmarks_quick_train_every_quantizer_and_a_prior_and_write_nothing():
+    written = {p: p.stat().st_mtime for p in (BENCH / "results").glob("vq_*-cpu.json")}
+    out = _stdout(BENCH / "vq_fashion.py", "--quick")
+    assert [line.split(":")[0] for line in out.splitlines() if line.endswith("}")][:4] == ["vq", "ema", "ema_restart",
+                                                                                        "fsq"]
+    assert "PixelCNN prior over the ema_restart codes" in out and "against 392 for uniform codes" in out
+    out = _stdout(BENCH / "vq_mnist.py", "--quick")
+    assert "prior samples: FD" in out and "uniform codes: FD" in out
+    assert written == {p: p.stat().st_mtime for p in (BENCH / "results").glob("vq_*-cpu.json")}
+
+
+@needs_mnist
+def test_the_latent_diffusion_benchmark_quick_scores_the_ddpm_beside_both_baselines():
+    before = (BENCH / "results" / "latent_diffusion-cpu.json").read_text()
+    out = _stdout(BENCH / "latent_diffusion.py", "--quick")
+    assert "conv_vae: scale" in out and "N(0, I) FD" in out and "aggregate posterior FD" in out
+    row = [line for line in out.splitlines() if line.startswith("| `conv_vae` |")]
+    assert len(row) == 1 and row[0].split("|")[7].strip() == "200"       # the DDPM's steps, scored
+    assert (BENCH / "results" / "latent_diffusion-cpu.json").read_text() == before
