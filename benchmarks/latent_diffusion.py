@@ -76,7 +76,7 @@ def reconstruction_mse(vae, subset: int | None) -> float:
 
 def run(args) -> dict:
     torch.manual_seed(0)
-    vae = vaelib.load(pretrained_path(args.vae)).eval()
+    vae = vaelib.load(args.vae if args.vae.endswith(".pth") else pretrained_path(args.vae)).eval()
     subset = 2000 if args.quick else None
     mu, std = training_posteriors(vae, subset)
     g = torch.Generator().manual_seed(0)
@@ -125,7 +125,7 @@ def run(args) -> dict:
         vaelib.save(ema.module, args.save, epoch=steps, history=rows,
                     run_config={"command": command, "steps": steps, "lr": args.lr, "batch_size": args.batch_size},
                     train_args={"vae": args.vae, "scale": scale, "ema_decay": 0.999})
-    return {"vae": args.vae, "latent_dim": vae.latent_dim, "scale": round(scale, 4),
+    return {"vae": Path(args.vae).stem, "latent_dim": vae.latent_dim, "scale": round(scale, 4),
             "reconstruction_mse": round(reconstruction_mse(vae, subset), 5), "samples": n,
             "ddpm": {**ddpm.config, "parameters": sum(p.numel() for p in ddpm.parameters()), "lr": args.lr,
                      "batch_size": args.batch_size, "ema_decay": 0.999},
@@ -148,7 +148,8 @@ def table(results: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--vae", default="conv_vae", help="a VAE of pretrained/ with a binary likelihood")
+    parser.add_argument("--vae", default="conv_vae", help="a VAE of pretrained/ with a binary likelihood, or the path "
+                        "of a checkpoint (.pth)")
     parser.add_argument("--steps", type=int, default=8000)
     parser.add_argument("--eval_at", type=int, nargs="*", default=[1500, 4000])
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -165,10 +166,10 @@ def main(argv=None) -> int:
         return 0
     result = run(args)
     if not args.quick:
-        results[args.vae] = result      # one entry per VAE: the sweep's points side by side
+        results[Path(args.vae).stem] = result      # one entry per VAE: the sweep's points side by side
         OUT.parent.mkdir(parents=True, exist_ok=True)
         OUT.write_text(json.dumps(results, indent=1) + "\n")
-    print(table({args.vae: result}))
+    print(table({result["vae"]: result}))
     return 0
 
 

@@ -193,9 +193,15 @@ def test_every_pretrained_vae_loads_and_knows_its_data():
         if isinstance(model, vaelib.VAE):
             assert model.config.image_shape == (1, 28, 28), path
             assert model.checkpoint["data"]["dataset"] == "mnist", path
-        else:   # another of vaelib's models (notebook 14's hierarchies): its checkpoint records the data
+        elif type(model).__name__ == "HierarchicalVAE":   # notebook 14's: the checkpoint records the data
             assert model.image_shape == (1, 28, 28), path
             assert load_checkpoint(path)["data"]["dataset"] == "mnist", path
+        elif type(model).__name__ == "VQVAE":       # notebook 15's, on grey MNIST or Fashion-MNIST
+            dataset = "fashion_mnist" if path.name.startswith("vq_fashion") else "mnist"
+            assert load_checkpoint(path)["data"] == {"dataset": dataset, "image_shape": [1, 28, 28], "binarize": None}
+        else:   # a prior over a VQ-VAE's codes: trained on codes, not on images
+            assert type(model).__name__ == "CodePixelCNN" and model.grid == (7, 7), path
+            assert load_checkpoint(path)["data"] is None, path
 
 
 # Conditioning in one place ------------------------------------------------------------------------

@@ -66,7 +66,9 @@ def test_a_vq_vae_trains_and_reports_its_codebook(tmp_path, capsys):
     with pytest.raises(ValueError, match="no prior over its codes"):
         model.sample(4)
     assert main(["generate", "--checkpoint_path", str(best), "--output_path", str(tmp_path / "g.png")]) == 2
-    assert "no prior over its codes" in capsys.readouterr().err and not (tmp_path / "g.png").exists()
+    err = capsys.readouterr().err
+    assert "no prior over its codes" in err and "--model code_prior --codes_of" in err and "--prior" in err
+    assert not (tmp_path / "g.png").exists()
 
 
 @needs_mnist

@@ -258,6 +258,10 @@ def _generate(args) -> int:
                          f"{args.num_samples}: raise --grid_size to {math.ceil(math.sqrt(args.num_samples))} or lower "
                          f"--num_samples")
     prior = _code_prior(model, args, device)
+    if prior is None and type(model).__name__ == "VQVAE":
+        raise UsageError(f"a VQ-VAE has no prior over its codes: decoding uniform codes gives noise. Fit one with "
+                         f"'vaelib train RUN --model code_prior --codes_of {args.checkpoint_path}', then pass it: "
+                         f"--prior RUN/checkpoint_last.pth")
     if prior is not None:
         import torch
 

@@ -51,11 +51,11 @@ def _vq_of(codes_of) -> VQVAE:
     from .checkpoints import load
     if codes_of is None:
         raise ValueError("codes_of= is missing: a code prior models the codes of a trained VQ-VAE; give its "
-                         "checkpoint (--codes_of runs/vq/checkpoint_last.pth)")
+                         "checkpoint (codes_of='runs/vq/checkpoint_last.pth')")
     vq = load(codes_of)
     if not isinstance(vq, VQVAE):
         raise ValueError(f"codes_of={str(codes_of)!r} holds a {type(vq).__name__}, not a VQ-VAE: give the checkpoint "
-                         f"of a 'train --model vqvae' run")
+                         f"of a VQ-VAE (train_model(run_dir, 'vqvae', ...))")
     return vq
 
 

@@ -72,9 +72,9 @@ class VQVAE(nn.Module):
 
     def sample(self, *args, **kwargs):
         raise ValueError("a VQ-VAE has no prior over its codes: decoding uniform codes gives noise. Fit a prior over "
-                         "the code grid (vaelib.code_prior.CodePixelCNN on encode_codes(train images), or 'vaelib "
-                         "train RUN --model code_prior --codes_of THIS.pth'), then decode_codes(prior.sample(n)) "
-                         "('vaelib generate --prior PRIOR.pth')")
+                         "the code grid (vaelib.code_prior.CodePixelCNN on encode_codes(train images), or "
+                         "vaelib.train_models.train_model(run_dir, 'code_prior', codes_of=checkpoint)), then "
+                         "decode_codes(prior.sample(n))")
 
 
 def vq_objective(model: VQVAE, x: torch.Tensor, y=None, step: int = 0) -> Estimate:
