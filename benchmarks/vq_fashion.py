@@ -75,7 +75,7 @@ def run(epochs: int, prior_epochs: int, quick: bool, save: Path | None, prior: d
             vaelib.save(model, save / f"vq_fashion_{kind}.pth", history=history, run_config=command, epoch=epochs,
                         data={"dataset": "fashion_mnist", "image_shape": [1, 28, 28], "binarize": None})
         if kind == "ema_restart":
-            train_codes, test_codes = torch.cat([model.encode_codes(x) for x in train.split(1000)]), codes
+            train_codes, test_codes = model.encode_codes(train), codes
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         prior_model = CodePixelCNN(256, **prior)

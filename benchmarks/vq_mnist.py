@@ -52,7 +52,7 @@ def run(args) -> dict:
               "train_seconds": seconds, "train_cpu_seconds": cpu, "restarts": int(model.quantizer.restarts.item()),
               **{k: round(v, 5 if k == "mse" else 2) for k, v in measured.items()}}
     print(f"vq-vae: {json.dumps(vq_row)}", flush=True)
-    train_codes = torch.cat([model.encode_codes(x) for x in train.split(1000)])
+    train_codes = model.encode_codes(train)
     torch.manual_seed(0)
     prior = CodePixelCNN(model.num_codes, features=args.features, layers=args.layers)
     prior_history, seconds, cpu = timed(lambda: vaelib.fit(

@@ -190,10 +190,10 @@ def test_each_recipe_is_what_trained_its_checkpoint(name):
 def test_each_recipe_of_another_model_is_what_trained_its_checkpoint(name):
     import json
 
-    from vaelib.course.pretrained import KINDS
+    from vaelib.train_models import MODELS
     recipe, ckpt = RECIPES[name], load_checkpoint(PRETRAINED / f"{name}.pth")
     with torch.device("meta"):
-        assert KINDS[recipe.kind](**recipe.model).config == ckpt["model"]["config"], name
+        assert MODELS[recipe.kind](**recipe.model).config == ckpt["model"]["config"], name
     assert len(ckpt["history"]) == recipe.epochs == ckpt["epoch"] and recipe.keep == "last"
     dataset = "fashion_mnist" if name.startswith("vq_fashion") else "mnist"
     images = {"dataset": dataset, "image_shape": [1, 28, 28]}

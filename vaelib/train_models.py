@@ -34,16 +34,13 @@ from .train_run import NothingToTrain
 from .training import fit
 from .vqvae import VQVAE, vq_objective
 
-__all__ = ["train_model", "MODELS", "vq_codes"]
+__all__ = ["train_model", "MODELS", "OBJECTIVES"]
 
 MODELS = {"hierarchical": HierarchicalVAE, "vqvae": VQVAE, "code_prior": CodePixelCNN}
+# the objective of each model without settings of its own (a hierarchy's is hierarchical_objective(warm-up, free bits))
+OBJECTIVES = {"vqvae": vq_objective, "code_prior": code_prior_objective}
 # a Bernoulli likelihood of binary images; MSE on grey ones (a code prior: the grey images its VQ-VAE encodes)
 _BINARIZE = {"hierarchical": "dynamic", "vqvae": None, "code_prior": None}
-
-
-def vq_codes(vq: VQVAE, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """The codes ``(N, H, W)`` (long) of grey ``images`` ``(N, 1, 28, 28)`` in [0, 1] under ``vq``."""
-    return torch.cat([vq.encode_codes(x) for x in images.split(batch_size)])
 
 
 def _vq_of(codes_of) -> VQVAE:
@@ -131,14 +128,14 @@ def train_model(run_dir, kind: str, model: dict | None = None, *, dataset: str |
                                "warmup_epochs": warmup_epochs, "free_bits": free_bits}
         steps = math.ceil(len(train) / settings.get("batch_size", 128))
         objective = (hierarchical_objective(warmup_epochs * steps, free_bits) if kind == "hierarchical"
-                     else {"vqvae": vq_objective, "code_prior": code_prior_objective}[kind])
+                     else OBJECTIVES[kind])
         size = sum(p.numel() for p in built.parameters())
         what = "images" if vq is None else f"images' codes under {codes_of}"
         log(f"training {kind} ({size:,} parameters, {built.config}) on {len(train):,} {train.name} {what}, tested on "
             f"{len(test):,}{'' if resume is None else f', resuming {resume}'}")
         if vq is not None:     # the prior's data: the codes, as fit takes them (vaelib.code_prior.codes_as_images)
             settings["command"]["codes_of"] = str(codes_of)
-            train, test = (codes_as_images(vq_codes(vq, data.first(len(data))[0])) for data in (train, test))
+            train, test = (codes_as_images(vq.encode_codes(data.first(len(data))[0])) for data in (train, test))
         history = fit(built, train, test, objective=objective, run_dir=run_dir, resume_from=resume, **settings)
     last = history[-1]
     reported = (f"test ELBO {last['test_elbo']:.2f} nats, KL per layer " + ", ".join(

@@ -56,12 +56,13 @@ class VQVAE(nn.Module):
         return torch.sigmoid(self.decoder(q.z_q)), q
 
     @torch.no_grad()
-    def encode_codes(self, x: torch.Tensor) -> torch.Tensor:
-        """The codes of ``x``: ``(B, C, 28, 28)`` -> ``(B, 7, 7)`` long (no training-time updates)."""
+    def encode_codes(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+        """The codes of ``x``: ``(B, C, 28, 28)`` -> ``(B, 7, 7)`` long (no training-time updates), ``batch_size``
+        images at a time (a whole data set fits)."""
         was = self.training
         self.eval()
         try:
-            return self.quantizer(self.encoder(x)).codes
+            return torch.cat([self.quantizer(self.encoder(chunk)).codes for chunk in x.split(batch_size)])
         finally:
             self.train(was)
 

@@ -20,17 +20,15 @@ from pathlib import Path
 import torch
 
 from ..checkpoints import load, load_checkpoint
-from ..code_prior import CodePixelCNN, code_prior_objective
 from ..data import as_data
 from ..hierarchical import hierarchical_objective
 from ..schedules import make_schedule
-from ..train_models import MODELS
+from ..train_models import MODELS, OBJECTIVES
 from ..training import History, fit
 from ..vae import VAEConfig, build_vae
-from ..vqvae import vq_objective
 from .settings import fast_mode
 
-__all__ = ["Recipe", "RECIPES", "KINDS", "pretrained_dir", "pretrained_path", "load_pretrained", "load_or_train"]
+__all__ = ["Recipe", "RECIPES", "pretrained_dir", "pretrained_path", "load_pretrained", "load_or_train"]
 
 
 @dataclass(frozen=True)
@@ -50,10 +48,10 @@ class Recipe:
         keep: ``"best"`` (best test ELBO) or ``"last"`` epoch's weights, as the shipped file holds.
         command: the ``python -m vaelib train`` command(s) that trained the shipped file.
         minutes: about how long ``epochs`` took on this project's 2-core CPU.
-        kind: ``"vae"`` (``model`` is a VAEConfig's fields), or another model, ``model`` its constructor's arguments
-            (:data:`KINDS`): ``"hierarchical"`` (``warmup_epochs`` and ``fit["free_bits"]`` are its objective's),
-            ``"vqvae"`` (trained on grey images) or ``"code_prior"`` (a prior over a VQ-VAE's codes, trained on
-            them as ``vaelib.code_prior.codes_as_images`` gives them).
+        kind: ``"vae"`` (``model`` is a VAEConfig's fields), or another model of vaelib.train_models.MODELS,
+            ``model`` its constructor's arguments: ``"hierarchical"`` (``warmup_epochs`` and ``fit["free_bits"]`` are
+            its objective's), ``"vqvae"`` (trained on grey images) or ``"code_prior"`` (a prior over a VQ-VAE's
+            codes, trained on them as ``vaelib.code_prior.codes_as_images`` gives them).
     """
     model: dict
     epochs: int
@@ -76,16 +74,11 @@ class Recipe:
         period = self.warmup_epochs and max(1, round(self.warmup_epochs / self.epochs * epochs * steps_per_epoch))
         if self.kind == "hierarchical":  # its KL warm-up and free bits are the objective's (vaelib.hierarchical)
             settings["objective"] = hierarchical_objective(period, settings.pop("free_bits", 0.0))
-        elif self.kind in _OBJECTIVES:
-            settings["objective"] = _OBJECTIVES[self.kind]
+        elif self.kind in OBJECTIVES:
+            settings["objective"] = OBJECTIVES[self.kind]
         elif period:
             settings["beta"] = make_schedule(self.schedule, beta_max=self.fit.get("beta", 1.0), period=period)
         return settings
-
-
-# the models a recipe can name besides a VAE, and the objectives of those without settings of their own
-KINDS = {**MODELS, "code_prior": CodePixelCNN}
-_OBJECTIVES = {"vqvae": vq_objective, "code_prior": code_prior_objective}
 
 
 def _train_command(name: str, flags: str = "", *, epochs: int, run: str | None = None) -> str:
@@ -219,7 +212,7 @@ def load_or_train(name: str, train, test=None, *, train_from_scratch: bool = Fal
         if recipe.kind == "vae":
             model = build_vae(config=VAEConfig(**model_args, image_shape=train.image_shape))
         else:
-            model = KINDS[recipe.kind](**model_args)
+            model = MODELS[recipe.kind](**model_args)
     steps = math.ceil(len(train) / recipe.fit.get("batch_size", 128))
     with tempfile.TemporaryDirectory() as run_dir:  # fit's checkpoints, for the continued runs and "best"
         history = fit(model, train, test, run_dir=run_dir, device=device, progress=progress,
