@@ -14,7 +14,7 @@ samples (issue 27, notebook 16).
    1 / that std of its autoencoder's latents).
 3. Trains ``vaelib.diffusion.DDPM(dim, steps=200)`` (a residual MLP, 3 blocks of 512) on L_simple, with a fresh
    z ~ q(z|x) / scale for every batch (batch 256, Adam ``--lr``), and keeps an exponential moving average of its
-   weights (decay 0.999, ``torch.optim.swa_utils``). At each ``--eval_at`` step it draws 10,000 latents from the
+   weights (decay 0.999, ``DDPM(ema_decay=0.999)``). At each ``--eval_at`` step it draws 10,000 latents from the
    EMA model (200 ancestral steps), multiplies them by ``scale``, decodes them with 0/1 pixels drawn from p(x|z),
    and scores them under the course's MNIST classifier against the binarized test images: the protocol of
    ``vaelib.course.sample_quality.model_scores``, the one that gives ``conv_vae`` FD 66.6 with z ~ N(0, I).
@@ -42,22 +42,17 @@ import vaelib  # noqa: E402
 from vaelib.course import pretrained_path  # noqa: E402
 from vaelib.course.sample_quality import load_classifier, sample_scores, test_reference  # noqa: E402
 from vaelib.diffusion import DDPM  # noqa: E402
+from vaelib.latent_diffusion import posterior_parameters  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "latent_diffusion-cpu.json"
 KEYS = ("fd", "confidence", "label_entropy")
 
 
-@torch.no_grad()
 def training_posteriors(vae, subset: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """q(z|x) of every training image, binarized once (seed 0): means and standard deviations ``(N, D)``."""
     train = vaelib.MNIST("train", binarize="dynamic", subset=subset)
-    x, _ = train.first(len(train), seed=0)
-    mus, stds = [], []
-    for batch in x.split(1000):
-        q = vae.encode(batch)
-        mus.append(q.mu)
-        stds.append(torch.exp(0.5 * q.logvar))
-    return torch.cat(mus), torch.cat(stds)
+    params = posterior_parameters(vae, train.first(len(train), seed=0)[0]).tensor
+    return params[:, 0], params[:, 1]
 
 
 @torch.no_grad()
@@ -93,8 +88,7 @@ def run(args) -> dict:
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        ddpm = DDPM(vae.latent_dim, steps=200, hidden=args.hidden, blocks=3)
-    ema = torch.optim.swa_utils.AveragedModel(ddpm, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.999))
+        ddpm = DDPM(vae.latent_dim, steps=200, hidden=args.hidden, blocks=3, scale=scale, ema_decay=0.999)
     optimizer = torch.optim.Adam(ddpm.parameters(), lr=args.lr)
     eval_at = sorted(set(args.eval_at) | {args.steps}) if not args.quick else [200]
     steps = eval_at[-1]
@@ -102,18 +96,18 @@ def run(args) -> dict:
     for step in range(1, steps + 1):
         start, cpu = time.perf_counter(), time.process_time()
         idx = torch.randint(len(mu), (args.batch_size,), generator=g)
-        z = (mu[idx] + std[idx] * torch.randn(len(idx), vae.latent_dim, generator=g)) / scale
+        z = mu[idx] + std[idx] * torch.randn(len(idx), vae.latent_dim, generator=g)
         loss = ddpm.loss_simple(z, generator=g).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        ema.update_parameters(ddpm)
+        ddpm.update_ema()
         losses.append(loss.item())
         trained += time.perf_counter() - start
         cpu_trained += time.process_time() - cpu
         if step in eval_at:
             start = time.perf_counter()
-            z = ema.module.sample(n, generator=torch.Generator().manual_seed(1)) * scale
+            z = ddpm.sample(n, generator=torch.Generator().manual_seed(1))
             sample_seconds = time.perf_counter() - start
             row = {"step": step, "train_seconds": round(trained, 1), "train_cpu_seconds": round(cpu_trained, 1),
                    "loss_simple": round(sum(losses[-500:]) / len(losses[-500:]), 4),
@@ -122,7 +116,7 @@ def run(args) -> dict:
             print(json.dumps(row), flush=True)
     if args.save and not args.quick:
         command = " ".join(["benchmarks/latent_diffusion.py", *sys.argv[1:]])
-        vaelib.save(ema.module, args.save, epoch=steps, history=rows,
+        vaelib.save(ddpm.averaged(), args.save, epoch=steps, history=rows,
                     run_config={"command": command, "steps": steps, "lr": args.lr, "batch_size": args.batch_size},
                     train_args={"vae": args.vae, "scale": scale, "ema_decay": 0.999})
     return {"vae": Path(args.vae).stem, "latent_dim": vae.latent_dim, "scale": round(scale, 4),

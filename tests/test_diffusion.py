@@ -100,3 +100,60 @@ def test_wrong_vectors_are_refused_and_plain_tensors_stay_images():
     with pytest.raises(DataError, match=r"images must be a tensor \(N, C, H, W\)"):   # unwrapped, it is images
         vaelib.fit(DDPM(2, steps=10, hidden=8, blocks=1), torch.randn(64, 2) * 5, objective=ddpm_objective,
                    epochs=1, progress=False)
+
+
+def _twins(scale: float):
+    """Two DDPMs with the same weights, one for data of std ``scale`` and one for unit-variance data."""
+    torch.manual_seed(0)
+    plain = DDPM(3, steps=20, hidden=16, blocks=1)
+    scaled = DDPM(3, steps=20, hidden=16, blocks=1, scale=scale)
+    scaled.load_state_dict(plain.state_dict())
+    return plain, scaled
+
+
+def test_a_scaled_ddpm_is_the_plain_one_on_the_data_divided_by_its_scale():
+    plain, scaled = _twins(2.5)
+    x = torch.randn(8, 3) * 2.5
+    g = lambda: torch.Generator().manual_seed(0)   # noqa: E731
+    assert torch.equal(scaled.loss_simple(x, generator=g()), plain.loss_simple(x / 2.5, generator=g()))
+    assert torch.allclose(scaled.sample(4, generator=g()), plain.sample(4, generator=g()) * 2.5)
+    # the bound is on the density of x itself: the change of variables adds D log(scale)
+    a, b = scaled.elbo_terms(x, generator=g()), plain.elbo_terms(x / 2.5, generator=g())
+    assert torch.allclose(a["nll_bound"], b["nll_bound"] + 3 * math.log(2.5))
+    assert torch.equal(a["diffusion"], b["diffusion"]) and torch.equal(a["prior"], b["prior"])
+    with pytest.raises(ValueError, match=r"scale=0: give the data's standard deviation"):
+        DDPM(3, scale=0)
+
+
+def test_the_weight_average_follows_the_optimizer_and_is_what_samples():
+    from vaelib.diffusion import EMAUpdate
+    torch.manual_seed(0)
+    model = DDPM(2, steps=10, hidden=8, blocks=1, ema_decay=0.5)
+    start = {k: v.clone() for k, v in model.predictor.state_dict().items()}
+    assert all(torch.equal(v, model.ema.state_dict()[k]) for k, v in start.items())
+    assert not any(p.requires_grad for p in model.ema.parameters())
+    vaelib.fit(model, TensorData(torch.randn(64, 2)), objective=ddpm_objective, epochs=1, batch_size=32,
+               callbacks=[EMAUpdate()], progress=False)
+    # two steps: ema = 0.25 start + 0.25 w1 + 0.5 w2, so it lies strictly between the start and the end
+    w = model.predictor.inp.weight
+    assert not torch.equal(model.ema.inp.weight, w) and not torch.equal(model.ema.inp.weight, start["inp.weight"])
+    averaged = model.averaged()
+    assert averaged.ema is None and averaged.config["ema_decay"] is None
+    assert all(torch.equal(v, model.ema.state_dict()[k]) for k, v in averaged.predictor.state_dict().items())
+    g = lambda: torch.Generator().manual_seed(1)   # noqa: E731
+    assert torch.equal(model.sample(3, generator=g()), averaged.sample(3, generator=g()))
+    with pytest.raises(ValueError, match=r"ema_decay=1.5: give a number in \(0, 1\)"):
+        DDPM(2, ema_decay=1.5)
+
+
+def test_latent_diffusion_trains_on_fresh_draws_of_the_posterior():
+    from vaelib.latent_diffusion import latent_ddpm_objective, latent_draws, latent_scale
+    mu, std = torch.zeros(4096, 2), torch.full((4096, 2), 3.0)
+    params = TensorData(torch.stack([mu, std], 1))
+    assert latent_scale(params) == pytest.approx(3.0, rel=0.03)      # z ~ N(0, 9): std 3
+    z1, z2 = latent_draws(params.tensor[:5]), latent_draws(params.tensor[:5])
+    assert not torch.equal(z1, z2)                                     # a new draw each batch
+    model = DDPM(2, steps=10, hidden=8, blocks=1, scale=3.0)
+    assert latent_ddpm_objective(model, params.tensor[:8]).loss.shape == ()
+    with pytest.raises(ValueError, match=r"expected posterior parameters \(B, 2, D\) or latents \(B, D\)"):
+        latent_ddpm_objective(model, torch.zeros(8, 3, 2, 1))

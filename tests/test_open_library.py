@@ -199,6 +199,9 @@ def test_every_pretrained_vae_loads_and_knows_its_data():
         elif type(model).__name__ == "VQVAE":       # notebook 15's, on grey MNIST or Fashion-MNIST
             dataset = "fashion_mnist" if path.name.startswith("vq_fashion") else "mnist"
             assert load_checkpoint(path)["data"] == {"dataset": dataset, "image_shape": [1, 28, 28], "binarize": None}
+        elif type(model).__name__ == "DDPM":        # notebook 16's: trained on conv_vae's latents, not on images
+            assert model.dim == 20 and load_checkpoint(path)["train_args"]["vae"] == "conv_vae", path
+            assert load_checkpoint(path)["data"] is None, path
         else:   # a prior over a VQ-VAE's codes: trained on codes, not on images
             assert type(model).__name__ == "CodePixelCNN" and model.grid == (7, 7), path
             assert load_checkpoint(path)["data"] is None, path
@@ -404,7 +407,7 @@ LAYERS = [
     {"bounds", "elbo"},
     {"vae"},
     {"checkpoints", "evaluation", "objectives", "plotting", "runs", "images"},
-    {"callbacks", "vqvae", "code_prior", "hierarchical", "diffusion"},
+    {"callbacks", "vqvae", "code_prior", "hierarchical", "diffusion", "latent_diffusion"},
     {"training"},
     {"train_run", "train_models"},
     {"course", "checks", "coursework", "widgets", "sample_quality", "settings", "pretrained"},

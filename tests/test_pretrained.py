@@ -78,6 +78,10 @@ EXPECTED_CODE_PRIOR = {  # name: (the VQ-VAE whose codes it models, bits per ima
     "vq_mnist_prior": ("vq_mnist", 170.0438),
 }
 
+# notebook 16's DDPM over conv_vae's latents: L_simple (one t and one eps per vector, generator seed 0) at the
+# posterior means of the first 500 test images (binarized with seed 0). Computed when it was shipped (after 9ec380f)
+EXPECTED_LATENT_DDPM = {"latent_ddpm": ("conv_vae", 4.693757)}
+
 # each model scored on the first 500 test images as it was trained: dynamically binarized, or grey levels
 SCORED = {**{name: ("dynamic", score) for name, score in EXPECTED.items()},
           **{name: (None, score) for name, score in EXPECTED_GREY.items()}}
@@ -86,7 +90,8 @@ SCORED = {**{name: ("dynamic", score) for name, score in EXPECTED.items()},
 def test_every_shipped_checkpoint_has_an_expected_score():
     # the classifiers of vaelib.course.sample_quality are not VAEs
     vaes = [p.stem for p in PRETRAINED.glob("*.pth") if not p.name.endswith("mnist_classifier.pth")]
-    assert sorted(vaes) == sorted([*SCORED, *EXPECTED_HIERARCHICAL, *EXPECTED_VQ, *EXPECTED_CODE_PRIOR])
+    assert sorted(vaes) == sorted([*SCORED, *EXPECTED_HIERARCHICAL, *EXPECTED_VQ, *EXPECTED_CODE_PRIOR,
+                                   *EXPECTED_LATENT_DDPM])
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +122,19 @@ def test_a_pretrained_code_prior_reproduces_its_test_bits(name):
     with torch.no_grad():
         measured = -vaelib.load(PRETRAINED / f"{name}.pth").log_prob(codes).mean().item() / math.log(2)
     assert measured == pytest.approx(bits, abs=2e-3)
+
+
+@needs_mnist
+@pytest.mark.parametrize("name", sorted(EXPECTED_LATENT_DDPM))
+def test_a_pretrained_latent_ddpm_reproduces_its_test_loss(name, first_500):
+    from vaelib.latent_diffusion import posterior_parameters
+    vae_name, loss = EXPECTED_LATENT_DDPM[name]
+    x, _ = first_500["dynamic"].first(500, seed=0)
+    means = posterior_parameters(vaelib.load(PRETRAINED / f"{vae_name}.pth"), x).tensor[:, 0]
+    with torch.no_grad():
+        ddpm = vaelib.load(PRETRAINED / f"{name}.pth")
+        measured = ddpm.loss_simple(means, generator=torch.Generator().manual_seed(0))
+    assert measured.mean().item() == pytest.approx(loss, abs=1e-4)
 
 
 @needs_mnist
@@ -192,6 +210,18 @@ def test_each_recipe_of_another_model_is_what_trained_its_checkpoint(name):
 
     from vaelib.train_models import MODELS
     recipe, ckpt = RECIPES[name], load_checkpoint(PRETRAINED / f"{name}.pth")
+    if recipe.kind == "latent_ddpm":     # trained by steps in the benchmark's own loop; shipped as its weight average
+        stored, run = ckpt["model"]["config"], ckpt["run_config"]
+        assert {**recipe.model, "scale": stored["scale"], "ema_decay": None} == stored
+        assert stored["scale"] == pytest.approx(recipe.model["scale"], abs=1e-4) and ckpt["data"] is None
+        assert ckpt["train_args"]["ema_decay"] == recipe.model["ema_decay"] and ckpt["train_args"]["vae"] == "conv_vae"
+        assert run["command"] == " ".join(recipe.command.split()[1:]) and run["lr"] == recipe.fit["lr"]
+        assert run["batch_size"] == recipe.fit["batch_size"]
+        assert round(run["steps"] * run["batch_size"] / 60_000) == recipe.epochs
+        result = json.loads((PRETRAINED.parent / "benchmarks" / "results" / "latent_diffusion-cpu.json").read_text())
+        points = result["conv_vae"]["points"]
+        assert points == ckpt["history"] and points[-1]["step"] == run["steps"]
+        return
     with torch.device("meta"):
         assert MODELS[recipe.kind](**recipe.model).config == ckpt["model"]["config"], name
     assert len(ckpt["history"]) == recipe.epochs == ckpt["epoch"] and recipe.keep == "last"
@@ -308,3 +338,24 @@ def test_load_or_train_trains_a_vq_vae_and_a_prior_over_its_codes_from_their_rec
     out = capsys.readouterr().out
     assert "training vq_fashion_fsq from its recipe: 1 epochs on 256 images" in out
     assert "training vq_mnist_prior from its recipe: 1 epochs on 256 images" in out
+
+
+@needs_mnist
+def test_load_or_train_trains_a_latent_ddpm_from_its_recipe(tmp_path, monkeypatch, capsys):
+    from vaelib.diffusion import DDPM
+    from vaelib.latent_diffusion import posterior_parameters
+    monkeypatch.setenv("VAELIB_PRETRAINED", str(tmp_path))
+    monkeypatch.setenv("VAELIB_FAST", "1")
+    vae = vaelib.load(PRETRAINED / "conv_vae.pth")
+    train, test = (posterior_parameters(vae, vaelib.MNIST(split, binarize="dynamic", subset=n).first(n)[0])
+                   for split, n in (("train", 512), ("test", 64)))
+    ddpm, history = load_or_train("latent_ddpm", train, test)
+    assert isinstance(ddpm, DDPM) and ddpm.config == RECIPES["latent_ddpm"].model and not ddpm.training
+    assert len(history) == 1 and history[-1]["step"] == 2       # batch 256, as the recipe says
+    # the average took two steps of decay 0.999 from the initial weights: close to them, and not equal
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        start = DDPM(**RECIPES["latent_ddpm"].model)
+    moved = (ddpm.ema.inp.weight - start.predictor.inp.weight).abs().max()
+    assert 0 < moved < (ddpm.predictor.inp.weight - start.predictor.inp.weight).abs().max()
+    assert "training latent_ddpm from its recipe: 1 epochs on 512 images" in capsys.readouterr().out

@@ -1,4 +1,5 @@
-"""vaelib train --model hierarchical|vqvae|code_prior and evaluate on their checkpoints (vaelib.train_models)."""
+"""vaelib train --model hierarchical|vqvae|code_prior|latent_ddpm and evaluate on their checkpoints
+(vaelib.train_models)."""
 import pytest
 import torch
 
@@ -100,11 +101,11 @@ def test_a_prior_over_a_vq_vaes_codes_trains_generates_and_is_scored(tmp_path, c
     assert f"trained on: the codes of the VQ-VAE {vq}" in capsys.readouterr().out
     # the prior alone, a prior given to a VAE, a VAE given as the prior: one line each, naming the fix
     assert main(["generate", "--checkpoint_path", str(last), "--output_path", str(tmp_path / "h.png")]) == 2
-    assert f"pass the VQ-VAE with the prior, --checkpoint_path {vq} --prior {last}" in capsys.readouterr().err
+    assert f"pass the model it was trained on with it, --checkpoint_path {vq} --prior {last}" in capsys.readouterr().err
     conv = str(vaelib.course.pretrained_path("conv_vae"))
     assert main(["generate", "--checkpoint_path", conv, "--prior", str(last),
                  "--output_path", str(tmp_path / "h.png")]) == 2
-    assert "holds a VAE: drop --prior" in capsys.readouterr().err
+    assert "holds a CodePixelCNN, not a DDPM over latents" in capsys.readouterr().err
     assert main(["evaluate", "--checkpoint_path", vq, "--prior", conv, "--subset", "10"]) == 2
     assert "holds a VAE, not a prior over codes" in capsys.readouterr().err
     assert main(["train", "q", "--runs_dir", runs, "--model", "code_prior", "--codes_of", conv, *SMALL]) == 2
@@ -121,10 +122,66 @@ def test_a_prior_over_a_vq_vaes_codes_trains_generates_and_is_scored(tmp_path, c
     (["--model", "vqvae", "--free_bits", "1"], "--free_bits does not apply to --model vqvae"),
     (["--model", "hierarchical", "--quantizer", "fsq"], "--quantizer does not apply to --model hierarchical"),
     (["--model", "hierarchical", "--binarize", "none"], "drop --binarize and --image_size"),
-    (["--quantizer", "fsq"], "--quantizer shapes a hierarchical VAE or a VQ-VAE: add --model"),
-    (["--latent_dims", "8", "4"], "--latent_dims shapes a hierarchical VAE or a VQ-VAE"),
+    (["--quantizer", "fsq"], "--quantizer shapes a VQ-VAE: add --model vqvae, or drop it"),
+    (["--latent_dims", "8", "4"], "--latent_dims shapes a hierarchical VAE: add --model hierarchical"),
+    (["--diffusion_steps", "50"], "--diffusion_steps shapes a latent DDPM: add --model latent_ddpm, or drop it"),
+    (["--model", "latent_ddpm"], "--latents_of is missing: a latent DDPM models the latents of a trained VAE"),
+    (["--model", "latent_ddpm", "--codes_of", "v.pth"], "--codes_of does not apply to --model latent_ddpm"),
+    (["--model", "vqvae", "--latents_of", "v.pth"], "--latents_of does not apply to --model vqvae"),
+    (["--latents_of", "v.pth"], "--latents_of names the VAE whose latents a latent DDPM learns: add --model "
+                                "latent_ddpm"),
+    (["--model", "latent_ddpm", "--latents_of", "pretrained/conv_vae.pth", "--ema_decay", "2"],
+     "--ema_decay 2.0: give a number in (0, 1)"),
+    (["--model", "latent_ddpm", "--latents_of", "pretrained/conv_vae.pth", "--binarize", "none"],
+     "--model latent_ddpm takes its data as it is built for (as its VAE was trained): drop --binarize"),
 ])
 def test_flags_that_do_not_apply_to_the_model_are_refused_before_anything_runs(tmp_path, capsys, argv, message):
     assert main(["train", "x", "--runs_dir", str(tmp_path / "runs"), *argv]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+@needs_mnist
+def test_a_ddpm_over_a_vaes_latents_trains_generates_and_is_scored(tmp_path, capsys):
+    from vaelib.diffusion import DDPM
+    runs, conv = str(tmp_path / "runs"), str(vaelib.course.pretrained_path("conv_vae"))
+    assert main(["train", "d", "--runs_dir", runs, "--model", "latent_ddpm", "--latents_of", conv,
+                 "--diffusion_steps", "20", "--hidden_units", "32", "--ema_decay", "0.9", "--batch_size", "64",
+                 *SMALL]) == 0
+    last = tmp_path / "runs" / "d" / "checkpoint_last.pth"
+    ddpm = vaelib.load(last)
+    assert isinstance(ddpm, DDPM) and ddpm.dim == 20 and ddpm.steps == 20 and ddpm.config["hidden"] == 32
+    assert ddpm.ema_decay == 0.9 and 0.9 < ddpm.scale < 1.1       # the std of conv_vae's z ~ q(z|x): about 1
+    assert ddpm.checkpoint["train_args"]["latents_of"] == conv and ddpm.checkpoint["data"] is None
+    assert "test_loss_simple" in ddpm.checkpoint["history"][-1]
+    # the average moved away from the initial weights, and is not the trained weights themselves
+    assert not torch.equal(ddpm.ema.inp.weight, ddpm.predictor.inp.weight)
+    assert main(["train", "d", "--runs_dir", runs, "--model", "latent_ddpm", "--resume_if_exists", "--subset", "300",
+                 "--num_epochs", "2", "--quiet"]) == 0           # continued without --latents_of: recorded
+    assert len(vaelib.load(last).checkpoint["history"]) == 2
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint_path", conv, "--prior", str(last), "--subset", "50",
+                 "--samples", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "test negative ELBO, one z ~ q(z|x) per image" in out and "with the DDPM's bound on log p(z)" in out
+    assert "100 decoded DDPM samples vs the 10,000 binarized test images" in out and "Frechet distance" in out
+    assert main(["generate", "--checkpoint_path", conv, "--prior", str(last), "--output_path", str(tmp_path / "g.png"),
+                 "--num_samples", "4", "--grid_size", "2"]) == 0
+    assert (tmp_path / "g.png").stat().st_size > 0
+    assert main(["generate", "--checkpoint_path", str(last), "--info_only"]) == 0
+    assert f"trained on: the latents of the VAE {conv}" in capsys.readouterr().out
+    # the DDPM alone, given to a VAE of another size, or to a VQ-VAE: one line each, naming the fix
+    assert main(["generate", "--checkpoint_path", str(last), "--output_path", str(tmp_path / "h.png")]) == 2
+    err = capsys.readouterr().err
+    assert f"pass the model it was trained on with it, --checkpoint_path {conv} --prior {last}" in err
+    two = str(vaelib.course.pretrained_path("vae_2d"))
+    assert main(["generate", "--checkpoint_path", two, "--prior", str(last),
+                 "--output_path", str(tmp_path / "h.png")]) == 2
+    assert "models 20-dimensional latents" in capsys.readouterr().err
+    vq = str(vaelib.course.pretrained_path("vq_mnist"))
+    assert main(["evaluate", "--checkpoint_path", vq, "--prior", str(last), "--subset", "10"]) == 2
+    assert "holds a DDPM, not a prior over codes" in capsys.readouterr().err
+    assert main(["train", "q", "--runs_dir", runs, "--model", "latent_ddpm", "--latents_of", vq, *SMALL]) == 2
+    assert "holds a VQVAE, not an unconditional VAE" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "q").exists()
+    assert not (tmp_path / "h.png").exists()

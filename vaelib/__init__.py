@@ -27,7 +27,8 @@ Modules, in the order the course teaches them (each is imported when first used,
   codebook usage; ``vaelib.vqvae``: a VQ-VAE trained by ``fit`` with ``vq_objective``;
   ``vaelib.code_prior``: a PixelCNN prior over its code grid
 - ``vaelib.diffusion``: a DDPM over vectors (a VAE's latents), its bound split per step, trained by ``fit`` on
-  ``vaelib.data.TensorData`` with ``ddpm_objective``
+  ``vaelib.data.TensorData`` with ``ddpm_objective``; ``vaelib.latent_diffusion``: a DDPM as a trained VAE's
+  prior, learned on its posteriors' draws
 - ``vaelib.course``: the course harness, apart from the library: notebook modes and figures, the
   pretrained checkpoints and their recipes, exercise checks, coursework, widgets, sample scores
 - ``vaelib.cli`` and ``vaelib.flags``: the command line, and its flags' names for the library's arguments

@@ -144,8 +144,9 @@ def _rebuild(info: dict, state_dict: dict, path) -> torch.nn.Module:
 
 
 def data_info(data) -> dict | None:
-    """What a checkpoint records of its training data (``None`` for none)."""
-    if data is None:
+    """What a checkpoint records of its training data (``None`` for none, or for vectors that are not images:
+    vaelib.data.TensorData)."""
+    if data is None or not getattr(data, "is_images", True):
         return None
     return {"dataset": getattr(data, "name", "images"), "image_shape": list(data.image_shape),
             "binarize": data.binarize}

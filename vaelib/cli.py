@@ -83,8 +83,13 @@ def _nothing_to_train(args, err) -> int:
     return 0 if err.done == err.epochs else 2
 
 
+MODEL_NAMES = {"hierarchical": "hierarchical VAE", "vqvae": "VQ-VAE", "code_prior": "code prior",
+               "latent_ddpm": "latent DDPM"}
+
+
 def _train_other(args, explicit: set) -> int:
-    """``train --model hierarchical|vqvae|code_prior``: vaelib.train_models, with the flags that apply to the model."""
+    """``train --model hierarchical|vqvae|code_prior|latent_ddpm``: vaelib.train_models, with the flags that apply to
+    the model."""
     from .data import DataError
     from .train_models import train_model
     from .train_run import NothingToTrain
@@ -96,15 +101,18 @@ def _train_other(args, explicit: set) -> int:
         shared -= {"free_bits", "beta_annealing_period"}
     if args.model == "code_prior":
         shared |= {"codes_of"}
+    if args.model == "latent_ddpm":
+        shared |= {"latents_of"}
     foreign = sorted(explicit - shared - set(own) - {"debug"})
     if foreign:
         raise UsageError(f"{', '.join('--' + f for f in foreign)} do{'es' * (len(foreign) == 1)} not apply to "
                          f"--model {args.model}: drop {'it' if len(foreign) == 1 else 'them'} (see 'vaelib train "
                          f"--help' for the flags of each model)")
     if "binarize" in explicit or "image_size" in explicit:
-        raise UsageError(f"--model {args.model} takes its data as it is built for (28x28, "
-                         f"{'dynamically binarized' if args.model == 'hierarchical' else 'grey levels'}): drop "
-                         f"--binarize and --image_size")
+        raise UsageError(f"--model {args.model} takes its data as it is built for ("
+                         + ("as its VAE was trained" if args.model == "latent_ddpm" else "28x28, " + (
+                             "dynamically binarized" if args.model == "hierarchical" else "grey levels"))
+                         + "): drop --binarize and --image_size")
     run_dir = _run_dir(args)
     model = {name: getattr(args, flag) for flag, name in own.items() if flag in explicit}
     settings = {RUN_FLAGS[flag]: getattr(args, flag) for flag in RUN_FLAGS if flag in explicit}
@@ -113,7 +121,7 @@ def _train_other(args, explicit: set) -> int:
                                                    ("free_bits", "free_bits")) if flag in explicit}
     try:
         train_model(run_dir, args.model, model, dataset=args.dataset if "dataset" in explicit else None,
-                    subset=args.subset, data_root=args.data_root, codes_of=args.codes_of,
+                    subset=args.subset, data_root=args.data_root, codes_of=args.codes_of, latents_of=args.latents_of,
                     resume_if_exists=args.resume_if_exists, **objective, **{**settings, "epochs": args.num_epochs},
                     device=str(pick_device(args.device)), progress=not args.quiet)
     except NothingToTrain as err:
@@ -132,11 +140,16 @@ def _train(args, explicit: set) -> int:
         return _train_other(args, explicit)
     new = sorted(explicit & {flag for flags in OTHER_MODEL_FLAGS.values() for flag in flags} - set(MODEL_FLAGS))
     if new:
-        raise UsageError(f"{', '.join('--' + f for f in new)} shape{'s' * (len(new) == 1)} a hierarchical VAE or a "
-                         f"VQ-VAE: add --model hierarchical or --model vqvae, or drop {'it' if len(new) == 1 else 'them'}")
+        models = [m for m, flags in OTHER_MODEL_FLAGS.items() if set(new) & set(flags)]
+        raise UsageError(f"{', '.join('--' + f for f in new)} shape{'s' * (len(new) == 1)} "
+                         f"{' or '.join('a ' + MODEL_NAMES[m] for m in models)}: add "
+                         f"{' or '.join('--model ' + m for m in models)}, or drop {'it' if len(new) == 1 else 'them'}")
     if "codes_of" in explicit:
         raise UsageError("--codes_of names the VQ-VAE whose codes a code prior learns: add --model code_prior, or drop "
                          "it")
+    if "latents_of" in explicit:
+        raise UsageError("--latents_of names the VAE whose latents a latent DDPM learns: add --model latent_ddpm, or "
+                         "drop it")
     from . import distributed
     from .callbacks import CollapseWarning, TensorBoard
     from .checkpoints import CheckpointError
@@ -217,28 +230,41 @@ def _check_output_file(path, image: bool = True) -> None:
         raise UsageError(str(err)) from None
 
 
-def _code_prior(model, args, device):
-    """The prior of ``--prior`` for the VQ-VAE ``model``, or ``None`` without one; a checkpoint of the wrong kind on
-    either side is refused in one line."""
+def _prior(model, args, device):
+    """The prior of ``--prior``, or ``None`` without one: a prior over the codes of the VQ-VAE ``model``, or a DDPM over
+    the latents of the VAE ``model``; a checkpoint of the wrong kind on either side is refused in one line."""
     from .checkpoints import load
     from .code_prior import CodePixelCNN
+    from .diffusion import DDPM
+    from .vae import VAE
     from .vqvae import VQVAE
-    if isinstance(model, CodePixelCNN):
-        vq = (getattr(model, "checkpoint", {}).get("train_args") or {}).get("codes_of") or "VQ.pth"
-        raise UsageError(f"{args.checkpoint_path} is a prior over a VQ-VAE's codes: pass the VQ-VAE with the prior, "
-                         f"--checkpoint_path {vq} --prior {args.checkpoint_path}")
+    for kind, key, what in ((CodePixelCNN, "codes_of", "a prior over a VQ-VAE's codes"),
+                            (DDPM, "latents_of", "a DDPM over a VAE's latents")):
+        if isinstance(model, kind):
+            upstream = (getattr(model, "checkpoint", {}).get("train_args") or {}).get(key) or "MODEL.pth"
+            raise UsageError(f"{args.checkpoint_path} is {what}: pass the model it was trained on with it, "
+                             f"--checkpoint_path {upstream} --prior {args.checkpoint_path}")
     if args.prior is None:
         return None
-    if not isinstance(model, VQVAE):
-        raise UsageError(f"--prior is a prior over a VQ-VAE's codes, and {args.checkpoint_path} holds a "
-                         f"{type(model).__name__}: drop --prior")
+    if not isinstance(model, (VQVAE, VAE)):
+        raise UsageError(f"--prior is a prior over a VQ-VAE's codes or a VAE's latents, and {args.checkpoint_path} "
+                         f"holds a {type(model).__name__}: drop --prior")
     prior = load(_checkpoint_path(args.prior), device=device)
-    if not isinstance(prior, CodePixelCNN):
-        raise UsageError(f"--prior {args.prior} holds a {type(prior).__name__}, not a prior over codes: give the "
-                         f"checkpoint of a 'vaelib train --model code_prior' run")
-    if prior.num_codes != model.num_codes:
-        raise UsageError(f"--prior {args.prior} models {prior.num_codes} codes and the VQ-VAE has {model.num_codes}: "
-                         f"give the prior trained on this VQ-VAE's codes (--codes_of)")
+    if isinstance(model, VQVAE):
+        if not isinstance(prior, CodePixelCNN):
+            raise UsageError(f"--prior {args.prior} holds a {type(prior).__name__}, not a prior over codes: give the "
+                             f"checkpoint of a 'vaelib train --model code_prior' run")
+        if prior.num_codes != model.num_codes:
+            raise UsageError(f"--prior {args.prior} models {prior.num_codes} codes and the VQ-VAE has "
+                             f"{model.num_codes}: give the prior trained on this VQ-VAE's codes (--codes_of)")
+        return prior
+    if not isinstance(prior, DDPM):
+        raise UsageError(f"--prior {args.prior} holds a {type(prior).__name__}, not a DDPM over latents: give the "
+                         f"checkpoint of a 'vaelib train --model latent_ddpm' run")
+    if prior.dim != model.latent_dim or getattr(model, "num_classes", 0):
+        raise UsageError(f"--prior {args.prior} models {prior.dim}-dimensional latents and {args.checkpoint_path} is a "
+                         f"{'conditional ' * bool(getattr(model, 'num_classes', 0))}VAE with {model.latent_dim}: give "
+                         f"the DDPM trained on this VAE's latents (--latents_of)")
     return prior
 
 
@@ -257,7 +283,7 @@ def _generate(args) -> int:
         raise UsageError(f"a grid of {args.grid_size}x{args.grid_size} holds {args.grid_size ** 2} images, not "
                          f"{args.num_samples}: raise --grid_size to {math.ceil(math.sqrt(args.num_samples))} or lower "
                          f"--num_samples")
-    prior = _code_prior(model, args, device)
+    prior = _prior(model, args, device)
     if prior is None and type(model).__name__ == "VQVAE":
         raise UsageError(f"a VQ-VAE has no prior over its codes: decoding uniform codes gives noise. Fit one with "
                          f"'vaelib train RUN --model code_prior --codes_of {args.checkpoint_path}', then pass it: "
@@ -267,12 +293,20 @@ def _generate(args) -> int:
 
         from .images import save_image_grid
         if args.digit is not None:
-            raise UsageError("--digit picks the class of a conditional VAE; a VQ-VAE with a prior over its codes "
-                             "is not conditional: drop it")
+            raise UsageError("--digit picks the class of a conditional VAE; a model with a prior of --prior is not "
+                             "conditional: drop it")
         generator = torch.Generator(device=device).manual_seed(args.seed)
-        codes = prior.sample(args.num_samples, generator=generator, temperature=args.temperature)
-        out = save_image_grid(model.decode_codes(codes), args.output_path, nrow=args.grid_size)
-        print(f"wrote {args.num_samples} samples (codes from {args.prior}, decoded) to {out}")
+        if type(prior).__name__ == "DDPM":
+            from .latent_diffusion import decode_samples
+            if args.temperature != 1.0:
+                raise UsageError("--temperature scales a Gaussian or a code prior's samples; a DDPM's latents come "
+                                 "from its reverse chain: drop it")
+            images, what = decode_samples(model, prior, args.num_samples, generator, binary=False), "latents"
+        else:
+            codes = prior.sample(args.num_samples, generator=generator, temperature=args.temperature)
+            images, what = model.decode_codes(codes), "codes"
+        out = save_image_grid(images, args.output_path, nrow=args.grid_size)
+        print(f"wrote {args.num_samples} samples ({what} from {args.prior}, decoded) to {out}")
         return 0
     try:
         out = sample_grid(model, args.output_path, args.num_samples, args.grid_size, args.seed, args.digit,
@@ -346,7 +380,9 @@ def _evaluate_other(model, args, device) -> int:
     from .checkpoints import load_checkpoint
     from .data import load_dataset
     from .runs import stored_data
-    prior = _code_prior(model, args, device)
+    prior = _prior(model, args, device)
+    if type(prior).__name__ == "DDPM":
+        return _score_latent_ddpm(model, prior, args, device)
     recorded = load_checkpoint(_checkpoint_path(args.checkpoint_path)).get("train_args") or {}
     hierarchical = type(model).__name__ == "HierarchicalVAE"
     unused = [f"--{flag}" for flag in ("binarize", "shard", "bounds", "precision", "batch_size")
@@ -385,6 +421,55 @@ def _evaluate_other(model, args, device) -> int:
         scores = model_scores(model, args.samples, seed=args.seed, binary=True, dataset=dataset)
         print(f"{args.samples:,} samples: FD {scores['fd']:.1f}, confidence {scores['confidence']:.3f}, label "
               f"entropy {scores['label_entropy']:.3f}")
+    return 0
+
+
+def _score_latent_ddpm(vae, ddpm, args, device) -> int:
+    """``evaluate VAE --prior DDPM``: the test ELBO with the DDPM as the VAE's prior beside its own N(0, I), one z ~
+    q(z|x) per image (the DDPM's term is its own bound, so the sum is still a lower bound on log p(x)); with
+    ``--samples`` the sample scores of decoded DDPM latents, as ``vaelib.course.sample_quality.model_scores``."""
+    import torch
+
+    from .runs import stored_data, stored_split
+    unused = [f"--{flag}" for flag in ("binarize", "shard", "bounds", "precision", "batch_size", "dataset")
+              if getattr(args, flag) not in (None, "fp32")]
+    if unused:
+        raise UsageError(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to a VAE with a DDPM "
+                         f"prior: drop {'it' if len(unused) == 1 else 'them'}")
+    test = stored_split(vae, "test", subset=args.subset, device=device, root=args.data_root)
+    print(f"evaluating {args.checkpoint_path} with the DDPM prior {args.prior} on {len(test):,} {test.name} test "
+          f"images, seed={args.seed}, {device}")
+    x, _ = test.first(len(test), seed=args.seed)
+    g = torch.Generator(device=device).manual_seed(args.seed)
+    own, with_ddpm = [], []
+    with torch.no_grad():
+        for batch in x.split(500):
+            q = vae.encode(batch)
+            z = q.rsample(generator=g)
+            log_px = vae.decode(z).log_prob(batch)
+            log_q = q.log_prob(z)
+            own.append(log_px + vae.prior().log_prob(z) - log_q)
+            with_ddpm.append(log_px - ddpm.elbo_terms(z, generator=g)["nll_bound"] - log_q)
+    own, with_ddpm = torch.cat(own), torch.cat(with_ddpm)
+    diff = with_ddpm - own
+    print(f"test negative ELBO, one z ~ q(z|x) per image: {-own.mean():.2f} nats with the VAE's own prior, "
+          f"{-with_ddpm.mean():.2f} with the DDPM's bound on log p(z) (difference {diff.mean():+.2f}, standard error "
+          f"{diff.std() / len(diff) ** 0.5:.2f})")
+    if args.samples:
+        from .course.sample_quality import load_classifier, sample_scores, test_reference
+        from .latent_diffusion import decode_samples
+        if stored_data(vae)["dataset"] != "mnist" or tuple(vae.image_shape) != (1, 28, 28):
+            raise UsageError("--samples scores digits with an MNIST classifier: it needs a VAE trained on MNIST "
+                             "(1x28x28)")
+        binary = test.binarize is not None
+        images = decode_samples(vae, ddpm, args.samples, torch.Generator(device=device).manual_seed(args.seed),
+                                binary=binary).cpu()
+        scores = sample_scores(images, test_reference("mnist", binarized=binary, seed=args.seed, root=args.data_root),
+                               load_classifier(device=device))
+        print(f"sample quality ({args.samples:,} decoded DDPM samples vs the 10,000 "
+              f"{'binarized' if binary else 'grey'} "
+              f"test images, MNIST classifier): Frechet distance {scores['fd']:.2f}, confidence "
+              f"{scores['confidence']:.3f}, label entropy {scores['label_entropy']:.3f} nats (max 2.303)")
     return 0
 
 

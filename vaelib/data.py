@@ -277,6 +277,7 @@ class TensorData:
     binarize = None
     num_classes = None
     classes = None
+    is_images = False    # what a checkpoint records of its data: nothing (vaelib.checkpoints.data_info)
 
     def __init__(self, tensor: torch.Tensor, labels=None):
         if not isinstance(tensor, torch.Tensor) or tensor.dim() < 1:

@@ -18,15 +18,17 @@ Shapes: vectors ``(B, D)``; ``t`` ``(B,)`` long in [1, T].
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
 from torch import nn
 
+from .callbacks import Callback
 from .objectives import Estimate
 from .validation import whole_number
 
-__all__ = ["NoiseSchedule", "NoisePredictor", "DDPM", "ddpm_objective"]
+__all__ = ["NoiseSchedule", "NoisePredictor", "DDPM", "ddpm_objective", "EMAUpdate"]
 
 
 class NoiseSchedule(nn.Module):
@@ -90,19 +92,59 @@ class DDPM(nn.Module):
 
     ``predictor``: any module ``(x_t, t) -> eps`` (default :class:`NoisePredictor`). ``self.config`` records the
     constructor's arguments (for the default predictor).
+
+    ``scale``: the standard deviation of the data; the diffusion runs on ``x / scale`` (unit variance, the scale the
+    schedule is written for) and :meth:`sample` returns vectors multiplied back. Stable Diffusion's
+    ``scaling_factor`` (0.18215 in SD 1.x) is ``1 / scale`` of its autoencoder's latents.
+
+    ``ema_decay``: keep an exponential moving average of the predictor's weights (``self.ema``, updated by
+    :meth:`update_ema` after each optimizer step: ``fit(..., callbacks=[EMAUpdate()])``); sampling and the bound
+    then use the average, as DDPM does (decay 0.9999 there). :meth:`averaged` returns the averaged model alone.
     """
 
     def __init__(self, dim: int, steps: int = 200, hidden: int = 512, blocks: int = 3,
-                 predictor: nn.Module | None = None):
+                 predictor: nn.Module | None = None, scale: float = 1.0, ema_decay: float | None = None):
         super().__init__()
         self.dim = whole_number("dim", dim)
+        if not (isinstance(scale, (int, float)) and scale > 0 and math.isfinite(scale)):
+            raise ValueError(f"scale={scale!r}: give the data's standard deviation, a number > 0")
+        if ema_decay is not None and not 0 < ema_decay < 1:
+            raise ValueError(f"ema_decay={ema_decay!r}: give a number in (0, 1), e.g. 0.999, or None for no average")
         self.schedule = NoiseSchedule(steps)
         self.predictor = NoisePredictor(dim, hidden, blocks, steps) if predictor is None else predictor
-        self.config = {"dim": dim, "steps": steps, "hidden": hidden, "blocks": blocks}
+        self.scale, self.ema_decay = float(scale), ema_decay
+        self.ema = None
+        if ema_decay is not None:     # a copy that the optimizer never sees
+            self.ema = copy.deepcopy(self.predictor).requires_grad_(False)
+        self.config = {"dim": dim, "steps": steps, "hidden": hidden, "blocks": blocks, "scale": self.scale,
+                       "ema_decay": ema_decay}
 
     @property
     def steps(self) -> int:
         return self.schedule.steps
+
+    @property
+    def denoiser(self) -> nn.Module:
+        """The predictor that samples and bounds: the moving average when there is one."""
+        return self.predictor if self.ema is None else self.ema
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """ema <- decay * ema + (1 - decay) * weights (call after each optimizer step)."""
+        if self.ema is None:
+            return
+        for avg, p in zip(self.ema.parameters(), self.predictor.parameters()):
+            avg.lerp_(p, 1 - self.ema_decay)
+
+    def averaged(self) -> "DDPM":
+        """A copy of this model whose predictor holds the averaged weights, with no average of its own: what to
+        ship (half the size)."""
+        config = {**self.config, "ema_decay": None}
+        if not isinstance(self.predictor, NoisePredictor):
+            config["predictor"] = copy.deepcopy(self.denoiser)
+        out = DDPM(**config).to(self.schedule.betas.device)
+        out.predictor.load_state_dict(self.denoiser.state_dict())
+        return out
 
     def _checked(self, x0: torch.Tensor) -> torch.Tensor:
         if x0.dim() != 2 or x0.shape[1] != self.dim:
@@ -112,7 +154,7 @@ class DDPM(nn.Module):
 
     def loss_simple(self, x0: torch.Tensor, generator=None) -> torch.Tensor:
         """L_simple per vector ``(B,)``: ||eps - eps_theta(x_t, t)||^2 at one uniform t in [1, T] and one eps."""
-        x0 = self._checked(x0)
+        x0 = self._checked(x0) / self.scale
         t = torch.randint(1, self.steps + 1, (len(x0),), device=x0.device, generator=generator)
         eps = torch.randn(x0.shape, device=x0.device, generator=generator)
         return (eps - self.predictor(self.schedule.q_sample(x0, t, eps), t)).pow(2).sum(1)
@@ -122,15 +164,17 @@ class DDPM(nn.Module):
         posterior variance beta_tilde (beta_1 at t = 1, where beta_tilde is 0)."""
         s = self.schedule
         beta, a = s.betas[t][:, None], s.alpha_bar[t][:, None]
-        mean = (xt - beta / (1 - a).sqrt() * self.predictor(xt, t)) / (1 - beta).sqrt()
+        mean = (xt - beta / (1 - a).sqrt() * self.denoiser(xt, t)) / (1 - beta).sqrt()
         var = torch.where(t[:, None] > 1, beta * (1 - s.alpha_bar[(t - 1).clamp_min(0)][:, None]) / (1 - a), beta)
         return mean, var
 
     @torch.no_grad()
     def elbo_terms(self, x0: torch.Tensor, generator=None) -> dict:
         """The bound's parts for each vector, one draw of x_t per t: ``{"prior": L_T (B,), "diffusion": (T-1, B) for
-        t = 2..T, "decoder": L_0 (B,), "nll_bound": their sum (B,)}``, nats. ``nll_bound`` is -ELBO >= -log p(x_0)."""
-        x0 = self._checked(x0)
+        t = 2..T, "decoder": L_0 (B,), "nll_bound": their sum (B,)}``, nats. ``nll_bound`` is -ELBO >= -log p(x_0).
+        With a ``scale``, the terms are those of ``x_0 / scale`` and ``L_0`` adds ``dim * log(scale)`` (the change of
+        variables), so ``nll_bound`` bounds the density of ``x_0`` itself."""
+        x0 = self._checked(x0) / self.scale
         s, b = self.schedule, len(x0)
         a_T = s.alpha_bar[self.steps]
         mean_T, var_T = a_T.sqrt() * x0, (1 - a_T)
@@ -145,7 +189,8 @@ class DDPM(nn.Module):
         t1 = torch.ones(b, dtype=torch.long, device=x0.device)
         x1 = s.q_sample(x0, t1, torch.randn(x0.shape, device=x0.device, generator=generator))
         mean_1, var_1 = self._reverse(x1, t1)
-        decoder = 0.5 * (torch.log(2 * math.pi * var_1) + (x0 - mean_1).pow(2) / var_1).sum(1)
+        decoder = 0.5 * (torch.log(2 * math.pi * var_1) + (x0 - mean_1).pow(2) / var_1).sum(1) + self.dim * math.log(
+            self.scale)
         diffusion = torch.stack(terms) if terms else x0.new_zeros(0, b)
         return {"prior": prior, "diffusion": diffusion, "decoder": decoder,
                 "nll_bound": prior + diffusion.sum(0) + decoder}
@@ -153,7 +198,7 @@ class DDPM(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, generator=None, trajectory: bool = False):
         """``n`` vectors by ancestral sampling from x_T ~ N(0, I) in T steps: ``(n, dim)``; with ``trajectory``,
-        also every step's x_t, ``(T + 1, n, dim)`` from x_T down to x_0."""
+        also every step's x_t, ``(T + 1, n, dim)`` from x_T down to x_0 (times ``scale``, as the data)."""
         was = self.training
         self.eval()
         try:
@@ -165,7 +210,7 @@ class DDPM(nn.Module):
                 noise = torch.randn(x.shape, device=device, generator=generator) if step > 1 else 0.0
                 x = mean + var.sqrt() * noise
                 path.append(x)
-            return (x, torch.stack(path)) if trajectory else x
+            return (x * self.scale, torch.stack(path) * self.scale) if trajectory else x * self.scale
         finally:
             self.train(was)
 
@@ -175,3 +220,10 @@ def ddpm_objective(model: DDPM, x: torch.Tensor, y=None, step: int = 0) -> Estim
     objective=ddpm_objective)``): L_simple, reported per vector as ``loss_simple``."""
     loss = model.loss_simple(x)
     return Estimate(loss.mean(), {"loss_simple": loss.detach().sum()})
+
+
+class EMAUpdate(Callback):
+    """``fit(ddpm, ..., callbacks=[EMAUpdate()])``: moves a :class:`DDPM`'s average after every optimizer step."""
+
+    def on_batch_end(self, run, estimate) -> None:
+        run.model.update_ema()

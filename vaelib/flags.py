@@ -149,13 +149,22 @@ def build_parser() -> argparse.ArgumentParser:
             ("collapse_threshold", float1, 0.01, "nats per latent dimension below which the posterior counts as "
              "collapsed"),
             ("threads", int1, None, THREADS),
-            ("model", ["vae", "hierarchical", "vqvae", "code_prior"], "vae", "what to train: a VAE, a hierarchical VAE "
+            ("model", ["vae", "hierarchical", "vqvae", "code_prior", "latent_ddpm"], "vae", "what to train: a VAE, a "
+             "hierarchical VAE "
              "with top-down inference (vaelib.hierarchical; --latent_dims, --inference, --hidden_units, --channels, KL "
              "warm-up over --beta_annealing_period epochs, --free_bits per layer), a VQ-VAE (vaelib.vqvae; "
-             "--quantizer, --num_codes, --code_dim, --commitment, --levels, --channels; grey images), or a PixelCNN "
-             "prior over a trained VQ-VAE's codes (vaelib.code_prior; --codes_of, --pixelcnn_layers, --hidden_units)"),
+             "--quantizer, --num_codes, --code_dim, --commitment, --levels, --channels; grey images), a PixelCNN "
+             "prior over a trained VQ-VAE's codes (vaelib.code_prior; --codes_of, --pixelcnn_layers, --hidden_units), "
+             "or a "
+             "DDPM over a trained VAE's latents (vaelib.latent_diffusion; --latents_of, --diffusion_steps, "
+             "--hidden_units, --ema_decay)"),
             ("codes_of", str, None, "--model code_prior: the checkpoint of the VQ-VAE whose codes of its own data set "
              "the prior learns"),
+            ("latents_of", str, None, "--model latent_ddpm: the checkpoint of the VAE whose latents (z ~ q(z|x) of its "
+             "own data set) the DDPM learns"),
+            ("diffusion_steps", int1, None, "--model latent_ddpm: the number T of noise levels (default: 200)"),
+            ("ema_decay", float1, None, "--model latent_ddpm: decay of the weights' moving average that samples "
+             "(default: 0.999)"),
             ("inference", ["top_down", "bottom_up"], None, "--model hierarchical: how q(z|x) runs through the layers "
              "(default: top_down)"),
             ("quantizer", ["vq", "ema", "ema_restart", "fsq"], None, "--model vqvae: codebook loss, EMA updates, EMA "
@@ -184,8 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
             ("grid_size", int1, 8, "images per row of the square grid"), ("seed", int0, 0, "random seed"),
             ("temperature", float1, 1.0, "scale of the prior samples: below 1 gives cleaner, less varied digits"),
             ("digit", int0, None, "for a conditional model: the digit (class) to draw (default: rows of 0 to 9)"),
-            ("prior", str, None, "for a VQ-VAE: the checkpoint of a prior over its codes ('train --model code_prior'), "
-             "whose samples are decoded"),
+            ("prior", str, None, "for a VQ-VAE: the checkpoint of a prior over its codes ('train --model code_prior'); "
+             "for a VAE: a DDPM over its latents ('train --model latent_ddpm'); its samples are decoded"),
             ("device", device_name, "cpu", "device to sample on")):
         _option(g, name, kind, default, text, metavar="LABEL" if name == "digit" else None)
     _add(g, "info_only", action="store_true", help="print what the checkpoint holds and generate nothing")
@@ -263,8 +272,10 @@ OTHER_MODEL_FLAGS = {"hierarchical": {"latent_dims": "latent_dims", "inference":
                                       "hidden_units": "hidden", "channels": "channels"},
                      "vqvae": {"quantizer": "quantizer", "num_codes": "num_codes", "code_dim": "code_dim",
                                "commitment": "commitment", "levels": "levels", "channels": "channels"},
-                     "code_prior": {"pixelcnn_layers": "layers", "hidden_units": "features"}}
-FLAG_OF.update(codes_of="codes_of", start_from="initial_checkpoint_path", resume_if_exists="resume_if_exists",
+                     "code_prior": {"pixelcnn_layers": "layers", "hidden_units": "features"},
+                     "latent_ddpm": {"diffusion_steps": "steps", "hidden_units": "hidden", "ema_decay": "ema_decay"}}
+FLAG_OF.update(codes_of="codes_of", latents_of="latents_of", ema_decay="ema_decay",
+               start_from="initial_checkpoint_path", resume_if_exists="resume_if_exists",
                overwrite="overwrite", out_dir="out", course_dir="nbgrader", digit="digit", temperature="temperature")
 
 

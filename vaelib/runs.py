@@ -375,6 +375,11 @@ def describe(checkpoint, path=None) -> str:
         grid = tuple(config["grid"])
         trained_on = (f"trained on: the codes of the VQ-VAE {codes_of}, grid {grid}" if codes_of else
                       f"trained on: codes on a grid {grid} (the VQ-VAE they came from is not recorded)")
+    elif type(model).__name__ == "DDPM":         # trained on vectors: a VAE's latents
+        args = ckpt.get("train_args") or {}
+        latents_of = args.get("latents_of") or args.get("vae")
+        trained_on = (f"trained on: the latents of the VAE {latents_of} (divided by scale {config['scale']:.4g})"
+                      if latents_of else f"trained on: {config['dim']}-dimensional vectors")
     else:
         trained_on = (f"trained on: {data['dataset']}, images {tuple(data['image_shape'])}, "
                       f"binarization {data['binarize'] or 'none'}")

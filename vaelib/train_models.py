@@ -1,10 +1,11 @@
 """vaelib's other latent-variable models trained on a named data set in a run folder: what
-``python -m vaelib train RUN --model hierarchical|vqvae|code_prior`` does, callable from Python.
+``python -m vaelib train RUN --model hierarchical|vqvae|code_prior|latent_ddpm`` does, callable from Python.
 
     from vaelib.train_models import train_model
     train_model("runs/hvae", "hierarchical", {"latent_dims": [32, 16]}, warmup_epochs=10, free_bits=0.5, epochs=40)
     train_model("runs/vq", "vqvae", {"quantizer": "ema_restart"}, dataset="fashion_mnist", epochs=5)
     train_model("runs/prior", "code_prior", codes_of="runs/vq/checkpoint_last.pth", epochs=2, lr=5e-3)
+    train_model("runs/ld", "latent_ddpm", latents_of="pretrained/conv_vae.pth", epochs=85, batch_size=256)
 
 The run folder is claimed as ``train_vae`` claims it (vaelib.runs.RunClaim); ``fit`` writes
 ``checkpoint_best.pth``, ``checkpoint_last.pth`` and ``history.csv`` there, and ``vaelib.load`` rebuilds the
@@ -17,6 +18,10 @@ model settings given with it that differ from the checkpoint's are refused.
 * ``"code_prior"``: vaelib.code_prior.CodePixelCNN over the codes that the VQ-VAE of the checkpoint ``codes_of``
   gives the images of its own data set (its ``num_codes`` is the VQ-VAE's), trained on their negative
   log-likelihood; ``vaelib generate --prior`` and ``vaelib evaluate --prior`` decode and score its samples.
+* ``"latent_ddpm"``: vaelib.diffusion.DDPM over the latents of the VAE of the checkpoint ``latents_of``
+  (vaelib.latent_diffusion: trained on L_simple with a fresh z ~ q(z|x) of its data set's images each batch, its
+  ``scale`` measured on them unless given, weights averaged with ``ema_decay`` 0.999 unless given); ``vaelib
+  generate --prior`` decodes its samples with the VAE, ``vaelib evaluate --prior --samples N`` scores them.
 """
 from __future__ import annotations
 
@@ -28,19 +33,26 @@ import torch
 from .checkpoints import load_checkpoint, model_from_checkpoint
 from .code_prior import CodePixelCNN, code_prior_objective, codes_as_images
 from .data import load_dataset
+from .diffusion import DDPM, EMAUpdate
 from .hierarchical import HierarchicalVAE, hierarchical_objective
+from .latent_diffusion import latent_ddpm_objective, latent_scale, posterior_parameters
 from .runs import RunClaim
 from .train_run import NothingToTrain
 from .training import fit
 from .vqvae import VQVAE, vq_objective
 
-__all__ = ["train_model", "MODELS", "OBJECTIVES"]
+__all__ = ["train_model", "MODELS", "OBJECTIVES", "CALLBACKS"]
 
-MODELS = {"hierarchical": HierarchicalVAE, "vqvae": VQVAE, "code_prior": CodePixelCNN}
+MODELS = {"hierarchical": HierarchicalVAE, "vqvae": VQVAE, "code_prior": CodePixelCNN, "latent_ddpm": DDPM}
 # the objective of each model without settings of its own (a hierarchy's is hierarchical_objective(warm-up, free bits))
-OBJECTIVES = {"vqvae": vq_objective, "code_prior": code_prior_objective}
-# a Bernoulli likelihood of binary images; MSE on grey ones (a code prior: the grey images its VQ-VAE encodes)
+OBJECTIVES = {"vqvae": vq_objective, "code_prior": code_prior_objective, "latent_ddpm": latent_ddpm_objective}
+# what fit needs beside the objective: a latent DDPM's weight average moves after every step
+CALLBACKS = {"latent_ddpm": EMAUpdate}
+# a Bernoulli likelihood of binary images; MSE on grey ones (a code prior: the grey images its VQ-VAE encodes; a
+# latent DDPM: the images as its VAE was trained on them)
 _BINARIZE = {"hierarchical": "dynamic", "vqvae": None, "code_prior": None}
+_WHAT = {"hierarchical": "hierarchical VAE", "vqvae": "VQ-VAE", "code_prior": "code prior",
+         "latent_ddpm": "latent DDPM"}
 
 
 def _vq_of(codes_of) -> VQVAE:
@@ -56,9 +68,24 @@ def _vq_of(codes_of) -> VQVAE:
     return vq
 
 
+def _vae_of(latents_of):
+    """The VAE of the checkpoint ``latents_of``, refused in one line when it is none."""
+    from .checkpoints import load
+    from .vae import VAE
+    if latents_of is None:
+        raise ValueError("latents_of= is missing: a latent DDPM models the latents of a trained VAE; give its "
+                         "checkpoint (latents_of='pretrained/conv_vae.pth')")
+    vae = load(latents_of)
+    kind = getattr(getattr(vae, "config", None), "posterior_kind", "gaussian")
+    if not isinstance(vae, VAE) or getattr(vae, "num_classes", 0) or kind != "gaussian":
+        raise ValueError(f"latents_of={str(latents_of)!r} holds a {type(vae).__name__}, not an unconditional VAE with "
+                         f"a Gaussian posterior: give the checkpoint of one ('vaelib train RUN')")
+    return vae
+
+
 def train_model(run_dir, kind: str, model: dict | None = None, *, dataset: str | None = None, subset: int | None = None,
                 data_root=None, warmup_epochs: int | None = None, free_bits: float | None = None,
-                resume_if_exists: bool = False, codes_of=None, log=print, **settings) -> list:
+                resume_if_exists: bool = False, codes_of=None, latents_of=None, log=print, **settings) -> list:
     """Train a ``kind`` model (:data:`MODELS`) built from ``model`` (its constructor's arguments) into ``run_dir``;
     return the history. ``settings``: vaelib.RunConfig fields (``epochs``, ``lr``, ``batch_size``, ``seed``...).
     The kind, its arguments, the data and the objective's settings are stored as the checkpoints' ``train_args``;
@@ -71,11 +98,14 @@ def train_model(run_dir, kind: str, model: dict | None = None, *, dataset: str |
     if kind not in MODELS:
         raise ValueError(f"model={kind!r}: choose one of {', '.join(MODELS)} (or vaelib.train_run.train_vae for a VAE)")
     if kind != "hierarchical" and (warmup_epochs or free_bits):
-        raise ValueError(f"warmup_epochs= and free_bits= shape a hierarchical VAE's KL terms, and a "
-                         f"{'VQ-VAE' if kind == 'vqvae' else 'code prior'} has none: drop them")
+        raise ValueError(f"warmup_epochs= and free_bits= shape a hierarchical VAE's KL terms, and a {_WHAT[kind]} has "
+                         f"none: drop them")
     if codes_of is not None and kind != "code_prior":
-        raise ValueError(f"codes_of= names the VQ-VAE whose codes a code prior models; a {kind} model takes images: "
-                         "drop it")
+        raise ValueError(f"codes_of= names the VQ-VAE whose codes a code prior models; a {_WHAT[kind]} does not take "
+                         "it: drop it")
+    if latents_of is not None and kind != "latent_ddpm":
+        raise ValueError(f"latents_of= names the VAE whose latents a latent DDPM models; a {_WHAT[kind]} does not "
+                         "take it: drop it")
     given = dict(model or {})
     with RunClaim(run_dir, resume_if_exists) as resume:
         run_dir = Path(run_dir)
@@ -84,14 +114,25 @@ def train_model(run_dir, kind: str, model: dict | None = None, *, dataset: str |
         if dataset is not None and recorded.get("dataset", dataset) != dataset:
             raise ValueError(f"dataset={dataset!r} contradicts the run being continued ({resume}), trained on "
                              f"{recorded['dataset']!r}: drop it (the data is taken from the checkpoint)")
+        from .runs import stored_data
         codes_of = recorded.get("codes_of") if codes_of is None else codes_of
+        latents_of = recorded.get("latents_of") if latents_of is None else latents_of
         vq = _vq_of(codes_of) if kind == "code_prior" else None
+        vae = _vae_of(latents_of) if kind == "latent_ddpm" else None
+        upstream = vq if vq is not None else vae
         if dataset is None:
-            from .runs import stored_data
-            dataset = recorded.get("dataset") or (stored_data(vq)["dataset"] if vq is not None else "mnist")
-        train, test = (load_dataset(dataset, split, _BINARIZE[kind], n, "cpu", data_root)
+            dataset = recorded.get("dataset") or (stored_data(upstream)["dataset"] if upstream is not None else "mnist")
+        binarize = stored_data(vae)["binarize"] if vae is not None else _BINARIZE[kind]
+        train, test = (load_dataset(dataset, split, binarize, n, "cpu", data_root)
                        for split, n in (("train", subset), ("test", subset and min(subset, 10000))))
-        if tuple(train.image_shape) != (1, 28, 28):
+        name, n_train, n_test = train.name, len(train), len(test)
+        if vae is not None:
+            if list(train.image_shape) != list(vae.image_shape):
+                raise ValueError(f"dataset={dataset!r} holds images {tuple(train.image_shape)} and the VAE of "
+                                 f"latents_of= takes {tuple(vae.image_shape)}: give the data set it was trained on")
+            # the DDPM's data: q(z|x) of each image (vaelib.latent_diffusion), a fresh z drawn every batch
+            train, test = (posterior_parameters(vae, data.first(len(data), seed=0)[0]) for data in (train, test))
+        elif tuple(train.image_shape) != (1, 28, 28):
             raise ValueError(f"dataset={dataset!r} holds images {tuple(train.image_shape)}: the {kind} model takes "
                              f"one-channel 28x28 images (mnist, fashion_mnist, kmnist)")
         if resume is not None:
@@ -104,6 +145,9 @@ def train_model(run_dir, kind: str, model: dict | None = None, *, dataset: str |
             if conflicts:
                 raise ValueError(", ".join(f"{k}={v!r}" for k, v in conflicts.items()) + " contradict the run being "
                                  f"continued ({resume}): drop them (the model is taken from the checkpoint)")
+            if vae is not None and built.dim != vae.latent_dim:
+                raise ValueError(f"latents_of={str(latents_of)!r} has {vae.latent_dim} latent dimensions, and the DDPM "
+                                 f"being continued models {built.dim}: give the VAE it was trained on")
             if vq is not None and built.num_codes != vq.num_codes:
                 raise ValueError(f"codes_of={str(codes_of)!r} has {vq.num_codes} codes, and the prior being continued "
                                  f"models {built.num_codes}: give the VQ-VAE it was trained on")
@@ -117,6 +161,12 @@ def train_model(run_dir, kind: str, model: dict | None = None, *, dataset: str |
                 if given.setdefault("num_codes", vq.num_codes) != vq.num_codes:
                     raise ValueError(f"num_codes={given['num_codes']} contradicts codes_of={str(codes_of)!r}, whose "
                                      f"codebook has {vq.num_codes} codes: drop it (the prior takes the VQ-VAE's)")
+            if vae is not None:
+                if given.setdefault("dim", vae.latent_dim) != vae.latent_dim:
+                    raise ValueError(f"dim={given['dim']} contradicts latents_of={str(latents_of)!r}, whose latents "
+                                     f"have {vae.latent_dim} dimensions: drop it (the DDPM takes the VAE's)")
+                given.setdefault("scale", latent_scale(train, seed=settings.get("seed", 0)))
+                given.setdefault("ema_decay", 0.999)
             try:
                 with torch.random.fork_rng(devices=[]):     # the initial weights come from the run's seed
                     torch.manual_seed(settings.get("seed", 0))
@@ -124,15 +174,20 @@ def train_model(run_dir, kind: str, model: dict | None = None, *, dataset: str |
             except TypeError as err:
                 raise ValueError(f"{kind}: {err}") from None
         warmup_epochs, free_bits = warmup_epochs or 0, free_bits or 0.0
-        settings["command"] = {"model": kind, **built.config, "dataset": train.name, "subset": subset,
+        settings["command"] = {"model": kind, **built.config, "dataset": name, "subset": subset,
                                "warmup_epochs": warmup_epochs, "free_bits": free_bits}
         steps = math.ceil(len(train) / settings.get("batch_size", 128))
         objective = (hierarchical_objective(warmup_epochs * steps, free_bits) if kind == "hierarchical"
                      else OBJECTIVES[kind])
-        size = sum(p.numel() for p in built.parameters())
-        what = "images" if vq is None else f"images' codes under {codes_of}"
-        log(f"training {kind} ({size:,} parameters, {built.config}) on {len(train):,} {train.name} {what}, tested on "
-            f"{len(test):,}{'' if resume is None else f', resuming {resume}'}")
+        if kind in CALLBACKS:
+            settings["callbacks"] = [CALLBACKS[kind](), *settings.get("callbacks", ())]
+        size = sum(p.numel() for p in built.parameters() if p.requires_grad)
+        what = (f"images' codes under {codes_of}" if vq is not None else f"images' latents under {latents_of}"
+                if vae is not None else "images")
+        log(f"training {kind} ({size:,} parameters, {built.config}) on {n_train:,} {name} {what}, tested on "
+            f"{n_test:,}{'' if resume is None else f', resuming {resume}'}")
+        if vae is not None:
+            settings["command"]["latents_of"] = str(latents_of)
         if vq is not None:     # the prior's data: the codes, as fit takes them (vaelib.code_prior.codes_as_images)
             settings["command"]["codes_of"] = str(codes_of)
             train, test = (codes_as_images(vq.encode_codes(data.first(len(data))[0])) for data in (train, test))
@@ -141,6 +196,7 @@ def train_model(run_dir, kind: str, model: dict | None = None, *, dataset: str |
     reported = (f"test ELBO {last['test_elbo']:.2f} nats, KL per layer " + ", ".join(
         f"{last[f'test_kl_{i + 1}']:.2f}" for i in range(len(built.latent_dims))) if kind == "hierarchical"
         else f"test MSE {last['test_mse']:.5f} per pixel" if kind == "vqvae"
+        else f"test L_simple {last['test_loss_simple']:.3f} per latent vector" if kind == "latent_ddpm"
         else f"test {last['test_bits']:.1f} bits per image (uniform codes: "
              f"{math.prod(built.grid) * math.log2(built.num_codes):.0f})")
     log(f"done: {len(history)} epochs, {reported}; checkpoints and history.csv in {run_dir}")

@@ -23,7 +23,7 @@ from ..checkpoints import load, load_checkpoint
 from ..data import as_data
 from ..hierarchical import hierarchical_objective
 from ..schedules import make_schedule
-from ..train_models import MODELS, OBJECTIVES
+from ..train_models import CALLBACKS, MODELS, OBJECTIVES
 from ..training import History, fit
 from ..vae import VAEConfig, build_vae
 from .settings import fast_mode
@@ -50,8 +50,9 @@ class Recipe:
         minutes: about how long ``epochs`` took on this project's 2-core CPU.
         kind: ``"vae"`` (``model`` is a VAEConfig's fields), or another model of vaelib.train_models.MODELS,
             ``model`` its constructor's arguments: ``"hierarchical"`` (``warmup_epochs`` and ``fit["free_bits"]`` are
-            its objective's), ``"vqvae"`` (trained on grey images) or ``"code_prior"`` (a prior over a VQ-VAE's
-            codes, trained on them as ``vaelib.code_prior.codes_as_images`` gives them).
+            its objective's), ``"vqvae"`` (trained on grey images), ``"code_prior"`` (a prior over a VQ-VAE's
+            codes, trained on them as ``vaelib.code_prior.codes_as_images`` gives them) or ``"latent_ddpm"`` (a
+            DDPM over a VAE's latents, trained on ``vaelib.latent_diffusion.posterior_parameters`` of its images).
     """
     model: dict
     epochs: int
@@ -92,6 +93,8 @@ _HIERARCHY = {"latent_dims": [32, 16]}
 _HIERARCHY_FLAGS = "--model hierarchical --latent_dims 32 16 --lr_schedule cosine"
 _VQ_FASHION = "python benchmarks/vq_fashion.py --save pretrained"
 _VQ_MNIST = "python benchmarks/vq_mnist.py --features 96 --layers 8 --prior_epochs 5 --save pretrained"
+_LATENT_DDPM = ("python benchmarks/latent_diffusion.py --steps 20000 --eval_at 1500 4000 8000 12000 "
+                "--save pretrained/latent_ddpm.pth")
 _GREY = {"bernoulli": "bce", "gaussian": "mse", "continuous_bernoulli": "continuous_bernoulli",
          "learned_gaussian": "learned_gaussian"}
 
@@ -162,6 +165,11 @@ RECIPES: dict[str, Recipe] = {
     "vq_mnist": Recipe({"quantizer": "ema_restart"}, 5, _VQ_MNIST, minutes=4, kind="vqvae", keep="last"),
     "vq_mnist_prior": Recipe({"num_codes": 256, "features": 96, "layers": 8, "kernel_size": 5}, 5, _VQ_MNIST,
                              minutes=10, kind="code_prior", fit={"lr": 1e-3, "lr_schedule": "cosine"}, keep="last"),
+    # notebook 16: a DDPM over conv_vae's latents (20,000 steps of batch 256: 85 epochs of the 60,000 images' q(z|x));
+    # scale is the std of z ~ q(z|x) that the benchmark measured on them
+    "latent_ddpm": Recipe({"dim": 20, "steps": 200, "hidden": 512, "blocks": 3, "scale": 0.9955, "ema_decay": 0.999},
+                          85, _LATENT_DDPM, minutes=10, kind="latent_ddpm", keep="last",
+                          fit={"lr": 1e-3, "batch_size": 256}),
 }
 
 
@@ -214,8 +222,9 @@ def load_or_train(name: str, train, test=None, *, train_from_scratch: bool = Fal
         else:
             model = MODELS[recipe.kind](**model_args)
     steps = math.ceil(len(train) / recipe.fit.get("batch_size", 128))
+    callbacks = [CALLBACKS[recipe.kind]()] if recipe.kind in CALLBACKS else []
     with tempfile.TemporaryDirectory() as run_dir:  # fit's checkpoints, for the continued runs and "best"
-        history = fit(model, train, test, run_dir=run_dir, device=device, progress=progress,
+        history = fit(model, train, test, run_dir=run_dir, device=device, progress=progress, callbacks=callbacks,
                       **recipe.fit_arguments(epochs, steps))
         for more in recipe.then if epochs == recipe.epochs else ():
             history = fit(model, train, test, run_dir=run_dir, device=device, progress=progress,
