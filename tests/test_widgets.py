@@ -129,3 +129,21 @@ def test_importance_explorer_redraws(model2d, small_test):
     assert "ESS" in numbers.value and "of 100" in numbers.value and numbers.value != text
     index.value = 7
     assert image.value != before
+
+
+def test_the_reverse_chain_explorer_decodes_the_step_it_shows(model2d):
+    from vaelib.course.widgets import chain_panel, reverse_chain_explorer
+    from vaelib.diffusion import DDPM
+    torch.manual_seed(0)
+    _, path = DDPM(2, steps=10, hidden=8, blocks=1).sample(4, generator=torch.Generator().manual_seed(0),
+                                                          trajectory=True)
+    assert torch.equal(chain_panel(model2d, path, 3), model2d.decode(path[3]).mean)
+    with pytest.raises(ValueError, match="step=11: the chain has steps 0 to 10"):
+        chain_panel(model2d, path, 11)
+    widget = reverse_chain_explorer(model2d, path)
+    step, caption, image = widget.children
+    assert step.value == 10 and "t = 0" in caption.value
+    before = image.value
+    step.value = 0
+    assert image.value != before and "t = 10" in caption.value and image.value == to_png(chain_panel(model2d, path, 0),
+                                                                                         nrow=4)

@@ -12,6 +12,7 @@ widget                              update function                           sh
 ``beta_explorer(models, data)``     ``beta_panel(models, beta, x)``           one model of a beta sweep
 ``digit_selector(cvae)``            ``decode_point(model, z, y=digit)``       a chosen digit, a style
 ``importance_explorer(m, data)``    ``importance_panel(model, data, i, k)``   L_k, ESS, heaviest z
+``reverse_chain_explorer(m, path)``  ``chain_panel(model, path, step)``        a DDPM's z_t, decoded
 ==================================  ========================================  =========================
 
 Images reach the browser as small PNGs in an ``ipywidgets.Image`` (no matplotlib redraw), so a
@@ -31,7 +32,7 @@ from ..plotting import image_grid, lerp, slerp
 
 __all__ = ["decode_point", "interpolate_point", "reconstruction_panel", "beta_panel", "principal_directions",
            "to_png", "latent_explorer", "interpolation_slider", "reconstruction_viewer", "beta_explorer",
-           "digit_selector", "importance_panel", "importance_explorer"]
+           "digit_selector", "importance_panel", "importance_explorer", "chain_panel", "reverse_chain_explorer"]
 
 SCALE = 4  # each pixel shown as 4x4 screen pixels: 28x28 as 112x112
 
@@ -287,3 +288,33 @@ def importance_explorer(model, data, ks=(1, 3, 10, 30, 100, 300), n_show: int = 
     index.observe(redraw, names="value")
     k.observe(redraw, names="value")
     return W.VBox([W.HBox([index, k]), numbers, image])
+
+
+@torch.no_grad()
+def chain_panel(model, path: torch.Tensor, step: int) -> torch.Tensor:
+    """The latents of a reverse chain at one step, decoded: ``path`` ``(T + 1, n, D)`` from x_T (index 0) down to x_0
+    (index T), as ``DDPM.sample(n, trajectory=True)`` returns it; ``step`` counts the denoising steps taken (0 =
+    pure noise). Returns the decoder's means ``(n, C, H, W)``."""
+    if not 0 <= step < len(path):
+        raise ValueError(f"step={step}: the chain has steps 0 to {len(path) - 1}")
+    return model.decode(path[step]).mean
+
+
+def reverse_chain_explorer(model, path: torch.Tensor):
+    """Step through a DDPM's reverse chain in ``model``'s latent space (``path`` as :func:`chain_panel` takes it):
+    each latent z_t decoded by the VAE."""
+    import ipywidgets as W
+
+    steps = len(path) - 1
+    step = W.IntSlider(steps, min=0, max=steps, description="step")
+    caption = W.Label()
+    image = W.Image(format="png")
+
+    def redraw(_=None):
+        image.value = to_png(chain_panel(model, path, step.value), nrow=min(8, path.shape[1]))
+        caption.value = (f"{step.value} of {steps} denoising steps taken: z_t at t = {steps - step.value}, decoded "
+                         f"(t = 0 is a sample of the DDPM prior)")
+
+    redraw()
+    step.observe(redraw, names="value")
+    return W.VBox([step, caption, image])

@@ -14,9 +14,9 @@ notebook run under nbval (``pytest --nbval-lax student/``) fails where a check f
 # One module per notebook, in course order, then the capstone projects; each lists its checks in __all__.
 from . import (introduction, autoencoders, elbo, kl, reparameterization, training, beta, latent_space,  # noqa: E402
                evaluation, conditional, your_own_data, autoregressive, posteriors, priors, hierarchical, vq,
-               capstone)
+               diffusion, capstone)
 
 _MODULES = (introduction, autoencoders, elbo, kl, reparameterization, training, beta, latent_space, evaluation,
-            conditional, your_own_data, autoregressive, posteriors, priors, hierarchical, vq, capstone)
+            conditional, your_own_data, autoregressive, posteriors, priors, hierarchical, vq, diffusion, capstone)
 __all__ = [name for module in _MODULES for name in module.__all__]
 globals().update({name: getattr(module, name) for module in _MODULES for name in module.__all__})
