@@ -461,10 +461,11 @@ save_figure(fig, "16_fd_over_training.png")
 plt.show()
 
 # %% [markdown]
-# 1,500 steps (95 CPU-seconds) give FD 56.8, barely better than N(0, I)'s 65.1, which is why a smoke-test run of
-# a few hundred steps (what `TRAIN_FROM_SCRATCH` gives in fast mode) scores *near or above* N(0, I): a small
-# latent DDPM needs thousands of steps before it beats the Gaussian prior. It passes the VampPrior's 16.1 between
-# 8,000 and 12,000 steps and reaches 12.1 at 20,000, about half-way from N(0, I) to the ceiling on a log scale.
+# 1,500 steps (95 CPU-seconds) give FD 56.8, barely better than N(0, I)'s 65.1: a small latent DDPM needs
+# thousands of steps before it beats the Gaussian prior. That is why fast mode loads the shipped DDPM like learner
+# mode does; trained from scratch in fast mode (`TRAIN_FROM_SCRATCH` with `VAELIB_FAST=1`: one epoch of 5,000
+# latents, 20 steps) it would be no better than N(0, I). It passes the VampPrior's 16.1 between 8,000 and 12,000
+# steps and reaches 12.1 at 20,000, three quarters of the way from N(0, I) to the ceiling on the figure's log scale.
 # Its remaining gap to 6.6 is what a larger network or a longer run would buy; the issue's calibration measured the
 # ceiling at 6.05 with other draws.
 #
