@@ -185,3 +185,21 @@ def test_a_ddpm_over_a_vaes_latents_trains_generates_and_is_scored(tmp_path, cap
     assert "holds a VQVAE, not an unconditional VAE" in capsys.readouterr().err
     assert not (tmp_path / "runs" / "q").exists()
     assert not (tmp_path / "h.png").exists()
+
+
+@needs_mnist
+def test_a_prior_whose_size_contradicts_its_model_is_refused(tmp_path):
+    from vaelib.train_models import train_model
+    conv, two = (str(vaelib.course.pretrained_path(name)) for name in ("conv_vae", "vae_2d"))
+    with pytest.raises(ValueError, match=r"dim=5 contradicts latents_of=.*conv_vae.pth', which has 20 latent "
+                                         r"dimensions: drop it \(the latent DDPM takes its model's\)"):
+        train_model(tmp_path / "a", "latent_ddpm", {"dim": 5}, latents_of=conv, subset=300, epochs=1, progress=False)
+    vq = str(vaelib.course.pretrained_path("vq_mnist"))
+    with pytest.raises(ValueError, match=r"num_codes=16 contradicts codes_of=.*vq_mnist.pth', which has 256 codes"):
+        train_model(tmp_path / "b", "code_prior", {"num_codes": 16}, codes_of=vq, subset=300, epochs=1, progress=False)
+    train_model(tmp_path / "c", "latent_ddpm", {"hidden": 16, "blocks": 1, "steps": 10}, latents_of=conv, subset=300,
+                epochs=1, batch_size=100, progress=False, log=lambda *_: None)
+    with pytest.raises(ValueError, match=r"latents_of=.*vae_2d.pth' has 2 latent dimensions, and the latent DDPM "
+                                         r"being continued models 20: give the model it was trained on"):
+        train_model(tmp_path / "c", "latent_ddpm", latents_of=two, resume_if_exists=True, subset=300, epochs=2,
+                    progress=False)

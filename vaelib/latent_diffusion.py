@@ -17,6 +17,7 @@ import torch
 from .data import TensorData
 from .diffusion import DDPM, ddpm_objective
 from .objectives import Estimate  # noqa: F401  (the objective's return type)
+from .vae import evaluating
 
 __all__ = ["posterior_parameters", "latent_scale", "latent_draws", "latent_ddpm_objective", "decode_samples"]
 
@@ -25,20 +26,16 @@ __all__ = ["posterior_parameters", "latent_scale", "latent_draws", "latent_ddpm_
 def posterior_parameters(vae, images: torch.Tensor, batch_size: int = 1000) -> TensorData:
     """q(z|x) of each image ``(N, C, H, W)`` under ``vae`` (a vaelib.VAE with a Gaussian posterior), as fit's data:
     :class:`vaelib.data.TensorData` of ``(N, 2, D)``, the means in ``[:, 0]`` and the standard deviations in
-    ``[:, 1]``. The VAE's train/eval mode is left as it was."""
+    ``[:, 1]``. The VAE's train/eval mode is left as it was (vaelib.vae.evaluating)."""
     if not hasattr(vae, "encode") or not hasattr(vae, "latent_dim"):
         raise ValueError(f"vae= is a {type(vae).__name__}: give a vaelib VAE with a Gaussian posterior q(z|x)")
-    was = vae.training
-    vae.eval()
-    try:
-        rows = []
+    rows = []
+    with evaluating(vae):
         for batch in images.split(batch_size):
             q = vae.encode(batch)
             if not hasattr(q, "logvar"):
                 raise ValueError("vae= has no diagonal-Gaussian posterior (mu, logvar): latent diffusion here needs one")
             rows.append(torch.stack([q.mu, torch.exp(0.5 * q.logvar)], 1))
-    finally:
-        vae.train(was)
     return TensorData(torch.cat(rows))
 
 
@@ -73,13 +70,9 @@ def decode_samples(vae, ddpm: DDPM, n: int, generator: torch.Generator | None = 
     if ddpm.dim != vae.latent_dim:
         raise ValueError(f"ddpm= models {ddpm.dim}-dimensional latents and the VAE has {vae.latent_dim}: give the DDPM "
                          f"trained on this VAE's latents")
-    was = vae.training
-    vae.eval()
-    try:
-        out = []
+    out = []
+    with evaluating(vae):
         for start in range(0, n, batch_size):
             z = ddpm.sample(min(batch_size, n - start), generator=generator)
             out.append(vae.likelihood.draw(vae.decoder(z), generator) if binary else vae.decode(z).mean)
-    finally:
-        vae.train(was)
     return torch.cat(out)

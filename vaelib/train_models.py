@@ -55,32 +55,28 @@ _WHAT = {"hierarchical": "hierarchical VAE", "vqvae": "VQ-VAE", "code_prior": "c
          "latent_ddpm": "latent DDPM"}
 
 
-def _vq_of(codes_of) -> VQVAE:
-    """The VQ-VAE of the checkpoint ``codes_of``, refused in one line when it is none."""
-    from .checkpoints import load
-    if codes_of is None:
-        raise ValueError("codes_of= is missing: a code prior models the codes of a trained VQ-VAE; give its "
-                         "checkpoint (codes_of='runs/vq/checkpoint_last.pth')")
-    vq = load(codes_of)
-    if not isinstance(vq, VQVAE):
-        raise ValueError(f"codes_of={str(codes_of)!r} holds a {type(vq).__name__}, not a VQ-VAE: give the checkpoint "
-                         f"of a VQ-VAE (train_model(run_dir, 'vqvae', ...))")
-    return vq
-
-
-def _vae_of(latents_of):
-    """The VAE of the checkpoint ``latents_of``, refused in one line when it is none."""
+def _upstream(kind: str, path):
+    """The model whose codes (``kind="code_prior"``, a VQ-VAE) or latents (``"latent_ddpm"``, an unconditional VAE
+    with a Gaussian posterior) the prior of ``kind`` models, loaded from ``path`` and refused in one line when it is
+    missing or of another kind."""
     from .checkpoints import load
     from .vae import VAE
-    if latents_of is None:
-        raise ValueError("latents_of= is missing: a latent DDPM models the latents of a trained VAE; give its "
-                         "checkpoint (latents_of='pretrained/conv_vae.pth')")
-    vae = load(latents_of)
-    kind = getattr(getattr(vae, "config", None), "posterior_kind", "gaussian")
-    if not isinstance(vae, VAE) or getattr(vae, "num_classes", 0) or kind != "gaussian":
-        raise ValueError(f"latents_of={str(latents_of)!r} holds a {type(vae).__name__}, not an unconditional VAE with "
-                         f"a Gaussian posterior: give the checkpoint of one ('vaelib train RUN')")
-    return vae
+    key, what, example = {
+        "code_prior": ("codes_of", "a code prior models the codes of a trained VQ-VAE", "runs/vq/checkpoint_last.pth"),
+        "latent_ddpm": ("latents_of", "a latent DDPM models the latents of a trained VAE", "pretrained/conv_vae.pth"),
+    }[kind]
+    if path is None:
+        raise ValueError(f"{key}= is missing: {what}; give its checkpoint ({key}={example!r})")
+    model = load(path)
+    if kind == "code_prior" and not isinstance(model, VQVAE):
+        raise ValueError(f"{key}={str(path)!r} holds a {type(model).__name__}, not a VQ-VAE: give the checkpoint of a "
+                         f"VQ-VAE (train_model(run_dir, 'vqvae', ...))")
+    posterior = getattr(getattr(model, "config", None), "posterior_kind", "gaussian")
+    if kind == "latent_ddpm" and (not isinstance(model, VAE) or getattr(model, "num_classes", 0)
+                                  or posterior != "gaussian"):
+        raise ValueError(f"{key}={str(path)!r} holds a {type(model).__name__}, not an unconditional VAE with a "
+                         f"Gaussian posterior: give the checkpoint of one ('vaelib train RUN')")
+    return model
 
 
 def train_model(run_dir, kind: str, model: dict | None = None, *, dataset: str | None = None, subset: int | None = None,
@@ -117,9 +113,13 @@ def train_model(run_dir, kind: str, model: dict | None = None, *, dataset: str |
         from .runs import stored_data
         codes_of = recorded.get("codes_of") if codes_of is None else codes_of
         latents_of = recorded.get("latents_of") if latents_of is None else latents_of
-        vq = _vq_of(codes_of) if kind == "code_prior" else None
-        vae = _vae_of(latents_of) if kind == "latent_ddpm" else None
+        vq = _upstream(kind, codes_of) if kind == "code_prior" else None
+        vae = _upstream(kind, latents_of) if kind == "latent_ddpm" else None
         upstream = vq if vq is not None else vae
+        # what the prior's size must match: the VQ-VAE's codebook, or the VAE's latent size
+        size_arg, path_arg, path, size, unit = (
+            ("num_codes", "codes_of", codes_of, vq.num_codes, "codes") if vq is not None else
+            ("dim", "latents_of", latents_of, vae.latent_dim, "latent dimensions") if vae is not None else (None,) * 5)
         if dataset is None:
             dataset = recorded.get("dataset") or (stored_data(upstream)["dataset"] if upstream is not None else "mnist")
         binarize = stored_data(vae)["binarize"] if vae is not None else _BINARIZE[kind]
@@ -145,26 +145,19 @@ def train_model(run_dir, kind: str, model: dict | None = None, *, dataset: str |
             if conflicts:
                 raise ValueError(", ".join(f"{k}={v!r}" for k, v in conflicts.items()) + " contradict the run being "
                                  f"continued ({resume}): drop them (the model is taken from the checkpoint)")
-            if vae is not None and built.dim != vae.latent_dim:
-                raise ValueError(f"latents_of={str(latents_of)!r} has {vae.latent_dim} latent dimensions, and the DDPM "
-                                 f"being continued models {built.dim}: give the VAE it was trained on")
-            if vq is not None and built.num_codes != vq.num_codes:
-                raise ValueError(f"codes_of={str(codes_of)!r} has {vq.num_codes} codes, and the prior being continued "
-                                 f"models {built.num_codes}: give the VQ-VAE it was trained on")
+            if upstream is not None and built.config[size_arg] != size:
+                raise ValueError(f"{path_arg}={str(path)!r} has {size} {unit}, and the {_WHAT[kind]} being continued "
+                                 f"models {built.config[size_arg]}: give the model it was trained on")
             done = len(stored.get("history") or [])
             if done >= settings.get("epochs", 10):
                 raise NothingToTrain(run_dir, done, settings.get("epochs", 10))
             warmup_epochs = recorded.get("warmup_epochs", 0) if warmup_epochs is None else warmup_epochs
             free_bits = recorded.get("free_bits", 0.0) if free_bits is None else free_bits
         else:
-            if vq is not None:
-                if given.setdefault("num_codes", vq.num_codes) != vq.num_codes:
-                    raise ValueError(f"num_codes={given['num_codes']} contradicts codes_of={str(codes_of)!r}, whose "
-                                     f"codebook has {vq.num_codes} codes: drop it (the prior takes the VQ-VAE's)")
+            if upstream is not None and given.setdefault(size_arg, size) != size:
+                raise ValueError(f"{size_arg}={given[size_arg]} contradicts {path_arg}={str(path)!r}, which has {size} "
+                                 f"{unit}: drop it (the {_WHAT[kind]} takes its model's)")
             if vae is not None:
-                if given.setdefault("dim", vae.latent_dim) != vae.latent_dim:
-                    raise ValueError(f"dim={given['dim']} contradicts latents_of={str(latents_of)!r}, whose latents "
-                                     f"have {vae.latent_dim} dimensions: drop it (the DDPM takes the VAE's)")
                 given.setdefault("scale", latent_scale(train, seed=settings.get("seed", 0)))
                 given.setdefault("ema_decay", 0.999)
             try:
