@@ -21,6 +21,9 @@ samples (issue 27, notebook 16).
 4. Scores the same way z ~ N(0, I) (the VAE's own prior) and z ~ q(z|x) of 10,000 training images (the aggregate
    posterior: the ceiling of any prior over this VAE's latents), and the VAE's reconstruction error on the 10,000
    binarized test images (the mean squared error per pixel of the decoder's mean at the posterior mean).
+5. Checks for copying: the median distance from 1,000 decoded samples (decoder means) to the nearest of the VAE's
+   reconstructions of the 60,000 training images, over the same for 1,000 reconstructed test images (``copying``:
+   about 1 for samples as novel as new digits, well below 1 for copies).
 
 Times are wall and CPU seconds of this process; the training excludes the evaluations.
 """
@@ -40,9 +43,9 @@ sys.path.insert(0, str(ROOT))
 
 import vaelib  # noqa: E402
 from vaelib.course import pretrained_path  # noqa: E402
-from vaelib.course.sample_quality import load_classifier, sample_scores, test_reference  # noqa: E402
+from vaelib.course.sample_quality import copying_ratio, load_classifier, sample_scores, test_reference  # noqa: E402
 from vaelib.diffusion import DDPM  # noqa: E402
-from vaelib.latent_diffusion import posterior_parameters  # noqa: E402
+from vaelib.latent_diffusion import decode_samples, posterior_parameters  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "latent_diffusion-cpu.json"
 KEYS = ("fd", "confidence", "label_entropy")
@@ -67,6 +70,17 @@ def scores(vae, z: torch.Tensor, reference, classifier, seed: int = 0) -> dict:
 def reconstruction_mse(vae, subset: int | None) -> float:
     x, _ = vaelib.MNIST("test", binarize="dynamic", subset=subset).first(10_000 if subset is None else subset, seed=0)
     return torch.cat([(vae.reconstruct(b) - b).pow(2).flatten(1).mean(1) for b in x.split(1000)]).mean().item()
+
+
+@torch.no_grad()
+def copying(vae, ddpm, mu: torch.Tensor, subset: int | None, n: int = 1000) -> dict:
+    """The memorization check: ``n`` decoded DDPM samples (decoder means) against the VAE's reconstructions of the
+    training images (at their posterior means ``mu``), beside ``n`` reconstructed test images: the median distance
+    to the nearest training reconstruction of each, and their ratio (vaelib.course.sample_quality.copying_ratio)."""
+    x, _ = vaelib.MNIST("test", binarize="dynamic", subset=subset).first(n, seed=0)
+    train = torch.cat([vae.decode(m).mean for m in mu.split(2000)])
+    samples = decode_samples(vae, ddpm, n, torch.Generator().manual_seed(2), binary=False)
+    return {k: round(v, 4) for k, v in copying_ratio(samples, vae.reconstruct(x), train).items()}
 
 
 def run(args) -> dict:
@@ -121,6 +135,7 @@ def run(args) -> dict:
                     train_args={"vae": args.vae, "scale": scale, "ema_decay": 0.999})
     return {"vae": Path(args.vae).stem, "latent_dim": vae.latent_dim, "scale": round(scale, 4),
             "reconstruction_mse": round(reconstruction_mse(vae, subset), 5), "samples": n,
+            "copying": copying(vae, ddpm, mu, subset, 200 if args.quick else 1000),
             "ddpm": {**ddpm.config, "parameters": sum(p.numel() for p in ddpm.parameters()), "lr": args.lr,
                      "batch_size": args.batch_size, "ema_decay": 0.999},
             "baselines": baselines, "points": rows,

@@ -292,3 +292,15 @@ def test_the_shipped_fashion_classifier_reads_fashion_mnist():
     fd_real = sq.sample_scores(FashionMNIST("train", subset=2000).images, reference, classifier)["fd"]
     fd_digits = sq.sample_scores(sq.mnist_test_reference()[:2000], reference, classifier)["fd"]
     assert fd_real * 10 < fd_digits, (fd_real, fd_digits)
+
+
+def test_the_copying_ratio_tells_copies_from_new_draws():
+    from vaelib.course.sample_quality import copying_ratio, nearest_distances
+    g = torch.Generator().manual_seed(0)
+    train, held_out = torch.rand(500, 1, 4, 4, generator=g), torch.rand(200, 1, 4, 4, generator=g)
+    x = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
+    assert torch.allclose(nearest_distances(x, torch.tensor([[0.0, 1.0], [3.0, 0.0]])), torch.tensor([1.0, 4.0]))
+    copies = copying_ratio(train[:200] + 0.001, held_out, train)          # training rows, barely moved
+    fresh = copying_ratio(torch.rand(200, 1, 4, 4, generator=g), held_out, train)
+    assert copies["ratio"] < 0.01 and 0.8 < fresh["ratio"] < 1.25
+    assert fresh["held_out"] == copies["held_out"] > 0

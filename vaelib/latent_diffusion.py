@@ -34,7 +34,8 @@ def posterior_parameters(vae, images: torch.Tensor, batch_size: int = 1000) -> T
         for batch in images.split(batch_size):
             q = vae.encode(batch)
             if not hasattr(q, "logvar"):
-                raise ValueError("vae= has no diagonal-Gaussian posterior (mu, logvar): latent diffusion here needs one")
+                raise ValueError("vae= has no diagonal-Gaussian posterior (mu, logvar): latent diffusion here "
+                                 "needs one")
             rows.append(torch.stack([q.mu, torch.exp(0.5 * q.logvar)], 1))
     return TensorData(torch.cat(rows))
 

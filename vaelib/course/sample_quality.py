@@ -115,7 +115,7 @@ from ..files import atomic_write
 __all__ = ["MNISTClassifier", "ClassifierError", "train_classifier", "classifier_accuracy", "save_classifier",
            "load_classifier", "classifier_path", "extract_features", "classifier_outputs", "feature_statistics",
            "frechet_distance", "frechet_distance_from_statistics", "classifier_scores", "sample_scores",
-           "mnist_test_reference", "test_reference", "model_scores",
+           "mnist_test_reference", "test_reference", "model_scores", "nearest_distances", "copying_ratio",
            "CLASSIFIER_FILE", "CLASSIFIER_FILES", "TRAIN_COMMAND", "DATASETS"]
 
 # one classifier per data set: an FD is only comparable under the classifier of the images' own data set
@@ -560,6 +560,23 @@ def sample_scores(samples, reference=None, classifier: MNISTClassifier | None = 
     scores = {"fd": frechet_distance(features, reference_features), **_scores_from_probabilities(probs)}
     scores["n_reference"] = len(reference_features)
     return scores
+
+
+@torch.no_grad()
+def nearest_distances(x: torch.Tensor, train: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """The Euclidean distance from each row of ``x`` ``(N, ...)`` to its nearest row of ``train`` ``(M, ...)``, both
+    flattened: ``(N,)``. A memorization check compares the samples' distances with those of held-out data."""
+    train = train.flatten(1).float()
+    return torch.cat([torch.cdist(chunk.flatten(1).float(), train).min(1).values for chunk in x.split(batch_size)])
+
+
+def copying_ratio(samples: torch.Tensor, held_out: torch.Tensor, train: torch.Tensor) -> dict:
+    """How close a model's ``samples`` sit to its training data, against ``held_out`` data from the same source:
+    ``{"samples", "held_out"}`` (the median distance to the nearest training row of each) and ``"ratio"``, the
+    first over the second. About 1 means the samples are as novel as new data; well below 1, that they copy (compare
+    like with like: e.g. decoded samples against the VAE's reconstructions of training and test images)."""
+    ours, theirs = nearest_distances(samples, train).median().item(), nearest_distances(held_out, train).median().item()
+    return {"samples": ours, "held_out": theirs, "ratio": ours / theirs}
 
 
 # ---------------------------------------------------------------------------------------------------
