@@ -217,7 +217,7 @@ def test_each_recipe_of_another_model_is_what_trained_its_checkpoint(name):
         assert ckpt["train_args"]["ema_decay"] == recipe.model["ema_decay"] and ckpt["train_args"]["vae"] == "conv_vae"
         assert run["command"] == " ".join(recipe.command.split()[1:]) and run["lr"] == recipe.fit["lr"]
         assert run["batch_size"] == recipe.fit["batch_size"]
-        assert round(run["steps"] * run["batch_size"] / 60_000) == recipe.epochs
+        assert round(run["steps"] * run["batch_size"] / 60_000) == recipe.epochs == ckpt["epoch"]
         result = json.loads((PRETRAINED.parent / "benchmarks" / "results" / "latent_diffusion-cpu.json").read_text())
         points = result["conv_vae"]["points"]
         assert points == ckpt["history"] and points[-1]["step"] == run["steps"]
