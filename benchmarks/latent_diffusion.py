@@ -130,7 +130,9 @@ def run(args) -> dict:
             print(json.dumps(row), flush=True)
     if args.save and not args.quick:
         command = " ".join(["benchmarks/latent_diffusion.py", *sys.argv[1:]])
-        vaelib.save(ddpm.averaged(), args.save, epoch=round(steps * args.batch_size / len(mu)), history=rows,
+        shipped = ddpm.averaged()
+        shipped.predictor.half()   # stored in float16 (half the file); vaelib.load casts it back to float32
+        vaelib.save(shipped, args.save, epoch=round(steps * args.batch_size / len(mu)), history=rows,
                     run_config={"command": command, "steps": steps, "lr": args.lr, "batch_size": args.batch_size},
                     train_args={"vae": args.vae, "scale": scale, "ema_decay": 0.999})
     return {"vae": Path(args.vae).stem, "latent_dim": vae.latent_dim, "scale": round(scale, 4),
